@@ -1,0 +1,27 @@
+#!/bin/sh
+# deps.sh - install the Debian packages Parley needs to build, run and test, idempotently.
+# Usage: scripts/deps.sh [build|test]   (test adds the third-party peers the tests use)
+set -eu
+
+BUILD_PKGS="make cmake pkg-config clang libclang-rt-14-dev gcc libc6-dev libssl-dev openssl
+libexpat1-dev libsqlite3-dev sqlite3 libidn-dev"
+TEST_PKGS="libcmocka-dev python3 python3-slixmpp python3-pytest procps iproute2"
+
+want="$BUILD_PKGS"
+[ "${1:-build}" = test ] && want="$want $TEST_PKGS"
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

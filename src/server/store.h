@@ -1,0 +1,73 @@
+/* store.h - the storage interface: accounts, rosters, offline messages.
+ *
+ * One interface, several back ends (SQLite now, PostgreSQL later), chosen by the
+ * config's store URI. Every function returns a store_status; callers check it. Calls are
+ * synchronous; the SQLite back end runs in WAL mode so they are short. */
+#ifndef PARLEY_STORE_H
+#define PARLEY_STORE_H
+
+#include "../common/scram.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    STORE_OK = 0,
+    STORE_NOT_FOUND,
+    STORE_EXISTS,
+    STORE_FULL,  /* a per-user cap was reached (offline messages) */
+    STORE_ERROR, /* the store failed; store_last_error() says why */
+} store_status;
+
+/* RFC 6121 subscription states, with pending flags kept beside them. */
+typedef enum { SUB_NONE = 0, SUB_TO = 1, SUB_FROM = 2, SUB_BOTH = 3 } sub_state;
+
+typedef struct roster_item {
+    char *contact;     /* bare JID, normalised */
+    char *name;        /* may be NULL */
+    sub_state sub;
+    int ask_out;       /* we asked the contact to subscribe ("pending out") */
+    int pending_in;    /* the contact asked us and we have not answered */
+    char *pending_in_stanza; /* the subscribe stanza to re-deliver on login, or NULL */
+    char **groups;
+    size_t ngroups;
+} roster_item;
+
+void roster_item_clear(roster_item *item);
+void roster_items_free(roster_item *items, size_t n);
+
+typedef struct store store;
+
+/* Open by URI: "sqlite:PATH". Creates the schema if needed. NULL with a reason in err. */
+store *store_open(const char *uri, char *err, size_t errlen);
+void store_close(store *st);
+const char *store_last_error(const store *st);
+
+/* ---- accounts (user = normalised bare JID) ---- */
+/* Create with one credential per SCRAM hash (SHA-1 and SHA-256). */
+store_status store_user_create(store *st, const char *user, const scram_cred *creds, size_t ncreds);
+store_status store_user_set_creds(store *st, const char *user, const scram_cred *creds, size_t ncreds);
+store_status store_user_get_cred(store *st, const char *user, scram_hash hash, scram_cred *out);
+store_status store_user_exists(store *st, const char *user);
+/* Deletes the account with its roster entries and offline messages. */
+store_status store_user_delete(store *st, const char *user);
+store_status store_user_list(store *st, void (*fn)(void *ud, const char *user), void *ud);
+
+/* ---- roster ---- */
+store_status store_roster_get(store *st, const char *user, roster_item **items, size_t *n);
+store_status store_roster_get_item(store *st, const char *user, const char *contact, roster_item *out);
+/* Insert or replace the whole item (groups included). */
+store_status store_roster_put(store *st, const char *user, const roster_item *item);
+store_status store_roster_del(store *st, const char *user, const char *contact);
+/* Roster version (XEP-0237): a counter bumped by every put/del. */
+store_status store_roster_version(store *st, const char *user, int64_t *version);
+
+/* ---- offline messages (XEP-0160) ---- */
+/* Append a serialized stanza; STORE_FULL if the user already has max messages. */
+store_status store_offline_push(store *st, const char *user, const char *stanza, int max);
+/* Call fn on each stored stanza in arrival order, then delete them (only if every fn
+ * returned 0: a failure keeps them for the next time). */
+store_status store_offline_pop(store *st, const char *user,
+                               int (*fn)(void *ud, const char *stanza), void *ud);
+store_status store_offline_count(store *st, const char *user, int *count);
+
+#endif
