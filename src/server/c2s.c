@@ -1,0 +1,380 @@
+/* c2s.c - client-to-server streams: stream header and features, STARTTLS, the hand-off
+ * to SASL, resource binding, then stanzas into the router. Also the session time-outs. */
+#include "c2s.h"
+#include "../common/buf.h"
+#include "../common/dict.h"
+#include "../common/jid.h"
+#include "../common/log.h"
+#include "../common/tls.h"
+#include "../common/util.h"
+#include "../common/xmlstream.h"
+#include "conn.h"
+#include "presence.h"
+#include "router.h"
+#include "sasl.h"
+#include "stanza.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void on_data(void *ud, const char *data, size_t len);
+static void on_tls_ready(void *ud);
+static void on_close(void *ud, const char *reason);
+static xs_action on_stream_open(void *ud, const xml_node *root);
+static xs_action on_stanza(void *ud, xml_node *stanza);
+static xs_action on_stream_close(void *ud);
+
+static const conn_handlers c2s_conn_handlers = {on_data, on_tls_ready, on_close};
+static const xmlstream_handlers c2s_xs_handlers = {on_stream_open, on_stanza, on_stream_close};
+
+void c2s_accept(server *srv, int fd, const char *peer, int direct_tls)
+{
+    c2s *s = xcalloc(1, sizeof *s);
+    s->srv = srv;
+    s->connected_ms = s->last_input_ms = time_mono_ms();
+    s->direct_tls = direct_tls;
+    s->state = C2S_STREAM_START;
+    s->conn = conn_new(srv, fd, peer, &c2s_conn_handlers, s);
+    if (!s->conn) {
+        free(s);
+        return;
+    }
+    s->xs = xmlstream_new(&c2s_xs_handlers, s, srv->cfg.max_stanza_size);
+    s->next_all = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev_all = s;
+    srv->sessions = s;
+    if (direct_tls && conn_start_tls(s->conn, srv->tls_ctx) < 0)
+        conn_close(s->conn, "TLS setup failed");
+    log_debug("c2s %s: connected%s", peer, direct_tls ? " (direct TLS)" : "");
+}
+
+static void write_str(c2s *s, const char *text)
+{
+    conn_write(s->conn, text, strlen(text));
+}
+
+void c2s_send(c2s *s, const xml_node *stanza)
+{
+    buf out;
+    buf_init(&out);
+    xml_serialize(stanza, XMLNS_CLIENT, &out);
+    conn_write(s->conn, out.data, out.len);
+    buf_free(&out);
+}
+
+static void send_stream_header(c2s *s, const char *client_from)
+{
+    random_token(s->stream_id, sizeof s->stream_id - 1);
+    buf out;
+    buf_init(&out);
+    buf_append_str(&out, "<?xml version='1.0'?><stream:stream xmlns='" XMLNS_CLIENT
+                         "' xmlns:stream='" XMLNS_STREAM "' version='1.0' xml:lang='en' id='");
+    buf_append_str(&out, s->stream_id);
+    buf_append_str(&out, "' from='");
+    buf_append_xml_escaped(&out, s->srv->cfg.domain, strlen(s->srv->cfg.domain), 1);
+    if (client_from) {
+        buf_append_str(&out, "' to='");
+        buf_append_xml_escaped(&out, client_from, strlen(client_from), 1);
+    }
+    buf_append_str(&out, "'>");
+    conn_write(s->conn, out.data, out.len);
+    buf_free(&out);
+    s->stream_open = 1;
+}
+
+void c2s_stream_error(c2s *s, const char *condition, const char *text)
+{
+    if (conn_is_closing(s->conn))
+        return;
+    /* RFC 6120 4.9.1.1: an error before the peer's header is sent inside our own header. */
+    if (!s->stream_open)
+        send_stream_header(s, NULL);
+    xml_node *err = xml_new(XMLNS_STREAM, "error");
+    xml_add_child(err, XMLNS_STREAMS, condition);
+    if (text) {
+        xml_node *t = xml_add_child(err, XMLNS_STREAMS, "text");
+        xml_set_attr(t, "xml:lang", "en");
+        xml_add_text(t, text, strlen(text));
+    }
+    buf out;
+    buf_init(&out);
+    xml_serialize(err, XMLNS_CLIENT, &out);
+    buf_append_str(&out, "</stream:stream>");
+    conn_write(s->conn, out.data, out.len);
+    buf_free(&out);
+    xml_free(err);
+    log_info("c2s %s%s%s: stream error <%s/>%s%s", conn_peer(s->conn), s->full ? " " : "",
+             s->full ? s->full : "", condition, text ? ": " : "", text ? text : "");
+    conn_close_after_flush(s->conn, condition);
+}
+
+static void send_features(c2s *s)
+{
+    xml_node *f = xml_new(XMLNS_STREAM, "features");
+    if (!conn_is_tls(s->conn)) {
+        xml_node *tls = xml_add_child(f, XMLNS_TLS, "starttls");
+        xml_add_child(tls, NULL, "required");
+        s->state = C2S_WAIT_TLS;
+    } else if (!s->user) {
+        sasl_add_features(s, f);
+        s->state = C2S_WAIT_AUTH;
+    } else {
+        xml_add_child(f, XMLNS_BIND, "bind");
+        xml_node *sess = xml_add_child(f, XMLNS_SESSION, "session");
+        xml_add_child(sess, NULL, "optional");
+        xml_add_child(f, XMLNS_ROSTERVER, "ver");
+        s->state = C2S_WAIT_BIND;
+    }
+    c2s_send(s, f);
+    xml_free(f);
+}
+
+static xs_action on_stream_open(void *ud, const xml_node *root)
+{
+    c2s *s = ud;
+    const char *from = xml_get_attr(root, "from");
+    char *client_from = from ? jid_normalize(from) : NULL;
+    send_stream_header(s, client_from);
+    free(client_from);
+
+    if (!str_eq(xml_get_attr(root, "xmlns"), XMLNS_CLIENT)) {
+        c2s_stream_error(s, "invalid-namespace", "this port serves jabber:client streams");
+        return XS_STOP;
+    }
+    const char *version = xml_get_attr(root, "version");
+    if (!version || strncmp(version, "1.", 2) != 0) {
+        c2s_stream_error(s, "unsupported-version", "XMPP 1.0 streams only");
+        return XS_STOP;
+    }
+    const char *to = xml_get_attr(root, "to");
+    if (to) {
+        char *domain = jid_normalize(to);
+        int ok = domain && strcmp(domain, s->srv->cfg.domain) == 0;
+        free(domain);
+        if (!ok) {
+            c2s_stream_error(s, "host-unknown", "this server does not serve that domain");
+            return XS_STOP;
+        }
+    }
+    send_features(s);
+    return XS_CONTINUE;
+}
+
+static xs_action on_stream_close(void *ud)
+{
+    c2s *s = ud;
+    write_str(s, "</stream:stream>");
+    conn_close_after_flush(s->conn, "client closed the stream");
+    return XS_STOP;
+}
+
+static void handle_bind(c2s *s, xml_node *iq)
+{
+    xml_node *bind = xml_child(iq, XMLNS_BIND, "bind");
+    char *requested = bind ? xml_child_text(bind, XMLNS_BIND, "resource") : NULL;
+    char *resource = NULL;
+    if (requested && *requested) {
+        resource = jid_normalize_resource(requested);
+        if (!resource) {
+            xml_node *err = stanza_error(iq, "modify", "bad-request", "invalid resource");
+            c2s_send(s, err);
+            xml_free(err);
+            free(requested);
+            return;
+        }
+    } else {
+        resource = xmalloc(17);
+        random_token(resource, 16);
+    }
+    free(requested);
+    s->resource = resource;
+    s->full = xasprintf("%s/%s", s->user, resource);
+    router_bind(s->srv, s);
+    s->state = C2S_BOUND;
+
+    xml_node *res = stanza_iq_result(iq);
+    xml_set_attr(res, "to", NULL);
+    xml_set_attr(res, "from", NULL);
+    xml_node *b = xml_add_child(res, XMLNS_BIND, "bind");
+    xml_node *j = xml_add_child(b, NULL, "jid");
+    xml_add_text(j, s->full, strlen(s->full));
+    c2s_send(s, res);
+    xml_free(res);
+
+    char desc[128];
+    tls_describe(conn_ssl(s->conn), desc, sizeof desc);
+    log_info("c2s %s: bound %s over %s", conn_peer(s->conn), s->full, desc);
+}
+
+static xs_action stanza_while_bound(c2s *s, xml_node *stanza)
+{
+    if (!stanza_is_routable(stanza) || !str_eq(stanza->ns, XMLNS_CLIENT)) {
+        xml_free(stanza);
+        c2s_stream_error(s, "unsupported-stanza-type", NULL);
+        return XS_STOP;
+    }
+    /* RFC 6120 8.1.2.1: the server stamps the sender's full JID, whatever the client said. */
+    xml_set_attr(stanza, "from", s->full);
+    router_route(s->srv, s, stanza);
+    return conn_is_closing(s->conn) ? XS_STOP : XS_CONTINUE;
+}
+
+static xs_action on_stanza(void *ud, xml_node *stanza)
+{
+    c2s *s = ud;
+    switch (s->state) {
+    case C2S_STREAM_START:
+        xml_free(stanza);
+        c2s_stream_error(s, "not-well-formed", "stanza before the stream header");
+        return XS_STOP;
+    case C2S_WAIT_TLS:
+        if (xml_is(stanza, XMLNS_TLS, "starttls")) {
+            xml_free(stanza);
+            write_str(s, "<proceed xmlns='" XMLNS_TLS "'/>");
+            if (conn_start_tls(s->conn, s->srv->tls_ctx) < 0) {
+                conn_close(s->conn, "TLS setup failed");
+                return XS_STOP;
+            }
+            s->stream_open = 0;
+            return XS_RESTART; /* anything the client sent after <starttls/> is discarded */
+        }
+        xml_free(stanza);
+        c2s_stream_error(s, "policy-violation", "TLS is required: use STARTTLS first");
+        return XS_STOP;
+    case C2S_WAIT_AUTH:
+        if (str_eq(stanza->ns, XMLNS_SASL)) {
+            sasl_step r = sasl_handle(s, stanza);
+            if (r == SASL_STEP_SUCCESS) {
+                s->stream_open = 0;
+                return XS_RESTART;
+            }
+            return r == SASL_STEP_CLOSED ? XS_STOP : XS_CONTINUE;
+        }
+        xml_free(stanza);
+        c2s_stream_error(s, "not-authorized", "authenticate first");
+        return XS_STOP;
+    case C2S_WAIT_BIND:
+        if (str_eq(stanza->name, "iq") && str_eq(xml_get_attr(stanza, "type"), "set") &&
+            xml_child(stanza, XMLNS_BIND, "bind")) {
+            handle_bind(s, stanza);
+            xml_free(stanza);
+            return XS_CONTINUE;
+        }
+        xml_free(stanza);
+        c2s_stream_error(s, "not-authorized", "bind a resource first");
+        return XS_STOP;
+    case C2S_BOUND:
+        return stanza_while_bound(s, stanza);
+    }
+    xml_free(stanza);
+    return XS_STOP;
+}
+
+static void on_data(void *ud, const char *data, size_t len)
+{
+    c2s *s = ud;
+    s->last_input_ms = time_mono_ms();
+    s->ping_outstanding = 0;
+    xs_status st = xmlstream_feed(s->xs, data, len);
+    switch (st) {
+    case XS_OK:
+    case XS_STOPPED:
+    case XS_RESTARTED:
+        return;
+    case XS_ERR_XML:
+        c2s_stream_error(s, "not-well-formed", xmlstream_error_text(s->xs));
+        return;
+    case XS_ERR_RESTRICTED:
+        c2s_stream_error(s, "restricted-xml", xmlstream_error_text(s->xs));
+        return;
+    case XS_ERR_TOO_BIG:
+        c2s_stream_error(s, "policy-violation", xmlstream_error_text(s->xs));
+        return;
+    case XS_ERR_BAD_NS:
+        c2s_stream_error(s, "invalid-namespace", xmlstream_error_text(s->xs));
+        return;
+    }
+}
+
+static void on_tls_ready(void *ud)
+{
+    c2s *s = ud;
+    /* The next bytes must be a fresh stream header (RFC 6120 5.4.3.3). */
+    xmlstream_reset(s->xs);
+    s->stream_open = 0;
+    s->state = C2S_STREAM_START;
+}
+
+static void on_close(void *ud, const char *reason)
+{
+    c2s *s = ud;
+    server *srv = s->srv;
+    log_info("c2s %s%s%s: closed: %s", conn_peer(s->conn), s->full ? " " : "",
+             s->full ? s->full : "", reason);
+    if (s->state == C2S_BOUND) {
+        presence_session_end(srv, s);
+        router_unbind(srv, s);
+    }
+    if (s->prev_all)
+        s->prev_all->next_all = s->next_all;
+    else
+        srv->sessions = s->next_all;
+    if (s->next_all)
+        s->next_all->prev_all = s->prev_all;
+    sasl_reset(s);
+    xmlstream_free(s->xs);
+    xml_free(s->presence);
+    dict_free(s->directed, NULL);
+    free(s->user);
+    free(s->resource);
+    free(s->full);
+    free(s);
+}
+
+void c2s_housekeeping(server *srv)
+{
+    int64_t now = time_mono_ms();
+    int64_t handshake_ms = (int64_t)srv->cfg.handshake_timeout * 1000;
+    int64_t idle_ms = (int64_t)srv->cfg.idle_timeout * 1000;
+    for (c2s *s = srv->sessions; s; s = s->next_all) {
+        if (conn_is_closing(s->conn))
+            continue;
+        if (s->state != C2S_BOUND) {
+            if (now - s->connected_ms > handshake_ms) {
+                if (conn_in_handshake(s->conn))
+                    conn_close(s->conn, "TLS handshake timed out");
+                else
+                    c2s_stream_error(s, "connection-timeout", "authentication took too long");
+            }
+            continue;
+        }
+        if (now - s->last_input_ms <= idle_ms)
+            continue;
+        if (!s->ping_outstanding) {
+            /* XEP-0199: ask a silent client whether it is still there before dropping it. */
+            s->ping_outstanding = 1;
+            s->last_input_ms = now - idle_ms + handshake_ms; /* answer within handshake_ms */
+            xml_node *iq = xml_new(XMLNS_CLIENT, "iq");
+            xml_set_attr(iq, "type", "get");
+            xml_set_attr(iq, "id", "c2s-idle-ping");
+            xml_set_attr(iq, "from", srv->cfg.domain);
+            xml_set_attr(iq, "to", s->full);
+            xml_add_child(iq, XMLNS_PING, "ping");
+            c2s_send(s, iq);
+            xml_free(iq);
+        } else {
+            c2s_stream_error(s, "connection-timeout", "no answer to ping");
+        }
+    }
+}
+
+void c2s_shutdown_all(server *srv)
+{
+    for (c2s *s = srv->sessions; s; s = s->next_all)
+        c2s_stream_error(s, "system-shutdown", "the server is shutting down");
+    conn_flush_all(srv);
+    for (c2s *s = srv->sessions; s; s = s->next_all)
+        conn_close(s->conn, "server shutdown");
+    conn_flush_all(srv);
+}

@@ -1,0 +1,348 @@
+/* conn.c - non-blocking TCP/TLS connection with bounded output and deferred close. */
+#include "conn.h"
+#include "../common/buf.h"
+#include "../common/log.h"
+#include "../common/tls.h"
+#include "../common/util.h"
+
+#include <openssl/err.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct conn {
+    server *srv;
+    int fd;
+    SSL *ssl;
+    SSL_CTX *tls_pending; /* STARTTLS accepted: begin TLS once plaintext output is flushed */
+    int handshaking;
+    const conn_handlers *h;
+    void *ud;
+    buf out;
+    int closing;     /* queued for reaping: no more reads or writes */
+    int flush_close; /* close once out is empty */
+    int read_wants_write;
+    const char *reason;
+    int64_t flush_close_deadline;
+    conn *next_dirty;
+    conn *next_closing;   /* reaping happens outside any callback, so a handler never */
+    conn *next_lingering; /* sees its own (or another) connection freed under it */
+    int dirty;
+    char peer[64];
+};
+
+static void on_fd_event(ev_loop *loop, int fd, void *ud, int mask);
+
+conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, void *ud)
+{
+    conn *c = xcalloc(1, sizeof *c);
+    c->srv = srv;
+    c->fd = fd;
+    c->h = h;
+    c->ud = ud;
+    buf_init(&c->out);
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    if (ev_watch(srv->loop, fd, EV_READ, on_fd_event, c) < 0) {
+        log_warn("cannot watch connection from %s: %s", peer, strerror(errno));
+        close(fd);
+        free(c);
+        return NULL;
+    }
+    srv->nconns++;
+    return c;
+}
+
+SSL *conn_ssl(const conn *c) { return c->ssl; }
+int conn_is_tls(const conn *c) { return c->ssl != NULL && !c->handshaking; }
+const char *conn_peer(const conn *c) { return c->peer; }
+int conn_is_closing(const conn *c) { return c->closing || c->flush_close; }
+int conn_in_handshake(const conn *c) { return c->handshaking; }
+
+static void mark_dirty(conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->next_dirty = c->srv->dirty;
+    c->srv->dirty = c;
+}
+
+void conn_close(conn *c, const char *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->reason = reason;
+    ev_modify(c->srv->loop, c->fd, 0);
+    c->next_closing = c->srv->closing;
+    c->srv->closing = c;
+}
+
+void conn_close_after_flush(conn *c, const char *reason)
+{
+    if (c->closing || c->flush_close)
+        return;
+    c->flush_close = 1;
+    c->reason = reason;
+    /* A peer that stops reading must not keep a closing connection alive forever. */
+    c->flush_close_deadline = time_mono_ms() + 2000;
+    c->next_lingering = c->srv->lingering;
+    c->srv->lingering = c;
+    mark_dirty(c);
+}
+
+void conn_write(conn *c, const char *data, size_t len)
+{
+    if (c->closing)
+        return;
+    if (c->out.len + len > c->srv->cfg.max_output_buffer) {
+        log_warn("%s: output buffer over %zu bytes (peer not reading), closing", c->peer,
+                 c->srv->cfg.max_output_buffer);
+        conn_close(c, "output buffer limit exceeded");
+        return;
+    }
+    buf_append(&c->out, data, len);
+    mark_dirty(c);
+}
+
+static void set_interest(conn *c)
+{
+    int mask = c->flush_close ? 0 : EV_READ;
+    if (c->out.len || c->read_wants_write || c->handshaking)
+        mask |= EV_WRITE;
+    if (c->handshaking)
+        mask |= EV_READ;
+    ev_modify(c->srv->loop, c->fd, mask);
+}
+
+static void tls_failed(conn *c, const char *what)
+{
+    char err[256];
+    tls_last_error(err, sizeof err);
+    log_info("%s: %s: %s", c->peer, what, err);
+    conn_close(c, what);
+}
+
+static void begin_tls(conn *c)
+{
+    SSL *ssl = SSL_new(c->tls_pending);
+    c->tls_pending = NULL;
+    if (!ssl || SSL_set_fd(ssl, c->fd) != 1) {
+        SSL_free(ssl);
+        tls_failed(c, "TLS setup failed");
+        return;
+    }
+    SSL_set_accept_state(ssl);
+    c->ssl = ssl;
+    c->handshaking = 1;
+}
+
+int conn_start_tls(conn *c, SSL_CTX *ctx)
+{
+    if (c->ssl || c->tls_pending)
+        return -1;
+    c->tls_pending = ctx;
+    if (c->out.len == 0)
+        begin_tls(c);
+    else
+        mark_dirty(c);
+    set_interest(c);
+    return 0;
+}
+
+/* Write queued output. Returns 0, or -1 if the connection failed. */
+static int flush_out(conn *c)
+{
+    while (c->out.len && !c->closing) {
+        if (c->ssl) {
+            if (c->handshaking)
+                break;
+            int n = SSL_write(c->ssl, c->out.data, (int)(c->out.len > 1 << 30 ? 1 << 30 : c->out.len));
+            if (n <= 0) {
+                int e = SSL_get_error(c->ssl, n);
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+                    break;
+                tls_failed(c, "TLS write failed");
+                return -1;
+            }
+            buf_consume(&c->out, (size_t)n);
+        } else {
+            ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                    break;
+                log_debug("%s: write: %s", c->peer, strerror(errno));
+                conn_close(c, "write failed");
+                return -1;
+            }
+            buf_consume(&c->out, (size_t)n);
+        }
+    }
+    if (c->out.len == 0) {
+        buf_shrink(&c->out);
+        if (c->tls_pending)
+            begin_tls(c);
+        if (c->flush_close && !c->closing) {
+            if (c->ssl && !c->handshaking)
+                SSL_shutdown(c->ssl); /* best effort close_notify */
+            conn_close(c, c->reason);
+            return 0;
+        }
+    }
+    if (!c->closing)
+        set_interest(c);
+    return 0;
+}
+
+static void do_handshake(conn *c)
+{
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->handshaking = 0;
+        char desc[128];
+        tls_describe(c->ssl, desc, sizeof desc);
+        log_debug("%s: TLS established: %s", c->peer, desc);
+        c->h->on_tls_ready(c->ud);
+        set_interest(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return;
+    tls_failed(c, "TLS handshake failed");
+}
+
+static void read_input(conn *c)
+{
+    char data[16384];
+    while (!c->closing && !c->flush_close && !c->tls_pending && !c->handshaking) {
+        ssize_t n;
+        if (c->ssl) {
+            c->read_wants_write = 0;
+            int r = SSL_read(c->ssl, data, (int)sizeof data);
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ)
+                    return;
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    c->read_wants_write = 1;
+                    set_interest(c);
+                    return;
+                }
+                if (e == SSL_ERROR_ZERO_RETURN) {
+                    conn_close(c, "peer closed the TLS session");
+                    return;
+                }
+                if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+                    conn_close(c, "peer closed the connection");
+                    return;
+                }
+                tls_failed(c, "TLS read failed");
+                return;
+            }
+            n = r;
+        } else {
+            n = recv(c->fd, data, sizeof data, 0);
+            if (n == 0) {
+                conn_close(c, "peer closed the connection");
+                return;
+            }
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                    return;
+                conn_close(c, "read failed");
+                return;
+            }
+        }
+        c->h->on_data(c->ud, data, (size_t)n);
+    }
+}
+
+static void on_fd_event(ev_loop *loop, int fd, void *ud, int mask)
+{
+    conn *c = ud;
+    if (c->closing)
+        return;
+    if (c->handshaking) {
+        do_handshake(c);
+        if (c->handshaking || c->closing)
+            return;
+    }
+    if ((mask & EV_WRITE) && (c->out.len || c->tls_pending)) {
+        if (flush_out(c) < 0)
+            return;
+    }
+    if ((mask & EV_READ) || c->read_wants_write) {
+        if (c->flush_close) {
+            /* Closing: drain and ignore input so the peer's data doesn't keep us awake. */
+            char sink[4096];
+            if (!c->ssl && recv(c->fd, sink, sizeof sink, 0) == 0)
+                conn_close(c, c->reason);
+            return;
+        }
+        read_input(c);
+    }
+}
+
+static void conn_free(conn *c)
+{
+    ev_unwatch(c->srv->loop, c->fd);
+    if (c->ssl)
+        SSL_free(c->ssl);
+    close(c->fd);
+    buf_free(&c->out);
+    c->srv->nconns--;
+    free(c);
+}
+
+static void unlink_conn(conn **head, conn *c, size_t next_offset)
+{
+    while (*head && *head != c)
+        head = (conn **)((char *)*head + next_offset);
+    if (*head)
+        *head = *(conn **)((char *)c + next_offset);
+}
+
+static void reap_closed(server *srv)
+{
+    while (srv->closing) {
+        conn *c = srv->closing;
+        srv->closing = c->next_closing;
+        if (c->dirty)
+            unlink_conn(&srv->dirty, c, offsetof(conn, next_dirty));
+        if (c->flush_close)
+            unlink_conn(&srv->lingering, c, offsetof(conn, next_lingering));
+        c->h->on_close(c->ud, c->reason ? c->reason : "closed");
+        conn_free(c);
+    }
+}
+
+void conn_flush_all(server *srv)
+{
+    /* on_close of a reaped connection may queue output for others (unavailable presence)
+     * and a failed flush may close one: go round until both lists are empty. */
+    while (srv->dirty || srv->closing) {
+        conn *c = srv->dirty;
+        srv->dirty = NULL;
+        while (c) {
+            conn *next = c->next_dirty;
+            c->dirty = 0;
+            if (!c->closing)
+                flush_out(c);
+            c = next;
+        }
+        reap_closed(srv);
+    }
+}
+
+void conn_expire_lingering(server *srv)
+{
+    int64_t now = time_mono_ms();
+    for (conn *c = srv->lingering; c; c = c->next_lingering)
+        if (!c->closing && now > c->flush_close_deadline)
+            conn_close(c, c->reason);
+}

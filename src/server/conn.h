@@ -1,0 +1,51 @@
+/* conn.h - one TCP connection, plain or TLS: non-blocking reads fed to a handler,
+ * a bounded output queue flushed before the loop sleeps, and deferred destruction so a
+ * handler can close the connection from inside a callback.
+ *
+ * Shared by every kind of stream the server speaks (client-to-server now; components and
+ * server-to-server links later). */
+#ifndef PARLEY_CONN_H
+#define PARLEY_CONN_H
+
+#include "server.h"
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+
+typedef struct conn conn;
+
+typedef struct conn_handlers {
+    /* Plaintext bytes from the peer. */
+    void (*on_data)(void *ud, const char *data, size_t len);
+    /* The TLS handshake completed. */
+    void (*on_tls_ready)(void *ud);
+    /* The connection is gone (reason for the log). The conn is freed right after. */
+    void (*on_close)(void *ud, const char *reason);
+} conn_handlers;
+
+/* Take over an accepted, non-blocking fd. */
+conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, void *ud);
+/* Begin a server-side TLS handshake on this connection. Returns 0 or -1. */
+int conn_start_tls(conn *c, SSL_CTX *ctx);
+/* Queue bytes for the peer. If the queue would exceed the server's max_output_buffer the
+ * connection is closed (a peer that does not read must not make the server hold
+ * unbounded data). */
+void conn_write(conn *c, const char *data, size_t len);
+/* Close once queued output is flushed (or after a short grace period). */
+void conn_close_after_flush(conn *c, const char *reason);
+/* Close now; on_close runs (deferred until the current callback returns). */
+void conn_close(conn *c, const char *reason);
+
+SSL *conn_ssl(const conn *c);
+int conn_is_tls(const conn *c);
+const char *conn_peer(const conn *c);
+int conn_is_closing(const conn *c);
+int conn_in_handshake(const conn *c);
+
+/* Flush every connection with queued output and free the closed ones (the loop's
+ * before-sleep hook). */
+void conn_flush_all(server *srv);
+/* Close connections whose close-after-flush grace period has run out (timer). */
+void conn_expire_lingering(server *srv);
+
+#endif

@@ -1,0 +1,14 @@
+/* listener.h - listening sockets and accepting connections (with EMFILE shedding). */
+#ifndef PARLEY_LISTENER_H
+#define PARLEY_LISTENER_H
+
+#include "server.h"
+
+typedef enum { LISTEN_C2S_STARTTLS, LISTEN_C2S_DIRECT_TLS } listen_kind;
+
+/* Listen on address:port for kind; the fd is recorded in srv->listen_fds.
+ * Returns 0, or -1 after logging why. */
+int listener_open(server *srv, const char *address, int port, listen_kind kind);
+void listener_close_all(server *srv);
+
+#endif

@@ -1,0 +1,118 @@
+/* message.c - message delivery to local accounts (RFC 6121 8.5) and offline storage
+ * (XEP-0160, with XEP-0203 delay stamps). */
+#include "message.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "conn.h"
+#include "router.h"
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void add_delay(server *srv, xml_node *stanza)
+{
+    int64_t us = time_now_us();
+    time_t secs = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char stamp[96];
+    snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+    xml_node *delay = xml_add_child(stanza, XMLNS_DELAY, "delay");
+    xml_set_attr(delay, "from", srv->cfg.domain);
+    xml_set_attr(delay, "stamp", stamp);
+    xml_add_text(delay, "Offline Storage", 15);
+}
+
+static void store_offline(server *srv, xml_node *stanza, const char *bare)
+{
+    add_delay(srv, stanza);
+    char *text = xml_to_string(stanza, XMLNS_CLIENT);
+    store_status st = store_offline_push(srv->store, bare, text, srv->cfg.offline_max);
+    free(text);
+    if (st == STORE_FULL) {
+        router_bounce(srv, stanza, "wait", "resource-constraint",
+                      "the recipient's offline storage is full");
+    } else if (st != STORE_OK) {
+        log_error("offline storage for %s failed: %s", bare, store_last_error(srv->store));
+        router_bounce(srv, stanza, "wait", "internal-server-error",
+                      "the message could not be stored for the offline recipient");
+    } else {
+        log_debug("stored an offline message for %s", bare);
+    }
+}
+
+/* Resources eligible for a message to the bare JID: the highest non-negative priority. */
+static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, const char *type)
+{
+    int best = -1;
+    for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
+        if (s->available && !conn_is_closing(s->conn) && s->priority > best)
+            best = s->priority;
+    if (best >= 0) {
+        int all = strcmp(type, "headline") == 0;
+        for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
+            if (s->available && !conn_is_closing(s->conn) &&
+                (all ? s->priority >= 0 : s->priority == best))
+                c2s_send(s, stanza);
+        return;
+    }
+    if (strcmp(type, "headline") == 0 || strcmp(type, "error") == 0 || strcmp(type, "groupchat") == 0)
+        return; /* RFC 6121 8.5.2.2.1: never stored */
+    store_offline(srv, stanza, bare);
+}
+
+void message_to_local(server *srv, xml_node *stanza, const char *bare, const char *resource)
+{
+    const char *type = xml_get_attr(stanza, "type");
+    if (!type)
+        type = "normal";
+    store_status exists = store_user_exists(srv->store, bare);
+    if (exists != STORE_OK) {
+        if (strcmp(type, "error") != 0 && strcmp(type, "headline") != 0)
+            router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+        xml_free(stanza);
+        return;
+    }
+    if (resource) {
+        c2s *target = router_session(srv, bare, resource);
+        if (target && !conn_is_closing(target->conn)) {
+            c2s_send(target, stanza);
+            xml_free(stanza);
+            return;
+        }
+        /* RFC 6121 8.5.3.2.1: a chat or normal message for a gone resource goes to the bare JID. */
+        if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
+            if (strcmp(type, "groupchat") == 0)
+                router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+            xml_free(stanza);
+            return;
+        }
+    }
+    deliver_to_bare(srv, stanza, bare, type);
+    xml_free(stanza);
+}
+
+static int send_stored(void *ud, const char *text)
+{
+    c2s *s = ud;
+    if (conn_is_closing(s->conn))
+        return -1;
+    xml_node *stanza = xml_parse_document(text, strlen(text), XMLNS_CLIENT,
+                                          s->srv->cfg.max_stanza_size * 2);
+    if (!stanza) {
+        log_error("an offline message for %s could not be parsed; dropped", s->user);
+        return 0;
+    }
+    c2s_send(s, stanza);
+    xml_free(stanza);
+    return 0;
+}
+
+void message_flush_offline(server *srv, c2s *s)
+{
+    if (store_offline_pop(srv->store, s->user, send_stored, s) == STORE_ERROR)
+        log_error("offline messages of %s: %s", s->user, store_last_error(srv->store));
+}

@@ -1,0 +1,403 @@
+/* presence.c - subscriptions, availability broadcast, probes and directed presence for
+ * local accounts (RFC 6121 sections 3 and 4). Remote contacts wait for s2s links. */
+#include "presence.h"
+#include "../common/dict.h"
+#include "../common/jid.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "conn.h"
+#include "message.h"
+#include "roster.h"
+#include "router.h"
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int has_to(sub_state s) { return s == SUB_TO || s == SUB_BOTH; }
+static int has_from(sub_state s) { return s == SUB_FROM || s == SUB_BOTH; }
+
+/* Send a copy of stanza to every available resource of a local bare JID. */
+static void to_available(server *srv, const char *bare, const xml_node *stanza)
+{
+    for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
+        if (s->available)
+            c2s_send(s, stanza);
+}
+
+/* Deliver the current presence of every available resource of `of` to `to` (a session or,
+ * when to_session is NULL, every available resource of to_bare): answers a probe. */
+static void send_current_presence(server *srv, const char *of, c2s *to_session, const char *to_bare)
+{
+    for (c2s *r = router_sessions(srv, of); r; r = r->next_resource) {
+        if (!r->available || !r->presence)
+            continue;
+        xml_node *p = xml_copy(r->presence);
+        xml_set_attr(p, "from", r->full);
+        if (to_session) {
+            xml_set_attr(p, "to", to_session->full);
+            c2s_send(to_session, p);
+        } else {
+            xml_set_attr(p, "to", to_bare);
+            to_available(srv, to_bare, p);
+        }
+        xml_free(p);
+    }
+}
+
+/* Tell `to_bare`'s available resources that every resource of `of` is unavailable. */
+static void send_unavailable_from_all(server *srv, const char *of, const char *to_bare)
+{
+    for (c2s *r = router_sessions(srv, of); r; r = r->next_resource) {
+        if (!r->available)
+            continue;
+        xml_node *p = xml_new(XMLNS_CLIENT, "presence");
+        xml_set_attr(p, "type", "unavailable");
+        xml_set_attr(p, "from", r->full);
+        xml_set_attr(p, "to", to_bare);
+        to_available(srv, to_bare, p);
+        xml_free(p);
+    }
+}
+
+static int load_item(server *srv, const char *user, const char *contact, roster_item *item)
+{
+    memset(item, 0, sizeof *item);
+    store_status st = store_roster_get_item(srv->store, user, contact, item);
+    if (st == STORE_NOT_FOUND) {
+        item->contact = xstrdup(contact);
+        return 0;
+    }
+    if (st != STORE_OK) {
+        log_error("roster of %s: %s", user, store_last_error(srv->store));
+        return -1;
+    }
+    return 1;
+}
+
+static int is_local_account(server *srv, const jid *j)
+{
+    if (!j->local || !router_is_local_domain(srv, j->domain))
+        return 0;
+    char *bare = jid_bare(j);
+    int exists = store_user_exists(srv->store, bare) == STORE_OK;
+    free(bare);
+    return exists;
+}
+
+/* ---- inbound subscription stanzas, arriving for local account `user` from `contact` ---- */
+
+static void inbound_subscription(server *srv, const char *user, const char *contact,
+                                 const char *type, xml_node *stanza)
+{
+    roster_item item;
+    int found = load_item(srv, user, contact, &item);
+    if (found < 0)
+        return;
+    int changed = 0, deliver = 1;
+    if (strcmp(type, "subscribe") == 0) {
+        if (has_from(item.sub)) {
+            /* Already approved: answer on the user's behalf (RFC 6121 3.1.3). */
+            deliver = 0;
+            xml_node *ok = xml_new(XMLNS_CLIENT, "presence");
+            xml_set_attr(ok, "type", "subscribed");
+            xml_set_attr(ok, "from", user);
+            xml_set_attr(ok, "to", contact);
+            router_deliver(srv, ok);
+        } else {
+            item.pending_in = 1;
+            free(item.pending_in_stanza);
+            item.pending_in_stanza = xml_to_string(stanza, XMLNS_CLIENT);
+            /* Stored without a push: "None + Pending In" items are not shown (2.1.2.4). */
+            if (store_roster_put(srv->store, user, &item) != STORE_OK)
+                log_error("roster of %s: %s", user, store_last_error(srv->store));
+        }
+    } else if (strcmp(type, "subscribed") == 0) {
+        if (item.ask_out && !has_to(item.sub)) {
+            item.sub = item.sub == SUB_FROM ? SUB_BOTH : SUB_TO;
+            item.ask_out = 0;
+            changed = 1;
+        } else {
+            deliver = 0;
+        }
+    } else if (strcmp(type, "unsubscribe") == 0) {
+        if (has_from(item.sub) || item.pending_in) {
+            int had_from = has_from(item.sub);
+            item.sub = item.sub == SUB_BOTH ? SUB_TO : SUB_NONE;
+            item.pending_in = 0;
+            free(item.pending_in_stanza);
+            item.pending_in_stanza = NULL;
+            changed = 1;
+            if (had_from)
+                send_unavailable_from_all(srv, user, contact);
+        } else {
+            deliver = 0;
+        }
+    } else { /* unsubscribed */
+        if (has_to(item.sub) || item.ask_out) {
+            item.sub = item.sub == SUB_BOTH ? SUB_FROM : SUB_NONE;
+            item.ask_out = 0;
+            changed = 1;
+        } else {
+            deliver = 0;
+        }
+    }
+    if (changed)
+        roster_save_and_push(srv, user, &item);
+    if (deliver) {
+        xml_set_attr(stanza, "to", user);
+        to_available(srv, user, stanza);
+        if (strcmp(type, "subscribed") == 0)
+            send_current_presence(srv, contact, NULL, user);
+        else if (strcmp(type, "unsubscribed") == 0)
+            send_unavailable_from_all(srv, contact, user);
+    }
+    roster_item_clear(&item);
+}
+
+/* ---- outbound subscription stanzas from a client ---- */
+
+static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type, xml_node *stanza)
+{
+    char *contact = jid_bare(to);
+    roster_item item;
+    int found = load_item(srv, s->user, contact, &item);
+    if (found < 0) {
+        free(contact);
+        return;
+    }
+    int changed = 0, route = 1;
+    if (strcmp(type, "subscribe") == 0) {
+        if (!has_to(item.sub) && !item.ask_out) {
+            item.ask_out = 1;
+            changed = 1;
+        }
+    } else if (strcmp(type, "unsubscribe") == 0) {
+        if (has_to(item.sub) || item.ask_out) {
+            item.sub = item.sub == SUB_BOTH ? SUB_FROM : SUB_NONE;
+            item.ask_out = 0;
+            changed = 1;
+        }
+    } else if (strcmp(type, "subscribed") == 0) {
+        if (item.pending_in) {
+            item.sub = item.sub == SUB_TO ? SUB_BOTH : SUB_FROM;
+            item.pending_in = 0;
+            free(item.pending_in_stanza);
+            item.pending_in_stanza = NULL;
+            changed = 1;
+        } else {
+            route = 0; /* nothing to approve: pre-approval is not offered */
+        }
+    } else { /* unsubscribed */
+        if (has_from(item.sub) || item.pending_in) {
+            int had_from = has_from(item.sub);
+            item.sub = item.sub == SUB_BOTH ? SUB_TO : SUB_NONE;
+            item.pending_in = 0;
+            free(item.pending_in_stanza);
+            item.pending_in_stanza = NULL;
+            changed = 1;
+            if (had_from && is_local_account(srv, to))
+                send_unavailable_from_all(srv, s->user, contact);
+        } else {
+            route = 0;
+        }
+    }
+    if (changed)
+        roster_save_and_push(srv, s->user, &item);
+    if (route) {
+        /* Subscription stanzas go to the bare JID, from the bare JID (RFC 6121 3.1.2). */
+        xml_set_attr(stanza, "to", contact);
+        xml_set_attr(stanza, "from", s->user);
+        if (is_local_account(srv, to))
+            inbound_subscription(srv, contact, s->user, type, stanza);
+        if (strcmp(type, "subscribed") == 0 && is_local_account(srv, to))
+            send_current_presence(srv, s->user, NULL, contact);
+    }
+    roster_item_clear(&item);
+    free(contact);
+}
+
+/* ---- availability ---- */
+
+typedef struct broadcast_ctx {
+    server *srv;
+    xml_node *stanza;
+} broadcast_ctx;
+
+static void broadcast(server *srv, c2s *s, xml_node *stanza)
+{
+    roster_item *items = NULL;
+    size_t n = 0;
+    if (store_roster_get(srv->store, s->user, &items, &n) != STORE_OK) {
+        log_error("roster of %s: %s", s->user, store_last_error(srv->store));
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!has_from(items[i].sub))
+            continue;
+        xml_set_attr(stanza, "to", items[i].contact);
+        to_available(srv, items[i].contact, stanza);
+        if (s->directed)
+            free(dict_del(s->directed, items[i].contact));
+    }
+    roster_items_free(items, n);
+    /* The user's own resources, the sender included (RFC 6121 4.2.2). */
+    xml_set_attr(stanza, "to", s->user);
+    for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource)
+        if (r->available || r == s)
+            c2s_send(r, stanza);
+}
+
+static int send_directed_unavailable(void *ud, const char *target, void *value)
+{
+    broadcast_ctx *ctx = ud;
+    xml_set_attr(ctx->stanza, "to", target);
+    router_deliver(ctx->srv, xml_copy(ctx->stanza));
+    return 0;
+}
+
+static void initial_presence(server *srv, c2s *s)
+{
+    roster_item *items = NULL;
+    size_t n = 0;
+    if (store_roster_get(srv->store, s->user, &items, &n) != STORE_OK)
+        n = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* Probe: the contacts we are subscribed to are all local today, so answer directly. */
+        if (has_to(items[i].sub))
+            send_current_presence(srv, items[i].contact, s, NULL);
+        /* Subscription requests that arrived while we were away (RFC 6121 3.1.3). */
+        if (items[i].pending_in && items[i].pending_in_stanza) {
+            xml_node *req = xml_parse_document(items[i].pending_in_stanza,
+                                               strlen(items[i].pending_in_stanza), XMLNS_CLIENT,
+                                               srv->cfg.max_stanza_size);
+            if (req) {
+                c2s_send(s, req);
+                xml_free(req);
+            }
+        }
+    }
+    roster_items_free(items, n);
+    /* The user's other resources are also presences this session should know. */
+    for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource) {
+        if (r == s || !r->available || !r->presence)
+            continue;
+        xml_node *p = xml_copy(r->presence);
+        xml_set_attr(p, "from", r->full);
+        xml_set_attr(p, "to", s->full);
+        c2s_send(s, p);
+        xml_free(p);
+    }
+}
+
+static void available_presence(server *srv, c2s *s, xml_node *stanza)
+{
+    char *prio = xml_child_text(stanza, NULL, "priority");
+    int priority = prio ? atoi(prio) : 0;
+    free(prio);
+    if (priority < -128)
+        priority = -128;
+    if (priority > 127)
+        priority = 127;
+    int initial = !s->available;
+    s->priority = priority;
+    s->available = 1;
+    xml_free(s->presence);
+    s->presence = xml_copy(stanza);
+    xml_set_attr(s->presence, "to", NULL);
+    broadcast(srv, s, stanza);
+    if (initial)
+        initial_presence(srv, s);
+    if (priority >= 0)
+        message_flush_offline(srv, s);
+}
+
+void presence_session_end(server *srv, c2s *s)
+{
+    if (!s->available)
+        return;
+    xml_node *p = xml_new(XMLNS_CLIENT, "presence");
+    xml_set_attr(p, "type", "unavailable");
+    xml_set_attr(p, "from", s->full);
+    s->available = 0;
+    broadcast(srv, s, p);
+    if (s->directed) {
+        broadcast_ctx ctx = {srv, p};
+        dict_each(s->directed, send_directed_unavailable, &ctx);
+        dict_free(s->directed, free);
+        s->directed = NULL;
+    }
+    xml_free(p);
+    xml_free(s->presence);
+    s->presence = NULL;
+}
+
+static void directed_presence(server *srv, c2s *s, jid *to, xml_node *stanza)
+{
+    const char *type = xml_get_attr(stanza, "type");
+    char *target = jid_full(to);
+    if (!type) {
+        if (!s->directed)
+            s->directed = dict_new();
+        if (!dict_get(s->directed, target))
+            dict_set(s->directed, target, xstrdup(target));
+    } else if (s->directed) {
+        free(dict_del(s->directed, target));
+    }
+    free(target);
+    if (is_local_account(srv, to)) {
+        router_deliver(srv, stanza);
+        return;
+    }
+    xml_free(stanza);
+}
+
+static void probe(server *srv, c2s *s, jid *to)
+{
+    char *contact = jid_bare(to);
+    roster_item item;
+    if (load_item(srv, s->user, contact, &item) > 0 && has_to(item.sub))
+        send_current_presence(srv, contact, s, NULL);
+    roster_item_clear(&item);
+    free(contact);
+}
+
+void presence_from_client(server *srv, c2s *s, xml_node *stanza)
+{
+    const char *type = xml_get_attr(stanza, "type");
+    const char *to_attr = xml_get_attr(stanza, "to");
+    if (!to_attr) {
+        if (!type)
+            available_presence(srv, s, stanza);
+        else if (strcmp(type, "unavailable") == 0)
+            presence_session_end(srv, s);
+        xml_free(stanza);
+        return;
+    }
+    jid to;
+    if (jid_parse(to_attr, &to) < 0) {
+        router_bounce(srv, stanza, "modify", "jid-malformed", "the 'to' address is not a valid JID");
+        xml_free(stanza);
+        return;
+    }
+    if (type && (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
+                 strcmp(type, "unsubscribe") == 0 || strcmp(type, "unsubscribed") == 0)) {
+        if (to.local)
+            outbound_subscription(srv, s, &to, type, stanza);
+        xml_free(stanza);
+    } else if (type && strcmp(type, "probe") == 0) {
+        probe(srv, s, &to);
+        xml_free(stanza);
+    } else if (type && strcmp(type, "error") == 0) {
+        router_deliver(srv, stanza);
+    } else if (!type || strcmp(type, "unavailable") == 0) {
+        char *full = jid_full(&to);
+        xml_set_attr(stanza, "to", full);
+        free(full);
+        directed_presence(srv, s, &to, stanza);
+    } else {
+        router_bounce(srv, stanza, "modify", "bad-request", "unknown presence type");
+        xml_free(stanza);
+    }
+    jid_clear(&to);
+}

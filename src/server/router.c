@@ -1,0 +1,151 @@
+/* router.c - the session directory and stanza routing for local accounts. */
+#include "router.h"
+#include "../common/dict.h"
+#include "../common/jid.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "conn.h"
+#include "iq.h"
+#include "message.h"
+#include "presence.h"
+#include "stanza.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+c2s *router_sessions(server *srv, const char *bare)
+{
+    return dict_get(srv->users, bare);
+}
+
+c2s *router_session(server *srv, const char *bare, const char *resource)
+{
+    for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
+        if (strcmp(s->resource, resource) == 0)
+            return s;
+    return NULL;
+}
+
+int router_is_local_domain(server *srv, const char *domain)
+{
+    return strcmp(domain, srv->cfg.domain) == 0;
+}
+
+void router_unbind(server *srv, c2s *s)
+{
+    c2s *head = dict_get(srv->users, s->user);
+    c2s **p = &head;
+    while (*p && *p != s)
+        p = &(*p)->next_resource;
+    if (!*p)
+        return;
+    *p = s->next_resource;
+    s->next_resource = NULL;
+    if (head)
+        dict_set(srv->users, s->user, head);
+    else
+        dict_del(srv->users, s->user);
+}
+
+void router_bind(server *srv, c2s *s)
+{
+    c2s *old = router_session(srv, s->user, s->resource);
+    if (old) {
+        /* Take the old session out now, so its unavailable presence cannot follow the new
+         * session's available one. */
+        presence_session_end(srv, old);
+        router_unbind(srv, old);
+        old->state = C2S_WAIT_BIND;
+        c2s_stream_error(old, "conflict", "replaced by a new connection with the same resource");
+    }
+    s->next_resource = dict_get(srv->users, s->user);
+    dict_set(srv->users, s->user, s);
+}
+
+void router_deliver(server *srv, xml_node *stanza)
+{
+    jid to;
+    if (jid_parse(xml_get_attr(stanza, "to") ? xml_get_attr(stanza, "to") : "", &to) < 0 ||
+        !to.local || !router_is_local_domain(srv, to.domain)) {
+        xml_free(stanza);
+        return;
+    }
+    char *bare = jid_bare(&to);
+    for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource) {
+        if (to.resource ? strcmp(s->resource, to.resource) == 0 : s->available)
+            c2s_send(s, stanza);
+    }
+    free(bare);
+    jid_clear(&to);
+    xml_free(stanza);
+}
+
+void router_bounce(server *srv, const xml_node *stanza, const char *etype, const char *condition,
+                   const char *text)
+{
+    xml_node *err = stanza_error(stanza, etype, condition, text);
+    if (err)
+        router_deliver(srv, err);
+}
+
+static void to_server(server *srv, c2s *origin, xml_node *stanza)
+{
+    if (strcmp(stanza->name, "iq") == 0) {
+        iq_to_server(srv, origin, stanza);
+        return;
+    }
+    if (strcmp(stanza->name, "message") == 0 && !str_eq(xml_get_attr(stanza, "type"), "headline"))
+        router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+    xml_free(stanza);
+}
+
+void router_route(server *srv, c2s *origin, xml_node *stanza)
+{
+    if (strcmp(stanza->name, "presence") == 0) {
+        presence_from_client(srv, origin, stanza);
+        return;
+    }
+    const char *to_attr = xml_get_attr(stanza, "to");
+    if (!to_attr) {
+        /* RFC 6120 10.3: no 'to' means the sender's own account. */
+        if (strcmp(stanza->name, "iq") == 0)
+            iq_to_account(srv, origin, stanza, origin->user);
+        else
+            message_to_local(srv, stanza, origin->user, NULL);
+        return;
+    }
+    jid to;
+    if (jid_parse(to_attr, &to) < 0) {
+        router_bounce(srv, stanza, "modify", "jid-malformed", "the 'to' address is not a valid JID");
+        xml_free(stanza);
+        return;
+    }
+    char *normalized = jid_full(&to);
+    xml_set_attr(stanza, "to", normalized);
+    free(normalized);
+
+    if (!router_is_local_domain(srv, to.domain)) {
+        router_bounce(srv, stanza, "cancel", "remote-server-not-found",
+                      "this server does not federate with other domains");
+        xml_free(stanza);
+    } else if (!to.local) {
+        to_server(srv, origin, stanza);
+    } else {
+        char *bare = jid_bare(&to);
+        if (strcmp(stanza->name, "message") == 0) {
+            message_to_local(srv, stanza, bare, to.resource);
+        } else if (!to.resource) {
+            iq_to_account(srv, origin, stanza, bare);
+        } else {
+            c2s *target = router_session(srv, bare, to.resource);
+            const char *type = xml_get_attr(stanza, "type");
+            if (target && !conn_is_closing(target->conn))
+                c2s_send(target, stanza);
+            else if (str_eq(type, "get") || str_eq(type, "set")) /* RFC 6120 10.5.3.1 */
+                router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+            xml_free(stanza);
+        }
+        free(bare);
+    }
+    jid_clear(&to);
+}

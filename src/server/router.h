@@ -1,0 +1,33 @@
+/* router.h - who is online where, and where each stanza goes (RFC 6120 section 10,
+ * RFC 6121 section 8). Today every session is local; a stanza for a domain this server
+ * does not serve gets remote-server-not-found until server-to-server links exist. */
+#ifndef PARLEY_ROUTER_H
+#define PARLEY_ROUTER_H
+
+#include "../common/xml.h"
+#include "c2s.h"
+#include "server.h"
+
+/* Add a bound session under s->user / s->resource. An existing session with the same
+ * resource is replaced: it gets a <conflict/> stream error (RFC 6120 7.7.2.2). */
+void router_bind(server *srv, c2s *s);
+/* Remove a session (on close). */
+void router_unbind(server *srv, c2s *s);
+/* All sessions of a bare JID (linked through next_resource), or NULL. */
+c2s *router_sessions(server *srv, const char *bare);
+/* The session of a full JID, or NULL. */
+c2s *router_session(server *srv, const char *bare, const char *resource);
+/* Does this domain belong to this server? */
+int router_is_local_domain(server *srv, const char *domain);
+
+/* Route a stanza that a bound session sent (from already stamped with its full JID).
+ * Takes ownership of stanza. */
+void router_route(server *srv, c2s *origin, xml_node *stanza);
+/* Deliver a stanza on behalf of the server (errors, pushes, presence): to is a JID string,
+ * full or bare. Takes ownership of stanza. */
+void router_deliver(server *srv, xml_node *stanza);
+/* Send an error reply for stanza (if it is not itself an error) back to its sender. */
+void router_bounce(server *srv, const xml_node *stanza, const char *etype, const char *condition,
+                   const char *text);
+
+#endif

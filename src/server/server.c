@@ -1,0 +1,144 @@
+/* server.c - bringing parleyd up and down: store, TLS, listeners, timers, signals. */
+#include "server.h"
+#include "../common/dict.h"
+#include "../common/log.h"
+#include "../common/tls.h"
+#include "authlimit.h"
+#include "c2s.h"
+#include "conn.h"
+#include "listener.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static void on_tick(ev_loop *loop, void *ud)
+{
+    server *srv = ud;
+    c2s_housekeeping(srv);
+    conn_expire_lingering(srv);
+    authlimit_expire(srv->authlimit);
+}
+
+static void before_sleep(ev_loop *loop, void *ud)
+{
+    conn_flush_all(ud);
+}
+
+static void on_signal(ev_loop *loop, int signo, void *ud)
+{
+    server *srv = ud;
+    if (signo == SIGHUP) {
+        log_info("SIGHUP: reloading certificate and key");
+        server_reload_tls(srv);
+        if (srv->cfg.log_file && log_open_file(srv->cfg.log_file) < 0)
+            log_error("cannot reopen log file %s", srv->cfg.log_file);
+        return;
+    }
+    log_info("signal %d: shutting down", signo);
+    ev_stop(loop);
+}
+
+int server_reload_tls(server *srv)
+{
+    char err[512];
+    SSL_CTX *ctx = tls_server_ctx_new(srv->cfg.cert_file, srv->cfg.key_file, NULL, err, sizeof err);
+    if (!ctx) {
+        log_error("TLS reload failed, keeping the current certificate: %s", err);
+        return -1;
+    }
+    /* Established connections hold a reference to the old context. */
+    SSL_CTX_free(srv->tls_ctx);
+    srv->tls_ctx = ctx;
+    log_info("TLS certificate loaded from %s", srv->cfg.cert_file);
+    return 0;
+}
+
+/* Room for max_connections plus the store, listeners and the reserve descriptor. */
+static int raise_fd_limit(int want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 64;
+    rlim_t target = (rlim_t)want;
+    if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max)
+        target = rl.rlim_max;
+    if (rl.rlim_cur < target) {
+        rl.rlim_cur = target;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (int)rl.rlim_cur;
+}
+
+int server_init(server *srv, const config *cfg)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->cfg = *cfg;
+    srv->spare_fd = -1;
+    log_set_level((log_level)cfg->log_level);
+
+    int max_fds = raise_fd_limit(cfg->max_connections + 64);
+    if (max_fds < cfg->max_connections + 16)
+        log_warn("the open-file limit (%d) is below max_connections (%d)", max_fds,
+                 cfg->max_connections);
+
+    char err[512];
+    srv->tls_ctx = tls_server_ctx_new(cfg->cert_file, cfg->key_file, NULL, err, sizeof err);
+    if (!srv->tls_ctx) {
+        log_error("TLS: %s", err);
+        return -1;
+    }
+    srv->store = store_open(cfg->store, err, sizeof err);
+    if (!srv->store) {
+        log_error("store %s: %s", cfg->store, err);
+        return -1;
+    }
+    srv->loop = ev_new(max_fds + 16);
+    if (!srv->loop) {
+        log_error("cannot create the event loop");
+        return -1;
+    }
+    srv->users = dict_new();
+    srv->authlimit = authlimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    if (cfg->c2s_port && listener_open(srv, cfg->bind_address, cfg->c2s_port, LISTEN_C2S_STARTTLS) < 0)
+        return -1;
+    if (cfg->tls_port && listener_open(srv, cfg->bind_address, cfg->tls_port, LISTEN_C2S_DIRECT_TLS) < 0)
+        return -1;
+
+    static const int signals[] = {SIGHUP, SIGTERM, SIGINT, 0};
+    if (ev_signals(srv->loop, signals, on_signal, srv) < 0) {
+        log_error("cannot set up signal handling");
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    ev_every(srv->loop, 1000, on_tick, srv);
+    ev_before_sleep(srv->loop, before_sleep, srv);
+    log_info("serving %s (store %s)", cfg->domain, cfg->store);
+    return 0;
+}
+
+void server_run(server *srv)
+{
+    ev_run(srv->loop);
+}
+
+void server_shutdown(server *srv)
+{
+    if (srv->loop) {
+        listener_close_all(srv);
+        c2s_shutdown_all(srv);
+    }
+    dict_free(srv->users, NULL);
+    authlimit_free(srv->authlimit);
+    store_close(srv->store);
+    SSL_CTX_free(srv->tls_ctx);
+    ev_free(srv->loop);
+    if (srv->spare_fd >= 0)
+        close(srv->spare_fd);
+    memset(srv, 0, sizeof *srv);
+}

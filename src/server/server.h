@@ -1,0 +1,46 @@
+/* server.h - the state of one parleyd process, passed to every module.
+ * There is no global server state: modules take a server * so tests can run several. */
+#ifndef PARLEY_SERVER_H
+#define PARLEY_SERVER_H
+
+#include "config.h"
+#include "event.h"
+#include "store.h"
+
+#include <openssl/ssl.h>
+
+struct c2s;
+struct conn;
+struct dict;
+struct authlimit;
+
+typedef struct server {
+    config cfg;
+    store *store;
+    ev_loop *loop;
+    SSL_CTX *tls_ctx;           /* replaced on SIGHUP; live connections keep theirs */
+    struct dict *users;         /* bare JID -> user_sessions (router.c) */
+    struct c2s *sessions;       /* every c2s session, for housekeeping and shutdown */
+    struct conn *dirty;         /* connections with output to flush before sleeping */
+    struct conn *closing;       /* connections to reap outside any callback */
+    struct conn *lingering;     /* closing once their output is flushed, with a deadline */
+    struct authlimit *authlimit;
+    int nconns;
+    int listen_fds[4];
+    int listen_kinds[4];        /* listen_kind of each fd (listener.h) */
+    int nlisten;
+    int spare_fd;               /* reserve fd released to shed connections on EMFILE */
+    int exit_code;
+} server;
+
+/* Bring everything up from a loaded config: store, TLS, listeners. Returns 0, or -1 after
+ * logging why. */
+int server_init(server *srv, const config *cfg);
+/* Run until SIGTERM/SIGINT. */
+void server_run(server *srv);
+/* Close every session (system-shutdown) and free everything. */
+void server_shutdown(server *srv);
+/* Reload certificate and key (SIGHUP). Keeps the old ones if the new ones fail. */
+int server_reload_tls(server *srv);
+
+#endif
