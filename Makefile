@@ -1,0 +1,45 @@
+# Parley - the two commands of the README, and a few more.
+#   make run      install missing Debian packages, build, create a development
+#                 certificate and configuration under var/, start parleyd
+#   make test     build with sanitizers and run the whole suite (unit, fuzz, integration)
+#   make install PREFIX=DIR
+#   make bench    the benchmarks under bench/
+
+PREFIX ?= /usr/local
+BUILD := build
+TEST_BUILD := build-test
+VAR := var
+JOBS := $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build run test install bench clean
+
+all: build
+
+deps:
+	@sh scripts/deps.sh build
+
+build: deps
+	@cmake -S . -B $(BUILD) -DPARLEY_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+$(VAR)/parleyd.conf:
+	@$(BUILD)/parleyctl init --dir $(VAR) --domain localhost
+
+run: build $(VAR)/parleyd.conf
+	@echo "parleyd: serving localhost on 127.0.0.1 (STARTTLS 5222, direct TLS 5223)."
+	@echo "Add a user:  $(BUILD)/parleyctl -c $(VAR)/parleyd.conf user add alice@localhost"
+	@echo "Clients trust $(VAR)/ca.crt. Stop with Ctrl-C."
+	@exec $(BUILD)/parleyd -c $(VAR)/parleyd.conf
+
+test:
+	@sh scripts/deps.sh test
+	@sh tests/run.sh $(TEST_BUILD)
+
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
+
+bench: build
+	@sh bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD)
