@@ -1,5 +1,4 @@
 /* util.c - allocation, time, randomness and comparison helpers. */
-#define _GNU_SOURCE
 #include "util.h"
 #include "log.h"
 

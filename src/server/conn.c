@@ -20,6 +20,7 @@ struct conn {
     SSL *ssl;
     SSL_CTX *tls_pending; /* STARTTLS accepted: begin TLS once plaintext output is flushed */
     int handshaking;
+    int handshake_wants_write;
     const conn_handlers *h;
     void *ud;
     buf out;
@@ -111,11 +112,13 @@ void conn_write(conn *c, const char *data, size_t len)
 
 static void set_interest(conn *c)
 {
-    int mask = c->flush_close ? 0 : EV_READ;
-    if (c->out.len || c->read_wants_write || c->handshaking)
+    /* Write interest only when there is something to write: a writable socket is always
+     * ready, and asking anyway would spin the loop (during a stalled handshake, say). */
+    int mask = EV_READ;
+    if (c->handshaking ? c->handshake_wants_write : (c->out.len > 0 || c->tls_pending != NULL))
         mask |= EV_WRITE;
-    if (c->handshaking)
-        mask |= EV_READ;
+    if (c->read_wants_write)
+        mask |= EV_WRITE;
     ev_modify(c->srv->loop, c->fd, mask);
 }
 
@@ -211,15 +214,18 @@ static void do_handshake(conn *c)
         return;
     }
     int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        c->handshake_wants_write = e == SSL_ERROR_WANT_WRITE;
+        set_interest(c);
         return;
+    }
     tls_failed(c, "TLS handshake failed");
 }
 
 static void read_input(conn *c)
 {
     char data[16384];
-    while (!c->closing && !c->flush_close && !c->tls_pending && !c->handshaking) {
+    while (!c->closing && !c->tls_pending && !c->handshaking) {
         ssize_t n;
         if (c->ssl) {
             c->read_wants_write = 0;
@@ -258,7 +264,9 @@ static void read_input(conn *c)
                 return;
             }
         }
-        c->h->on_data(c->ud, data, (size_t)n);
+        /* Once closing, input is read and dropped so the peer cannot keep us awake. */
+        if (!c->flush_close)
+            c->h->on_data(c->ud, data, (size_t)n);
     }
 }
 
@@ -277,13 +285,6 @@ static void on_fd_event(ev_loop *loop, int fd, void *ud, int mask)
             return;
     }
     if ((mask & EV_READ) || c->read_wants_write) {
-        if (c->flush_close) {
-            /* Closing: drain and ignore input so the peer's data doesn't keep us awake. */
-            char sink[4096];
-            if (!c->ssl && recv(c->fd, sink, sizeof sink, 0) == 0)
-                conn_close(c, c->reason);
-            return;
-        }
         read_input(c);
     }
 }

@@ -33,7 +33,8 @@ static void store_offline(server *srv, xml_node *stanza, const char *bare)
     store_status st = store_offline_push(srv->store, bare, text, srv->cfg.offline_max);
     free(text);
     if (st == STORE_FULL) {
-        router_bounce(srv, stanza, "wait", "resource-constraint",
+        /* XEP-0160 section 3: a full offline store answers service-unavailable. */
+        router_bounce(srv, stanza, "cancel", "service-unavailable",
                       "the recipient's offline storage is full");
     } else if (st != STORE_OK) {
         log_error("offline storage for %s failed: %s", bare, store_last_error(srv->store));

@@ -28,6 +28,10 @@ struct sasl_state {
     scram_server *scram;
     sasl_lookup lookup;
     int failures;
+    /* The client asked for a channel binding type we do not offer (slixmpp only knows
+     * tls-unique, undefined on TLS 1.3). Its later "y" flag then honestly means "we share
+     * no binding", not a stripped mechanism list, so it is not treated as a downgrade. */
+    int cb_type_unsupported;
 };
 typedef struct sasl_state sasl_state;
 
@@ -125,9 +129,11 @@ static sasl_step fail(c2s *s, const char *condition, const char *text, int count
                  st->lookup.user ? st->lookup.user : "(unknown)", condition);
     }
     int failures = st->failures + (counts ? 1 : 0);
+    int cb_type_unsupported = st->cb_type_unsupported;
     sasl_reset(s);
     send_sasl(s, "failure", condition, NULL, text);
     state_of(s)->failures = failures;
+    state_of(s)->cb_type_unsupported = cb_type_unsupported;
     if (failures >= MAX_FAILURES_PER_STREAM) {
         c2s_stream_error(s, "policy-violation", "too many failed authentication attempts");
         return SASL_STEP_CLOSED;
@@ -198,16 +204,17 @@ static sasl_step start_scram(c2s *s, scram_hash hash, int plus, const unsigned c
     size_t cblen = sizeof cb;
     char *cbtype = requested_binding(msg, len);
     const char *offered = cbtype;
-    if (!offered) /* no binding requested: still let SCRAM detect a "y" downgrade */
+    if (!offered && !st->cb_type_unsupported) /* lets SCRAM detect a "y" downgrade */
         offered = "tls-server-end-point";
-    if (tls_channel_binding(ssl, 1, offered, cb, &cblen) < 0)
+    if (!offered || tls_channel_binding(ssl, 1, offered, cb, &cblen) < 0)
         cblen = 0;
     if (plus && cblen == 0) {
         free(cbtype);
+        st->cb_type_unsupported = 1;
         return fail(s, "malformed-request", "unsupported channel binding type", 0);
     }
     st->lookup.srv = s->srv;
-    st->scram = scram_server_new(hash, plus, offered, cblen ? cb : NULL, cblen, lookup_cred,
+    st->scram = scram_server_new(hash, plus, cblen ? offered : NULL, cblen ? cb : NULL, cblen, lookup_cred,
                                  &st->lookup);
     free(cbtype);
     char *out = NULL;
@@ -304,7 +311,12 @@ sasl_step sasl_handle(c2s *s, xml_node *el)
         const char *mech = xml_get_attr(el, "mechanism");
         scram_hash hash;
         int plus;
-        sasl_reset(s);
+        sasl_state *st = state_of(s);
+        /* A new <auth/> abandons any exchange in progress (the counters stay). */
+        scram_server_free(st->scram);
+        st->scram = NULL;
+        free(st->lookup.user);
+        st->lookup.user = NULL;
         if (mech && scram_mech_parse(mech, &hash, &plus) == 0)
             r = start_scram(s, hash, plus, msg, len);
         else if (str_eq(mech, "PLAIN") && s->srv->cfg.allow_plain)

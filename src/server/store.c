@@ -1,0 +1,213 @@
+/* store.c - the storage interface of store.h: picks a back end by the URI's scheme and
+ * forwards every call through its ops table (store_backend.h). Argument checks that are
+ * the same for every back end live here so each back end can assume sane input. */
+#include "store_backend.h"
+
+#include "../common/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* scheme prefix -> back end. PostgreSQL ("postgresql:") joins here when it exists. */
+static const struct {
+    const char *prefix;
+    const struct store_ops *ops;
+} backends[] = {
+    {"sqlite:", &store_sqlite_ops},
+};
+
+store_status store_set_error(store *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->error, sizeof st->error, fmt, ap);
+    va_end(ap);
+    return STORE_ERROR;
+}
+
+store *store_open(const char *uri, char *err, size_t errlen)
+{
+    if (!uri) {
+        snprintf(err, errlen, "no store configured");
+        return NULL;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(backends); i++) {
+        size_t plen = strlen(backends[i].prefix);
+        if (strncmp(uri, backends[i].prefix, plen) == 0) {
+            store *st = backends[i].ops->open(uri + plen, err, errlen);
+            if (st)
+                st->ops = backends[i].ops;
+            return st;
+        }
+    }
+    if (strncmp(uri, "postgresql:", 11) == 0 || strncmp(uri, "postgres:", 9) == 0)
+        snprintf(err, errlen, "store '%.200s': the PostgreSQL back end is not available in this build",
+                 uri);
+    else
+        snprintf(err, errlen, "store '%.200s': unknown scheme (expected sqlite:PATH)", uri);
+    return NULL;
+}
+
+void store_close(store *st)
+{
+    if (st)
+        st->ops->close(st);
+}
+
+const char *store_last_error(const store *st)
+{
+    return st ? st->error : "no store";
+}
+
+void roster_item_clear(roster_item *item)
+{
+    if (!item)
+        return;
+    free(item->contact);
+    free(item->name);
+    free(item->pending_in_stanza);
+    for (size_t i = 0; i < item->ngroups; i++)
+        free(item->groups[i]);
+    free(item->groups);
+    memset(item, 0, sizeof *item);
+}
+
+void roster_items_free(roster_item *items, size_t n)
+{
+    if (!items)
+        return;
+    for (size_t i = 0; i < n; i++)
+        roster_item_clear(&items[i]);
+    free(items);
+}
+
+/* A NULL or empty user/contact is a caller bug; report it rather than crash in SQL. */
+#define CHECK_STR(st, s, what)                                                         \
+    do {                                                                               \
+        if (!(s) || !*(s))                                                             \
+            return store_set_error((st), "%s: empty %s", __func__, (what));            \
+    } while (0)
+
+static store_status check_creds(store *st, const scram_cred *creds, size_t ncreds)
+{
+    if (ncreds && !creds)
+        return store_set_error(st, "credentials missing");
+    for (size_t i = 0; i < ncreds; i++) {
+        if (creds[i].salt_len > SCRAM_SALT_LEN || creds[i].key_len > SCRAM_MAX_KEY ||
+            (creds[i].hash != SCRAM_SHA1 && creds[i].hash != SCRAM_SHA256))
+            return store_set_error(st, "malformed SCRAM credential");
+        for (size_t j = 0; j < i; j++)
+            if (creds[j].hash == creds[i].hash)
+                return store_set_error(st, "two credentials for the same hash");
+    }
+    return STORE_OK;
+}
+
+store_status store_user_create(store *st, const char *user, const scram_cred *creds, size_t ncreds)
+{
+    CHECK_STR(st, user, "user");
+    if (check_creds(st, creds, ncreds) != STORE_OK)
+        return STORE_ERROR;
+    return st->ops->user_create(st, user, creds, ncreds);
+}
+
+store_status store_user_set_creds(store *st, const char *user, const scram_cred *creds, size_t ncreds)
+{
+    CHECK_STR(st, user, "user");
+    if (check_creds(st, creds, ncreds) != STORE_OK)
+        return STORE_ERROR;
+    return st->ops->user_set_creds(st, user, creds, ncreds);
+}
+
+store_status store_user_get_cred(store *st, const char *user, scram_hash hash, scram_cred *out)
+{
+    CHECK_STR(st, user, "user");
+    return st->ops->user_get_cred(st, user, hash, out);
+}
+
+store_status store_user_exists(store *st, const char *user)
+{
+    CHECK_STR(st, user, "user");
+    return st->ops->user_exists(st, user);
+}
+
+store_status store_user_delete(store *st, const char *user)
+{
+    CHECK_STR(st, user, "user");
+    return st->ops->user_delete(st, user);
+}
+
+store_status store_user_list(store *st, void (*fn)(void *ud, const char *user), void *ud)
+{
+    if (!fn)
+        return store_set_error(st, "store_user_list: no callback");
+    return st->ops->user_list(st, fn, ud);
+}
+
+store_status store_roster_get(store *st, const char *user, roster_item **items, size_t *n)
+{
+    *items = NULL;
+    *n = 0;
+    CHECK_STR(st, user, "user");
+    return st->ops->roster_get(st, user, items, n);
+}
+
+store_status store_roster_get_item(store *st, const char *user, const char *contact, roster_item *out)
+{
+    memset(out, 0, sizeof *out);
+    CHECK_STR(st, user, "user");
+    CHECK_STR(st, contact, "contact");
+    return st->ops->roster_get_item(st, user, contact, out);
+}
+
+store_status store_roster_put(store *st, const char *user, const roster_item *item)
+{
+    CHECK_STR(st, user, "user");
+    CHECK_STR(st, item->contact, "contact");
+    if (item->sub < SUB_NONE || item->sub > SUB_BOTH)
+        return store_set_error(st, "roster item %s: bad subscription state %d", item->contact,
+                               (int)item->sub);
+    if (item->ngroups && !item->groups)
+        return store_set_error(st, "roster item %s: groups missing", item->contact);
+    return st->ops->roster_put(st, user, item);
+}
+
+store_status store_roster_del(store *st, const char *user, const char *contact)
+{
+    CHECK_STR(st, user, "user");
+    CHECK_STR(st, contact, "contact");
+    return st->ops->roster_del(st, user, contact);
+}
+
+store_status store_roster_version(store *st, const char *user, int64_t *version)
+{
+    *version = 0;
+    CHECK_STR(st, user, "user");
+    return st->ops->roster_version(st, user, version);
+}
+
+store_status store_offline_push(store *st, const char *user, const char *stanza, int max)
+{
+    CHECK_STR(st, user, "user");
+    if (!stanza)
+        return store_set_error(st, "store_offline_push: no stanza");
+    return st->ops->offline_push(st, user, stanza, max);
+}
+
+store_status store_offline_pop(store *st, const char *user,
+                               int (*fn)(void *ud, const char *stanza), void *ud)
+{
+    CHECK_STR(st, user, "user");
+    if (!fn)
+        return store_set_error(st, "store_offline_pop: no callback");
+    return st->ops->offline_pop(st, user, fn, ud);
+}
+
+store_status store_offline_count(store *st, const char *user, int *count)
+{
+    *count = 0;
+    CHECK_STR(st, user, "user");
+    return st->ops->offline_count(st, user, count);
+}

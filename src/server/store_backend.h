@@ -1,0 +1,53 @@
+/* store_backend.h - internal: what a storage back end provides to store.c.
+ *
+ * store.c owns the public API (store.h) and dispatches every call through the
+ * back end's ops table, so adding PostgreSQL means one new file with one more
+ * entry in store.c's scheme table. A back end allocates its own handle with a
+ * `struct store` as its first member and casts back in its ops. */
+#ifndef PARLEY_STORE_BACKEND_H
+#define PARLEY_STORE_BACKEND_H
+
+#include "store.h"
+
+#define STORE_ERRLEN 512
+
+struct store_ops {
+    const char *name; /* "sqlite" */
+    /* location: the URI without its scheme ("PATH" for "sqlite:PATH"). */
+    store *(*open)(const char *location, char *err, size_t errlen);
+    void (*close)(store *st);
+
+    store_status (*user_create)(store *st, const char *user, const scram_cred *creds,
+                                size_t ncreds);
+    store_status (*user_set_creds)(store *st, const char *user, const scram_cred *creds,
+                                   size_t ncreds);
+    store_status (*user_get_cred)(store *st, const char *user, scram_hash hash,
+                                  scram_cred *out);
+    store_status (*user_exists)(store *st, const char *user);
+    store_status (*user_delete)(store *st, const char *user);
+    store_status (*user_list)(store *st, void (*fn)(void *ud, const char *user), void *ud);
+
+    store_status (*roster_get)(store *st, const char *user, roster_item **items, size_t *n);
+    store_status (*roster_get_item)(store *st, const char *user, const char *contact,
+                                    roster_item *out);
+    store_status (*roster_put)(store *st, const char *user, const roster_item *item);
+    store_status (*roster_del)(store *st, const char *user, const char *contact);
+    store_status (*roster_version)(store *st, const char *user, int64_t *version);
+
+    store_status (*offline_push)(store *st, const char *user, const char *stanza, int max);
+    store_status (*offline_pop)(store *st, const char *user,
+                                int (*fn)(void *ud, const char *stanza), void *ud);
+    store_status (*offline_count)(store *st, const char *user, int *count);
+};
+
+struct store {
+    const struct store_ops *ops;
+    char error[STORE_ERRLEN]; /* the last failure, for store_last_error() */
+};
+
+/* Record why the last call failed (printf-style); returns STORE_ERROR for convenience. */
+store_status store_set_error(store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+extern const struct store_ops store_sqlite_ops;
+
+#endif

@@ -1,0 +1,935 @@
+/* store_sqlite.c - the embedded SQLite back end of the store (store.h, store_backend.h).
+ *
+ * Concurrency: parleyd and parleyctl open the same file at the same time. The database
+ * runs in WAL mode (readers never block the writer) with a busy timeout, and every write
+ * starts with BEGIN IMMEDIATE so that two writers queue on the busy handler instead of
+ * failing when a read transaction tries to upgrade.
+ *
+ * Durability: synchronous=NORMAL for the whole database. In WAL mode that survives any
+ * crash of the process; only a power loss or kernel crash may lose the most recent
+ * commits (never corrupt the file). That includes offline messages: the compliance
+ * archive, which has stricter rules, lives elsewhere and sets its own policy. FULL would
+ * cost an fsync per offline message on the delivery path.
+ *
+ * Schema: versioned migrations recorded in schema_version; later features append a
+ * migration to the table below and never edit an applied one.
+ *
+ * Every statement is prepared once per store (SQLITE_PREPARE_PERSISTENT) and reused. */
+#include "store_backend.h"
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Milliseconds a statement waits for another connection's write lock. */
+#define SQLITE_BUSY_MS 5000
+
+/* ---- schema ---- */
+
+static const char *const migrations[] = {
+    /* version 1: accounts, rosters, offline messages */
+    "CREATE TABLE users ("
+    "  jid TEXT PRIMARY KEY NOT NULL,"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE credentials ("
+    "  jid TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  hash TEXT NOT NULL," /* 'SHA-1' or 'SHA-256': stable across enum changes */
+    "  salt BLOB NOT NULL,"
+    "  iterations INTEGER NOT NULL,"
+    "  stored_key BLOB NOT NULL,"
+    "  server_key BLOB NOT NULL,"
+    "  PRIMARY KEY (jid, hash));"
+    "CREATE TABLE roster ("
+    "  owner TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  contact TEXT NOT NULL,"
+    "  name TEXT,"
+    "  sub INTEGER NOT NULL DEFAULT 0 CHECK (sub BETWEEN 0 AND 3),"
+    "  ask_out INTEGER NOT NULL DEFAULT 0,"
+    "  pending_in INTEGER NOT NULL DEFAULT 0,"
+    "  pending_in_stanza TEXT,"
+    "  PRIMARY KEY (owner, contact));"
+    "CREATE TABLE roster_groups ("
+    "  owner TEXT NOT NULL,"
+    "  contact TEXT NOT NULL,"
+    "  grp TEXT NOT NULL,"
+    "  PRIMARY KEY (owner, contact, grp),"
+    "  FOREIGN KEY (owner, contact) REFERENCES roster(owner, contact) ON DELETE CASCADE);"
+    "CREATE TABLE roster_versions ("
+    "  owner TEXT PRIMARY KEY NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  version INTEGER NOT NULL);"
+    "CREATE TABLE offline ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  owner TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  stanza TEXT NOT NULL,"
+    "  stored_at INTEGER NOT NULL);"
+    "CREATE INDEX offline_owner ON offline(owner, id);",
+};
+#define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
+
+/* ---- statements ---- */
+
+enum sid {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_USER_INSERT,
+    S_USER_EXISTS,
+    S_USER_LIST,
+    S_USER_DELETE,
+    S_CRED_INSERT,
+    S_CRED_DELETE_ALL,
+    S_CRED_GET,
+    S_ROSTER_DELETE_ALL,
+    S_ROSTER_GROUPS_DELETE_ALL,
+    S_ROSTER_VERSION_DELETE,
+    S_OFFLINE_DELETE_ALL,
+    S_ROSTER_LIST,
+    S_ROSTER_GET,
+    S_ROSTER_UPSERT,
+    S_ROSTER_DELETE,
+    S_GROUPS_GET,
+    S_GROUPS_DELETE,
+    S_GROUP_INSERT,
+    S_VERSION_BUMP,
+    S_VERSION_GET,
+    S_OFFLINE_COUNT,
+    S_OFFLINE_INSERT,
+    S_OFFLINE_LIST,
+    S_OFFLINE_DELETE_UPTO,
+    S_COUNT
+};
+
+static const char *const sql_text[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_USER_INSERT] = "INSERT INTO users(jid, created) VALUES (?1, ?2)",
+    [S_USER_EXISTS] = "SELECT 1 FROM users WHERE jid = ?1",
+    [S_USER_LIST] = "SELECT jid FROM users ORDER BY jid",
+    [S_USER_DELETE] = "DELETE FROM users WHERE jid = ?1",
+    [S_CRED_INSERT] = "INSERT INTO credentials(jid, hash, salt, iterations, stored_key, server_key)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_CRED_DELETE_ALL] = "DELETE FROM credentials WHERE jid = ?1",
+    [S_CRED_GET] = "SELECT salt, iterations, stored_key, server_key FROM credentials"
+                   " WHERE jid = ?1 AND hash = ?2",
+    [S_ROSTER_DELETE_ALL] = "DELETE FROM roster WHERE owner = ?1",
+    [S_ROSTER_GROUPS_DELETE_ALL] = "DELETE FROM roster_groups WHERE owner = ?1",
+    [S_ROSTER_VERSION_DELETE] = "DELETE FROM roster_versions WHERE owner = ?1",
+    [S_OFFLINE_DELETE_ALL] = "DELETE FROM offline WHERE owner = ?1",
+    [S_ROSTER_LIST] = "SELECT contact, name, sub, ask_out, pending_in, pending_in_stanza"
+                      " FROM roster WHERE owner = ?1 ORDER BY contact",
+    [S_ROSTER_GET] = "SELECT contact, name, sub, ask_out, pending_in, pending_in_stanza"
+                     " FROM roster WHERE owner = ?1 AND contact = ?2",
+    [S_ROSTER_UPSERT] =
+        "INSERT INTO roster(owner, contact, name, sub, ask_out, pending_in, pending_in_stanza)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        " ON CONFLICT(owner, contact) DO UPDATE SET name = excluded.name, sub = excluded.sub,"
+        " ask_out = excluded.ask_out, pending_in = excluded.pending_in,"
+        " pending_in_stanza = excluded.pending_in_stanza",
+    [S_ROSTER_DELETE] = "DELETE FROM roster WHERE owner = ?1 AND contact = ?2",
+    [S_GROUPS_GET] = "SELECT grp FROM roster_groups WHERE owner = ?1 AND contact = ?2 ORDER BY grp",
+    [S_GROUPS_DELETE] = "DELETE FROM roster_groups WHERE owner = ?1 AND contact = ?2",
+    [S_GROUP_INSERT] = "INSERT OR IGNORE INTO roster_groups(owner, contact, grp) VALUES (?1, ?2, ?3)",
+    [S_VERSION_BUMP] = "INSERT INTO roster_versions(owner, version) VALUES (?1, 1)"
+                       " ON CONFLICT(owner) DO UPDATE SET version = version + 1",
+    [S_VERSION_GET] = "SELECT version FROM roster_versions WHERE owner = ?1",
+    [S_OFFLINE_COUNT] = "SELECT count(*) FROM offline WHERE owner = ?1",
+    [S_OFFLINE_INSERT] = "INSERT INTO offline(owner, stanza, stored_at) VALUES (?1, ?2, ?3)",
+    [S_OFFLINE_LIST] = "SELECT id, stanza FROM offline WHERE owner = ?1 ORDER BY id",
+    [S_OFFLINE_DELETE_UPTO] = "DELETE FROM offline WHERE owner = ?1 AND id <= ?2",
+};
+
+typedef struct sqlite_store {
+    struct store base; /* first: store.c sees only this */
+    sqlite3 *db;
+    sqlite3_stmt *stmts[S_COUNT];
+} sqlite_store;
+
+static sqlite_store *ss_of(store *st)
+{
+    return (sqlite_store *)st;
+}
+
+static store_status db_error(sqlite_store *s, const char *what)
+{
+    return store_set_error(&s->base, "%s: %s", what, sqlite3_errmsg(s->db));
+}
+
+/* The cached statement for id, prepared on first use. NULL with the error recorded. */
+static sqlite3_stmt *stmt(sqlite_store *s, enum sid id)
+{
+    if (!s->stmts[id]) {
+        if (sqlite3_prepare_v3(s->db, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT,
+                               &s->stmts[id], NULL) != SQLITE_OK) {
+            db_error(s, "prepare");
+            s->stmts[id] = NULL;
+            return NULL;
+        }
+    }
+    return s->stmts[id];
+}
+
+/* Make a cached statement reusable and drop references to the caller's strings. */
+static void finish(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Run a statement that returns no rows with up to two text parameters. */
+static int exec_simple(sqlite_store *s, enum sid id, const char *a, const char *b)
+{
+    sqlite3_stmt *st = stmt(s, id);
+    if (!st)
+        return -1;
+    if (a)
+        sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    if (b)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        db_error(s, sql_text[id]);
+        finish(st);
+        return -1;
+    }
+    finish(st);
+    return 0;
+}
+
+static store_status begin(sqlite_store *s)
+{
+    return exec_simple(s, S_BEGIN, NULL, NULL) == 0 ? STORE_OK : STORE_ERROR;
+}
+
+static store_status commit(sqlite_store *s)
+{
+    if (exec_simple(s, S_COMMIT, NULL, NULL) == 0)
+        return STORE_OK;
+    /* The error is already recorded; the rollback must not overwrite it. */
+    char keep[STORE_ERRLEN];
+    snprintf(keep, sizeof keep, "%s", s->base.error);
+    if (!sqlite3_get_autocommit(s->db))
+        exec_simple(s, S_ROLLBACK, NULL, NULL);
+    snprintf(s->base.error, sizeof s->base.error, "%s", keep);
+    return STORE_ERROR;
+}
+
+/* Abandon the open transaction and return status (the error, if any, is kept). */
+static store_status rollback(sqlite_store *s, store_status status)
+{
+    char keep[STORE_ERRLEN];
+    snprintf(keep, sizeof keep, "%s", s->base.error);
+    if (!sqlite3_get_autocommit(s->db))
+        exec_simple(s, S_ROLLBACK, NULL, NULL);
+    snprintf(s->base.error, sizeof s->base.error, "%s", keep);
+    return status;
+}
+
+static char *col_dup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+static const char *hash_name(scram_hash h)
+{
+    return h == SCRAM_SHA1 ? "SHA-1" : "SHA-256";
+}
+
+/* ---- open / close ---- */
+
+/* mkdir -p for the directories above path, each new one 0700 (they hold account data). */
+static int make_parents(const char *path, char *err, size_t errlen)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        snprintf(err, errlen, "%.200s: path too long", path);
+        return -1;
+    }
+    char *last = strrchr(buf, '/');
+    if (!last || last == buf)
+        return 0;
+    *last = '\0';
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+                snprintf(err, errlen, "cannot create directory %.200s: %s", buf, strerror(errno));
+                return -1;
+            }
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+/* Create the database file 0600 ourselves, so SQLite (and its -wal/-shm files, which
+ * copy the database's mode) never creates it with the umask's permissions. */
+static int create_file(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return 0;
+        snprintf(err, errlen, "cannot create %.200s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fchmod(fd, 0600) < 0) {
+        snprintf(err, errlen, "chmod %.200s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int exec_sql(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Bring the schema up to SCHEMA_VERSION in one transaction (a concurrent opener of a new
+ * file waits on the busy handler and then finds the work done). */
+static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    if (exec_sql(db, "BEGIN IMMEDIATE", "begin migration", err, errlen) < 0)
+        return -1;
+    if (exec_sql(db,
+                 "CREATE TABLE IF NOT EXISTS schema_version ("
+                 " version INTEGER PRIMARY KEY NOT NULL, applied INTEGER NOT NULL)",
+                 "create schema_version", err, errlen) < 0)
+        goto fail;
+
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &st,
+                           NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "read schema_version: %s", sqlite3_errmsg(db));
+        goto fail;
+    }
+    int current = 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        current = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+
+    if (current > SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%.200s: schema version %d is newer than this program supports (%d); "
+                 "upgrade Parley",
+                 path, current, SCHEMA_VERSION);
+        goto fail;
+    }
+    for (int v = current + 1; v <= SCHEMA_VERSION; v++) {
+        char what[64];
+        snprintf(what, sizeof what, "schema migration %d", v);
+        if (exec_sql(db, migrations[v - 1], what, err, errlen) < 0)
+            goto fail;
+        char sql[128];
+        snprintf(sql, sizeof sql, "INSERT INTO schema_version(version, applied) VALUES (%d, %lld)",
+                 v, (long long)time(NULL));
+        if (exec_sql(db, sql, what, err, errlen) < 0)
+            goto fail;
+        if (current > 0)
+            log_info("store %s: migrated schema to version %d", path, v);
+    }
+    if (exec_sql(db, "COMMIT", "commit migration", err, errlen) < 0)
+        goto fail;
+    return 0;
+fail:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+static void sqlite_close(store *st)
+{
+    sqlite_store *s = ss_of(st);
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(s->stmts[i]);
+    if (s->db && sqlite3_close(s->db) != SQLITE_OK)
+        log_warn("store: closing the database: %s", sqlite3_errmsg(s->db));
+    free(s);
+}
+
+static store *sqlite_open(const char *path, char *err, size_t errlen)
+{
+    int memory = strcmp(path, ":memory:") == 0;
+    if (!*path) {
+        snprintf(err, errlen, "store sqlite: needs a file path");
+        return NULL;
+    }
+    if (!memory && (make_parents(path, err, errlen) < 0 || create_file(path, err, errlen) < 0))
+        return NULL;
+
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %.200s: %s", path,
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, SQLITE_BUSY_MS);
+
+    char what[300];
+    snprintf(what, sizeof what, "%.200s", path);
+    /* journal_mode answers with the mode in effect; anything but "wal" on a file means
+     * readers would block parleyd's writes, which is worth a warning, not a failure. */
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        snprintf(err, errlen, "%s: enabling WAL: %s", what, sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return NULL;
+    }
+    const unsigned char *mode = sqlite3_column_text(st, 0);
+    if (!memory && (!mode || strcmp((const char *)mode, "wal") != 0))
+        log_warn("store %s: journal mode is %s, not wal", path, mode ? (const char *)mode : "?");
+    sqlite3_finalize(st);
+
+    if (exec_sql(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", what, err, errlen) < 0 ||
+        migrate(db, path, err, errlen) < 0) {
+        sqlite3_close(db);
+        return NULL;
+    }
+
+    sqlite_store *s = xcalloc(1, sizeof *s);
+    s->db = db;
+    return &s->base;
+}
+
+/* ---- accounts ---- */
+
+/* Insert creds for user; inside the caller's transaction. */
+static store_status insert_creds(sqlite_store *s, const char *user, const scram_cred *creds,
+                                 size_t ncreds)
+{
+    for (size_t i = 0; i < ncreds; i++) {
+        sqlite3_stmt *st = stmt(s, S_CRED_INSERT);
+        if (!st)
+            return STORE_ERROR;
+        const scram_cred *c = &creds[i];
+        sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, hash_name(c->hash), -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, c->salt, (int)c->salt_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)c->iterations);
+        sqlite3_bind_blob(st, 5, c->stored_key, (int)c->key_len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 6, c->server_key, (int)c->key_len, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE) {
+            db_error(s, "store credential");
+            finish(st);
+            return STORE_ERROR;
+        }
+        finish(st);
+    }
+    return STORE_OK;
+}
+
+static store_status sqlite_user_create(store *base, const char *user, const scram_cred *creds,
+                                       size_t ncreds)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    sqlite3_stmt *st = stmt(s, S_USER_INSERT);
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)time(NULL));
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        store_status ret;
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+            store_set_error(base, "user %s already exists", user);
+            ret = STORE_EXISTS;
+        } else {
+            ret = db_error(s, "create user");
+        }
+        finish(st);
+        return rollback(s, ret);
+    }
+    finish(st);
+    if (insert_creds(s, user, creds, ncreds) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status user_exists_locked(sqlite_store *s, const char *user)
+{
+    sqlite3_stmt *st = stmt(s, S_USER_EXISTS);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    store_status ret;
+    if (rc == SQLITE_ROW)
+        ret = STORE_OK;
+    else if (rc == SQLITE_DONE)
+        ret = STORE_NOT_FOUND;
+    else
+        ret = db_error(s, "look up user");
+    finish(st);
+    if (ret == STORE_NOT_FOUND)
+        store_set_error(&s->base, "no such user %s", user);
+    return ret;
+}
+
+static store_status sqlite_user_exists(store *base, const char *user)
+{
+    return user_exists_locked(ss_of(base), user);
+}
+
+static store_status sqlite_user_set_creds(store *base, const char *user, const scram_cred *creds,
+                                          size_t ncreds)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = user_exists_locked(s, user);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    if (exec_simple(s, S_CRED_DELETE_ALL, user, NULL) < 0)
+        return rollback(s, STORE_ERROR);
+    if (insert_creds(s, user, creds, ncreds) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status sqlite_user_get_cred(store *base, const char *user, scram_hash hash,
+                                         scram_cred *out)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, S_CRED_GET);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, hash_name(hash), -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    store_status ret = STORE_OK;
+    if (rc == SQLITE_DONE) {
+        ret = STORE_NOT_FOUND;
+        store_set_error(base, "no %s credential for %s", hash_name(hash), user);
+    } else if (rc != SQLITE_ROW) {
+        ret = db_error(s, "read credential");
+    } else {
+        size_t want = hash == SCRAM_SHA1 ? 20 : 32;
+        int salt_len = sqlite3_column_bytes(st, 0);
+        sqlite3_int64 iters = sqlite3_column_int64(st, 1);
+        int sk_len = sqlite3_column_bytes(st, 2);
+        int vk_len = sqlite3_column_bytes(st, 3);
+        /* A damaged row must never be read past a fixed-size array. */
+        if (salt_len <= 0 || salt_len > SCRAM_SALT_LEN || iters <= 0 || iters > UINT_MAX ||
+            (size_t)sk_len != want || (size_t)vk_len != want) {
+            ret = store_set_error(base, "corrupt %s credential for %s", hash_name(hash), user);
+        } else {
+            memset(out, 0, sizeof *out);
+            out->hash = hash;
+            memcpy(out->salt, sqlite3_column_blob(st, 0), (size_t)salt_len);
+            out->salt_len = (size_t)salt_len;
+            out->iterations = (unsigned)iters;
+            memcpy(out->stored_key, sqlite3_column_blob(st, 2), want);
+            memcpy(out->server_key, sqlite3_column_blob(st, 3), want);
+            out->key_len = want;
+        }
+    }
+    finish(st);
+    return ret;
+}
+
+static store_status sqlite_user_delete(store *base, const char *user)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = user_exists_locked(s, user);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    /* Explicit deletes, not only ON DELETE CASCADE: the account must go completely even
+     * from a database someone opened without foreign_keys. */
+    static const enum sid order[] = {S_ROSTER_GROUPS_DELETE_ALL, S_ROSTER_DELETE_ALL,
+                                     S_ROSTER_VERSION_DELETE, S_OFFLINE_DELETE_ALL,
+                                     S_CRED_DELETE_ALL, S_USER_DELETE};
+    for (size_t i = 0; i < ARRAY_LEN(order); i++)
+        if (exec_simple(s, order[i], user, NULL) < 0)
+            return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status sqlite_user_list(store *base, void (*fn)(void *ud, const char *user), void *ud)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, S_USER_LIST);
+    if (!st)
+        return STORE_ERROR;
+    /* Collect first: the callback may use the store, which would reset this statement. */
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            names = xrealloc(names, cap * sizeof *names);
+        }
+        names[n++] = col_dup(st, 0);
+    }
+    store_status ret = STORE_OK;
+    if (rc != SQLITE_DONE)
+        ret = db_error(s, "list users");
+    finish(st);
+    for (size_t i = 0; i < n; i++) {
+        if (ret == STORE_OK && names[i])
+            fn(ud, names[i]);
+        free(names[i]);
+    }
+    free(names);
+    return ret;
+}
+
+/* ---- roster ---- */
+
+/* Fill item from a row of S_ROSTER_LIST / S_ROSTER_GET. */
+static void read_item(sqlite3_stmt *st, roster_item *item)
+{
+    memset(item, 0, sizeof *item);
+    item->contact = col_dup(st, 0);
+    item->name = col_dup(st, 1);
+    int sub = sqlite3_column_int(st, 2);
+    item->sub = (sub >= SUB_NONE && sub <= SUB_BOTH) ? (sub_state)sub : SUB_NONE;
+    item->ask_out = sqlite3_column_int(st, 3) != 0;
+    item->pending_in = sqlite3_column_int(st, 4) != 0;
+    item->pending_in_stanza = col_dup(st, 5);
+}
+
+static store_status read_groups(sqlite_store *s, const char *user, roster_item *item)
+{
+    sqlite3_stmt *st = stmt(s, S_GROUPS_GET);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, item->contact, -1, SQLITE_STATIC);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char *g = col_dup(st, 0);
+        if (!g)
+            continue;
+        if (item->ngroups == cap) {
+            cap = cap ? cap * 2 : 4;
+            item->groups = xrealloc(item->groups, cap * sizeof *item->groups);
+        }
+        item->groups[item->ngroups++] = g;
+    }
+    store_status ret = rc == SQLITE_DONE ? STORE_OK : db_error(s, "read roster groups");
+    finish(st);
+    return ret;
+}
+
+static store_status sqlite_roster_get(store *base, const char *user, roster_item **items,
+                                      size_t *n)
+{
+    sqlite_store *s = ss_of(base);
+    /* A read transaction: items and their groups come from one snapshot. */
+    if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(s, "begin");
+    sqlite3_stmt *st = stmt(s, S_ROSTER_LIST);
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    roster_item *list = NULL;
+    size_t count = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            list = xrealloc(list, cap * sizeof *list);
+        }
+        read_item(st, &list[count++]);
+    }
+    store_status ret = rc == SQLITE_DONE ? STORE_OK : db_error(s, "read roster");
+    finish(st);
+    for (size_t i = 0; ret == STORE_OK && i < count; i++)
+        ret = read_groups(s, user, &list[i]);
+    rollback(s, STORE_OK); /* read-only: ending it either way is the same */
+    if (ret != STORE_OK) {
+        roster_items_free(list, count);
+        return ret;
+    }
+    *items = list;
+    *n = count;
+    return STORE_OK;
+}
+
+static store_status sqlite_roster_get_item(store *base, const char *user, const char *contact,
+                                           roster_item *out)
+{
+    sqlite_store *s = ss_of(base);
+    if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(s, "begin");
+    sqlite3_stmt *st = stmt(s, S_ROSTER_GET);
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, contact, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    store_status ret = STORE_OK;
+    if (rc == SQLITE_ROW)
+        read_item(st, out);
+    else if (rc == SQLITE_DONE)
+        ret = STORE_NOT_FOUND;
+    else
+        ret = db_error(s, "read roster item");
+    finish(st);
+    if (ret == STORE_OK)
+        ret = read_groups(s, user, out);
+    rollback(s, STORE_OK);
+    if (ret == STORE_NOT_FOUND)
+        store_set_error(base, "%s has no roster item %s", user, contact);
+    else if (ret != STORE_OK)
+        roster_item_clear(out);
+    return ret;
+}
+
+static store_status bump_version(sqlite_store *s, const char *user)
+{
+    return exec_simple(s, S_VERSION_BUMP, user, NULL) == 0 ? STORE_OK : STORE_ERROR;
+}
+
+static store_status sqlite_roster_put(store *base, const char *user, const roster_item *item)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    sqlite3_stmt *st = stmt(s, S_ROSTER_UPSERT);
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, item->contact, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, item->name, -1, SQLITE_STATIC); /* NULL binds NULL */
+    sqlite3_bind_int(st, 4, (int)item->sub);
+    sqlite3_bind_int(st, 5, item->ask_out ? 1 : 0);
+    sqlite3_bind_int(st, 6, item->pending_in ? 1 : 0);
+    sqlite3_bind_text(st, 7, item->pending_in_stanza, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        store_status ret = rc == SQLITE_CONSTRAINT_FOREIGNKEY
+                               ? (store_set_error(base, "no such user %s", user), STORE_NOT_FOUND)
+                               : db_error(s, "store roster item");
+        finish(st);
+        return rollback(s, ret);
+    }
+    finish(st);
+    if (exec_simple(s, S_GROUPS_DELETE, user, item->contact) < 0)
+        return rollback(s, STORE_ERROR);
+    for (size_t i = 0; i < item->ngroups; i++) {
+        if (!item->groups[i])
+            continue;
+        st = stmt(s, S_GROUP_INSERT);
+        if (!st)
+            return rollback(s, STORE_ERROR);
+        sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, item->contact, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, item->groups[i], -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE) {
+            db_error(s, "store roster group");
+            finish(st);
+            return rollback(s, STORE_ERROR);
+        }
+        finish(st);
+    }
+    if (bump_version(s, user) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status sqlite_roster_del(store *base, const char *user, const char *contact)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    if (exec_simple(s, S_GROUPS_DELETE, user, contact) < 0 ||
+        exec_simple(s, S_ROSTER_DELETE, user, contact) < 0)
+        return rollback(s, STORE_ERROR);
+    if (sqlite3_changes(s->db) == 0) {
+        store_set_error(base, "%s has no roster item %s", user, contact);
+        return rollback(s, STORE_NOT_FOUND);
+    }
+    if (bump_version(s, user) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status sqlite_roster_version(store *base, const char *user, int64_t *version)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, S_VERSION_GET);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    store_status ret = STORE_OK;
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        *version = 0; /* never changed */
+    else
+        ret = db_error(s, "read roster version");
+    finish(st);
+    return ret;
+}
+
+/* ---- offline messages ---- */
+
+static store_status count_offline(sqlite_store *s, const char *user, int *count)
+{
+    sqlite3_stmt *st = stmt(s, S_OFFLINE_COUNT);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    store_status ret = STORE_OK;
+    if (rc == SQLITE_ROW)
+        *count = sqlite3_column_int(st, 0);
+    else
+        ret = db_error(s, "count offline messages");
+    finish(st);
+    return ret;
+}
+
+static store_status sqlite_offline_count(store *base, const char *user, int *count)
+{
+    return count_offline(ss_of(base), user, count);
+}
+
+/* max < 0: no cap. */
+static store_status sqlite_offline_push(store *base, const char *user, const char *stanza, int max)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    int count = 0;
+    if (count_offline(s, user, &count) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    if (max >= 0 && count >= max) {
+        store_set_error(base, "%s already has %d offline messages", user, count);
+        return rollback(s, STORE_FULL);
+    }
+    sqlite3_stmt *st = stmt(s, S_OFFLINE_INSERT);
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, stanza, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)time(NULL));
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        store_status ret = rc == SQLITE_CONSTRAINT_FOREIGNKEY
+                               ? (store_set_error(base, "no such user %s", user), STORE_NOT_FOUND)
+                               : db_error(s, "store offline message");
+        finish(st);
+        return rollback(s, ret);
+    }
+    finish(st);
+    return commit(s);
+}
+
+static store_status sqlite_offline_pop(store *base, const char *user,
+                                       int (*fn)(void *ud, const char *stanza), void *ud)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, S_OFFLINE_LIST);
+    if (!st)
+        return STORE_ERROR;
+    /* Read everything first and release the statement: fn may write to the store, and a
+     * read transaction held across fn would keep the WAL from checkpointing. */
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    char **stanzas = NULL;
+    sqlite3_int64 last_id = 0;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            stanzas = xrealloc(stanzas, cap * sizeof *stanzas);
+        }
+        last_id = sqlite3_column_int64(st, 0);
+        char *text = col_dup(st, 1);
+        stanzas[n++] = text ? text : xstrdup("");
+    }
+    store_status ret = rc == SQLITE_DONE ? STORE_OK : db_error(s, "read offline messages");
+    finish(st);
+
+    size_t delivered = 0;
+    for (; ret == STORE_OK && delivered < n; delivered++) {
+        /* Stop at the first failure: the connection is likely gone, and every message
+         * (including those already handed over) stays for the next login. */
+        if (fn(ud, stanzas[delivered]) != 0)
+            ret = store_set_error(base,
+                                  "offline delivery to %s failed at message %zu of %zu; "
+                                  "all kept",
+                                  user, delivered + 1, n);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(stanzas[i]);
+    free(stanzas);
+    if (ret != STORE_OK || n == 0)
+        return ret;
+
+    /* Ids only grow, so "id <= last" is exactly the rows read above (plus none newer). */
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    st = stmt(s, S_OFFLINE_DELETE_UPTO);
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, last_id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        db_error(s, "delete offline messages");
+        finish(st);
+        return rollback(s, STORE_ERROR);
+    }
+    finish(st);
+    return commit(s);
+}
+
+const struct store_ops store_sqlite_ops = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .user_create = sqlite_user_create,
+    .user_set_creds = sqlite_user_set_creds,
+    .user_get_cred = sqlite_user_get_cred,
+    .user_exists = sqlite_user_exists,
+    .user_delete = sqlite_user_delete,
+    .user_list = sqlite_user_list,
+    .roster_get = sqlite_roster_get,
+    .roster_get_item = sqlite_roster_get_item,
+    .roster_put = sqlite_roster_put,
+    .roster_del = sqlite_roster_del,
+    .roster_version = sqlite_roster_version,
+    .offline_push = sqlite_offline_push,
+    .offline_pop = sqlite_offline_pop,
+    .offline_count = sqlite_offline_count,
+};
