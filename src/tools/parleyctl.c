@@ -71,6 +71,8 @@ static void usage(FILE *out)
             "          delete an account with its roster and offline messages\n"
             "  user list\n"
             "          list accounts\n"
+            "  user import\n"
+            "          create accounts from 'JID PASSWORD' lines on stdin (bulk provisioning)\n"
             "  cert check\n"
             "          inspect the configured certificate and key (names, key strength,\n"
             "          validity, key match)\n"
@@ -614,16 +616,72 @@ static void print_user(void *ud, const char *user)
     printf("%s\n", user);
 }
 
+/* Bulk provisioning: "JID PASSWORD" per line on stdin (the password is the rest of the
+ * line). Existing accounts are left alone and counted; a bad line is reported with its
+ * number and the others still go in. */
+static int import_users(const config *cfg, store *st)
+{
+    char line[MAX_PASSWORD + 1100];
+    int lineno = 0, created = 0, existed = 0, bad = 0;
+    while (fgets(line, sizeof line, stdin)) {
+        lineno++;
+        size_t len = strcspn(line, "\r\n");
+        if (line[len] == '\0' && !feof(stdin)) {
+            fail("stdin:%d: line too long", lineno);
+            bad++;
+            int ch;
+            while ((ch = getchar()) != EOF && ch != '\n')
+                ;
+            continue;
+        }
+        line[len] = '\0';
+        if (!line[0] || line[0] == '#')
+            continue;
+        char *space = strchr(line, ' ');
+        char *user = NULL, *password = NULL;
+        if (!space || !space[1]) {
+            fail("stdin:%d: expected 'JID PASSWORD'", lineno);
+            bad++;
+        } else {
+            *space = '\0';
+            if (!(user = account_jid(cfg, line)) || !(password = scram_saslprep(space + 1)) ||
+                !password[0]) {
+                fail("stdin:%d: invalid JID or password", lineno);
+                bad++;
+            } else {
+                scram_cred creds[2];
+                store_status s = STORE_ERROR;
+                if (make_creds(cfg, password, creds) == 0)
+                    s = store_user_create(st, user, creds, 2);
+                secure_wipe(creds, sizeof creds);
+                if (s == STORE_OK)
+                    created++;
+                else if (s == STORE_EXISTS)
+                    existed++;
+                else {
+                    fail("stdin:%d: %s: %s", lineno, user, store_last_error(st));
+                    bad++;
+                }
+            }
+        }
+        secure_wipe(line, sizeof line);
+        free_password(password);
+        free(user);
+    }
+    printf("imported %d users, %d already existed, %d lines rejected\n", created, existed, bad);
+    return bad ? EXIT_RUNTIME : 0;
+}
+
 static int cmd_user(const char *conf_path, int argc, char **argv)
 {
     if (argc < 1)
-        return usage_error("user needs a subcommand: add, passwd, del or list");
+        return usage_error("user needs a subcommand: add, passwd, del, list or import");
     const char *sub = argv[0];
     const char *jid_arg = NULL, *pwfile = NULL;
     int want_jid = strcmp(sub, "add") == 0 || strcmp(sub, "passwd") == 0 ||
                    strcmp(sub, "del") == 0;
     int takes_pw = strcmp(sub, "add") == 0 || strcmp(sub, "passwd") == 0;
-    if (!want_jid && strcmp(sub, "list") != 0)
+    if (!want_jid && strcmp(sub, "list") != 0 && strcmp(sub, "import") != 0)
         return usage_error("unknown user subcommand '%s'", sub);
     for (int i = 1; i < argc; i++) {
         if (takes_pw && strcmp(argv[i], "--password-file") == 0) {
@@ -655,6 +713,10 @@ static int cmd_user(const char *conf_path, int argc, char **argv)
         goto out;
     }
 
+    if (strcmp(sub, "import") == 0) {
+        rc = import_users(&cfg, st);
+        goto out;
+    }
     if (strcmp(sub, "list") == 0) {
         if (store_user_list(st, print_user, NULL) != STORE_OK) {
             fail("listing users: %s", store_last_error(st));
