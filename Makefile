@@ -26,7 +26,7 @@ $(VAR)/parleyd.conf:
 	@$(BUILD)/parleyctl init --dir $(VAR) --domain localhost
 
 run: build $(VAR)/parleyd.conf
-	@echo "parleyd: serving localhost on 127.0.0.1 (STARTTLS 5222, direct TLS 5223)."
+	@echo "Starting parleyd with $(VAR)/parleyd.conf (it logs the addresses it listens on)."
 	@echo "Add a user:  $(BUILD)/parleyctl -c $(VAR)/parleyd.conf user add alice@localhost"
 	@echo "Clients trust $(VAR)/ca.crt. Stop with Ctrl-C."
 	@exec $(BUILD)/parleyd -c $(VAR)/parleyd.conf
