@@ -79,6 +79,11 @@ void buf_append_xml_escaped(buf *b, const char *s, size_t len, int attr)
         case '>': rep = "&gt;"; break;
         case '"': rep = attr ? "&quot;" : NULL; break;
         case '\'': rep = attr ? "&apos;" : NULL; break;
+        /* A parser normalises raw whitespace in attributes to spaces and CR to LF in
+         * text: character references keep the exact characters across a round trip. */
+        case '\t': rep = attr ? "&#9;" : NULL; break;
+        case '\n': rep = attr ? "&#10;" : NULL; break;
+        case '\r': rep = "&#13;"; break;
         default: break;
         }
         if (rep) {
