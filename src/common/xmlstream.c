@@ -318,20 +318,6 @@ static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
     xml_add_text(xs->cur, s, (size_t)len);
 }
 
-/* An attribute value that reads back identically: tab, CR and LF (from character
- * references) would otherwise be normalized to spaces when the value is parsed. */
-static void append_attr_value(buf *b, const char *v)
-{
-    for (;;) {
-        size_t run = strcspn(v, "\t\r\n");
-        buf_append_xml_escaped(b, v, run, 1);
-        if (!v[run])
-            return;
-        buf_appendf(b, "&#%d;", v[run]);
-        v += run + 1;
-    }
-}
-
 static void XMLCALL on_ns_start(void *ud, const XML_Char *prefix, const XML_Char *uri)
 {
     xmlstream *xs = ud;
@@ -342,7 +328,8 @@ static void XMLCALL on_ns_start(void *ud, const XML_Char *prefix, const XML_Char
     if (xs->document || xs->depth != 0 || xs->resuming)
         return;
     buf_appendf(&xs->decls, " xmlns%s%s=\"", prefix ? ":" : "", prefix ? prefix : "");
-    append_attr_value(&xs->decls, uri ? uri : "");
+    const char *value = uri ? uri : "";
+    buf_append_xml_escaped(&xs->decls, value, strlen(value), 1);
     buf_append_str(&xs->decls, "\"");
     if (!prefix) {
         free(xs->decl_ns);

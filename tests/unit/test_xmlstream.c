@@ -584,7 +584,7 @@ static void test_idle_resume(void **state)
                      XS_OK);
     assert_int_equal(feed_str(&r, "<x:y/>"), XS_OK);
     assert_int_equal(feed_str(&r, "<features/>"), XS_OK);
-    assert_string_equal(out(&r), "<y xmlns=\"urn:a&amp;&lt;b&quot;\n\tc\"/>\n<stream:features/>\n");
+    assert_string_equal(out(&r), "<y xmlns=\"urn:a&amp;&lt;b&quot;&#10;&#9;c\"/>\n<stream:features/>\n");
     assert_int_equal(feed_str(&r, "</stream>"), XS_OK);
     assert_int_equal(r.closes, 1);
     rec_free(&r);
