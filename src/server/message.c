@@ -48,6 +48,8 @@ static void store_offline(server *srv, xml_node *stanza, const char *bare)
 /* Resources eligible for a message to the bare JID: the highest non-negative priority. */
 static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, const char *type)
 {
+    if (strcmp(type, "error") == 0)
+        return; /* RFC 6121 8.5.2.1.1: an error for a bare JID is silently ignored */
     int best = -1;
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
         if (s->available && !conn_is_closing(s->conn) && s->priority > best)
@@ -60,7 +62,7 @@ static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, con
                 c2s_send(s, stanza);
         return;
     }
-    if (strcmp(type, "headline") == 0 || strcmp(type, "error") == 0 || strcmp(type, "groupchat") == 0)
+    if (strcmp(type, "headline") == 0 || strcmp(type, "groupchat") == 0)
         return; /* RFC 6121 8.5.2.2.1: never stored */
     store_offline(srv, stanza, bare);
 }
