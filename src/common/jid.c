@@ -56,15 +56,40 @@ static int utf8_valid(const unsigned char *s, size_t n)
 
 enum part_kind { PART_LOCAL, PART_DOMAIN, PART_RESOURCE };
 
+/* Printable ASCII is the common case, and there the three profiles reduce to simple
+ * rules: no mapping except case folding (nodeprep, nameprep), NFKC is the identity,
+ * and only controls, space (nodeprep, nameprep) and nodeprep's extra characters
+ * "&'/:<>@ are prohibited. Handling it here keeps stringprep off the per-stanza path.
+ * Returns 1 if handled (0 or -1 in *rc), 0 if the part needs the full profile. */
+static int prep_ascii(enum part_kind kind, const char *s, size_t n, char *work, int *rc)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80)
+            return 0;
+        if (c < 0x20 || c == 0x7f || (c == ' ' && kind != PART_RESOURCE) ||
+            (kind == PART_LOCAL && strchr("\"&'/:<>@", c))) {
+            *rc = -1;
+            return 1;
+        }
+        work[i] = kind != PART_RESOURCE && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : (char)c;
+    }
+    work[n] = '\0';
+    *rc = 0;
+    return 1;
+}
+
 /* Prepare n bytes of s with the profile for kind into work (JID_WORK_BUF bytes).
  * Returns 0, or -1 if the part is empty, too long or prohibited by the profile. */
 static int prep_part(enum part_kind kind, const char *s, size_t n, char work[JID_WORK_BUF])
 {
     if (n == 0 || n > JID_PART_MAX || !utf8_valid((const unsigned char *)s, n))
         return -1;
+    int rc;
+    if (prep_ascii(kind, s, n, work, &rc))
+        return rc;
     memcpy(work, s, n);
     work[n] = '\0';
-    int rc;
     switch (kind) {
     case PART_LOCAL:
         rc = stringprep_xmpp_nodeprep(work, JID_WORK_BUF);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stringprep.h>
 
 /* Expect s to normalise to want (NULL: invalid). */
 static void check_norm(const char *s, const char *want)
@@ -221,6 +222,38 @@ static void test_length_limits(void **state)
     free(l1024);
 }
 
+/* jid.c prepares printable ASCII itself instead of calling stringprep: every ASCII
+ * character in every part must come out exactly as libidn's profile would have it. */
+static void test_ascii_fast_path_matches_stringprep(void **state)
+{
+    (void)state;
+    for (int c = 1; c < 0x80; c++) {
+        char in[4] = {'a', (char)c, 'B', '\0'};
+        char ref[64];
+
+        snprintf(ref, sizeof ref, "%s", in);
+        int ok = stringprep_xmpp_nodeprep(ref, sizeof ref) == STRINGPREP_OK;
+        char *got = jid_normalize_local(in);
+        if (ok && got)
+            assert_string_equal(got, ref);
+        else
+            assert_true(!ok || c == '@' || c == '/'); /* split characters, not prep */
+        assert_true(ok || got == NULL);
+        free(got);
+
+        snprintf(ref, sizeof ref, "%s", in);
+        ok = stringprep_xmpp_resourceprep(ref, sizeof ref) == STRINGPREP_OK;
+        got = jid_normalize_resource(in);
+        if (ok)
+            assert_non_null(got);
+        if (ok && got)
+            assert_string_equal(got, ref);
+        if (!ok)
+            assert_null(got);
+        free(got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_case_folding),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_length_limits),
+        cmocka_unit_test(test_ascii_fast_path_matches_stringprep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
