@@ -72,8 +72,8 @@ void message_to_local(server *srv, xml_node *stanza, const char *bare, const cha
     const char *type = xml_get_attr(stanza, "type");
     if (!type)
         type = "normal";
-    store_status exists = store_user_exists(srv->store, bare);
-    if (exists != STORE_OK) {
+    /* An account with a session exists: the store is asked only for offline recipients. */
+    if (!router_sessions(srv, bare) && store_user_exists(srv->store, bare) != STORE_OK) {
         if (strcmp(type, "error") != 0 && strcmp(type, "headline") != 0)
             router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
         xml_free(stanza);
