@@ -81,9 +81,12 @@ int server_init(server *srv, const config *cfg)
     log_set_level((log_level)cfg->log_level);
 
     int max_fds = raise_fd_limit(cfg->max_connections + 64);
-    if (max_fds < cfg->max_connections + 16)
-        log_warn("the open-file limit (%d) is below max_connections (%d)", max_fds,
-                 cfg->max_connections);
+    if (max_fds < cfg->max_connections + 64) {
+        /* Past the limit accept() fails anyway; refusing cleanly at a known count is better. */
+        srv->cfg.max_connections = max_fds > 128 ? max_fds - 64 : max_fds / 2;
+        log_info("max_connections lowered from %d to %d by the open-file limit (%d)",
+                 cfg->max_connections, srv->cfg.max_connections, max_fds);
+    }
 
     char err[512];
     srv->tls_ctx = tls_server_ctx_new(cfg->cert_file, cfg->key_file, NULL, err, sizeof err);
