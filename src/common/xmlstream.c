@@ -411,7 +411,7 @@ static void parser_create(xmlstream *xs)
     XML_SetProcessingInstructionHandler(xs->p, on_pi);
     XML_SetXmlDeclHandler(xs->p, on_xmldecl);
     XML_SetParamEntityParsing(xs->p, XML_PARAM_ENTITY_PARSING_NEVER);
-#if XML_MAJOR_VERSION > 2 || (XML_MAJOR_VERSION == 2 && XML_MINOR_VERSION >= 6)
+#ifdef HAVE_XML_SETREPARSEDEFERRALENABLED
     /* Reparse deferral would hold back a stanza completed by a small read until more
      * bytes arrive; in an interactive protocol they may never come. */
     XML_SetReparseDeferralEnabled(xs->p, XML_FALSE);
