@@ -30,7 +30,7 @@ unit_total=${unit_total:-0}
 unit_failed=${unit_failed:-1}
 
 echo "== integration tests (pytest, slixmpp against parleyd)"
-PARLEY_BUILD="$ROOT/$BUILD" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration \
+PARLEY_BUILD="$ROOT/$BUILD" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration tests/client \
     -o junit_family=xunit2 --junitxml="$BUILD/integration.xml" 2>&1 | tee "$BUILD/pytest.log"
 it_passed=$(/usr/bin/python3 - "$BUILD/integration.xml" <<'PY'
 import sys, xml.etree.ElementTree as ET

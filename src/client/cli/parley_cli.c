@@ -1,0 +1,420 @@
+/* parley_cli.c - the `parley` command: scriptable `send`, `listen` (JSON lines) and
+ * `tls-info` on libparley, with exit codes that say what failed. */
+#include "../../common/buf.h"
+#include "../../common/version.h"
+#include "../parley.h"
+#include "json.h"
+#include "options.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    EXIT_OK = 0,
+    EXIT_USAGE = 1,
+    EXIT_UNREACHABLE = 2,
+    EXIT_CERTIFICATE = 3,
+    EXIT_AUTH = 4,
+    EXIT_POLICY = 5,
+    EXIT_TIMEOUT = 6,
+    EXIT_PROTOCOL = 7,
+};
+
+static const char usage_text[] =
+    "Usage: parley COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  send --to JID --message TEXT [--type chat|normal|headline]\n"
+    "                      send one message; exits once the server has accepted it\n"
+    "  listen [--count N] [--timeout S]\n"
+    "                      print received messages as JSON lines:\n"
+    "                      {\"from\",\"to\",\"type\",\"id\",\"body\",\"encrypted\",\"tls\"}\n"
+    "                      exits after N messages, or after S seconds; reconnects\n"
+    "                      (with back-off) if the session is lost\n"
+    "      --keepalive S   ping the server after S seconds of silence; no answer within\n"
+    "                      S more seconds: the connection is dead (default 60)\n"
+    "  tls-info [--json]   print the client-to-server lock: TLS version, cipher, key size,\n"
+    "                      certificate and authentication mechanism\n"
+    "\n"
+    "Account (or the same keys in the configuration file):\n"
+    "  --jid JID               user@domain[/resource]           (jid)\n"
+    "  --password-file F       first line is the password      (password_file)\n"
+    "  --ca-file F             trust these CAs, not the system store (ca_file)\n"
+    "  --server HOST:PORT[,HOST:PORT...]  addresses tried in turn (server)\n"
+    "  --direct-tls | --starttls          TLS from the first byte (XEP-0368) or STARTTLS\n"
+    "                                     (direct_tls = true|false; default STARTTLS)\n"
+    "  --config F              configuration file (default ~/.config/parley/parley.conf)\n"
+    "  --timeout S             overall limit in seconds (send and tls-info default: 30)\n"
+    "  -v, --verbose           log the connection's progress to stderr\n"
+    "  -h, --help, --version\n"
+    "\n"
+    "Exit codes:\n"
+    "  0 ok   1 usage   2 server unreachable   3 certificate not trusted\n"
+    "  4 authentication failed   5 refused by policy   6 timeout   7 other protocol error\n";
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int exit_code(parley_error e)
+{
+    switch (e) {
+    case PARLEY_OK: return EXIT_OK;
+    case PARLEY_ERR_INVALID: return EXIT_USAGE;
+    case PARLEY_ERR_UNREACHABLE: return EXIT_UNREACHABLE;
+    case PARLEY_ERR_CERTIFICATE: return EXIT_CERTIFICATE;
+    case PARLEY_ERR_AUTH: return EXIT_AUTH;
+    case PARLEY_ERR_POLICY: return EXIT_POLICY;
+    case PARLEY_ERR_TIMEOUT: return EXIT_TIMEOUT;
+    default: return EXIT_PROTOCOL;
+    }
+}
+
+static void log_line(int level, const char *line, void *ud)
+{
+    (void)ud;
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    fprintf(stderr, "parley: %s: %s\n", names[level < 0 || level > 3 ? 3 : level], line);
+}
+
+/* State shared by the commands' event handler. */
+typedef struct app {
+    const cli_opts *opt;
+    parley *p;
+    int online;
+    long received;
+    /* send */
+    char msg_id[64];
+    int msg_sent;
+    int confirmed;
+    parley_error send_err;
+    char send_errtext[256];
+} app;
+
+static void print_message(app *a, const parley_event *ev)
+{
+    parley_tls_info ti;
+    char tls[128] = "";
+    if (parley_tls_info_get(a->p, &ti) == PARLEY_OK)
+        snprintf(tls, sizeof tls, "%s %s", ti.version, ti.cipher);
+    buf line;
+    buf_init(&line);
+    buf_append_str(&line, "{");
+    json_kv_string(&line, "from", ev->from, 1);
+    json_kv_string(&line, "to", ev->to ? ev->to : parley_bound_jid(a->p), 0);
+    json_kv_string(&line, "type", ev->msg_type, 0);
+    json_kv_string(&line, "id", ev->id, 0);
+    json_kv_string(&line, "body", ev->body, 0);
+    json_kv_bool(&line, "encrypted", ev->encrypted, 0);
+    json_kv_string(&line, "tls", tls, 0);
+    if (ev->error_text)
+        json_kv_string(&line, "error", ev->error_text, 0);
+    buf_append_str(&line, "}\n");
+    fwrite(line.data, 1, line.len, stdout);
+    fflush(stdout);
+    buf_free(&line);
+}
+
+static void on_event(parley *p, const parley_event *ev, void *ud)
+{
+    app *a = ud;
+    switch (ev->type) {
+    case PARLEY_EV_CONNECTED: {
+        a->online = 1;
+        parley_tls_info ti;
+        if (parley_tls_info_get(p, &ti) == PARLEY_OK && a->opt->verbose)
+            fprintf(stderr, "parley: online as %s via %s (%s %s, %d-bit, %s)\n",
+                    parley_bound_jid(p), ti.server, ti.version, ti.cipher, ti.key_bits,
+                    ti.sasl_mechanism);
+        if (a->opt->command && strcmp(a->opt->command, "listen") == 0)
+            fprintf(stderr, "parley: listening as %s\n", parley_bound_jid(p));
+        break;
+    }
+    case PARLEY_EV_DISCONNECTED:
+        a->online = 0;
+        if (ev->retry_in_ms >= 0)
+            fprintf(stderr, "parley: disconnected (%s); reconnecting in %d ms\n",
+                    ev->error_text ? ev->error_text : "", ev->retry_in_ms);
+        break;
+    case PARLEY_EV_MESSAGE:
+        if (a->msg_sent && ev->id && strcmp(ev->id, a->msg_id) == 0 && ev->error != PARLEY_OK) {
+            a->send_err = ev->error;
+            snprintf(a->send_errtext, sizeof a->send_errtext, "%s",
+                     ev->error_text ? ev->error_text : "refused");
+            break;
+        }
+        if (strcmp(a->opt->command, "listen") == 0) {
+            print_message(a, ev);
+            if (ev->body)
+                a->received++;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static int is_online(parley *p, void *ud)
+{
+    app *a = ud;
+    return a->online || stop_requested;
+}
+
+static int send_done(parley *p, void *ud)
+{
+    app *a = ud;
+    return a->confirmed || a->send_err != PARLEY_OK || stop_requested;
+}
+
+static int listen_done(parley *p, void *ud)
+{
+    app *a = ud;
+    return (a->opt->count > 0 && a->received >= a->opt->count) || stop_requested;
+}
+
+static int is_offline(parley *p, void *ud)
+{
+    return parley_get_state(p) == PARLEY_STATE_OFFLINE;
+}
+
+static int fail(parley *p, parley_error e)
+{
+    if (parley_last_error(p) == e)
+        fprintf(stderr, "parley: %s: %s\n", parley_strerror(e), parley_last_error_text(p));
+    else if (e == PARLEY_ERR_TIMEOUT)
+        fprintf(stderr, "parley: timed out: %s\n",
+                parley_get_state(p) == PARLEY_STATE_ONLINE ? "no answer from the server"
+                                                          : "could not sign in in time");
+    else
+        fprintf(stderr, "parley: %s\n", parley_strerror(e));
+    return exit_code(e);
+}
+
+static void on_ping_answer(parley *p, const parley_stanza *res, parley_error err, void *ud)
+{
+    app *a = ud;
+    if (err == PARLEY_OK || res) /* any answer: the server has processed the message */
+        a->confirmed = 1;
+    else if (a->send_err == PARLEY_OK)
+        a->send_err = err;
+}
+
+static int timeout_ms(const cli_opts *o, double dflt)
+{
+    double s = o->timeout >= 0 ? o->timeout : dflt;
+    return s < 0 ? -1 : (int)(s * 1000.0);
+}
+
+static void graceful_close(parley *p)
+{
+    parley_disconnect(p);
+    parley_run_until(p, is_offline, NULL, 3000);
+}
+
+static int cmd_send(app *a)
+{
+    const cli_opts *o = a->opt;
+    parley *p = a->p;
+    int budget = timeout_ms(o, 30);
+    parley_error e = parley_run_until(p, is_online, a, budget);
+    if (stop_requested)
+        return EXIT_USAGE;
+    if (e != PARLEY_OK)
+        return fail(p, e);
+    e = parley_send_message(p, o->to, o->type ? o->type : "chat", o->message, a->msg_id,
+                            sizeof a->msg_id);
+    if (e != PARLEY_OK)
+        return fail(p, e);
+    a->msg_sent = 1;
+    /* Stanzas are processed in order: the answer to a ping sent after the message means
+     * the server has taken the message (or bounced it, which arrives first). */
+    const char *bound = parley_bound_jid(p);
+    const char *domain = strchr(bound, '@') ? strchr(bound, '@') + 1 : bound;
+    char iq[1200];
+    snprintf(iq, sizeof iq, "<iq type='get' to='%.*s'><ping xmlns='urn:xmpp:ping'/></iq>",
+             (int)strcspn(domain, "/"), domain);
+    e = parley_send_iq(p, iq, on_ping_answer, a, budget > 0 ? budget : 30000, NULL, 0);
+    if (e != PARLEY_OK)
+        return fail(p, e);
+    e = parley_run_until(p, send_done, a, budget);
+    if (e == PARLEY_OK && a->send_err != PARLEY_OK) {
+        fprintf(stderr, "parley: message to %s refused: %s\n", o->to,
+                a->send_errtext[0] ? a->send_errtext : parley_strerror(a->send_err));
+        graceful_close(p);
+        return exit_code(a->send_err);
+    }
+    if (e != PARLEY_OK)
+        return fail(p, e);
+    graceful_close(p);
+    return EXIT_OK;
+}
+
+static int cmd_listen(app *a)
+{
+    const cli_opts *o = a->opt;
+    parley *p = a->p;
+    int budget = timeout_ms(o, -1);
+    parley_error e = parley_run_until(p, listen_done, a, budget);
+    if (e == PARLEY_ERR_TIMEOUT && o->count == 0) {
+        graceful_close(p);
+        return EXIT_OK; /* listened for the time asked */
+    }
+    if (e != PARLEY_OK) {
+        if (e == PARLEY_ERR_TIMEOUT)
+            fprintf(stderr, "parley: timed out after %ld of %ld messages\n", a->received, o->count);
+        else
+            fail(p, e);
+        graceful_close(p);
+        return exit_code(e);
+    }
+    graceful_close(p);
+    return EXIT_OK;
+}
+
+static int cmd_tls_info(app *a)
+{
+    parley *p = a->p;
+    parley_error e = parley_run_until(p, is_online, a, timeout_ms(a->opt, 30));
+    if (stop_requested)
+        return EXIT_USAGE;
+    if (e != PARLEY_OK)
+        return fail(p, e);
+    parley_tls_info ti;
+    if (parley_tls_info_get(p, &ti) != PARLEY_OK)
+        return fail(p, PARLEY_ERR_STATE);
+    if (a->opt->json) {
+        buf line;
+        buf_init(&line);
+        buf_append_str(&line, "{");
+        json_kv_string(&line, "server", ti.server, 1);
+        json_kv_string(&line, "protocol", ti.version, 0);
+        json_kv_string(&line, "cipher", ti.cipher, 0);
+        json_kv_int(&line, "key_bits", ti.key_bits, 0);
+        json_kv_bool(&line, "verified", ti.verified, 0);
+        json_kv_string(&line, "certificate", ti.peer_subject, 0);
+        json_kv_string(&line, "sasl", ti.sasl_mechanism, 0);
+        json_kv_string(&line, "channel_binding", ti.channel_binding[0] ? ti.channel_binding : NULL, 0);
+        json_kv_string(&line, "jid", parley_bound_jid(p), 0);
+        buf_append_str(&line, "}\n");
+        fwrite(line.data, 1, line.len, stdout);
+        buf_free(&line);
+    } else {
+        printf("server:          %s\n", ti.server);
+        printf("jid:             %s\n", parley_bound_jid(p));
+        printf("protocol:        %s\n", ti.version);
+        printf("cipher:          %s\n", ti.cipher);
+        printf("key bits:        %d\n", ti.key_bits);
+        printf("verified:        %s\n", ti.verified ? "yes" : "no");
+        printf("certificate:     %s\n", ti.peer_subject);
+        printf("authentication:  %s%s%s%s\n", ti.sasl_mechanism,
+               ti.channel_binding[0] ? " (channel binding " : "", ti.channel_binding,
+               ti.channel_binding[0] ? ")" : "");
+    }
+    fflush(stdout);
+    graceful_close(p);
+    return EXIT_OK;
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, "parley: %s\n\n%s", msg, usage_text);
+    return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    cli_opts o;
+    char err[512];
+    int rc;
+    if (cli_parse_args(argc, argv, &o, err, sizeof err) < 0) {
+        cli_opts_free(&o);
+        return usage_error(err);
+    }
+    if (o.help) {
+        fputs(usage_text, stdout);
+        cli_opts_free(&o);
+        return EXIT_OK;
+    }
+    if (o.version) {
+        printf("parley %s\n", PARLEY_VERSION);
+        cli_opts_free(&o);
+        return EXIT_OK;
+    }
+    if (!o.command) {
+        cli_opts_free(&o);
+        return usage_error("a command is required");
+    }
+    int is_send = !strcmp(o.command, "send"), is_listen = !strcmp(o.command, "listen");
+    int is_info = !strcmp(o.command, "tls-info");
+    if (!is_send && !is_listen && !is_info) {
+        snprintf(err, sizeof err, "unknown command '%s'", o.command);
+        cli_opts_free(&o);
+        return usage_error(err);
+    }
+    char *cfg = o.config ? strdup(o.config) : cli_default_config_path();
+    if (cfg && cli_load_config(cfg, o.config != NULL, &o, err, sizeof err) < 0) {
+        free(cfg);
+        cli_opts_free(&o);
+        return usage_error(err);
+    }
+    free(cfg);
+    if (is_send && (!o.to || !o.message)) {
+        cli_opts_free(&o);
+        return usage_error("send needs --to JID and --message TEXT");
+    }
+    if (!o.jid || !o.password_file) {
+        cli_opts_free(&o);
+        return usage_error("the account needs --jid and --password-file (or jid and "
+                           "password_file in the configuration file)");
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal; /* no SA_RESTART: poll() returns at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    app a;
+    memset(&a, 0, sizeof a);
+    a.opt = &o;
+    parley_options po;
+    parley_options_init(&po);
+    po.jid = o.jid;
+    po.password_file = o.password_file;
+    po.ca_file = o.ca_file;
+    po.server = o.server;
+    po.direct_tls = o.direct_tls > 0;
+    po.initial_presence = is_listen;   /* only a listener needs to be available */
+    po.fetch_roster = is_listen;
+    po.reconnect = is_listen ? 1 : 0;  /* a listener survives a lost session */
+    if (o.keepalive > 0) {
+        po.ping_interval_ms = (int)(o.keepalive * 1000.0);
+        po.ping_timeout_ms = po.ping_interval_ms;
+    }
+    po.on_event = on_event;
+    po.on_log = o.verbose ? log_line : NULL;
+    po.userdata = &a;
+    parley_error e;
+    a.p = parley_new(&po, &e, err, sizeof err);
+    if (!a.p) {
+        cli_opts_free(&o);
+        return usage_error(err);
+    }
+    parley_connect(a.p);
+    if (is_send)
+        rc = cmd_send(&a);
+    else if (is_listen)
+        rc = cmd_listen(&a);
+    else
+        rc = cmd_tls_info(&a);
+    parley_free(a.p);
+    cli_opts_free(&o);
+    return rc;
+}

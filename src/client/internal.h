@@ -1,0 +1,206 @@
+/* internal.h - libparley's private state and the interfaces between its modules.
+ *
+ *   client.c    handle, options, the process loop, timers, reconnect back-off, events
+ *   transport.c TCP connect over the server list, TLS through memory BIOs, raw I/O
+ *   session.c   stream negotiation (STARTTLS, SASL hand-off, bind, roster, presence),
+ *               stream errors, keep-alive, failure classification
+ *   sasl.c      mechanism choice and the SCRAM / PLAIN exchanges
+ *   im.c        messages, presence, subscriptions, roster, IQ tracking, stanza hooks
+ *
+ * Nothing here is exported: applications see only parley.h. */
+#ifndef PARLEY_CLIENT_INTERNAL_H
+#define PARLEY_CLIENT_INTERNAL_H
+
+#include "../common/buf.h"
+#include "../common/dict.h"
+#include "../common/jid.h"
+#include "../common/scram.h"
+#include "../common/xml.h"
+#include "../common/xmlstream.h"
+#include "parley.h"
+
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+typedef struct server_addr {
+    char *host;
+    char *port;
+} server_addr;
+
+/* Where the connection is. */
+typedef enum {
+    PH_IDLE = 0,    /* no socket */
+    PH_TCP,         /* non-blocking connect in progress */
+    PH_TLS,         /* TLS handshake in progress */
+    PH_STREAM,      /* XML stream up; see negotiation step */
+    PH_CLOSING,     /* our </stream:stream> sent, waiting for the server's (bounded) */
+} conn_phase;
+
+/* Stream negotiation steps once the XML stream is up. */
+typedef enum {
+    NEG_FEATURES = 0, /* header sent, waiting for <stream:features/> */
+    NEG_STARTTLS,     /* <starttls/> sent, waiting for <proceed/> */
+    NEG_SASL,         /* exchange in progress */
+    NEG_BIND,         /* bind IQ sent */
+    NEG_SESSION,      /* legacy session IQ sent */
+    NEG_ROSTER,       /* initial roster fetch */
+    NEG_ONLINE,
+} neg_step;
+
+typedef struct pending_iq {
+    char *id;
+    char *to;         /* normalised 'to' of the request (NULL: our own account) */
+    parley_iq_fn cb;
+    void *ud;
+    int64_t deadline_ms;
+    int internal;     /* answered by a library step (bind, session, roster, ping) */
+    struct pending_iq *next;
+} pending_iq;
+
+typedef struct stanza_hook {
+    int id;
+    char *name;
+    char *child_ns;
+    parley_stanza_fn fn;
+    void *ud;
+    struct stanza_hook *next;
+} stanza_hook;
+
+typedef struct roster_entry {
+    char *jid;
+    char *name;
+    char *subscription;
+    int ask;
+    char **groups;
+    size_t ngroups;
+} roster_entry;
+
+typedef struct sasl_ctx sasl_ctx;
+
+struct parley {
+    /* options (copied) */
+    parley_options opt; /* string members point into the copies below */
+    jid account;
+    char *account_bare;
+    char *password;
+    char *ca_file;
+    server_addr *servers;
+    size_t nservers;
+    SSL_CTX *ssl_ctx;
+
+    /* connection */
+    conn_phase phase;
+    int fd;
+    SSL *ssl;
+    BIO *net_in;   /* bytes from the socket, read by OpenSSL */
+    BIO *net_out;  /* bytes OpenSSL produced, for the socket */
+    buf out;       /* bytes waiting for the socket */
+    int tls_done;
+    size_t server_idx;  /* entry of servers[] being tried */
+    size_t first_idx;   /* where this attempt started (the last one that worked) */
+    size_t tried;       /* entries tried in this attempt */
+    struct addrinfo *ai_list, *ai_cur;
+    char peer[96];
+    int64_t attempt_deadline_ms;
+    int64_t closing_deadline_ms;
+
+    /* stream */
+    xmlstream *xs;
+    neg_step neg;
+    sasl_ctx *sasl;
+    char mechanism[32];
+    char cb_type[32];
+    char *bound;
+    int authed;      /* SASL succeeded on this connection */
+    int need_session; /* server requires the RFC 3921 session IQ */
+
+    /* session */
+    pending_iq *iqs;
+    unsigned next_id;
+    stanza_hook *hooks;
+    int next_hook_id;
+    dict *roster; /* bare JID -> roster_entry */
+    parley_show show;
+    char *status;
+    int priority;
+    int64_t last_rx_ms;
+    int64_t ping_deadline_ms; /* 0: no ping outstanding */
+
+    /* lifecycle */
+    int want_online;        /* parley_connect called, parley_disconnect not */
+    int ever_online;        /* a session was established since parley_connect */
+    int attempts;           /* failed attempts since the last established session */
+    int64_t reconnect_at_ms;
+    int fail_pending;       /* tear down at the next safe point */
+    int fail_permanent;
+    int in_feed;
+    parley_error err;
+    char errtext[512];
+};
+
+/* ---- client.c */
+void client_log(parley *p, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void client_emit(parley *p, const parley_event *ev);
+/* Record the error that ends this connection; the teardown happens at the next safe
+ * point. permanent: do not try other servers or reconnect (auth, certificate, policy). */
+void client_fail(parley *p, parley_error err, int permanent, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The attempt succeeded: a session is bound and ready. */
+void client_online(parley *p);
+/* Back-off before reconnect attempt n (1-based): exponential from min_ms, capped at
+ * max_ms, with "equal jitter" (half fixed, half random from rnd in [0,1)). */
+int client_backoff_ms(int attempt, int min_ms, int max_ms, double rnd);
+/* Parse "host:port,[v6]:port,..." (default_port when a port is missing). Returns the
+ * number of entries (> 0) and sets *out, or -1 on a syntax error. */
+int client_parse_servers(const char *spec, const char *default_port, server_addr **out);
+void client_free_servers(server_addr *s, size_t n);
+
+/* ---- transport.c */
+/* Start connecting to servers[server_idx]; -1 if no address of it could be tried. */
+int transport_start(parley *p);
+/* Try the next resolved address / server entry after a failure; -1 when none left. */
+int transport_next(parley *p);
+void transport_close(parley *p);
+int transport_start_tls(parley *p);
+/* Queue bytes (through TLS if active) and try to send them. */
+void transport_write(parley *p, const char *data, size_t len);
+/* Handle poll() results on p->fd. */
+void transport_io(parley *p, short revents);
+short transport_poll_events(const parley *p);
+
+/* ---- session.c */
+void session_on_tcp_connected(parley *p);
+void session_on_tls_ready(parley *p);
+void session_on_data(parley *p, const char *data, size_t len);
+void session_send(parley *p, const xml_node *stanza); /* every stanza goes out here */
+void session_timers(parley *p, int64_t now);
+int64_t session_next_timer(const parley *p);
+void session_reset(parley *p); /* forget stream and session state (keeps roster) */
+void session_close_stream(parley *p);
+/* Register an IQ we sent; cb may be NULL. */
+pending_iq *session_track_iq(parley *p, const char *id, const char *to, parley_iq_fn cb,
+                             void *ud, int timeout_ms, int internal);
+char *session_new_id(parley *p);
+
+/* ---- sasl.c */
+typedef enum { SASL_CONTINUE = 0, SASL_SUCCESS, SASL_FAILED } sasl_result;
+/* Choose a mechanism from <stream:features/> and send <auth/>. SASL_FAILED if none is
+ * acceptable (client_fail already called). */
+sasl_result sasl_begin(parley *p, const xml_node *features);
+sasl_result sasl_step_in(parley *p, const xml_node *el);
+void sasl_free(parley *p);
+
+/* ---- im.c */
+/* A stanza on the bound session: hooks, IQ answers, library handling, events. */
+void im_dispatch(parley *p, xml_node *stanza);
+/* Replace the local roster with the items of a roster result (emits ROSTER events). */
+void im_roster_result(parley *p, const xml_node *iq);
+void im_send_current_presence(parley *p);
+void im_fail_pending_iqs(parley *p, parley_error err);
+void im_roster_free(parley *p);
+void im_hooks_free(parley *p);
+/* Text of a stanza error's condition ("policy-violation: text"), freshly allocated. */
+char *im_error_text(const xml_node *stanza);
+parley_error im_error_code(const xml_node *stanza);
+
+#endif

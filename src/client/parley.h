@@ -1,0 +1,311 @@
+/* parley.h - libparley, the Parley XMPP client library (the one public header).
+ *
+ * One `parley` handle is one account's connection to its server. The library never
+ * blocks except in parley_run_until() and in host name resolution (getaddrinfo), and
+ * keeps no global state: every handle is independent.
+ *
+ *   parley_options o;
+ *   parley_options_init(&o);
+ *   o.jid = "alice@example.org"; o.password = "...";      (or o.password_file)
+ *   o.on_event = my_event_fn; o.userdata = me;
+ *   parley *p = parley_new(&o, &err);
+ *   parley_connect(p);
+ *   for (;;) {                    (or: parley_run_until(p, done_fn, ud, timeout_ms))
+ *       struct pollfd pfd = { parley_fd(p), parley_poll_events(p), 0 };
+ *       poll(&pfd, pfd.fd >= 0, parley_timeout_ms(p));
+ *       parley_process(p, 0);     (events are delivered from inside this call)
+ *   }
+ *   parley_free(p);
+ *
+ * Security: the connection is always TLS (STARTTLS, or direct TLS per XEP-0368), at
+ * least TLS 1.2, with the server's chain verified against the system store or a CA file
+ * and its certificate checked for the XMPP domain (RFC 6125). SASL prefers
+ * SCRAM-SHA-256-PLUS, then SCRAM-SHA-1-PLUS (channel binding tls-exporter on TLS 1.3 or
+ * tls-server-end-point), SCRAM-SHA-256, SCRAM-SHA-1, and PLAIN last (only ever inside
+ * the verified TLS channel; can be disabled).
+ *
+ * Threads: a handle is not thread-safe. Use each handle from one thread at a time (any
+ * thread); different handles may be used concurrently from different threads. Callbacks
+ * run on the thread that called parley_process()/parley_run_until(). Inside a callback
+ * you may call any function on the same handle except parley_free().
+ *
+ * Strings passed in are copied; strings handed to callbacks are valid only during the
+ * callback. Functions returning parley_error return PARLEY_OK (0) on success. */
+#ifndef PARLEY_H
+#define PARLEY_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct parley parley;
+
+/* Error codes. The numbers 1..7 are also the exit codes of the `parley` command. */
+typedef enum {
+    PARLEY_OK = 0,
+    PARLEY_ERR_INVALID = 1,     /* bad argument or option (caller's mistake) */
+    PARLEY_ERR_UNREACHABLE = 2, /* name resolution or TCP connect failed, connection lost */
+    PARLEY_ERR_CERTIFICATE = 3, /* server certificate chain or XMPP domain not verified */
+    PARLEY_ERR_AUTH = 4,        /* SASL authentication failed (credentials, or server proof) */
+    PARLEY_ERR_POLICY = 5,      /* refused by policy: ours (no TLS, TLS < 1.2, no acceptable
+                                   mechanism) or the server's (policy-violation, ...) */
+    PARLEY_ERR_TIMEOUT = 6,     /* no answer in time (connect, handshake, keep-alive, IQ) */
+    PARLEY_ERR_PROTOCOL = 7,    /* any other stream or stanza level error from the server */
+    PARLEY_ERR_STATE = 8,       /* operation needs an established session */
+    PARLEY_ERR_CLOSED = 9,      /* the connection was closed by parley_disconnect() */
+} parley_error;
+
+/* A static English description of an error code. */
+const char *parley_strerror(parley_error err);
+
+typedef enum {
+    PARLEY_STATE_OFFLINE = 0,  /* not connected, no reconnect pending */
+    PARLEY_STATE_CONNECTING,   /* TCP, TLS, authentication or binding in progress */
+    PARLEY_STATE_ONLINE,       /* session established */
+    PARLEY_STATE_WAITING,      /* disconnected, reconnect scheduled (back-off) */
+} parley_state;
+
+/* ------------------------------------------------------------------ stanzas */
+
+/* A received stanza, read-only, valid during the callback it is passed to. Lets later
+ * extensions (OMEMO, MUC, MAM, carbons...) read any element without a new API. */
+typedef struct parley_stanza parley_stanza;
+
+const char *parley_stanza_name(const parley_stanza *s);  /* "message", "iq", ... */
+const char *parley_stanza_ns(const parley_stanza *s);    /* namespace URI */
+const char *parley_stanza_attr(const parley_stanza *s, const char *name); /* or NULL */
+/* First child element with namespace ns (NULL: any) and name (NULL: any), or NULL. */
+const parley_stanza *parley_stanza_child(const parley_stanza *s, const char *ns,
+                                         const char *name);
+/* Next sibling element with the same filters, or NULL. */
+const parley_stanza *parley_stanza_next(const parley_stanza *s, const char *ns,
+                                        const char *name);
+/* Text content (freshly allocated, caller frees; "" if none). */
+char *parley_stanza_text(const parley_stanza *s);
+/* The element serialized as XML (freshly allocated, caller frees). */
+char *parley_stanza_xml(const parley_stanza *s);
+
+/* ------------------------------------------------------------------ events */
+
+typedef enum {
+    PARLEY_EV_CONNECTED = 1, /* session established: bound JID known, roster loaded */
+    PARLEY_EV_DISCONNECTED,  /* session or attempt ended; error says why; retry_in_ms >= 0
+                                when a reconnect is scheduled, -1 when not */
+    PARLEY_EV_MESSAGE,       /* a message with a body, or a message error (msg_type "error") */
+    PARLEY_EV_PRESENCE,      /* a contact's availability (pres_type NULL or "unavailable") */
+    PARLEY_EV_SUBSCRIPTION,  /* pres_type "subscribe", "subscribed", "unsubscribe",
+                                "unsubscribed": answer with parley_subscription() */
+    PARLEY_EV_ROSTER,        /* a roster item was added, changed (roster_removed 0) or
+                                removed (roster_removed 1), incl. the initial load */
+} parley_event_type;
+
+typedef struct parley_event {
+    parley_event_type type;
+    const char *from;          /* sender's full JID (or bare/domain) */
+    const char *to;
+    const char *id;            /* stanza id, or NULL */
+    /* MESSAGE */
+    const char *msg_type;      /* "chat", "normal", "headline", "groupchat", "error" */
+    const char *body;
+    const char *thread;
+    int encrypted;             /* client-to-client encrypted: always 0 until the
+                                  end-to-end work fills it in */
+    /* PRESENCE / SUBSCRIPTION */
+    const char *pres_type;     /* NULL = available */
+    const char *show;          /* NULL, "away", "chat", "dnd", "xa" */
+    const char *status;
+    int priority;
+    /* ROSTER */
+    const char *roster_jid;
+    const char *roster_name;
+    const char *subscription;  /* "none", "to", "from", "both" */
+    int roster_ask;            /* our subscription request is pending */
+    int roster_removed;
+    /* MESSAGE error, DISCONNECTED */
+    parley_error error;
+    const char *error_text;    /* e.g. "policy-violation: plaintext chat is not allowed" */
+    int retry_in_ms;
+    /* the whole stanza (NULL for CONNECTED/DISCONNECTED) */
+    const parley_stanza *stanza;
+} parley_event;
+
+typedef void (*parley_event_fn)(parley *p, const parley_event *ev, void *userdata);
+
+/* Generic stanza hook: sees every stanza received on a bound session before the library
+ * handles it. Return 1 if the hook consumed it (the library then does nothing more with
+ * it, and for an IQ get/set the hook must send the answer), 0 to let it pass. */
+typedef int (*parley_stanza_fn)(parley *p, const parley_stanza *s, void *userdata);
+
+/* Result of an IQ: result is the type="result" or type="error" answer (NULL on time-out
+ * or disconnect); err is PARLEY_OK for a result, PARLEY_ERR_PROTOCOL/POLICY for an
+ * error answer, PARLEY_ERR_TIMEOUT, or PARLEY_ERR_UNREACHABLE if the session ended. */
+typedef void (*parley_iq_fn)(parley *p, const parley_stanza *result, parley_error err,
+                             void *userdata);
+
+/* Diagnostic log lines (never secrets, never message bodies). level: 0 debug .. 3 error */
+typedef void (*parley_log_fn)(int level, const char *line, void *userdata);
+
+/* ------------------------------------------------------------------ options */
+
+typedef struct parley_options {
+    const char *jid;            /* account "user@domain[/resource]" (required) */
+    const char *password;       /* or: */
+    const char *password_file;  /* first line of this file is the password */
+    const char *ca_file;        /* PEM CA bundle; NULL: the system trust store */
+    const char *server;         /* "host:port[,host:port...]" ("[v6]:port" ok); NULL:
+                                   the JID's domain on 5222 (5223 with direct_tls) */
+    int direct_tls;             /* 1: XEP-0368 TLS from the first byte; 0: STARTTLS */
+    int allow_plain;            /* permit SASL PLAIN inside TLS (default 1) */
+    int initial_presence;       /* send available presence when online (default 1) */
+    int priority;               /* of that presence (default 0) */
+    int fetch_roster;           /* fetch the roster before CONNECTED (default 1) */
+    int connect_timeout_ms;     /* whole sign-in per server address (default 15000) */
+    int ping_interval_ms;       /* XEP-0199 ping after this much silence (default 60000;
+                                   0 disables keep-alive) */
+    int ping_timeout_ms;        /* no answer within this: connection dead (default 20000) */
+    int reconnect;              /* reconnect after a lost session (default 1) */
+    int reconnect_min_ms;       /* back-off base (default 1000) */
+    int reconnect_max_ms;       /* back-off cap (default 60000) */
+    int reconnect_max_attempts; /* 0 = unlimited (default) */
+    size_t max_stanza;          /* largest stanza accepted (default 1 MiB) */
+    parley_event_fn on_event;
+    parley_log_fn on_log;
+    void *userdata;             /* passed to on_event and on_log */
+} parley_options;
+
+/* Fill in the defaults above (everything else NULL/0). */
+void parley_options_init(parley_options *o);
+
+/* ------------------------------------------------------------------ lifecycle */
+
+/* Validate and copy the options (the password file is read here). NULL on error, with
+ * *err (may be NULL) set to PARLEY_ERR_INVALID and the reason in *why if given. */
+parley *parley_new(const parley_options *o, parley_error *err, char *why, size_t whylen);
+void parley_free(parley *p); /* closes the connection without ceremony */
+
+/* Start connecting (returns at once; progress happens in parley_process). */
+parley_error parley_connect(parley *p);
+/* Polite close: unavailable presence, </stream:stream>, no reconnect. The close is
+ * flushed by the following parley_process calls (state becomes OFFLINE). */
+parley_error parley_disconnect(parley *p);
+
+parley_state parley_get_state(const parley *p);
+/* The error that ended the last attempt or session, and its context
+ * ("127.0.0.1:5222: certificate verify failed: self-signed certificate"). */
+parley_error parley_last_error(const parley *p);
+const char *parley_last_error_text(const parley *p);
+/* Bound full JID once online, else NULL. */
+const char *parley_bound_jid(const parley *p);
+
+/* ------------------------------------------------------------------ event loop */
+
+/* The socket to watch, or -1 (it changes across reconnects: ask again each time). */
+int parley_fd(const parley *p);
+/* poll(2) events to wait for on parley_fd(): POLLIN, plus POLLOUT when output is queued. */
+short parley_poll_events(const parley *p);
+/* Milliseconds until the library next needs parley_process() for a timer; -1: none. */
+int parley_timeout_ms(const parley *p);
+/* Wait up to timeout_ms (0: just handle what is ready) for I/O and timers, handle them
+ * and deliver events. Returns PARLEY_OK, or the final error once the handle has gone
+ * OFFLINE for good (no reconnect pending). */
+parley_error parley_process(parley *p, int timeout_ms);
+/* Convenience: process until done(p, ud) returns non-zero (checked after every step),
+ * until timeout_ms passes (-1: no limit), or until the handle is OFFLINE. Returns
+ * PARLEY_OK when done, PARLEY_ERR_TIMEOUT, or the error that took it offline. */
+parley_error parley_run_until(parley *p, int (*done)(parley *p, void *ud), void *ud,
+                              int timeout_ms);
+
+/* ------------------------------------------------------------------ security state */
+
+/* The client-to-server lock: what protects this connection right now. */
+typedef struct parley_tls_info {
+    char version[16];       /* "TLSv1.3" */
+    char cipher[64];        /* "TLS_AES_256_GCM_SHA384" */
+    int key_bits;           /* symmetric key size: 256 */
+    int verified;           /* chain and domain verified (always 1 once connected) */
+    char peer_subject[256]; /* subject of the server certificate */
+    char sasl_mechanism[32];/* "SCRAM-SHA-256-PLUS" */
+    char channel_binding[32]; /* "tls-exporter", "tls-server-end-point" or "" */
+    char server[96];        /* the address connected to, "127.0.0.1:5222" */
+} parley_tls_info;
+
+/* PARLEY_OK and *out filled while online; PARLEY_ERR_STATE otherwise. */
+parley_error parley_tls_info_get(const parley *p, parley_tls_info *out);
+
+/* Is the conversation with bare JID `with` client-to-client encrypted? Always 0 until
+ * the end-to-end encryption work (OMEMO) fills it in. */
+int parley_conversation_encrypted(const parley *p, const char *with);
+
+/* ------------------------------------------------------------------ instant messaging */
+
+/* Send a message (type NULL: "chat"). If id_out is given, the stanza id is copied there
+ * (a later PARLEY_EV_MESSAGE with msg_type "error" carries the same id). */
+parley_error parley_send_message(parley *p, const char *to, const char *type,
+                                 const char *body, char *id_out, size_t id_len);
+
+typedef enum {
+    PARLEY_SHOW_AVAILABLE = 0,
+    PARLEY_SHOW_CHAT,
+    PARLEY_SHOW_AWAY,
+    PARLEY_SHOW_XA,
+    PARLEY_SHOW_DND,
+    PARLEY_SHOW_UNAVAILABLE,
+} parley_show;
+
+/* Broadcast our presence (status may be NULL). Remembered and re-sent after a reconnect. */
+parley_error parley_set_presence(parley *p, parley_show show, const char *status, int priority);
+
+typedef enum {
+    PARLEY_SUB_REQUEST = 0, /* ask to see their presence ("subscribe") */
+    PARLEY_SUB_CANCEL,      /* stop seeing it ("unsubscribe") */
+    PARLEY_SUB_APPROVE,     /* let them see ours ("subscribed") */
+    PARLEY_SUB_DENY,        /* refuse or revoke ("unsubscribed") */
+} parley_sub_action;
+
+parley_error parley_subscription(parley *p, const char *jid, parley_sub_action action);
+
+/* Roster (RFC 6121 2). Add or update an item (name and groups may be NULL/0), or remove
+ * it. cb (may be NULL) gets the server's answer. The local copy changes on the push. */
+parley_error parley_roster_set(parley *p, const char *jid, const char *name,
+                               const char *const *groups, size_t ngroups, parley_iq_fn cb,
+                               void *ud);
+parley_error parley_roster_remove(parley *p, const char *jid, parley_iq_fn cb, void *ud);
+
+typedef struct parley_roster_item {
+    const char *jid;
+    const char *name;          /* or NULL */
+    const char *subscription;  /* "none", "to", "from", "both" */
+    int ask;                   /* subscription request pending */
+    const char *const *groups;
+    size_t ngroups;
+} parley_roster_item;
+
+/* Call fn for each roster item (the order is unspecified); fn returns non-zero to stop. */
+void parley_roster_foreach(const parley *p, int (*fn)(const parley_roster_item *it, void *ud),
+                           void *ud);
+
+/* ------------------------------------------------------------------ extension hooks */
+
+/* Add a hook for received stanzas (name: "message", "presence", "iq" or NULL for all,
+ * child_ns: only stanzas with a child element in this namespace, or NULL). Returns a
+ * handle id > 0 for parley_remove_stanza_hook, or -1. Hooks run in the order added. */
+int parley_add_stanza_hook(parley *p, const char *name, const char *child_ns,
+                           parley_stanza_fn fn, void *ud);
+void parley_remove_stanza_hook(parley *p, int hook_id);
+
+/* Send any stanza given as XML text in the jabber:client namespace ("<message to=...>").
+ * It is parsed and re-serialized (so it cannot break the stream). */
+parley_error parley_send_xml(parley *p, const char *xml);
+/* Send an IQ (type get or set) given as XML text; an id is assigned if it has none and
+ * copied to id_out if given. cb gets the answer, or a time-out after timeout_ms
+ * (<= 0: 30000). */
+parley_error parley_send_iq(parley *p, const char *xml, parley_iq_fn cb, void *ud,
+                            int timeout_ms, char *id_out, size_t id_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
