@@ -60,6 +60,32 @@ static void send_unavailable_from_all(server *srv, const char *of, const char *t
     }
 }
 
+/* The contact stops receiving the user's presence (RFC 6121 3.2 and 3.3): from -> none,
+ * both -> to, any pending request dropped. Returns -1 if there was nothing to cancel,
+ * else whether the contact had been receiving presence. */
+static int cancel_from(roster_item *item)
+{
+    if (!has_from(item->sub) && !item->pending_in)
+        return -1;
+    int had_from = has_from(item->sub);
+    item->sub = item->sub == SUB_BOTH ? SUB_TO : SUB_NONE;
+    item->pending_in = 0;
+    free(item->pending_in_stanza);
+    item->pending_in_stanza = NULL;
+    return had_from;
+}
+
+/* The user stops receiving the contact's presence: to -> none, both -> from, any request
+ * withdrawn. Returns 0 if there was nothing to cancel, 1 otherwise. */
+static int cancel_to(roster_item *item)
+{
+    if (!has_to(item->sub) && !item->ask_out)
+        return 0;
+    item->sub = item->sub == SUB_BOTH ? SUB_FROM : SUB_NONE;
+    item->ask_out = 0;
+    return 1;
+}
+
 static int load_item(server *srv, const char *user, const char *contact, roster_item *item)
 {
     memset(item, 0, sizeof *item);
@@ -121,26 +147,13 @@ static void inbound_subscription(server *srv, const char *user, const char *cont
             deliver = 0;
         }
     } else if (strcmp(type, "unsubscribe") == 0) {
-        if (has_from(item.sub) || item.pending_in) {
-            int had_from = has_from(item.sub);
-            item.sub = item.sub == SUB_BOTH ? SUB_TO : SUB_NONE;
-            item.pending_in = 0;
-            free(item.pending_in_stanza);
-            item.pending_in_stanza = NULL;
-            changed = 1;
-            if (had_from)
-                send_unavailable_from_all(srv, user, contact);
-        } else {
-            deliver = 0;
-        }
+        int had_from = cancel_from(&item);
+        changed = had_from >= 0;
+        deliver = changed;
+        if (had_from > 0)
+            send_unavailable_from_all(srv, user, contact);
     } else { /* unsubscribed */
-        if (has_to(item.sub) || item.ask_out) {
-            item.sub = item.sub == SUB_BOTH ? SUB_FROM : SUB_NONE;
-            item.ask_out = 0;
-            changed = 1;
-        } else {
-            deliver = 0;
-        }
+        changed = deliver = cancel_to(&item);
     }
     if (changed)
         roster_save_and_push(srv, user, &item);
@@ -173,11 +186,7 @@ static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type
             changed = 1;
         }
     } else if (strcmp(type, "unsubscribe") == 0) {
-        if (has_to(item.sub) || item.ask_out) {
-            item.sub = item.sub == SUB_BOTH ? SUB_FROM : SUB_NONE;
-            item.ask_out = 0;
-            changed = 1;
-        }
+        changed = cancel_to(&item);
     } else if (strcmp(type, "subscribed") == 0) {
         if (item.pending_in) {
             item.sub = item.sub == SUB_TO ? SUB_BOTH : SUB_FROM;
@@ -189,18 +198,10 @@ static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type
             route = 0; /* nothing to approve: pre-approval is not offered */
         }
     } else { /* unsubscribed */
-        if (has_from(item.sub) || item.pending_in) {
-            int had_from = has_from(item.sub);
-            item.sub = item.sub == SUB_BOTH ? SUB_TO : SUB_NONE;
-            item.pending_in = 0;
-            free(item.pending_in_stanza);
-            item.pending_in_stanza = NULL;
-            changed = 1;
-            if (had_from && is_local_account(srv, to))
-                send_unavailable_from_all(srv, s->user, contact);
-        } else {
-            route = 0;
-        }
+        int had_from = cancel_from(&item);
+        changed = route = had_from >= 0;
+        if (had_from > 0 && is_local_account(srv, to))
+            send_unavailable_from_all(srv, s->user, contact);
     }
     if (changed)
         roster_save_and_push(srv, s->user, &item);
