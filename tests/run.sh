@@ -21,6 +21,18 @@ cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" || { echo "0 passed, 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
+echo "== PostgreSQL test cluster (scripts/pg-cluster.sh)"
+# Under /tmp: the unprivileged server user cannot enter root's directories.
+PG_DIR=$(mktemp -d /tmp/parley-pg-XXXXXX)
+trap 'sh scripts/pg-cluster.sh stop "$PG_DIR" >/dev/null 2>&1' EXIT
+trap 'exit 130' INT TERM
+if ! PARLEY_TEST_PG_URI=$(sh scripts/pg-cluster.sh start "$PG_DIR" auto); then
+    echo "could not start a PostgreSQL cluster (is the 'postgresql' package installed?)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+export PARLEY_TEST_PG_URI
+
 echo "== unit and fuzz tests (ctest)"
 ctest --test-dir "$BUILD" --output-on-failure -j 2 >"$BUILD/ctest.log" 2>&1
 cat "$BUILD/ctest.log"

@@ -8,6 +8,7 @@
 #include "../common/tls.h"
 #include "../common/util.h"
 #include "../common/xmlstream.h"
+#include "compliance.h"
 #include "conn.h"
 #include "presence.h"
 #include "router.h"
@@ -312,6 +313,9 @@ static void on_close(void *ud, const char *reason)
     server *srv = s->srv;
     log_info("c2s %s%s%s: closed: %s", conn_peer(s->conn), s->full ? " " : "",
              s->full ? s->full : "", reason);
+    if (s->user) /* authenticated, bound or not: every sign-in has its sign-out */
+        compliance_audit(srv, s->full ? s->full : s->user, "sign-out", s->user,
+                         conn_peer(s->conn), reason);
     if (s->state == C2S_BOUND) {
         presence_session_end(srv, s);
         router_unbind(srv, s);

@@ -41,6 +41,7 @@
 #define DEFAULT_AUTH_FAIL_LIMIT 5
 #define DEFAULT_AUTH_FAIL_WINDOW 60
 #define DEFAULT_SCRAM_ITERATIONS SCRAM_MIN_ITERATIONS
+#define DEFAULT_CHECKPOINT_EVERY 1000
 
 void config_init(config *cfg)
 {
@@ -64,6 +65,9 @@ void config_init(config *cfg)
     cfg->auth_fail_window = DEFAULT_AUTH_FAIL_WINDOW;
     cfg->hide_version = 0;
     cfg->allow_plain = 1;
+    cfg->compliance = 1;
+    cfg->compliance_store = xstrdup("sqlite:data/compliance.db");
+    cfg->compliance_checkpoint_every = DEFAULT_CHECKPOINT_EVERY;
 }
 
 void config_free(config *cfg)
@@ -79,6 +83,7 @@ void config_free(config *cfg)
     free(cfg->data_dir);
     free(cfg->store);
     free(cfg->log_file);
+    free(cfg->compliance_store);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -261,6 +266,7 @@ typedef enum {
     K_PATH,    /* string resolved against the config file's directory */
     K_DOMAIN,  /* XMPP domain, normalised */
     K_STORE,   /* store URI */
+    K_CSTORE,  /* compliance store URI (sqlite: only, for now) */
     K_PORT,    /* 0..65535 */
     K_POSINT,  /* 1..INT_MAX */
     K_NONNEG,  /* 0..INT_MAX */
@@ -301,6 +307,9 @@ static const key_def keys[] = {
     KEY(auth_fail_window, K_POSINT),
     KEY(hide_version, K_BOOL),
     KEY(allow_plain, K_BOOL),
+    KEY(compliance, K_BOOL),
+    KEY(compliance_store, K_CSTORE),
+    KEY(compliance_checkpoint_every, K_POSINT),
 };
 #undef KEY
 
@@ -336,6 +345,14 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
         replace_str(slot, norm);
         return 0;
     }
+    case K_CSTORE:
+        /* An archive in memory would prove nothing; PostgreSQL comes later. */
+        if (strncmp(value, "sqlite:", 7) != 0 || strcmp(value + 7, ":memory:") == 0) {
+            set_err(why, whylen, "unsupported compliance_store '%s' (expected sqlite:PATH)",
+                    value);
+            return -1;
+        }
+        /* fall through: the same path rules as the store */
     case K_STORE: {
         /* Relative SQLite paths follow the same rule as every other path. Other schemes
          * are passed through for store_open to accept or refuse. */
@@ -499,17 +516,22 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
         }
     }
     if (rc == 0) {
-        int data_seen = 0, store_seen = 0;
+        int data_seen = 0, store_seen = 0, cstore_seen = 0;
         for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
             if (strcmp(keys[i].name, "data_dir") == 0)
                 data_seen = seen[i];
             else if (strcmp(keys[i].name, "store") == 0)
                 store_seen = seen[i];
+            else if (strcmp(keys[i].name, "compliance_store") == 0)
+                cstore_seen = seen[i];
         }
         if (!data_seen)
             replace_str(&cfg->data_dir, resolve_path(dir, "data"));
         if (!store_seen)
             replace_str(&cfg->store, xasprintf("sqlite:%s/parley.db", cfg->data_dir));
+        if (!cstore_seen)
+            replace_str(&cfg->compliance_store,
+                        xasprintf("sqlite:%s/compliance.db", cfg->data_dir));
         char *abs = realpath(path, NULL);
         replace_str(&cfg->path, abs ? abs : xstrdup(path));
     }
@@ -619,11 +641,18 @@ int config_write_default(const char *path, const char *domain, const char *dir, 
             "allow_plain = yes\n"
             "\n"
             "# Answer software-version queries (XEP-0092) without version and OS.\n"
-            "hide_version = no\n",
+            "hide_version = no\n"
+            "\n"
+            "# The compliance archive (docs/compliance.md): every message is recorded in a\n"
+            "# tamper-evident store before it is delivered. Defaults to\n"
+            "# sqlite:<data_dir>/compliance.db; checkpoints are signed with key_file.\n"
+            "compliance = yes\n"
+            "# compliance_store = sqlite:data/compliance.db\n"
+            "compliance_checkpoint_every = %d\n",
             norm, DEFAULT_BIND, c2s_port, tls_port, https_port, prefix, prefix, prefix, prefix,
             DEFAULT_MAX_CONNECTIONS, DEFAULT_OFFLINE_MAX, DEFAULT_HANDSHAKE_TIMEOUT,
             DEFAULT_IDLE_TIMEOUT, (unsigned)DEFAULT_SCRAM_ITERATIONS,
-            DEFAULT_AUTH_FAIL_LIMIT, DEFAULT_AUTH_FAIL_WINDOW);
+            DEFAULT_AUTH_FAIL_LIMIT, DEFAULT_AUTH_FAIL_WINDOW, DEFAULT_CHECKPOINT_EVERY);
     free(norm);
     free(prefix);
     int bad = ferror(f);

@@ -30,6 +30,9 @@ typedef struct config {
     int auth_fail_window;      /* seconds; default 60 */
     int hide_version;          /* XEP-0092 answers without version/os; default 0 */
     int allow_plain;           /* offer SASL PLAIN (inside TLS only); default 1 */
+    int compliance;            /* keep the compliance archive (docs/compliance.md); default 1 */
+    char *compliance_store;    /* "sqlite:PATH"; default sqlite:<data_dir>/compliance.db */
+    int compliance_checkpoint_every; /* records between signed checkpoints; default 1000 */
 } config;
 
 /* Defaults for everything (domain, cert_file, key_file unset). */

@@ -1,8 +1,14 @@
 /* message.c - message delivery to local accounts (RFC 6121 8.5) and offline storage
- * (XEP-0160, with XEP-0203 delay stamps). */
+ * (XEP-0160, with XEP-0203 delay stamps).
+ *
+ * With the compliance archive on, delivery has two steps: decide_outcome says what will
+ * happen (for the record), the message is held until its record is durable, and
+ * deliver() then does it, deciding afresh (a session that vanished in between means
+ * offline storage, not a lost message). */
 #include "message.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "compliance.h"
 #include "conn.h"
 #include "router.h"
 #include "store.h"
@@ -67,7 +73,45 @@ static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, con
     store_offline(srv, stanza, bare);
 }
 
-void message_to_local(server *srv, xml_node *stanza, const char *bare, const char *resource)
+/* Where the message goes: the rules of deliver() and deliver_to_bare(), without side
+ * effects. *reason (static text) says why for anything but delivered/offline. */
+static const char *decide_outcome(server *srv, const xml_node *stanza, const char *bare,
+                                  const char *resource, const char **reason)
+{
+    const char *type = xml_get_attr(stanza, "type");
+    if (!type)
+        type = "normal";
+    *reason = NULL;
+    if (!router_sessions(srv, bare) && store_user_exists(srv->store, bare) != STORE_OK) {
+        *reason = "no such account";
+        return strcmp(type, "headline") == 0 ? "discarded" : "bounced";
+    }
+    if (resource) {
+        c2s *target = router_session(srv, bare, resource);
+        if (target && !conn_is_closing(target->conn))
+            return "delivered";
+        if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
+            *reason = "the addressed resource is not online";
+            return strcmp(type, "groupchat") == 0 ? "bounced" : "discarded";
+        }
+    }
+    for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
+        if (s->available && !conn_is_closing(s->conn) && s->priority >= 0)
+            return "delivered";
+    if (strcmp(type, "headline") == 0 || strcmp(type, "groupchat") == 0) {
+        *reason = "the recipient is offline and this type is not stored";
+        return "discarded";
+    }
+    int count = 0;
+    if (srv->cfg.offline_max <= 0 || (store_offline_count(srv->store, bare, &count) == STORE_OK &&
+                                      count >= srv->cfg.offline_max)) {
+        *reason = "the recipient's offline storage is full";
+        return "bounced";
+    }
+    return "offline";
+}
+
+static void deliver(server *srv, xml_node *stanza, const char *bare, const char *resource)
 {
     const char *type = xml_get_attr(stanza, "type");
     if (!type)
@@ -96,6 +140,49 @@ void message_to_local(server *srv, xml_node *stanza, const char *bare, const cha
     }
     deliver_to_bare(srv, stanza, bare, type);
     xml_free(stanza);
+}
+
+/* Where a held message goes when it is released. */
+typedef struct target {
+    char *bare;
+    char *resource;
+} target;
+
+static void free_target(void *ud)
+{
+    target *t = ud;
+    free(t->bare);
+    free(t->resource);
+    free(t);
+}
+
+static void release(server *srv, xml_node *stanza, void *ud)
+{
+    target *t = ud;
+    deliver(srv, stanza, t->bare, t->resource);
+    free_target(t);
+}
+
+void message_to_local(server *srv, xml_node *stanza, const char *bare, const char *resource)
+{
+    if (compliance_enabled(srv)) {
+        int record = compliance_wants(stanza);
+        /* Content-free messages (chat states, receipts) need no record but must not
+         * overtake held ones. */
+        if (record || compliance_pending(srv)) {
+            const char *reason = NULL;
+            const char *outcome = record ? decide_outcome(srv, stanza, bare, resource, &reason)
+                                         : NULL;
+            target *t = xcalloc(1, sizeof *t);
+            t->bare = xstrdup(bare);
+            t->resource = resource ? xstrdup(resource) : NULL;
+            char *recipient = resource ? xasprintf("%s/%s", bare, resource) : xstrdup(bare);
+            compliance_hold(srv, stanza, recipient, outcome, reason, release, t, free_target);
+            free(recipient);
+            return;
+        }
+    }
+    deliver(srv, stanza, bare, resource);
 }
 
 static int send_stored(void *ud, const char *text)

@@ -7,6 +7,7 @@
 #include "../common/tls.h"
 #include "../common/util.h"
 #include "authlimit.h"
+#include "compliance.h"
 #include "conn.h"
 #include "store.h"
 
@@ -32,6 +33,7 @@ struct sasl_state {
      * tls-unique, undefined on TLS 1.3). Its later "y" flag then honestly means "we share
      * no binding", not a stripped mechanism list, so it is not treated as a downgrade. */
     int cb_type_unsupported;
+    char mech[32]; /* the mechanism of the exchange in progress, for the audit trail */
 };
 typedef struct sasl_state sasl_state;
 
@@ -128,6 +130,12 @@ static sasl_step fail(c2s *s, const char *condition, const char *text, int count
         log_info("c2s %s: authentication failed for %s: %s", conn_peer(s->conn),
                  st->lookup.user ? st->lookup.user : "(unknown)", condition);
     }
+    if (counts || strcmp(condition, "temporary-auth-failure") == 0) {
+        char *detail = xasprintf("%s%s%s", st->mech[0] ? st->mech : "", st->mech[0] ? ": " : "",
+                                 condition);
+        compliance_audit(s->srv, NULL, "auth-failure", st->lookup.user, conn_peer(s->conn), detail);
+        free(detail);
+    }
     int failures = st->failures + (counts ? 1 : 0);
     int cb_type_unsupported = st->cb_type_unsupported;
     sasl_reset(s);
@@ -161,7 +169,12 @@ static sasl_step succeed(c2s *s, const char *mech, const char *additional)
     s->user = st->lookup.user;
     st->lookup.user = NULL;
     send_sasl(s, "success", NULL, additional, NULL);
+    if (st->mech[0])
+        mech = st->mech;
     log_info("c2s %s: authenticated %s with %s", conn_peer(s->conn), s->user, mech);
+    char *detail = xasprintf("mechanism=%s", mech);
+    compliance_audit(s->srv, s->user, "sign-in", s->user, conn_peer(s->conn), detail);
+    free(detail);
     sasl_reset(s);
     s->state = C2S_WAIT_BIND;
     return SASL_STEP_SUCCESS;
@@ -317,6 +330,7 @@ sasl_step sasl_handle(c2s *s, xml_node *el)
         st->scram = NULL;
         free(st->lookup.user);
         st->lookup.user = NULL;
+        snprintf(st->mech, sizeof st->mech, "%s", mech ? mech : "");
         if (mech && scram_mech_parse(mech, &hash, &plus) == 0)
             r = start_scram(s, hash, plus, msg, len);
         else if (str_eq(mech, "PLAIN") && s->srv->cfg.allow_plain)

@@ -5,6 +5,7 @@
 #include "../common/tls.h"
 #include "authlimit.h"
 #include "c2s.h"
+#include "compliance.h"
 #include "conn.h"
 #include "listener.h"
 
@@ -24,6 +25,8 @@ static void on_tick(ev_loop *loop, void *ud)
 
 static void before_sleep(ev_loop *loop, void *ud)
 {
+    /* Records first: the messages they release are then written out in the same pass. */
+    compliance_flush(ud);
     conn_flush_all(ud);
 }
 
@@ -99,6 +102,8 @@ int server_init(server *srv, const config *cfg)
         log_error("store %s: %s", cfg->store, err);
         return -1;
     }
+    if (compliance_open(srv) < 0)
+        return -1;
     srv->loop = ev_new(max_fds + 16);
     if (!srv->loop) {
         log_error("cannot create the event loop");
@@ -132,10 +137,15 @@ void server_run(server *srv)
 
 void server_shutdown(server *srv)
 {
+    /* Held messages go out (or back) before the sessions are told to go away. */
+    compliance_flush(srv);
     if (srv->loop) {
         listener_close_all(srv);
         c2s_shutdown_all(srv);
     }
+    if (srv->compliance)
+        compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
+    compliance_close(srv);
     dict_free(srv->users, NULL);
     authlimit_free(srv->authlimit);
     store_close(srv->store);

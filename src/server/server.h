@@ -13,6 +13,7 @@ struct c2s;
 struct conn;
 struct dict;
 struct authlimit;
+struct compliance;
 
 typedef struct server {
     config cfg;
@@ -25,6 +26,7 @@ typedef struct server {
     struct conn *closing;       /* connections to reap outside any callback */
     struct conn *lingering;     /* closing once their output is flushed, with a deadline */
     struct authlimit *authlimit;
+    struct compliance *compliance; /* the compliance archive, NULL when off (compliance.h) */
     int nconns;
     int listen_fds[4];
     int listen_kinds[4];        /* listen_kind of each fd (listener.h) */

@@ -10,12 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* scheme prefix -> back end. PostgreSQL ("postgresql:") joins here when it exists. */
+/* scheme prefix -> back end. libpq accepts both URI schemes of PostgreSQL. */
 static const struct {
     const char *prefix;
     const struct store_ops *ops;
 } backends[] = {
     {"sqlite:", &store_sqlite_ops},
+    {"postgresql:", &store_pg_ops},
+    {"postgres:", &store_pg_ops},
 };
 
 store_status store_set_error(store *st, const char *fmt, ...)
@@ -42,11 +44,8 @@ store *store_open(const char *uri, char *err, size_t errlen)
             return st;
         }
     }
-    if (strncmp(uri, "postgresql:", 11) == 0 || strncmp(uri, "postgres:", 9) == 0)
-        snprintf(err, errlen, "store '%.200s': the PostgreSQL back end is not available in this build",
-                 uri);
-    else
-        snprintf(err, errlen, "store '%.200s': unknown scheme (expected sqlite:PATH)", uri);
+    snprintf(err, errlen,
+             "store '%.200s': unknown scheme (expected sqlite:PATH or postgresql://...)", uri);
     return NULL;
 }
 

@@ -49,5 +49,6 @@ struct store {
 store_status store_set_error(store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops; /* store_pg.c: postgresql:// URIs */
 
 #endif

@@ -132,6 +132,30 @@ static void test_args(void **state)
     cli_opts_free(&o);
 }
 
+static void test_history_args(void **state)
+{
+    (void)state;
+    cli_opts o;
+    char err[256];
+    /* only `history` takes words after the command */
+    assert_int_equal(parse(&o, err, sizeof err, "history", "search", "two", "words",
+                           "--history-key-file", "/k", "--data-dir", "/d", NULL), 0);
+    assert_string_equal(o.command, "history");
+    assert_int_equal(o.nargs, 3);
+    assert_string_equal(o.args[0], "search");
+    assert_string_equal(o.args[2], "words");
+    assert_string_equal(o.history_key_file, "/k");
+    assert_string_equal(o.data_dir, "/d");
+    cli_opts_free(&o);
+    assert_int_equal(parse(&o, err, sizeof err, "history", "show", "--with", "bob@x",
+                           "--history", "archive", NULL), 0);
+    assert_string_equal(o.with, "bob@x");
+    assert_string_equal(o.history, "archive");
+    cli_opts_free(&o);
+    assert_int_equal(parse(&o, err, sizeof err, "chat", "extra", NULL), -1);
+    cli_opts_free(&o);
+}
+
 static char *write_temp(const char *text)
 {
     char *path = strdup("/tmp/parley-test-conf-XXXXXX");
@@ -176,6 +200,25 @@ static void test_config(void **state)
         unlink(path);
         free(path);
     }
+    /* the history keys; file names relative to the configuration file */
+    path = write_temp("history = disabled\ndata_dir = data\nhistory_passphrase_file = /p\n"
+                      "history_key_file = k\n");
+    assert_int_equal(parse(&o, err, sizeof err, "chat", NULL), 0);
+    assert_int_equal(cli_load_config(path, 1, &o, err, sizeof err), 0);
+    assert_string_equal(o.history, "disabled");
+    assert_string_equal(o.data_dir, "/tmp/data");
+    assert_string_equal(o.history_key_file, "/tmp/k");
+    assert_string_equal(o.history_passphrase_file, "/p");
+    cli_opts_free(&o);
+    unlink(path);
+    free(path);
+    path = write_temp("history = forever\n");
+    assert_int_equal(parse(&o, err, sizeof err, "chat", NULL), 0);
+    assert_int_equal(cli_load_config(path, 1, &o, err, sizeof err), -1);
+    assert_non_null(strstr(err, "default, disabled or archive"));
+    cli_opts_free(&o);
+    unlink(path);
+    free(path);
     /* a missing default file is fine, a missing --config file is not */
     assert_int_equal(parse(&o, err, sizeof err, "listen", NULL), 0);
     assert_int_equal(cli_load_config("/nonexistent/parley.conf", 0, &o, err, sizeof err), 0);
@@ -284,7 +327,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_escape),   cmocka_unit_test(test_json_object),
-        cmocka_unit_test(test_args),          cmocka_unit_test(test_config),
+        cmocka_unit_test(test_args),
+        cmocka_unit_test(test_history_args),  cmocka_unit_test(test_config),
         cmocka_unit_test(test_servers),       cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_options_validation),
     };

@@ -112,6 +112,11 @@ static void test_minimal_and_relative_defaults(void **state)
     assert_string_equal(cfg.store, want);
     assert_string_equal(cfg.path, f->path);
     assert_int_equal(cfg.c2s_port, 5222);
+    /* compliance is on unless turned off, its archive beside the store */
+    assert_int_equal(cfg.compliance, 1);
+    snprintf(want, sizeof want, "sqlite:%s/data/compliance.db", f->dir);
+    assert_string_equal(cfg.compliance_store, want);
+    assert_int_equal(cfg.compliance_checkpoint_every, 1000);
     config_free(&cfg);
 }
 
@@ -142,7 +147,10 @@ static void test_every_key(void **state)
                        "auth_fail_limit = 3\n"
                        "auth_fail_window = 120\n"
                        "\thide_version=yes\n"
-                       "allow_plain = false\n";
+                       "allow_plain = false\n"
+                       "compliance = no\n"
+                       "compliance_store = sqlite:archive/c.db\n"
+                       "compliance_checkpoint_every = 50\n";
     assert_int_equal(load_text(f, text, &cfg, err, sizeof err), 0);
     char want[2 * PATH_MAX];
     assert_string_equal(cfg.domain, "example.org"); /* normalised */
@@ -172,6 +180,10 @@ static void test_every_key(void **state)
     assert_int_equal(cfg.auth_fail_window, 120);
     assert_int_equal(cfg.hide_version, 1);
     assert_int_equal(cfg.allow_plain, 0);
+    assert_int_equal(cfg.compliance, 0);
+    snprintf(want, sizeof want, "sqlite:%s/archive/c.db", f->dir);
+    assert_string_equal(cfg.compliance_store, want);
+    assert_int_equal(cfg.compliance_checkpoint_every, 50);
     config_free(&cfg);
 }
 
@@ -184,6 +196,8 @@ static void test_store_follows_data_dir(void **state)
     char want[2 * PATH_MAX];
     snprintf(want, sizeof want, "sqlite:%s/state/parley.db", f->dir);
     assert_string_equal(cfg.store, want);
+    snprintf(want, sizeof want, "sqlite:%s/state/compliance.db", f->dir);
+    assert_string_equal(cfg.compliance_store, want);
     config_free(&cfg);
 }
 
@@ -246,6 +260,13 @@ static void test_bad_values(void **state)
     expect_error(f, MINIMAL "idle_timeout = 0\n", 4, "bad value '0'");
     expect_error(f, MINIMAL "offline_max = -1\n", 4, "bad value '-1'");
     expect_error(f, MINIMAL "store = mysql:x\n", 4, "unsupported store");
+    expect_error(f, MINIMAL "compliance_store = postgresql://db/x\n", 4,
+                 "unsupported compliance_store");
+    expect_error(f, MINIMAL "compliance_store = sqlite::memory:\n", 4,
+                 "unsupported compliance_store");
+    expect_error(f, MINIMAL "compliance_store = sqlite:\n", 4, "needs a file path");
+    expect_error(f, MINIMAL "compliance_checkpoint_every = 0\n", 4, "bad value '0'");
+    expect_error(f, MINIMAL "compliance = sometimes\n", 4, "bad boolean 'sometimes'");
     expect_error(f, "domain = alice@example.org\n", 1, "invalid domain");
     expect_error(f, "domain = example.org/res\n", 1, "invalid domain");
     expect_error(f, "domain = \"\"\n", 1, "invalid domain");
@@ -322,6 +343,8 @@ static void test_write_default_round_trip(void **state)
     assert_int_equal(cfg.auth_fail_window, def.auth_fail_window);
     assert_int_equal(cfg.hide_version, def.hide_version);
     assert_int_equal(cfg.allow_plain, def.allow_plain);
+    assert_int_equal(cfg.compliance, def.compliance);
+    assert_int_equal(cfg.compliance_checkpoint_every, def.compliance_checkpoint_every);
     config_free(&def);
     config_free(&cfg);
 

@@ -1,5 +1,11 @@
-/* test_store.c - unit tests of the store (store.h) against a temporary SQLite file:
- * accounts, rosters, offline messages, persistence, schema version and file mode. */
+/* test_store.c - unit tests of the store (store.h): accounts, rosters, offline messages,
+ * persistence, schema version, concurrent handles.
+ *
+ * The same cases run against every back end: SQLite on a temporary file always, and
+ * PostgreSQL when PARLEY_TEST_PG_URI names a real server (tests/run.sh starts a throwaway
+ * cluster with scripts/pg-cluster.sh). PostgreSQL runs in a database of its own, created
+ * here and dropped at the end, its schema wiped before each case. The connection-loss
+ * case starts a second private cluster, because it stops and restarts its server. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,29 +14,144 @@
 
 #include "server/store.h"
 
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+typedef enum { BACKEND_SQLITE, BACKEND_PG } backend;
+
+/* The back end the current group runs against, and PostgreSQL's private database. */
+static backend g_backend;
+static char g_pg_uri[512];
 
 typedef struct fixture {
     char dir[64];
     char path[128];
-    char uri[160];
+    char uri[600];
     store *st;
 } fixture;
+
+/* ---- PostgreSQL helpers ---- */
+
+/* base URI with its database name replaced: "postgresql://u@h:p/old?x" -> ".../db?x". */
+static int uri_with_db(const char *base, const char *db, char *out, size_t len)
+{
+    const char *auth = strstr(base, "://");
+    if (!auth)
+        return -1;
+    const char *path = strchr(auth + 3, '/');
+    const char *query = strchr(auth + 3, '?');
+    if (query && path && path > query)
+        path = NULL;
+    size_t head = path ? (size_t)(path - base) : query ? (size_t)(query - base) : strlen(base);
+    int n = snprintf(out, len, "%.*s/%s%s", (int)head, base, db, query ? query : "");
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+static PGconn *pg_connect(const char *uri)
+{
+    PGconn *c = PQconnectdb(uri);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "connect %s: %s", uri, PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    /* "drop cascades to ..." and friends are expected here. */
+    PQsetNoticeProcessor(c, ignore_notice, NULL);
+    return c;
+}
+
+static int pg_exec(const char *uri, const char *sql)
+{
+    PGconn *c = pg_connect(uri);
+    if (!c)
+        return -1;
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+    return ok ? 0 : -1;
+}
+
+static char g_pg_db[64];
+
+static int group_setup_pg(void **state)
+{
+    (void)state;
+    const char *base = getenv("PARLEY_TEST_PG_URI");
+    snprintf(g_pg_db, sizeof g_pg_db, "parley_test_store_%ld", (long)getpid());
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", g_pg_db);
+    if (pg_exec(base, sql) < 0)
+        return -1;
+    /* A language-aware collation where the server has ICU, so that the byte-order checks
+     * prove the store asks for byte order rather than inheriting it from the database. */
+    snprintf(sql, sizeof sql,
+             "CREATE DATABASE %s LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+             " TEMPLATE template0",
+             g_pg_db);
+    if (pg_exec(base, sql) < 0) {
+        fprintf(stderr, "(no ICU collation: testing with the server's default)\n");
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_pg_db);
+        if (pg_exec(base, sql) < 0)
+            return -1;
+    }
+    if (uri_with_db(base, g_pg_db, g_pg_uri, sizeof g_pg_uri) < 0)
+        return -1;
+    g_backend = BACKEND_PG;
+    return 0;
+}
+
+static int group_teardown_pg(void **state)
+{
+    (void)state;
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_pg_db);
+    return pg_exec(getenv("PARLEY_TEST_PG_URI"), sql);
+}
+
+static int group_setup_sqlite(void **state)
+{
+    (void)state;
+    g_backend = BACKEND_SQLITE;
+    return 0;
+}
+
+/* ---- fixture: a fresh, empty store of the current back end ---- */
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/parley-test-store-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    /* A subdirectory that does not exist yet: store_open must create it. */
-    snprintf(f->path, sizeof f->path, "%s/sub/parley.db", f->dir);
-    snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
+    if (g_backend == BACKEND_SQLITE) {
+        snprintf(f->dir, sizeof f->dir, "/tmp/parley-test-store-XXXXXX");
+        if (!mkdtemp(f->dir))
+            return -1;
+        /* A subdirectory that does not exist yet: store_open must create it. */
+        snprintf(f->path, sizeof f->path, "%s/sub/parley.db", f->dir);
+        snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
+    } else {
+        /* Start from nothing: store_open must create the schema. */
+        if (pg_exec(g_pg_uri, "DROP SCHEMA public CASCADE; CREATE SCHEMA public") < 0)
+            return -1;
+        snprintf(f->uri, sizeof f->uri, "%s", g_pg_uri);
+    }
     char err[256] = "";
     f->st = store_open(f->uri, err, sizeof err);
     if (!f->st) {
@@ -45,12 +166,53 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     store_close(f->st);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", f->dir);
+    if (f->dir[0]) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", f->dir);
+    }
     free(f);
     return 0;
+}
+
+/* Run sql on the fixture's database behind the store's back. */
+static void db_exec(fixture *f, const char *sql)
+{
+    if (g_backend == BACKEND_SQLITE) {
+        sqlite3 *db;
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    } else {
+        assert_int_equal(pg_exec(f->uri, sql), 0);
+    }
+}
+
+/* The integer a one-value query returns, read behind the store's back. */
+static long long db_int(fixture *f, const char *sql)
+{
+    long long v = -1;
+    if (g_backend == BACKEND_SQLITE) {
+        sqlite3 *db;
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    } else {
+        PGconn *c = pg_connect(f->uri);
+        assert_non_null(c);
+        PGresult *r = PQexec(c, sql);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        assert_int_equal(PQntuples(r), 1);
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+    }
+    return v;
 }
 
 static scram_cred make_cred(scram_hash h, unsigned char fill)
@@ -203,18 +365,11 @@ static void test_user_delete_cascades(void **state)
     assert_int_equal(count, 0);
 
     /* No orphans: check the tables directly. */
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_stmt *stq;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT (SELECT count(*) FROM roster_groups WHERE owner='alice@localhost')"
-                                        " + (SELECT count(*) FROM credentials WHERE jid='alice@localhost')",
-                                        -1, &stq, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(stq), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stq, 0), 0);
-    sqlite3_finalize(stq);
-    sqlite3_close(db);
+    assert_int_equal(db_int(f, "SELECT (SELECT count(*) FROM roster_groups WHERE owner='alice@localhost')"
+                               " + (SELECT count(*) FROM credentials WHERE jid='alice@localhost')"
+                               " + (SELECT count(*) FROM roster_versions WHERE owner='alice@localhost')"
+                               " + (SELECT count(*) FROM offline WHERE owner='alice@localhost')"),
+                     0);
 
     /* Bob is untouched. */
     assert_int_equal(store_user_exists(f->st, "bob@localhost"), STORE_OK);
@@ -436,7 +591,26 @@ static void test_two_handles(void **state)
     store_close(other);
 }
 
-static void test_schema_and_mode(void **state)
+static void test_schema_version(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_version"), 1);
+
+    /* Opening again applies nothing twice. */
+    char err[256] = "";
+    store *again = store_open(f->uri, err, sizeof err);
+    assert_non_null(again);
+    store_close(again);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_version"), 1);
+
+    /* A database from a newer Parley is refused rather than misread. */
+    db_exec(f, "INSERT INTO schema_version VALUES (99, 0)");
+    store *newer = store_open(f->uri, err, sizeof err);
+    assert_null(newer);
+    assert_non_null(strstr(err, "newer"));
+}
+
+static void test_sqlite_file_mode_wal(void **state)
 {
     fixture *f = *state;
     struct stat sb;
@@ -450,24 +624,11 @@ static void test_schema_and_mode(void **state)
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 1);
-    sqlite3_finalize(st);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
     sqlite3_finalize(st);
-
-    /* A database from a newer Parley is refused rather than misread. */
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_version VALUES (99, 0)", NULL, NULL, NULL),
-                     SQLITE_OK);
     sqlite3_close(db);
-    char err[256] = "";
-    store *newer = store_open(f->uri, err, sizeof err);
-    assert_null(newer);
-    assert_non_null(strstr(err, "newer"));
 }
 
 static void test_open_errors(void **state)
@@ -476,30 +637,448 @@ static void test_open_errors(void **state)
     char err[256] = "";
     assert_null(store_open("mysql://x", err, sizeof err));
     assert_non_null(strstr(err, "unknown scheme"));
-    assert_null(store_open("postgresql://db/parley", err, sizeof err));
+    /* A PostgreSQL server that is not there: a clear error, at once, no password shown. */
+    assert_null(store_open("postgresql://u:secretpw@127.0.0.1:1/parley", err, sizeof err));
     assert_non_null(strstr(err, "PostgreSQL"));
+    assert_non_null(strstr(err, "127.0.0.1"));
+    assert_null(strstr(err, "secretpw"));
+    assert_null(store_open("postgres://127.0.0.1:1/parley?connect_timeout=2", err, sizeof err));
+    assert_non_null(strstr(err, "cannot connect"));
+    assert_null(store_open("postgresql:parley", err, sizeof err));
+    assert_non_null(strstr(err, "postgresql://"));
+    assert_null(store_open("postgresql://127.0.0.1:1/parley?nosuchoption=1", err, sizeof err));
+    assert_non_null(strstr(err, "bad URI"));
     assert_null(store_open("sqlite:/proc/nonexistent/dir/x.db", err, sizeof err));
     assert_true(strlen(err) > 0);
 }
 
+/* ---- binary safety, order, re-entrancy, concurrency (every back end) ---- */
+
+static void test_binary_creds(void **state)
+{
+    /* Salts and keys are bytes: NUL, backslash, quote and 0xff must come back as they went. */
+    fixture *f = *state;
+    scram_cred c = make_cred(SCRAM_SHA256, 0);
+    static const unsigned char odd[] = {0x00, 0x5c, 0x27, 0xff, 0x00, 0x78, 0x01, 0x80};
+    for (size_t i = 0; i < c.salt_len; i++)
+        c.salt[i] = odd[i % sizeof odd];
+    for (size_t i = 0; i < c.key_len; i++) {
+        c.stored_key[i] = odd[(i + 3) % sizeof odd];
+        c.server_key[i] = (unsigned char)(255 - i);
+    }
+    c.salt_len = 5; /* shorter than the maximum, ending in NUL */
+    c.iterations = 4000000000u; /* above INT_MAX */
+    assert_int_equal(store_user_create(f->st, "bin@localhost", &c, 1), STORE_OK);
+    scram_cred got;
+    assert_int_equal(store_user_get_cred(f->st, "bin@localhost", SCRAM_SHA256, &got), STORE_OK);
+    assert_int_equal(got.salt_len, 5);
+    assert_memory_equal(got.salt, c.salt, 5);
+    assert_memory_equal(got.stored_key, c.stored_key, 32);
+    assert_memory_equal(got.server_key, c.server_key, 32);
+    assert_int_equal(got.iterations, 4000000000u);
+}
+
+static void test_byte_order_and_text(void **state)
+{
+    /* Lists come in byte order, whatever the database's locale; text is UTF-8 and kept. */
+    fixture *f = *state;
+    create_user(f->st, "zed@localhost");
+    create_user(f->st, "Zed@localhost");
+    create_user(f->st, "_x@localhost");
+    create_user(f->st, "\xc3\xa9lise@localhost");
+    char out[256] = "";
+    assert_int_equal(store_user_list(f->st, collect_user, out), STORE_OK);
+    assert_string_equal(out, "Zed@localhost;_x@localhost;zed@localhost;\xc3\xa9lise@localhost;");
+
+    char *groups[] = {"b", "B", "\xc3\xa9quipe", "a"};
+    roster_item it = make_item("b@localhost", "B\xc3\xb6" "b 'quoted' \\ name", SUB_BOTH);
+    it.groups = groups;
+    it.ngroups = 4;
+    assert_int_equal(store_roster_put(f->st, "zed@localhost", &it), STORE_OK);
+    it = make_item("A@localhost", NULL, SUB_NONE);
+    assert_int_equal(store_roster_put(f->st, "zed@localhost", &it), STORE_OK);
+    roster_item *items;
+    size_t n;
+    assert_int_equal(store_roster_get(f->st, "zed@localhost", &items, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(items[0].contact, "A@localhost");
+    assert_int_equal(items[0].ngroups, 0);
+    assert_string_equal(items[1].name, "B\xc3\xb6" "b 'quoted' \\ name");
+    assert_int_equal(items[1].ngroups, 4);
+    assert_string_equal(items[1].groups[0], "B");
+    assert_string_equal(items[1].groups[1], "a");
+    assert_string_equal(items[1].groups[2], "b");
+    assert_string_equal(items[1].groups[3], "\xc3\xa9quipe");
+    roster_items_free(items, n);
+}
+
+typedef struct nested {
+    store *st;
+    int calls;
+    store_status inner_push, inner_ghost, inner_exists;
+} nested;
+
+static int pop_and_use_store(void *ud, const char *stanza)
+{
+    /* The server's callback only sends; a future one may use the store: it must work. */
+    nested *x = ud;
+    (void)stanza;
+    x->calls++;
+    x->inner_exists = store_user_exists(x->st, "alice@localhost");
+    x->inner_push = store_offline_push(x->st, "bob@localhost", "<fwd/>", 10);
+    x->inner_ghost = store_offline_push(x->st, "ghost@localhost", "<fwd/>", 10);
+    return 0;
+}
+
+static void test_store_calls_from_pop_callback(void **state)
+{
+    fixture *f = *state;
+    create_user(f->st, "alice@localhost");
+    create_user(f->st, "bob@localhost");
+    assert_int_equal(store_offline_push(f->st, "alice@localhost", "<a/>", 10), STORE_OK);
+    nested x = {.st = f->st};
+    assert_int_equal(store_offline_pop(f->st, "alice@localhost", pop_and_use_store, &x), STORE_OK);
+    assert_int_equal(x.calls, 1);
+    assert_int_equal(x.inner_exists, STORE_OK);
+    assert_int_equal(x.inner_push, STORE_OK);
+    /* A failed inner call leaves the pop itself intact. */
+    assert_int_equal(x.inner_ghost, STORE_NOT_FOUND);
+    int count;
+    assert_int_equal(store_offline_count(f->st, "alice@localhost", &count), STORE_OK);
+    assert_int_equal(count, 0);
+    assert_int_equal(store_offline_count(f->st, "bob@localhost", &count), STORE_OK);
+    assert_int_equal(count, 1);
+}
+
+typedef struct pusher {
+    const char *uri;
+    int n, max, first;
+    int ok, full, failed;
+    int done;
+} pusher;
+
+static void *push_worker(void *arg)
+{
+    pusher *p = arg;
+    char err[256];
+    store *st = store_open(p->uri, err, sizeof err);
+    if (!st) {
+        fprintf(stderr, "push worker: %s\n", err);
+        p->failed = p->n;
+        return NULL;
+    }
+    for (int i = 0; i < p->n; i++) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "<m i='%d'/>", p->first + i);
+        store_status r = store_offline_push(st, "alice@localhost", msg, p->max);
+        if (r == STORE_OK)
+            p->ok++;
+        else if (r == STORE_FULL)
+            p->full++;
+        else {
+            fprintf(stderr, "push worker: %s\n", store_last_error(st));
+            p->failed++;
+        }
+    }
+    store_close(st);
+    return NULL;
+}
+
+static void test_concurrent_push_cap(void **state)
+{
+    /* Several handles (nodes) pushing at once never pass the cap together. */
+    fixture *f = *state;
+    create_user(f->st, "alice@localhost");
+    enum { WORKERS = 4, EACH = 15, CAP = 25 };
+    pusher w[WORKERS];
+    pthread_t t[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        w[i] = (pusher){.uri = f->uri, .n = EACH, .max = CAP, .first = i * EACH};
+        assert_int_equal(pthread_create(&t[i], NULL, push_worker, &w[i]), 0);
+    }
+    int ok = 0, full = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].failed, 0);
+        ok += w[i].ok;
+        full += w[i].full;
+    }
+    assert_int_equal(ok, CAP);
+    assert_int_equal(full, WORKERS * EACH - CAP);
+    int count;
+    assert_int_equal(store_offline_count(f->st, "alice@localhost", &count), STORE_OK);
+    assert_int_equal(count, CAP);
+}
+
+/* ---- PostgreSQL only ---- */
+
+enum { POP_TOTAL = 300 };
+
+typedef struct popper {
+    const char *uri;
+    pthread_mutex_t *lock;
+    int *seen;
+    volatile int *pushing;
+    int failed;
+} popper;
+
+static int mark_seen(void *ud, const char *stanza)
+{
+    popper *p = ud;
+    int i = -1;
+    if (sscanf(stanza, "<m i='%d'/>", &i) == 1 && i >= 0 && i < POP_TOTAL) {
+        pthread_mutex_lock(p->lock);
+        p->seen[i]++;
+        pthread_mutex_unlock(p->lock);
+    }
+    return 0;
+}
+
+static void *pop_worker(void *arg)
+{
+    popper *p = arg;
+    char err[256];
+    store *st = store_open(p->uri, err, sizeof err);
+    if (!st) {
+        fprintf(stderr, "pop worker: %s\n", err);
+        p->failed = 1;
+        return NULL;
+    }
+    for (;;) {
+        int still = __atomic_load_n(p->pushing, __ATOMIC_SEQ_CST);
+        if (store_offline_pop(st, "alice@localhost", mark_seen, p) != STORE_OK) {
+            fprintf(stderr, "pop worker: %s\n", store_last_error(st));
+            p->failed = 1;
+            break;
+        }
+        if (!still)
+            break;
+    }
+    store_close(st);
+    return NULL;
+}
+
+static void test_pg_concurrent_pop_once(void **state)
+{
+    /* Nodes popping one account's messages while others arrive: each delivered once. */
+    fixture *f = *state;
+    create_user(f->st, "alice@localhost");
+    for (int i = 0; i < POP_TOTAL / 2; i++) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "<m i='%d'/>", i);
+        assert_int_equal(store_offline_push(f->st, "alice@localhost", msg, -1), STORE_OK);
+    }
+    static int seen[POP_TOTAL];
+    memset(seen, 0, sizeof seen);
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    volatile int pushing = 1;
+    enum { POPPERS = 3 };
+    popper pw[POPPERS];
+    pthread_t pt[POPPERS], push_t;
+    pusher pu = {.uri = f->uri, .n = POP_TOTAL / 2, .max = -1, .first = POP_TOTAL / 2};
+    for (int i = 0; i < POPPERS; i++) {
+        pw[i] = (popper){.uri = f->uri, .lock = &lock, .seen = seen, .pushing = &pushing};
+        assert_int_equal(pthread_create(&pt[i], NULL, pop_worker, &pw[i]), 0);
+    }
+    assert_int_equal(pthread_create(&push_t, NULL, push_worker, &pu), 0);
+    pthread_join(push_t, NULL);
+    __atomic_store_n(&pushing, 0, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < POPPERS; i++) {
+        pthread_join(pt[i], NULL);
+        assert_int_equal(pw[i].failed, 0);
+    }
+    assert_int_equal(pu.failed, 0);
+    assert_int_equal(pu.ok, POP_TOTAL / 2);
+    popper last = {.lock = &lock, .seen = seen};
+    assert_int_equal(store_offline_pop(f->st, "alice@localhost", mark_seen, &last), STORE_OK);
+    for (int i = 0; i < POP_TOTAL; i++)
+        if (seen[i] != 1)
+            fail_msg("message %d delivered %d times", i, seen[i]);
+}
+
+static void test_pg_schema(void **state)
+{
+    /* The types auditors' tools see. */
+    fixture *f = *state;
+    assert_int_equal(db_int(f, "SELECT count(*) FROM information_schema.columns"
+                               " WHERE table_name = 'credentials' AND data_type = 'bytea'"),
+                     3);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM information_schema.tables"
+                               " WHERE table_schema = 'public' AND table_name IN ('users',"
+                               " 'credentials', 'roster', 'roster_groups', 'roster_versions',"
+                               " 'offline', 'schema_version')"),
+                     7);
+}
+
+/* scripts/pg-cluster.sh, found from this file's path unless PARLEY_PG_CLUSTER says. */
+static void cluster_script(char *out, size_t len)
+{
+    const char *env = getenv("PARLEY_PG_CLUSTER");
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    const char *me = __FILE__;
+    const char *tail = strstr(me, "tests/unit/test_store.c");
+    snprintf(out, len, "%.*sscripts/pg-cluster.sh", tail ? (int)(tail - me) : 0, me);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+typedef struct cluster {
+    char script[512];
+    char dir[64];
+    char uri[256];
+} cluster;
+
+static int cluster_cmd(cluster *c, const char *cmd)
+{
+    char line[700];
+    snprintf(line, sizeof line, "sh '%s' %s '%s' >&2", c->script, cmd, c->dir);
+    return system(line);
+}
+
+static int stop_server_in_callback(void *ud, const char *stanza)
+{
+    (void)stanza;
+    return cluster_cmd(ud, "pause") == 0 ? 0 : -1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_pg_connection_loss(void **state)
+{
+    /* A private cluster, since this stops its server: the shared one serves other tests. */
+    (void)state;
+    cluster c;
+    memset(&c, 0, sizeof c);
+    cluster_script(c.script, sizeof c.script);
+    snprintf(c.dir, sizeof c.dir, "/tmp/parley-pgc-XXXXXX");
+    assert_non_null(mkdtemp(c.dir));
+    int port = free_port();
+    assert_true(port > 0);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "sh '%s' start '%s' %d", c.script, c.dir, port);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char *got = fgets(c.uri, sizeof c.uri, p);
+    int rc = pclose(p);
+    if (!got || rc != 0) {
+        cluster_cmd(&c, "stop");
+        fail_msg("could not start a cluster: %s", cmd);
+    }
+    c.uri[strcspn(c.uri, "\n")] = '\0';
+
+    char err[256];
+    store *st = store_open(c.uri, err, sizeof err);
+    assert_non_null(st);
+    create_user(st, "alice@localhost");
+    assert_int_equal(store_offline_push(st, "alice@localhost", "<kept/>", 10), STORE_OK);
+
+    /* The server goes away between calls: an error with a reason, promptly. */
+    assert_int_equal(cluster_cmd(&c, "pause"), 0);
+    double t0 = now_s();
+    assert_int_equal(store_user_exists(st, "alice@localhost"), STORE_ERROR);
+    assert_non_null(strstr(store_last_error(st), "PostgreSQL"));
+    assert_non_null(strstr(store_last_error(st), "connection"));
+    int count = -1;
+    assert_int_equal(store_offline_count(st, "alice@localhost", &count), STORE_ERROR);
+    assert_non_null(strstr(store_last_error(st), "reconnecting failed"));
+    roster_item it = make_item("bob@localhost", NULL, SUB_NONE);
+    assert_int_equal(store_roster_put(st, "alice@localhost", &it), STORE_ERROR);
+    assert_true(now_s() - t0 < 30);
+
+    /* Back again: the next call reconnects by itself. */
+    assert_int_equal(cluster_cmd(&c, "resume"), 0);
+    assert_int_equal(store_user_exists(st, "alice@localhost"), STORE_OK);
+    assert_int_equal(store_roster_put(st, "alice@localhost", &it), STORE_OK);
+
+    /* Restarted while idle: the call's first statement finds the connection dead, and
+     * the call succeeds on a new one. */
+    assert_int_equal(cluster_cmd(&c, "pause"), 0);
+    assert_int_equal(cluster_cmd(&c, "resume"), 0);
+    assert_int_equal(store_offline_count(st, "alice@localhost", &count), STORE_OK);
+    assert_int_equal(count, 1);
+
+    /* The server goes away in the middle of a pop: the error is reported and the message
+     * is kept (its transaction never committed). */
+    assert_int_equal(store_offline_pop(st, "alice@localhost", stop_server_in_callback, &c),
+                     STORE_ERROR);
+    assert_non_null(strstr(store_last_error(st), "PostgreSQL"));
+    assert_int_equal(cluster_cmd(&c, "resume"), 0);
+    popped q = {.fail_at = 0};
+    assert_int_equal(store_offline_pop(st, "alice@localhost", collect_stanza, &q), STORE_OK);
+    assert_string_equal(q.text, "<kept/>");
+
+    store_close(st);
+    assert_int_equal(cluster_cmd(&c, "stop"), 0);
+    struct stat sb;
+    assert_int_not_equal(stat(c.dir, &sb), 0);
+}
+
+#define BOTH(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_user_create_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_user_duplicate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_user_bad_creds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_user_set_creds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_user_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_user_delete_cascades, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_roster_put_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_roster_del, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_roster_unknown_user, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_offline_order_cap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_offline_pop_keeps_on_failure, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_schema_and_mode, setup, teardown),
+    /* Every back end: the store's contract. */
+    const struct CMUnitTest common[] = {
+        BOTH(test_user_create_get),
+        BOTH(test_user_duplicate),
+        BOTH(test_user_bad_creds),
+        BOTH(test_user_set_creds),
+        BOTH(test_user_list),
+        BOTH(test_user_delete_cascades),
+        BOTH(test_roster_put_get),
+        BOTH(test_roster_del),
+        BOTH(test_roster_unknown_user),
+        BOTH(test_offline_order_cap),
+        BOTH(test_offline_pop_keeps_on_failure),
+        BOTH(test_reopen_keeps_data),
+        BOTH(test_two_handles),
+        BOTH(test_schema_version),
+        BOTH(test_binary_creds),
+        BOTH(test_byte_order_and_text),
+        BOTH(test_store_calls_from_pop_callback),
+        BOTH(test_concurrent_push_cap),
+    };
+    const struct CMUnitTest sqlite_only[] = {
+        BOTH(test_sqlite_file_mode_wal),
         cmocka_unit_test(test_open_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest pg_only[] = {
+        BOTH(test_pg_concurrent_pop_once),
+        BOTH(test_pg_schema),
+        cmocka_unit_test(test_pg_connection_loss),
+    };
+    int failed = cmocka_run_group_tests_name("store sqlite", common, group_setup_sqlite, NULL);
+    failed += cmocka_run_group_tests_name("store sqlite only", sqlite_only, group_setup_sqlite,
+                                          NULL);
+    const char *pg = getenv("PARLEY_TEST_PG_URI");
+    if (pg && *pg) {
+        failed += cmocka_run_group_tests_name("store postgresql", common, group_setup_pg,
+                                              group_teardown_pg);
+        failed += cmocka_run_group_tests_name("store postgresql only", pg_only, group_setup_pg,
+                                              group_teardown_pg);
+    } else {
+        printf("store postgresql: skipped (set PARLEY_TEST_PG_URI, see scripts/pg-cluster.sh)\n");
+    }
+    return failed;
 }

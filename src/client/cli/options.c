@@ -24,6 +24,13 @@ void cli_opts_free(cli_opts *o)
     free(o->to);
     free(o->message);
     free(o->type);
+    for (int i = 0; i < o->nargs; i++)
+        free(o->args[i]);
+    free(o->history);
+    free(o->data_dir);
+    free(o->history_key_file);
+    free(o->history_passphrase_file);
+    free(o->with);
     memset(o, 0, sizeof *o);
 }
 
@@ -71,6 +78,10 @@ static char **string_slot(cli_opts *o, const char *name)
         {"ca-file", offsetof(cli_opts, ca_file)}, {"server", offsetof(cli_opts, server)},
         {"config", offsetof(cli_opts, config)},   {"to", offsetof(cli_opts, to)},
         {"message", offsetof(cli_opts, message)}, {"type", offsetof(cli_opts, type)},
+        {"with", offsetof(cli_opts, with)},       {"history", offsetof(cli_opts, history)},
+        {"data-dir", offsetof(cli_opts, data_dir)},
+        {"history-key-file", offsetof(cli_opts, history_key_file)},
+        {"history-passphrase-file", offsetof(cli_opts, history_passphrase_file)},
     };
     for (size_t i = 0; i < ARRAY_LEN(map); i++)
         if (strcmp(name, map[i].name) == 0)
@@ -87,6 +98,11 @@ int cli_parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errlen)
         const char *a = argv[i];
         if (a[0] != '-' || strcmp(a, "-") == 0) {
             if (o->command) {
+                /* only `history` takes words after the command (search TEXT...) */
+                if (strcmp(o->command, "history") == 0 && o->nargs < (int)ARRAY_LEN(o->args)) {
+                    o->args[o->nargs++] = xstrdup(a);
+                    continue;
+                }
                 snprintf(err, errlen, "unexpected argument '%s'", a);
                 return -1;
             }
@@ -220,14 +236,17 @@ int cli_load_config(const char *path, int must_exist, cli_opts *o, char *err, si
             v[strlen(v) - 1] = '\0';
             v++;
         }
-        static const char *keys[] = {"jid", "password_file", "ca_file", "server", "direct_tls"};
+        static const char *keys[] = {"jid", "password_file", "ca_file", "server", "direct_tls",
+                                     "history", "data_dir", "history_key_file",
+                                     "history_passphrase_file"};
         unsigned bit = 0;
         for (unsigned i = 0; i < ARRAY_LEN(keys); i++)
             if (!strcmp(k, keys[i]))
                 bit = 1u << i;
         if (!bit) {
             snprintf(err, errlen, "%s:%d: unknown key '%s' (jid, password_file, ca_file, server, "
-                     "direct_tls)", path, lineno, k);
+                     "direct_tls, history, data_dir, history_key_file, "
+                     "history_passphrase_file)", path, lineno, k);
             rc = -1;
             break;
         }
@@ -258,6 +277,24 @@ int cli_load_config(const char *path, int must_exist, cli_opts *o, char *err, si
         } else if (!strcmp(k, "ca_file")) {
             if (!o->ca_file)
                 o->ca_file = config_relative(path, v);
+        } else if (!strcmp(k, "history")) {
+            if (strcmp(v, "default") && strcmp(v, "disabled") && strcmp(v, "archive")) {
+                snprintf(err, errlen, "%s:%d: history must be default, disabled or archive",
+                         path, lineno);
+                rc = -1;
+                break;
+            }
+            if (!o->history)
+                o->history = xstrdup(v);
+        } else if (!strcmp(k, "data_dir")) {
+            if (!o->data_dir)
+                o->data_dir = config_relative(path, v);
+        } else if (!strcmp(k, "history_key_file")) {
+            if (!o->history_key_file)
+                o->history_key_file = config_relative(path, v);
+        } else if (!strcmp(k, "history_passphrase_file")) {
+            if (!o->history_passphrase_file)
+                o->history_passphrase_file = config_relative(path, v);
         }
     }
     fclose(f);

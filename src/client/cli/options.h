@@ -5,7 +5,9 @@
 #include <stddef.h>
 
 typedef struct cli_opts {
-    char *command;       /* "send", "listen", "tls-info" */
+    char *command;       /* "send", "listen", "tls-info", "chat", "history" (NULL: chat) */
+    char *args[4];       /* words after "history": search TEXT, show, wipe */
+    int nargs;
     /* account (command line beats the configuration file) */
     char *jid;
     char *password_file;
@@ -22,6 +24,12 @@ typedef struct cli_opts {
     double timeout;      /* seconds; < 0: not given */
     double keepalive;    /* seconds; <= 0: library default */
     int json;            /* tls-info --json */
+    /* local history (history.h) */
+    char *history;       /* "default", "disabled", "archive" */
+    char *data_dir;      /* default ~/.local/share/parley */
+    char *history_key_file;
+    char *history_passphrase_file;
+    char *with;          /* history show --with JID */
     int verbose;
     int help;
     int version;
@@ -30,7 +38,8 @@ typedef struct cli_opts {
 /* Parse argv. Returns 0, or -1 with a message in err (a usage error). */
 int cli_parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errlen);
 /* Read a configuration file of "key = value" lines (# comments; keys jid, password_file,
- * ca_file, server, direct_tls) and fill in what the command line left unset. Relative
+ * ca_file, server, direct_tls, history, data_dir, history_key_file,
+ * history_passphrase_file) and fill in what the command line left unset. Relative
  * file names are taken relative to the configuration file's directory. must_exist: a
  * missing file is an error (--config) rather than silently skipped (the default path).
  * Returns 0, or -1 with a message in err. */

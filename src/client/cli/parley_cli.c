@@ -1,8 +1,13 @@
-/* parley_cli.c - the `parley` command: scriptable `send`, `listen` (JSON lines) and
- * `tls-info` on libparley, with exit codes that say what failed. */
+/* parley_cli.c - the `parley` command: the interactive client (`chat`, the default),
+ * scriptable `send`, `listen` (JSON lines), `tls-info` and `history`, on libparley, with
+ * exit codes that say what failed. */
 #include "../../common/buf.h"
+#include "../../common/util.h"
 #include "../../common/version.h"
 #include "../parley.h"
+#include "chat.h"
+#include "cli_history.h"
+#include "exit_codes.h"
 #include "json.h"
 #include "options.h"
 
@@ -11,21 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-    EXIT_OK = 0,
-    EXIT_USAGE = 1,
-    EXIT_UNREACHABLE = 2,
-    EXIT_CERTIFICATE = 3,
-    EXIT_AUTH = 4,
-    EXIT_POLICY = 5,
-    EXIT_TIMEOUT = 6,
-    EXIT_PROTOCOL = 7,
-};
-
 static const char usage_text[] =
-    "Usage: parley COMMAND [OPTIONS]\n"
+    "Usage: parley [COMMAND] [OPTIONS]\n"
     "\n"
     "Commands:\n"
+    "  chat                the interactive terminal client (the default; /help inside)\n"
     "  send --to JID --message TEXT [--type chat|normal|headline]\n"
     "                      send one message; exits once the server has accepted it\n"
     "  listen [--count N] [--timeout S]\n"
@@ -37,6 +32,9 @@ static const char usage_text[] =
     "                      S more seconds: the connection is dead (default 60)\n"
     "  tls-info [--json]   print the client-to-server lock: TLS version, cipher, key size,\n"
     "                      certificate and authentication mechanism\n"
+    "  history search TEXT | history show --with JID | history wipe\n"
+    "                      the local history (encrypted), as JSON lines:\n"
+    "                      {\"id\",\"with\",\"direction\",\"from\",\"time\",\"body\",\"encrypted\"}\n"
     "\n"
     "Account (or the same keys in the configuration file):\n"
     "  --jid JID               user@domain[/resource]           (jid)\n"
@@ -47,12 +45,20 @@ static const char usage_text[] =
     "                                     (direct_tls = true|false; default STARTTLS)\n"
     "  --config F              configuration file (default ~/.config/parley/parley.conf)\n"
     "  --timeout S             overall limit in seconds (send and tls-info default: 30)\n"
+    "\n"
+    "Local history (chat, send, listen, history; or the same keys in the file):\n"
+    "  --history default|disabled|archive  kept until sign-out / not kept once a window\n"
+    "                          is closed / kept across sign-outs         (history)\n"
+    "  --history-key-file F    raw 256-bit key, mode 600       (history_key_file)\n"
+    "  --history-passphrase-file F  passphrase (PBKDF2), mode 600 (history_passphrase_file)\n"
+    "  --data-dir D            default ~/.local/share/parley   (data_dir)\n"
     "  -v, --verbose           log the connection's progress to stderr\n"
     "  -h, --help, --version\n"
     "\n"
     "Exit codes:\n"
     "  0 ok   1 usage   2 server unreachable   3 certificate not trusted\n"
-    "  4 authentication failed   5 refused by policy   6 timeout   7 other protocol error\n";
+    "  4 authentication failed   5 refused by policy   6 timeout   7 other protocol error\n"
+    "  8 local history unusable (wrong key, damaged database, key file not private)\n";
 
 static volatile sig_atomic_t stop_requested;
 
@@ -95,7 +101,22 @@ typedef struct app {
     int confirmed;
     parley_error send_err;
     char send_errtext[256];
+    /* local history: NULL when no key is configured */
+    hist *h;
+    hist_mode mode;
 } app;
+
+/* send and listen keep what a chat window would: nothing in `disabled` mode. */
+static void record(app *a, const char *peer, int outgoing, const char *sender,
+                   const char *body, int encrypted, const char *id)
+{
+    if (!a->h || a->mode == HIST_MODE_DISABLED || !peer || !body)
+        return;
+    hist_msg m = {.peer = peer, .outgoing = outgoing, .sender = sender, .body = body,
+                  .encrypted = encrypted, .stanza_id = id};
+    if (hist_add(a->h, &m) != HIST_OK)
+        fprintf(stderr, "parley: history: %s\n", hist_errmsg(a->h));
+}
 
 static void print_message(app *a, const parley_event *ev)
 {
@@ -153,6 +174,9 @@ static void on_event(parley *p, const parley_event *ev, void *ud)
             print_message(a, ev);
             if (ev->body)
                 a->received++;
+            if (ev->body && ev->error == PARLEY_OK &&
+                (!ev->msg_type || strcmp(ev->msg_type, "error") != 0))
+                record(a, ev->from, 0, ev->from, ev->body, ev->encrypted, ev->id);
         }
         break;
     default:
@@ -251,6 +275,7 @@ static int cmd_send(app *a)
     }
     if (e != PARLEY_OK)
         return fail(p, e);
+    record(a, o->to, 1, parley_bound_jid(p), o->message, 0, a->msg_id);
     graceful_close(p);
     return EXIT_OK;
 }
@@ -346,13 +371,12 @@ int main(int argc, char **argv)
         cli_opts_free(&o);
         return EXIT_OK;
     }
-    if (!o.command) {
-        cli_opts_free(&o);
-        return usage_error("a command is required");
-    }
+    if (!o.command)
+        o.command = xstrdup("chat");
     int is_send = !strcmp(o.command, "send"), is_listen = !strcmp(o.command, "listen");
-    int is_info = !strcmp(o.command, "tls-info");
-    if (!is_send && !is_listen && !is_info) {
+    int is_info = !strcmp(o.command, "tls-info"), is_chat = !strcmp(o.command, "chat");
+    int is_history = !strcmp(o.command, "history");
+    if (!is_send && !is_listen && !is_info && !is_chat && !is_history) {
         snprintf(err, sizeof err, "unknown command '%s'", o.command);
         cli_opts_free(&o);
         return usage_error(err);
@@ -368,10 +392,30 @@ int main(int argc, char **argv)
         cli_opts_free(&o);
         return usage_error("send needs --to JID and --message TEXT");
     }
+    hist_mode mode;
+    if (cli_history_mode(&o, &mode, err, sizeof err) < 0) {
+        cli_opts_free(&o);
+        return usage_error(err);
+    }
+    if (is_history) {
+        if (!o.jid) {
+            cli_opts_free(&o);
+            return usage_error("history needs the account: --jid (or jid in the "
+                               "configuration file)");
+        }
+        rc = cmd_history(&o);
+        cli_opts_free(&o);
+        return rc;
+    }
     if (!o.jid || !o.password_file) {
         cli_opts_free(&o);
         return usage_error("the account needs --jid and --password-file (or jid and "
                            "password_file in the configuration file)");
+    }
+    if (is_chat) {
+        rc = chat_run(&o, mode);
+        cli_opts_free(&o);
+        return rc;
     }
 
     struct sigaction sa;
@@ -384,6 +428,14 @@ int main(int argc, char **argv)
     app a;
     memset(&a, 0, sizeof a);
     a.opt = &o;
+    a.mode = mode;
+    /* Before connecting: a wrong key or a damaged history is reported, not a message
+     * half-recorded. Without a key, send and listen record nothing. */
+    if ((is_send || is_listen) && (rc = cli_history_open(&o, 0, &a.h, err, sizeof err)) != EXIT_OK) {
+        fprintf(stderr, "parley: %s\n", err);
+        cli_opts_free(&o);
+        return rc;
+    }
     parley_options po;
     parley_options_init(&po);
     po.jid = o.jid;
@@ -404,6 +456,7 @@ int main(int argc, char **argv)
     parley_error e;
     a.p = parley_new(&po, &e, err, sizeof err);
     if (!a.p) {
+        hist_close(a.h);
         cli_opts_free(&o);
         return usage_error(err);
     }
@@ -415,6 +468,7 @@ int main(int argc, char **argv)
     else
         rc = cmd_tls_info(&a);
     parley_free(a.p);
+    hist_close(a.h);
     cli_opts_free(&o);
     return rc;
 }

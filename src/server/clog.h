@@ -1,0 +1,152 @@
+/* clog.h - the compliance log: a tamper-evident archive of messages (and, later, file
+ * transfers) and of audit events (sign-ins, sign-outs, admin actions).
+ *
+ * Two hash chains live in one store: "messages" and "audit". Every record carries
+ * hash = SHA-256(prev_hash || canonical encoding of its fields), prev_hash being the
+ * hash of the record before it (32 zero bytes for the first). Signed checkpoints
+ * (every N records and at close) pin the head of each chain with the server's key, so
+ * that rewriting the whole chain from some point on is detectable too. The exact
+ * encoding is in docs/compliance.md: auditors can re-verify with their own tools.
+ *
+ * The interface is back-end agnostic (clog_backend.h); "sqlite:PATH" is the embedded
+ * back end. Appends read the chain head inside the write transaction, so parleyd and
+ * parleyctl may append to the same store at the same time without forking the chain. */
+#ifndef PARLEY_CLOG_H
+#define PARLEY_CLOG_H
+
+#include <openssl/evp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLOG_HASH_LEN 32
+
+typedef struct clog clog;
+
+/* One message (or file transfer) record. Strings may be NULL (stored as NULL). Records
+ * returned by clog own their strings (clog_record_clear frees them); records passed to
+ * clog_append are only read. */
+typedef struct clog_record {
+    int64_t seq;        /* position in the chain, from 1; set by clog_append */
+    int64_t ts_us;      /* server clock, microseconds since the Unix epoch (UTC) */
+    char *kind;         /* "message" (or "file") */
+    char *sender;       /* full JID */
+    char *recipient;    /* JID as addressed, or a room */
+    char *msg_id;       /* the stanza's id attribute */
+    char *thread;
+    char *type;         /* chat, normal, groupchat, headline */
+    char *subject;
+    char *body;         /* NULL for end-to-end encrypted messages */
+    int encrypted;      /* 1: client-to-client encrypted, metadata only */
+    char *enc_ns;       /* the encryption element's namespace */
+    char *file_name;    /* file transfers (later): name, size, media type, SHA-256 hex */
+    int64_t file_size;  /* -1: none */
+    char *file_type;
+    char *file_sha256;
+    char *outcome;      /* delivered, offline, bounced, discarded (later blocked-policy,
+                         * blocked-compliance) */
+    char *verdict;      /* allow (block / modify when a compliance component decides) */
+    char *reason;       /* why: the verdict's reason, or why it was not delivered */
+    char *stanza;       /* the whole stanza as XML (without bodies if encrypted) */
+    unsigned char prev_hash[CLOG_HASH_LEN];
+    unsigned char hash[CLOG_HASH_LEN];
+} clog_record;
+
+/* One audit event. */
+typedef struct clog_audit {
+    int64_t seq;
+    int64_t ts_us;
+    char *actor;        /* who: a full JID, "admin" (parleyctl), "server" */
+    char *event;        /* sign-in, sign-out, auth-failure, user-add, user-del, ... */
+    char *target;       /* what it concerns (an account), may be NULL */
+    char *peer;         /* network address, may be NULL */
+    char *detail;       /* free text (mechanism, reason), may be NULL */
+    unsigned char prev_hash[CLOG_HASH_LEN];
+    unsigned char hash[CLOG_HASH_LEN];
+} clog_audit;
+
+typedef enum { CLOG_MESSAGES = 0, CLOG_AUDIT = 1 } clog_chain;
+
+typedef struct clog_checkpoint {
+    clog_chain chain;
+    int64_t seq;        /* the record this checkpoint pins */
+    int64_t ts_us;
+    unsigned char hash[CLOG_HASH_LEN];
+    unsigned char *sig; /* over clog_checkpoint_message() */
+    size_t siglen;
+    char *signer;       /* the signer's public key, PEM */
+} clog_checkpoint;
+
+/* Search filters: NULL / 0 means "any". JIDs without a resource match every resource. */
+typedef struct clog_filter {
+    const char *from;   /* sender (messages) or actor (audit) */
+    const char *to;     /* recipient (messages) or target (audit) */
+    const char *jid;    /* either side */
+    const char *text;   /* body (messages) or detail (audit) substring */
+    int64_t since_us;   /* ts_us >= since_us when non-zero */
+    int64_t until_us;   /* ts_us < until_us when non-zero */
+    int64_t limit;      /* at most this many (0: all), in seq order */
+} clog_filter;
+
+#define CLOG_READONLY 1
+
+/* Open by URI ("sqlite:PATH"). key: signs checkpoints (borrowed; NULL: no checkpoints
+ * are written by this handle). checkpoint_every: records between checkpoints (> 0).
+ * CLOG_READONLY opens an existing store without creating or migrating it. NULL with
+ * the reason in err. */
+clog *clog_open(const char *uri, EVP_PKEY *key, int checkpoint_every, int flags, char *err,
+                size_t errlen);
+/* Writes a checkpoint for each chain whose head is not yet pinned (if there is a key),
+ * then closes. */
+void clog_close(clog *c);
+const char *clog_last_error(const clog *c);
+
+/* Append records and audit events in one transaction, in order: all of them are
+ * durable, or none is (then -1 and clog_last_error). Sets seq, prev_hash and hash in
+ * each. Writes a checkpoint when a chain passed checkpoint_every records since the last. */
+int clog_append(clog *c, clog_record *recs, size_t nrecs, clog_audit *evs, size_t nevs);
+
+/* ---- verification ---- */
+
+typedef struct clog_verify_result {
+    int ok;                 /* 1: everything verifies */
+    int64_t records;        /* records walked */
+    int64_t checkpoints;    /* checkpoints checked */
+    int64_t bad_seq;        /* the record the problem concerns (0: none / not a record) */
+    char problem[512];      /* the first problem found, e.g. "record 17 altered" */
+} clog_verify_result;
+
+/* Walk a chain in seq order and check: contiguous seq from 1, each prev_hash is the
+ * previous record's hash, each hash recomputes, each checkpoint's signature is valid
+ * (and by trusted, if given) and matches its record, and no record a checkpoint pinned is
+ * gone. Returns 0 with res filled (res->ok says whether it verified), -1 if the store
+ * could not be read. */
+int clog_verify(clog *c, clog_chain chain, EVP_PKEY *trusted, clog_verify_result *res);
+
+/* ---- search ---- */
+
+/* Call fn on each matching record in seq order (the record is valid during the call);
+ * fn returning non-zero stops the walk. Returns 0 or -1. */
+int clog_search(clog *c, const clog_filter *f, int (*fn)(void *ud, const clog_record *r),
+                void *ud);
+int clog_search_audit(clog *c, const clog_filter *f,
+                      int (*fn)(void *ud, const clog_audit *a), void *ud);
+
+/* ---- building blocks, exposed for the back ends and the tests ---- */
+
+/* hash = SHA-256(prev_hash || encoding) of a record / audit event, from their fields
+ * and prev_hash (seq included). */
+void clog_record_hash(const clog_record *r, unsigned char out[CLOG_HASH_LEN]);
+void clog_audit_hash(const clog_audit *a, unsigned char out[CLOG_HASH_LEN]);
+/* The canonical encoding itself (freshly allocated, *len set), for the tests and docs. */
+unsigned char *clog_record_encode(const clog_record *r, size_t *len);
+/* The text a checkpoint signs: "parley-clog-checkpoint-v1|CHAIN|SEQ|HEXHASH". */
+char *clog_checkpoint_message(clog_chain chain, int64_t seq,
+                              const unsigned char hash[CLOG_HASH_LEN]);
+const char *clog_chain_name(clog_chain chain);
+void clog_hex(const unsigned char *bytes, size_t n, char *out); /* out: 2n+1 */
+
+void clog_record_clear(clog_record *r);
+void clog_audit_clear(clog_audit *a);
+void clog_checkpoint_clear(clog_checkpoint *cp);
+
+#endif

@@ -1,0 +1,63 @@
+/* clog_backend.h - internal: what a compliance log back end provides to clog.c.
+ *
+ * Same shape as store_backend.h: clog.c owns the public API (hashing, signing,
+ * verification, batching) and calls the back end only for plain storage through this
+ * ops table, so a PostgreSQL compliance log is one more file with one more entry in
+ * clog.c's scheme table. A back end allocates its handle with a `struct clog` as its
+ * first member. Every op returns 0 or -1 after clog_set_error(). */
+#ifndef PARLEY_CLOG_BACKEND_H
+#define PARLEY_CLOG_BACKEND_H
+
+#include "clog.h"
+
+#define CLOG_ERRLEN 512
+
+struct clog_ops {
+    const char *name; /* "sqlite" */
+    /* location: the URI without its scheme. Creates and migrates the schema unless
+     * readonly. */
+    clog *(*open)(const char *location, int readonly, char *err, size_t errlen);
+    void (*close)(clog *c);
+
+    /* A write transaction that serialises appenders (SQLite: BEGIN IMMEDIATE; PG: a
+     * transaction plus an advisory or table lock). commit must be durable on return. */
+    int (*begin)(clog *c);
+    int (*commit)(clog *c);
+    void (*rollback)(clog *c);
+
+    /* The chain's head: *seq = 0 and hash zeroed for an empty chain. */
+    int (*head)(clog *c, clog_chain chain, int64_t *seq, unsigned char hash[CLOG_HASH_LEN]);
+    /* The seq of the latest checkpoint of the chain (0: none). */
+    int (*last_checkpoint)(clog *c, clog_chain chain, int64_t *seq);
+    int (*insert_record)(clog *c, const clog_record *r);
+    int (*insert_audit)(clog *c, const clog_audit *a);
+    int (*insert_checkpoint)(clog *c, const clog_checkpoint *cp);
+
+    /* Reads, in seq order; fn returning non-zero stops early (still 0). The object
+     * passed to fn is valid during the call only. f may be NULL (everything). */
+    int (*scan_records)(clog *c, const clog_filter *f,
+                        int (*fn)(void *ud, const clog_record *r), void *ud);
+    int (*scan_audit)(clog *c, const clog_filter *f,
+                      int (*fn)(void *ud, const clog_audit *a), void *ud);
+    int (*scan_checkpoints)(clog *c, clog_chain chain,
+                            int (*fn)(void *ud, const clog_checkpoint *cp), void *ud);
+    /* The seq of the record of chain whose stored hash is hash; 0 if none. */
+    int (*find_hash)(clog *c, clog_chain chain, const unsigned char hash[CLOG_HASH_LEN],
+                     int64_t *seq);
+};
+
+struct clog {
+    const struct clog_ops *ops;
+    EVP_PKEY *key;          /* signs checkpoints; NULL: none */
+    char *signer_pem;       /* key's public half, PEM (stored with each checkpoint) */
+    int checkpoint_every;
+    int readonly;
+    char error[CLOG_ERRLEN];
+};
+
+/* Record why the last call failed (printf-style); returns -1. */
+int clog_set_error(clog *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+extern const struct clog_ops clog_sqlite_ops;
+
+#endif

@@ -1,0 +1,276 @@
+/* compliance.c - recording messages and audit events in the compliance archive before
+ * anything is delivered (see compliance.h for the strict-mode contract). */
+#include "compliance.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "clog.h"
+#include "router.h"
+
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Audit events kept for retry while the store fails; beyond this the oldest are dropped
+ * (with an error in the log) so that a dead store cannot exhaust memory. */
+#define MAX_PENDING_EVENTS 100000
+/* An audit-only batch that failed is retried at most this often (ms): each attempt may
+ * wait the store's busy timeout with the event loop stopped. */
+#define AUDIT_RETRY_MS 1000
+
+#define BOUNCE_TEXT "the compliance archive is unavailable; the message was not delivered"
+
+/* End-to-end encryption elements: the record keeps their namespace, never a body. */
+static const struct {
+    const char *ns, *name;
+} e2e_elements[] = {
+    {"urn:xmpp:omemo:2", "encrypted"},                 /* OMEMO (XEP-0384) */
+    {"eu.siacs.conversations.axolotl", "encrypted"},   /* legacy OMEMO */
+    {"urn:xmpp:openpgp:0", "openpgp"},                 /* OpenPGP (XEP-0373) */
+    {"jabber:x:encrypted", "x"},                       /* legacy OpenPGP (XEP-0027) */
+};
+
+typedef struct held {
+    xml_node *stanza;
+    int has_record;
+    clog_record rec;
+    compliance_release_fn release;
+    void *ud;
+    void (*free_ud)(void *ud);
+} held;
+
+typedef struct compliance {
+    clog *log;
+    EVP_PKEY *key;
+    held *held;
+    size_t nheld, held_cap;
+    clog_audit *events;
+    size_t nevents, events_cap;
+    int64_t retry_after_ms;
+} compliance;
+
+int compliance_enabled(const server *srv)
+{
+    return srv->compliance != NULL;
+}
+
+int compliance_pending(const server *srv)
+{
+    return srv->compliance && srv->compliance->nheld > 0;
+}
+
+static const char *e2e_namespace(const xml_node *stanza)
+{
+    for (size_t i = 0; i < ARRAY_LEN(e2e_elements); i++)
+        if (xml_child(stanza, e2e_elements[i].ns, e2e_elements[i].name))
+            return e2e_elements[i].ns;
+    return NULL;
+}
+
+int compliance_wants(const xml_node *stanza)
+{
+    if (str_eq(xml_get_attr(stanza, "type"), "error"))
+        return 0;
+    return xml_child(stanza, XMLNS_CLIENT, "body") || xml_child(stanza, XMLNS_CLIENT, "subject") ||
+           e2e_namespace(stanza);
+}
+
+int compliance_open(server *srv)
+{
+    if (!srv->cfg.compliance)
+        return 0;
+    /* The TLS key signs the checkpoints: the same key the server proves itself with, and
+     * one reference kept so that a SIGHUP reload of the TLS context does not free it. */
+    EVP_PKEY *key = SSL_CTX_get0_privatekey(srv->tls_ctx);
+    if (!key || EVP_PKEY_up_ref(key) != 1) {
+        log_error("compliance: no private key to sign checkpoints with");
+        return -1;
+    }
+    char err[512];
+    clog *log = clog_open(srv->cfg.compliance_store, key, srv->cfg.compliance_checkpoint_every,
+                          0, err, sizeof err);
+    if (!log) {
+        log_error("compliance archive %s cannot be opened, refusing to start: %s",
+                  srv->cfg.compliance_store, err);
+        EVP_PKEY_free(key);
+        return -1;
+    }
+    compliance *c = xcalloc(1, sizeof *c);
+    c->log = log;
+    c->key = key;
+    srv->compliance = c;
+    compliance_audit(srv, "server", "server-start", srv->cfg.domain, NULL, NULL);
+    /* The start event proves the archive is writable now, not at the first message. */
+    compliance_flush(srv);
+    if (c->nevents) {
+        log_error("compliance archive %s is not writable, refusing to start: %s",
+                  srv->cfg.compliance_store, clog_last_error(log));
+        compliance_close(srv);
+        return -1;
+    }
+    log_info("compliance archive %s (strict mode, checkpoint every %d records)",
+             srv->cfg.compliance_store, srv->cfg.compliance_checkpoint_every);
+    return 0;
+}
+
+void compliance_close(server *srv)
+{
+    compliance *c = srv->compliance;
+    if (!c)
+        return;
+    compliance_flush(srv);
+    c->retry_after_ms = 0;
+    compliance_flush(srv); /* events queued by the releases */
+    if (c->nevents)
+        log_error("compliance: %zu audit events could not be written at shutdown: %s",
+                  c->nevents, clog_last_error(c->log));
+    for (size_t i = 0; i < c->nevents; i++)
+        clog_audit_clear(&c->events[i]);
+    free(c->events);
+    free(c->held);
+    clog_close(c->log);
+    EVP_PKEY_free(c->key);
+    free(c);
+    srv->compliance = NULL;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+/* The record of a message: its metadata, its body unless it is end-to-end encrypted,
+ * and the whole stanza (without bodies when encrypted: a fallback body is not the
+ * content, and the archive must not pretend to hold plaintext it does not). */
+static void build_record(clog_record *r, const xml_node *stanza, const char *recipient,
+                         const char *outcome, const char *reason)
+{
+    memset(r, 0, sizeof *r);
+    r->file_size = -1;
+    r->ts_us = time_now_us();
+    r->kind = xstrdup("message");
+    r->sender = dup_or_null(xml_get_attr(stanza, "from"));
+    r->recipient = dup_or_null(recipient);
+    r->msg_id = dup_or_null(xml_get_attr(stanza, "id"));
+    const char *type = xml_get_attr(stanza, "type");
+    r->type = xstrdup(type ? type : "normal");
+    r->thread = xml_child_text(stanza, XMLNS_CLIENT, "thread");
+    r->subject = xml_child_text(stanza, XMLNS_CLIENT, "subject");
+    const char *ns = e2e_namespace(stanza);
+    if (ns) {
+        r->encrypted = 1;
+        r->enc_ns = xstrdup(ns);
+        xml_node *copy = xml_copy(stanza);
+        xml_node *b;
+        while ((b = xml_child(copy, XMLNS_CLIENT, "body")) != NULL) {
+            xml_detach(b);
+            xml_free(b);
+        }
+        r->stanza = xml_to_string(copy, XMLNS_CLIENT);
+        xml_free(copy);
+    } else {
+        r->body = xml_child_text(stanza, XMLNS_CLIENT, "body");
+        r->stanza = xml_to_string(stanza, XMLNS_CLIENT);
+    }
+    r->outcome = xstrdup(outcome);
+    r->verdict = xstrdup("allow");
+    r->reason = dup_or_null(reason);
+}
+
+void compliance_hold(server *srv, xml_node *stanza, const char *recipient, const char *outcome,
+                     const char *reason, compliance_release_fn release, void *ud,
+                     void (*free_ud)(void *ud))
+{
+    compliance *c = srv->compliance;
+    if (c->nheld == c->held_cap) {
+        c->held_cap = c->held_cap ? 2 * c->held_cap : 64;
+        c->held = xrealloc(c->held, c->held_cap * sizeof *c->held);
+    }
+    held *h = &c->held[c->nheld++];
+    memset(h, 0, sizeof *h);
+    h->stanza = stanza;
+    h->release = release;
+    h->ud = ud;
+    h->free_ud = free_ud;
+    if (outcome) {
+        h->has_record = 1;
+        build_record(&h->rec, stanza, recipient, outcome, reason);
+    }
+}
+
+void compliance_audit(server *srv, const char *actor, const char *event, const char *target,
+                      const char *peer, const char *detail)
+{
+    compliance *c = srv->compliance;
+    if (!c)
+        return;
+    if (c->nevents >= MAX_PENDING_EVENTS) {
+        log_error("compliance: audit event '%s' of %s dropped: %zu events already wait for "
+                  "the store (%s)",
+                  c->events[0].event, c->events[0].actor ? c->events[0].actor : "?",
+                  c->nevents, clog_last_error(c->log));
+        clog_audit_clear(&c->events[0]);
+        memmove(c->events, c->events + 1, (c->nevents - 1) * sizeof *c->events);
+        c->nevents--;
+    }
+    if (c->nevents == c->events_cap) {
+        c->events_cap = c->events_cap ? 2 * c->events_cap : 16;
+        c->events = xrealloc(c->events, c->events_cap * sizeof *c->events);
+    }
+    clog_audit *a = &c->events[c->nevents++];
+    memset(a, 0, sizeof *a);
+    a->ts_us = time_now_us();
+    a->actor = dup_or_null(actor);
+    a->event = xstrdup(event);
+    a->target = dup_or_null(target);
+    a->peer = dup_or_null(peer);
+    a->detail = dup_or_null(detail);
+}
+
+void compliance_flush(server *srv)
+{
+    compliance *c = srv->compliance;
+    if (!c || (c->nheld == 0 && c->nevents == 0))
+        return; /* the common idle case: nothing to do, no allocation */
+    if (c->nheld == 0 && c->retry_after_ms && time_mono_ms() < c->retry_after_ms)
+        return;
+
+    /* Take the batch out first: releasing may queue new work for the next flush. */
+    held *batch = c->held;
+    size_t n = c->nheld;
+    c->held = NULL;
+    c->nheld = c->held_cap = 0;
+
+    size_t nrecs = 0;
+    clog_record *recs = n ? xmalloc(n * sizeof *recs) : NULL;
+    for (size_t i = 0; i < n; i++)
+        if (batch[i].has_record)
+            recs[nrecs++] = batch[i].rec; /* shallow: the strings stay with batch[i] */
+    int rc = clog_append(c->log, recs, nrecs, c->events, c->nevents);
+    free(recs);
+    if (rc == 0) {
+        for (size_t i = 0; i < c->nevents; i++)
+            clog_audit_clear(&c->events[i]);
+        c->nevents = 0;
+        c->retry_after_ms = 0;
+    } else {
+        log_error("compliance: writing %zu records and %zu audit events failed: %s%s", nrecs,
+                  c->nevents, clog_last_error(c->log),
+                  nrecs ? "; the messages are returned to their senders" : "");
+        c->retry_after_ms = time_mono_ms() + AUDIT_RETRY_MS;
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        held *h = &batch[i];
+        if (rc == 0 || !h->has_record) {
+            h->release(srv, h->stanza, h->ud);
+        } else {
+            router_bounce(srv, h->stanza, "wait", "resource-constraint", BOUNCE_TEXT);
+            xml_free(h->stanza);
+            if (h->free_ud)
+                h->free_ud(h->ud);
+        }
+        if (h->has_record)
+            clog_record_clear(&h->rec);
+    }
+    free(batch);
+}

@@ -1,0 +1,50 @@
+/* compliance.h - the server side of the compliance archive (clog.h): which messages are
+ * recorded, holding them until their records are durable (strict mode), and audit
+ * events (sign-in, sign-out, authentication failures, server start and stop).
+ *
+ * Strict mode: a recorded message is held, not delivered. Before the event loop sleeps,
+ * compliance_flush commits every record of that iteration in one transaction (group
+ * commit), then releases each held message to its delivery function; if the commit
+ * failed, each goes back to its sender as <resource-constraint/> instead and nothing is
+ * delivered. While anything is held, messages that need no record (chat states,
+ * receipts) queue behind it, so a sender's messages keep their order.
+ *
+ * With compliance off (srv->compliance NULL) every function is a cheap no-op. */
+#ifndef PARLEY_COMPLIANCE_H
+#define PARLEY_COMPLIANCE_H
+
+#include "../common/xml.h"
+#include "server.h"
+
+/* Delivers a released message; takes ownership of stanza (and of ud, see free_ud). */
+typedef void (*compliance_release_fn)(server *srv, xml_node *stanza, void *ud);
+
+/* Open the archive of srv->cfg (checkpoints signed with the TLS key). 0, or -1 after
+ * logging why: the server must then refuse to start. */
+int compliance_open(server *srv);
+/* Commit what is pending, write the closing checkpoint and close. */
+void compliance_close(server *srv);
+
+/* Is the archive on? */
+int compliance_enabled(const server *srv);
+/* Does this message need a record (a body, a subject or end-to-end encrypted content,
+ * and not an error)? */
+int compliance_wants(const xml_node *stanza);
+/* Is anything held (so that a message needing no record must queue behind it)? */
+int compliance_pending(const server *srv);
+/* Hold stanza until the next flush (takes ownership). outcome NULL: no record, only
+ * ordering; else the record says this outcome (delivered, offline, bounced, discarded)
+ * and why (may be NULL). recipient: the JID it is addressed to. release(srv, stanza, ud)
+ * is called at the flush when the record committed (or none was needed); free_ud frees
+ * ud if the message is bounced instead (may be NULL). */
+void compliance_hold(server *srv, xml_node *stanza, const char *recipient, const char *outcome,
+                     const char *reason, compliance_release_fn release, void *ud,
+                     void (*free_ud)(void *ud));
+/* Queue an audit event (committed with the next flush; kept and retried if the store
+ * fails). Any string may be NULL but event. */
+void compliance_audit(server *srv, const char *actor, const char *event, const char *target,
+                      const char *peer, const char *detail);
+/* The before-sleep hook: commit the batch, then release or bounce what was held. */
+void compliance_flush(server *srv);
+
+#endif

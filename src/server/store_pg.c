@@ -1,0 +1,1144 @@
+/* store_pg.c - the PostgreSQL back end of the store (store.h, store_backend.h), on libpq.
+ *
+ * Same semantics and status codes as store_sqlite.c, for the case SQLite cannot serve:
+ * several parleyd nodes sharing one database. Hence the locking rules, which every write
+ * follows so that two nodes stay correct and never deadlock each other:
+ *   - a write first locks the account's row in users, and only then touches its
+ *     credentials, roster or offline rows (one lock order everywhere);
+ *   - FOR KEY SHARE for roster writes (they only need the account to stay),
+ *     FOR NO KEY UPDATE for offline pushes and credential changes (they serialise per
+ *     account, which makes the offline cap check race-free), FOR UPDATE for deletion;
+ *   - an offline pop reads the messages FOR UPDATE, hands them over and deletes exactly
+ *     the ids it read, all in one transaction: a second node popping at the same time
+ *     waits, then finds them gone, so a message is delivered once.
+ *
+ * Connection loss: each call checks the connection first and tries PQreset once if it is
+ * bad; a connection that turns out dead on the call's first statement (a server restart
+ * while idle) is reset and that statement retried, since nothing of the call has run yet.
+ * Otherwise the call fails with STORE_ERROR and a message; the next call reconnects.
+ * Nothing blocks forever: connect_timeout and TCP keepalives/user timeout are added to the
+ * connection parameters unless the URI sets them, and statement_timeout is set per session
+ * unless the server or role already configures one.
+ *
+ * Statements are prepared once per connection, on first use (PQprepare), and prepared again
+ * after a reconnect. BYTEA values travel as binary parameters and results.
+ *
+ * Schema: versioned migrations in schema_version, applied under an advisory lock so nodes
+ * starting together migrate once. Later features append; an applied one is never edited. */
+#include "store_backend.h"
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <libpq-fe.h>
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Defaults added to the URI's parameters unless it sets them itself. */
+#define PG_CONNECT_TIMEOUT "10"   /* seconds */
+#define PG_TCP_USER_TIMEOUT "30000" /* ms an unacknowledged write may wait */
+#define PG_STATEMENT_TIMEOUT "30s"
+#define PG_IDLE_TX_TIMEOUT "60s"  /* a node stuck inside a transaction releases its locks */
+/* pg_advisory_xact_lock key for migrations: "parley" in ASCII. */
+#define PG_MIGRATION_LOCK "112585675516793"
+
+/* ---- schema ---- */
+
+/* The SQLite schema's equivalent; column names and meanings are the same so auditors'
+ * queries work on both (0/1 integers, not booleans; times in Unix seconds). */
+static const char *const migrations[] = {
+    /* version 1: accounts, rosters, offline messages */
+    "CREATE TABLE users ("
+    "  jid TEXT PRIMARY KEY NOT NULL,"
+    "  created BIGINT NOT NULL);"
+    "CREATE TABLE credentials ("
+    "  jid TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  hash TEXT NOT NULL CHECK (hash IN ('SHA-1', 'SHA-256')),"
+    "  salt BYTEA NOT NULL,"
+    "  iterations BIGINT NOT NULL,"
+    "  stored_key BYTEA NOT NULL,"
+    "  server_key BYTEA NOT NULL,"
+    "  PRIMARY KEY (jid, hash));"
+    "CREATE TABLE roster ("
+    "  owner TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  contact TEXT NOT NULL,"
+    "  name TEXT,"
+    "  sub SMALLINT NOT NULL DEFAULT 0 CHECK (sub BETWEEN 0 AND 3),"
+    "  ask_out SMALLINT NOT NULL DEFAULT 0 CHECK (ask_out IN (0, 1)),"
+    "  pending_in SMALLINT NOT NULL DEFAULT 0 CHECK (pending_in IN (0, 1)),"
+    "  pending_in_stanza TEXT,"
+    "  PRIMARY KEY (owner, contact));"
+    "CREATE TABLE roster_groups ("
+    "  owner TEXT NOT NULL,"
+    "  contact TEXT NOT NULL,"
+    "  grp TEXT NOT NULL,"
+    "  PRIMARY KEY (owner, contact, grp),"
+    "  FOREIGN KEY (owner, contact) REFERENCES roster(owner, contact) ON DELETE CASCADE);"
+    "CREATE TABLE roster_versions ("
+    "  owner TEXT PRIMARY KEY NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  version BIGINT NOT NULL);"
+    "CREATE TABLE offline ("
+    "  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  owner TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  stanza TEXT NOT NULL,"
+    "  stored_at BIGINT NOT NULL);"
+    "CREATE INDEX offline_owner ON offline(owner, id);",
+};
+#define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
+
+/* ---- statements ---- */
+
+enum sid {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
+    S_USER_INSERT,
+    S_USER_EXISTS,
+    S_USER_LOCK_KEYSHARE,
+    S_USER_LOCK_NOKEY,
+    S_USER_LOCK_UPDATE,
+    S_USER_LIST,
+    S_USER_DELETE,
+    S_CRED_INSERT,
+    S_CRED_DELETE_ALL,
+    S_CRED_GET,
+    S_ROSTER_DELETE_ALL,
+    S_ROSTER_GROUPS_DELETE_ALL,
+    S_ROSTER_VERSION_DELETE,
+    S_OFFLINE_DELETE_ALL,
+    S_ROSTER_LIST,
+    S_ROSTER_GET,
+    S_ROSTER_UPSERT,
+    S_ROSTER_DELETE,
+    S_GROUPS_DELETE,
+    S_GROUP_INSERT,
+    S_VERSION_BUMP,
+    S_VERSION_GET,
+    S_OFFLINE_COUNT,
+    S_OFFLINE_INSERT,
+    S_OFFLINE_LOCK,
+    S_OFFLINE_DELETE_IDS,
+    S_COUNT
+};
+
+/* Text order is byte order (COLLATE "C"), as in SQLite, whatever the database's locale. A
+ * roster is read with its groups in one statement, hence one snapshot without a
+ * transaction; its rows come one per (item, group), items with no group once. */
+#define ROSTER_SELECT                                                                      \
+    "SELECT r.contact, r.name, r.sub, r.ask_out, r.pending_in, r.pending_in_stanza, g.grp" \
+    " FROM roster r LEFT JOIN roster_groups g"                                              \
+    " ON g.owner = r.owner AND g.contact = r.contact"
+
+static const char *const sql_text[S_COUNT] = {
+    [S_BEGIN] = "BEGIN",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT parley_nested",
+    [S_RELEASE] = "RELEASE SAVEPOINT parley_nested",
+    [S_ROLLBACK_TO] = "ROLLBACK TO SAVEPOINT parley_nested",
+    [S_USER_INSERT] = "INSERT INTO users(jid, created) VALUES ($1, $2)",
+    [S_USER_EXISTS] = "SELECT 1 FROM users WHERE jid = $1",
+    [S_USER_LOCK_KEYSHARE] = "SELECT 1 FROM users WHERE jid = $1 FOR KEY SHARE",
+    [S_USER_LOCK_NOKEY] = "SELECT 1 FROM users WHERE jid = $1 FOR NO KEY UPDATE",
+    [S_USER_LOCK_UPDATE] = "SELECT 1 FROM users WHERE jid = $1 FOR UPDATE",
+    [S_USER_LIST] = "SELECT jid FROM users ORDER BY jid COLLATE \"C\"",
+    [S_USER_DELETE] = "DELETE FROM users WHERE jid = $1",
+    [S_CRED_INSERT] = "INSERT INTO credentials(jid, hash, salt, iterations, stored_key, server_key)"
+                      " VALUES ($1, $2, $3, $4, $5, $6)",
+    [S_CRED_DELETE_ALL] = "DELETE FROM credentials WHERE jid = $1",
+    [S_CRED_GET] = "SELECT salt, iterations, stored_key, server_key FROM credentials"
+                   " WHERE jid = $1 AND hash = $2",
+    [S_ROSTER_DELETE_ALL] = "DELETE FROM roster WHERE owner = $1",
+    [S_ROSTER_GROUPS_DELETE_ALL] = "DELETE FROM roster_groups WHERE owner = $1",
+    [S_ROSTER_VERSION_DELETE] = "DELETE FROM roster_versions WHERE owner = $1",
+    [S_OFFLINE_DELETE_ALL] = "DELETE FROM offline WHERE owner = $1",
+    [S_ROSTER_LIST] = ROSTER_SELECT " WHERE r.owner = $1"
+                                    " ORDER BY r.contact COLLATE \"C\", g.grp COLLATE \"C\"",
+    [S_ROSTER_GET] = ROSTER_SELECT " WHERE r.owner = $1 AND r.contact = $2"
+                                   " ORDER BY g.grp COLLATE \"C\"",
+    [S_ROSTER_UPSERT] =
+        "INSERT INTO roster(owner, contact, name, sub, ask_out, pending_in, pending_in_stanza)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name, sub = excluded.sub,"
+        " ask_out = excluded.ask_out, pending_in = excluded.pending_in,"
+        " pending_in_stanza = excluded.pending_in_stanza",
+    [S_ROSTER_DELETE] = "DELETE FROM roster WHERE owner = $1 AND contact = $2",
+    [S_GROUPS_DELETE] = "DELETE FROM roster_groups WHERE owner = $1 AND contact = $2",
+    [S_GROUP_INSERT] = "INSERT INTO roster_groups(owner, contact, grp) VALUES ($1, $2, $3)"
+                       " ON CONFLICT DO NOTHING",
+    [S_VERSION_BUMP] = "INSERT INTO roster_versions(owner, version) VALUES ($1, 1)"
+                       " ON CONFLICT (owner) DO UPDATE SET version = roster_versions.version + 1",
+    [S_VERSION_GET] = "SELECT version FROM roster_versions WHERE owner = $1",
+    [S_OFFLINE_COUNT] = "SELECT count(*) FROM offline WHERE owner = $1",
+    [S_OFFLINE_INSERT] = "INSERT INTO offline(owner, stanza, stored_at) VALUES ($1, $2, $3)",
+    [S_OFFLINE_LOCK] = "SELECT id, stanza FROM offline WHERE owner = $1 ORDER BY id FOR UPDATE",
+    [S_OFFLINE_DELETE_IDS] = "DELETE FROM offline WHERE owner = $1 AND id = ANY($2::bigint[])",
+};
+
+/* SQLSTATEs the store maps to its own codes. */
+#define SQLSTATE_UNIQUE "23505"
+#define SQLSTATE_FOREIGN_KEY "23503"
+
+typedef struct pg_store {
+    struct store base; /* first: store.c sees only this */
+    PGconn *conn;
+    char where[256];       /* user@host:port/db, never the password: for messages */
+    unsigned char prepared[S_COUNT]; /* on this connection; cleared by a reconnect */
+    int depth;             /* 0 outside a transaction, 1 in BEGIN, more in savepoints */
+    int calls;             /* store calls in progress (an offline pop's fn may call in) */
+    int fresh;             /* no statement of the outermost call has run yet */
+    int reset_tried;       /* this call already tried PQreset */
+    char sqlstate[6];      /* of the last failed statement, "" if none */
+} pg_store;
+
+static pg_store *ps_of(store *st)
+{
+    return (pg_store *)st;
+}
+
+/* libpq's messages end with a newline (sometimes several lines): keep the first line. */
+static void first_line(char *dst, size_t len, const char *msg)
+{
+    snprintf(dst, len, "%s", msg && *msg ? msg : "unknown error");
+    dst[strcspn(dst, "\n")] = '\0';
+}
+
+/* what: the failing statement's SQL or a short phrase; SQL is cut so the server's own
+ * message, which says what went wrong, always fits in the error buffer. */
+static store_status conn_error(pg_store *s, const char *what)
+{
+    char msg[STORE_ERRLEN];
+    first_line(msg, sizeof msg, PQerrorMessage(s->conn));
+    if (PQstatus(s->conn) == CONNECTION_BAD)
+        return store_set_error(&s->base, "PostgreSQL %s: connection lost (%.60s): %s",
+                               s->where, what, msg);
+    return store_set_error(&s->base, "%.60s: %s", what, msg);
+}
+
+/* detail: whether to add the server's DETAIL line, which may quote the failing row; never
+ * for credentials (the log must not carry SCRAM keys). */
+static store_status result_error(pg_store *s, const char *what, const PGresult *res,
+                                 int detail_ok)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(s->sqlstate, sizeof s->sqlstate, "%s", state ? state : "");
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!primary || PQstatus(s->conn) == CONNECTION_BAD)
+        return conn_error(s, what);
+    const char *detail = detail_ok ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    return store_set_error(&s->base, "%.60s: %s%s%s", what, primary, detail ? " - " : "",
+                           detail ? detail : "");
+}
+
+/* Things a new session needs: quiet notices, bounded statements. */
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    char line[STORE_ERRLEN];
+    first_line(line, sizeof line, message);
+    log_debug("store: PostgreSQL: %s", line);
+}
+
+/* Set a timeout unless the server, database or role already sets one (0 = none). */
+static int default_timeout(PGconn *conn, const char *name, const char *value)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT current_setting('%s')", name);
+    PGresult *res = PQexec(conn, sql);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    int unset = ok && strcmp(PQgetvalue(res, 0, 0), "0") == 0;
+    PQclear(res);
+    if (!ok)
+        return -1;
+    if (!unset)
+        return 0;
+    snprintf(sql, sizeof sql, "SET %s = '%s'", name, value);
+    res = PQexec(conn, sql);
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+static int session_setup(PGconn *conn)
+{
+    PQsetNoticeProcessor(conn, notice_to_log, NULL);
+    if (default_timeout(conn, "statement_timeout", PG_STATEMENT_TIMEOUT) < 0 ||
+        default_timeout(conn, "idle_in_transaction_session_timeout", PG_IDLE_TX_TIMEOUT) < 0)
+        return -1;
+    return 0;
+}
+
+/* PQreset once per call; the connection's prepared statements are gone with it. */
+static int reconnect(pg_store *s)
+{
+    s->reset_tried = 1;
+    PQreset(s->conn);
+    memset(s->prepared, 0, sizeof s->prepared);
+    s->depth = 0;
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        char msg[STORE_ERRLEN];
+        first_line(msg, sizeof msg, PQerrorMessage(s->conn));
+        store_set_error(&s->base, "PostgreSQL %s: connection lost, reconnecting failed: %s",
+                        s->where, msg);
+        return -1;
+    }
+    if (session_setup(s->conn) < 0) {
+        conn_error(s, "session setup after reconnecting");
+        return -1;
+    }
+    log_warn("store: reconnected to PostgreSQL %s", s->where);
+    return 0;
+}
+
+/* Every op runs between enter() and leave(). Only the outermost call may reconnect: a call
+ * made from inside an offline pop's callback shares the pop's transaction. */
+static store_status enter(pg_store *s)
+{
+    if (s->calls++ > 0)
+        return STORE_OK;
+    s->fresh = 1;
+    s->reset_tried = 0;
+    s->sqlstate[0] = '\0';
+    if (PQstatus(s->conn) == CONNECTION_BAD && reconnect(s) < 0)
+        return STORE_ERROR;
+    /* Between calls no transaction is open; if one is (a bug), do not build on it. */
+    s->depth = 0;
+    if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+        log_warn("store: PostgreSQL %s: a transaction was left open; rolled back", s->where);
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+    }
+    return STORE_OK;
+}
+
+static store_status leave(pg_store *s, store_status ret)
+{
+    s->calls--;
+    return ret;
+}
+
+/* Parameters of one statement: values with their lengths and formats (1 = binary). */
+typedef struct params {
+    int n;
+    const char *val[7];
+    int len[7];
+    int fmt[7];
+} params;
+
+static void p_text(params *p, const char *v)
+{
+    p->val[p->n] = v; /* NULL is SQL NULL */
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+static void p_bin(params *p, const void *v, size_t len)
+{
+    p->val[p->n] = v;
+    p->len[p->n] = (int)len;
+    p->fmt[p->n] = 1;
+    p->n++;
+}
+
+/* Run statement id; the result (which the caller PQclears) or NULL with the error recorded.
+ * A dead connection on the call's first statement is reset and the statement retried. */
+static PGresult *run(pg_store *s, enum sid id, const params *p, int binary_result)
+{
+    static const params none = {0};
+    if (!p)
+        p = &none;
+    char name[16];
+    snprintf(name, sizeof name, "parley_%d", (int)id);
+    for (;;) {
+        PGresult *res = NULL;
+        int ok = 1;
+        if (!s->prepared[id]) {
+            res = PQprepare(s->conn, name, sql_text[id], 0, NULL);
+            ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+            if (ok) {
+                s->prepared[id] = 1;
+                PQclear(res);
+                res = NULL;
+            }
+        }
+        if (ok) {
+            res = PQexecPrepared(s->conn, name, p->n, p->val, p->len, p->fmt, binary_result);
+            ExecStatusType rs = PQresultStatus(res);
+            if (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK) {
+                s->fresh = 0;
+                return res;
+            }
+        }
+        int dead = PQstatus(s->conn) == CONNECTION_BAD;
+        if (dead && s->fresh && !s->reset_tried && s->calls == 1) {
+            PQclear(res);
+            if (reconnect(s) < 0)
+                return NULL;
+            continue;
+        }
+        result_error(s, sql_text[id], res, id != S_CRED_INSERT && id != S_CRED_GET);
+        PQclear(res);
+        s->fresh = 0;
+        return NULL;
+    }
+}
+
+/* Run a statement whose result is not needed. */
+static int exec_simple(pg_store *s, enum sid id, const char *a, const char *b)
+{
+    params p = {0};
+    if (a)
+        p_text(&p, a);
+    if (b)
+        p_text(&p, b);
+    PGresult *res = run(s, id, &p, 0);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+static int has_state(const pg_store *s, const char *state)
+{
+    return strcmp(s->sqlstate, state) == 0;
+}
+
+/* ---- transactions (nesting through a savepoint, for calls from a pop's callback) ---- */
+
+static store_status begin(pg_store *s)
+{
+    if (exec_simple(s, s->depth == 0 ? S_BEGIN : S_SAVEPOINT, NULL, NULL) < 0)
+        return STORE_ERROR;
+    s->depth++;
+    return STORE_OK;
+}
+
+/* Abandon the innermost transaction level and return status (the error is kept). */
+static store_status rollback(pg_store *s, store_status status)
+{
+    if (s->depth == 0)
+        return status;
+    char keep[STORE_ERRLEN];
+    snprintf(keep, sizeof keep, "%s", s->base.error);
+    if (PQstatus(s->conn) == CONNECTION_OK) {
+        if (s->depth > 1) {
+            exec_simple(s, S_ROLLBACK_TO, NULL, NULL);
+            exec_simple(s, S_RELEASE, NULL, NULL);
+        } else if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+            exec_simple(s, S_ROLLBACK, NULL, NULL);
+        }
+    }
+    s->depth--;
+    snprintf(s->base.error, sizeof s->base.error, "%s", keep);
+    return status;
+}
+
+static store_status commit(pg_store *s)
+{
+    if (s->depth > 1) {
+        if (exec_simple(s, S_RELEASE, NULL, NULL) < 0)
+            return rollback(s, STORE_ERROR);
+        s->depth--;
+        return STORE_OK;
+    }
+    PGresult *res = run(s, S_COMMIT, NULL, 0);
+    if (!res)
+        return rollback(s, STORE_ERROR);
+    /* COMMIT of a transaction that failed succeeds as a ROLLBACK. */
+    int rolled_back = strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
+    PQclear(res);
+    s->depth--;
+    if (rolled_back)
+        return store_set_error(&s->base, "PostgreSQL %s: the transaction was rolled back",
+                               s->where);
+    return STORE_OK;
+}
+
+static char *val_dup(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
+static int val_int(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : atoi(PQgetvalue(res, row, col));
+}
+
+static const char *hash_name(scram_hash h)
+{
+    return h == SCRAM_SHA1 ? "SHA-1" : "SHA-256";
+}
+
+/* ---- open / close ---- */
+
+/* "user@host:port/db" from the URI's own fields, so no message ever shows a password. */
+static void describe(const char *uri, char *out, size_t len)
+{
+    const char *user = "", *host = "", *port = "", *db = "";
+    PQconninfoOption *opts = PQconninfoParse(uri, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+        else if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+    }
+    snprintf(out, len, "%.60s%s%.80s%s%.10s/%.60s", user, *user ? "@" : "",
+             *host ? host : "localhost", *port ? ":" : "", port, db);
+    PQconninfoFree(opts);
+}
+
+static int exec_sql(PGconn *conn, const char *sql, const char *what, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType rs = PQresultStatus(res);
+    if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
+        char msg[STORE_ERRLEN];
+        first_line(msg, sizeof msg, PQresultErrorMessage(res));
+        snprintf(err, errlen, "%s: %.300s", what, msg);
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Bring the schema up to SCHEMA_VERSION in one transaction; the advisory lock makes nodes
+ * that open a new database together wait for the first one, then find the work done. */
+static int migrate(PGconn *conn, const char *where, char *err, size_t errlen)
+{
+    if (exec_sql(conn, "BEGIN", "begin migration", err, errlen) < 0)
+        return -1;
+    if (exec_sql(conn, "SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK ")",
+                 "lock for migration", err, errlen) < 0)
+        goto fail;
+    /* Look before creating: CREATE TABLE IF NOT EXISTS needs the CREATE privilege even when
+     * the table exists, and a role that only reads and writes must still be able to open. */
+    PGresult *res = PQexec(conn, "SELECT to_regclass('schema_version') IS NULL");
+    int missing = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                  strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (missing && exec_sql(conn,
+                            "CREATE TABLE schema_version ("
+                            " version INTEGER PRIMARY KEY NOT NULL, applied BIGINT NOT NULL)",
+                            "create schema_version", err, errlen) < 0)
+        goto fail;
+
+    res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM schema_version");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        char msg[STORE_ERRLEN];
+        first_line(msg, sizeof msg, PQresultErrorMessage(res));
+        snprintf(err, errlen, "read schema_version: %.300s", msg);
+        PQclear(res);
+        goto fail;
+    }
+    int current = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    if (current > SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "PostgreSQL %s: schema version %d is newer than this program supports (%d); "
+                 "upgrade Parley",
+                 where, current, SCHEMA_VERSION);
+        goto fail;
+    }
+    for (int v = current + 1; v <= SCHEMA_VERSION; v++) {
+        char what[64];
+        snprintf(what, sizeof what, "schema migration %d", v);
+        if (exec_sql(conn, migrations[v - 1], what, err, errlen) < 0)
+            goto fail;
+        char sql[128];
+        snprintf(sql, sizeof sql, "INSERT INTO schema_version(version, applied) VALUES (%d, %lld)",
+                 v, (long long)time(NULL));
+        if (exec_sql(conn, sql, what, err, errlen) < 0)
+            goto fail;
+        if (current > 0)
+            log_info("store PostgreSQL %s: migrated schema to version %d", where, v);
+    }
+    if (exec_sql(conn, "COMMIT", "commit migration", err, errlen) < 0)
+        goto fail;
+    return 0;
+fail:
+    PQclear(PQexec(conn, "ROLLBACK"));
+    return -1;
+}
+
+static void pg_close(store *st)
+{
+    pg_store *s = ps_of(st);
+    PQfinish(s->conn);
+    free(s);
+}
+
+/* location is the URI after "postgresql:" or "postgres:" ("//user@host:port/db?..."). */
+static store *pg_open(const char *location, char *err, size_t errlen)
+{
+    if (strncmp(location, "//", 2) != 0) {
+        snprintf(err, errlen,
+                 "store postgresql: expected postgresql://[user[:password]@]host[:port]/database");
+        return NULL;
+    }
+    size_t ulen = strlen("postgresql:") + strlen(location) + 1;
+    char *uri = xmalloc(ulen);
+    snprintf(uri, ulen, "postgresql:%s", location);
+
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(uri, &perr);
+    if (!opts) {
+        char msg[STORE_ERRLEN];
+        first_line(msg, sizeof msg, perr);
+        snprintf(err, errlen, "store postgresql: bad URI: %s", msg);
+        PQfreemem(perr);
+        free(uri);
+        return NULL;
+    }
+    PQconninfoFree(opts);
+    char where[256];
+    describe(uri, where, sizeof where);
+
+    /* Our defaults come before the URI (the "dbname" entry, expanded): libpq lets later
+     * entries override earlier ones, so whatever the URI sets wins. */
+    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                "application_name", "client_encoding", "dbname", NULL};
+    const char *const vals[] = {PG_CONNECT_TIMEOUT, "1", "30", "10", "3", PG_TCP_USER_TIMEOUT,
+                                "parley", "UTF8", uri, NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    free(uri);
+    if (!conn) {
+        snprintf(err, errlen, "PostgreSQL %s: out of memory", where);
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        char msg[STORE_ERRLEN];
+        first_line(msg, sizeof msg, PQerrorMessage(conn));
+        snprintf(err, errlen, "PostgreSQL %s: cannot connect: %s", where, msg);
+        PQfinish(conn);
+        return NULL;
+    }
+    /* GENERATED AS IDENTITY needs 10. */
+    if (PQserverVersion(conn) < 100000) {
+        snprintf(err, errlen, "PostgreSQL %s: server version %d is too old (10 or newer needed)",
+                 where, PQserverVersion(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    if (session_setup(conn) < 0) {
+        char msg[STORE_ERRLEN];
+        first_line(msg, sizeof msg, PQerrorMessage(conn));
+        snprintf(err, errlen, "PostgreSQL %s: session setup: %s", where, msg);
+        PQfinish(conn);
+        return NULL;
+    }
+    char merr[STORE_ERRLEN];
+    if (migrate(conn, where, merr, sizeof merr) < 0) {
+        snprintf(err, errlen, "PostgreSQL %s: %s", where, merr);
+        PQfinish(conn);
+        return NULL;
+    }
+
+    pg_store *s = xcalloc(1, sizeof *s);
+    s->conn = conn;
+    snprintf(s->where, sizeof s->where, "%s", where);
+    return &s->base;
+}
+
+/* ---- accounts ---- */
+
+/* Look the account up, locking its row (lock: one of the S_USER_LOCK_* or S_USER_EXISTS). */
+static store_status user_row(pg_store *s, enum sid lock, const char *user)
+{
+    params p = {0};
+    p_text(&p, user);
+    PGresult *res = run(s, lock, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    int found = PQntuples(res) > 0;
+    PQclear(res);
+    if (!found) {
+        store_set_error(&s->base, "no such user %s", user);
+        return STORE_NOT_FOUND;
+    }
+    return STORE_OK;
+}
+
+/* Insert creds for user; inside the caller's transaction. */
+static store_status insert_creds(pg_store *s, const char *user, const scram_cred *creds,
+                                 size_t ncreds)
+{
+    for (size_t i = 0; i < ncreds; i++) {
+        const scram_cred *c = &creds[i];
+        char iters[24];
+        snprintf(iters, sizeof iters, "%u", c->iterations);
+        params p = {0};
+        p_text(&p, user);
+        p_text(&p, hash_name(c->hash));
+        p_bin(&p, c->salt, c->salt_len);
+        p_text(&p, iters);
+        p_bin(&p, c->stored_key, c->key_len);
+        p_bin(&p, c->server_key, c->key_len);
+        PGresult *res = run(s, S_CRED_INSERT, &p, 0);
+        if (!res)
+            return STORE_ERROR;
+        PQclear(res);
+    }
+    return STORE_OK;
+}
+
+static store_status user_create(pg_store *s, const char *user, const scram_cred *creds,
+                                size_t ncreds)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    params p = {0};
+    p_text(&p, user);
+    p_text(&p, now);
+    PGresult *res = run(s, S_USER_INSERT, &p, 0);
+    if (!res) {
+        /* Another node creating the same account waits on the key, then lands here. */
+        if (has_state(s, SQLSTATE_UNIQUE)) {
+            store_set_error(&s->base, "user %s already exists", user);
+            return rollback(s, STORE_EXISTS);
+        }
+        return rollback(s, STORE_ERROR);
+    }
+    PQclear(res);
+    if (insert_creds(s, user, creds, ncreds) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status user_set_creds(pg_store *s, const char *user, const scram_cred *creds,
+                                   size_t ncreds)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    /* Two nodes replacing credentials at once take turns on the account row. */
+    store_status ret = user_row(s, S_USER_LOCK_NOKEY, user);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    if (exec_simple(s, S_CRED_DELETE_ALL, user, NULL) < 0 ||
+        insert_creds(s, user, creds, ncreds) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status user_get_cred(pg_store *s, const char *user, scram_hash hash,
+                                  scram_cred *out)
+{
+    params p = {0};
+    p_text(&p, user);
+    p_text(&p, hash_name(hash));
+    PGresult *res = run(s, S_CRED_GET, &p, 1); /* binary: bytea as raw bytes */
+    if (!res)
+        return STORE_ERROR;
+    store_status ret = STORE_OK;
+    if (PQntuples(res) == 0) {
+        ret = STORE_NOT_FOUND;
+        store_set_error(&s->base, "no %s credential for %s", hash_name(hash), user);
+    } else {
+        size_t want = hash == SCRAM_SHA1 ? 20 : 32;
+        int salt_len = PQgetlength(res, 0, 0);
+        int sk_len = PQgetlength(res, 0, 2);
+        int vk_len = PQgetlength(res, 0, 3);
+        uint64_t iters = 0;
+        if (PQgetlength(res, 0, 1) == 8) { /* int8, network byte order */
+            const unsigned char *b = (const unsigned char *)PQgetvalue(res, 0, 1);
+            for (int i = 0; i < 8; i++)
+                iters = iters << 8 | b[i];
+        }
+        /* A damaged row must never be read past a fixed-size array. */
+        if (salt_len <= 0 || salt_len > SCRAM_SALT_LEN || iters == 0 || iters > UINT_MAX ||
+            (size_t)sk_len != want || (size_t)vk_len != want) {
+            ret = store_set_error(&s->base, "corrupt %s credential for %s", hash_name(hash),
+                                  user);
+        } else {
+            memset(out, 0, sizeof *out);
+            out->hash = hash;
+            memcpy(out->salt, PQgetvalue(res, 0, 0), (size_t)salt_len);
+            out->salt_len = (size_t)salt_len;
+            out->iterations = (unsigned)iters;
+            memcpy(out->stored_key, PQgetvalue(res, 0, 2), want);
+            memcpy(out->server_key, PQgetvalue(res, 0, 3), want);
+            out->key_len = want;
+        }
+    }
+    PQclear(res);
+    return ret;
+}
+
+static store_status user_delete(pg_store *s, const char *user)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = user_row(s, S_USER_LOCK_UPDATE, user);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    /* Explicit deletes, as in the SQLite back end: the order of the cascade is ours. */
+    static const enum sid order[] = {S_ROSTER_GROUPS_DELETE_ALL, S_ROSTER_DELETE_ALL,
+                                     S_ROSTER_VERSION_DELETE, S_OFFLINE_DELETE_ALL,
+                                     S_CRED_DELETE_ALL, S_USER_DELETE};
+    for (size_t i = 0; i < ARRAY_LEN(order); i++)
+        if (exec_simple(s, order[i], user, NULL) < 0)
+            return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status user_list(pg_store *s, void (*fn)(void *ud, const char *user), void *ud)
+{
+    PGresult *res = run(s, S_USER_LIST, NULL, 0);
+    if (!res)
+        return STORE_ERROR;
+    /* The result is ours: fn may use the store meanwhile. */
+    for (int i = 0; i < PQntuples(res); i++)
+        if (!PQgetisnull(res, i, 0))
+            fn(ud, PQgetvalue(res, i, 0));
+    PQclear(res);
+    return STORE_OK;
+}
+
+/* ---- roster ---- */
+
+/* Turn rows of ROSTER_SELECT (ordered by contact) into items, groups attached. */
+static size_t read_items(const PGresult *res, roster_item **items)
+{
+    roster_item *list = NULL;
+    size_t count = 0, cap = 0, gcap = 0;
+    for (int row = 0; row < PQntuples(res); row++) {
+        const char *contact = PQgetvalue(res, row, 0);
+        if (count == 0 || strcmp(list[count - 1].contact, contact) != 0) {
+            if (count == cap) {
+                cap = cap ? cap * 2 : 16;
+                list = xrealloc(list, cap * sizeof *list);
+            }
+            roster_item *it = &list[count++];
+            memset(it, 0, sizeof *it);
+            it->contact = xstrdup(contact);
+            it->name = val_dup(res, row, 1);
+            int sub = val_int(res, row, 2);
+            it->sub = (sub >= SUB_NONE && sub <= SUB_BOTH) ? (sub_state)sub : SUB_NONE;
+            it->ask_out = val_int(res, row, 3) != 0;
+            it->pending_in = val_int(res, row, 4) != 0;
+            it->pending_in_stanza = val_dup(res, row, 5);
+            gcap = 0;
+        }
+        if (PQgetisnull(res, row, 6))
+            continue;
+        roster_item *it = &list[count - 1];
+        if (it->ngroups == gcap) {
+            gcap = gcap ? gcap * 2 : 4;
+            it->groups = xrealloc(it->groups, gcap * sizeof *it->groups);
+        }
+        it->groups[it->ngroups++] = xstrdup(PQgetvalue(res, row, 6));
+    }
+    *items = list;
+    return count;
+}
+
+static store_status roster_get(pg_store *s, const char *user, roster_item **items, size_t *n)
+{
+    params p = {0};
+    p_text(&p, user);
+    PGresult *res = run(s, S_ROSTER_LIST, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    *n = read_items(res, items);
+    PQclear(res);
+    return STORE_OK;
+}
+
+static store_status roster_get_item(pg_store *s, const char *user, const char *contact,
+                                    roster_item *out)
+{
+    params p = {0};
+    p_text(&p, user);
+    p_text(&p, contact);
+    PGresult *res = run(s, S_ROSTER_GET, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    roster_item *items = NULL;
+    size_t n = read_items(res, &items);
+    PQclear(res);
+    if (n == 0) {
+        store_set_error(&s->base, "%s has no roster item %s", user, contact);
+        return STORE_NOT_FOUND;
+    }
+    *out = items[0];
+    free(items); /* n is 1: the contact is part of the key */
+    return STORE_OK;
+}
+
+static store_status bump_version(pg_store *s, const char *user)
+{
+    return exec_simple(s, S_VERSION_BUMP, user, NULL) == 0 ? STORE_OK : STORE_ERROR;
+}
+
+static store_status roster_put(pg_store *s, const char *user, const roster_item *item)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = user_row(s, S_USER_LOCK_KEYSHARE, user);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    char sub[8];
+    snprintf(sub, sizeof sub, "%d", (int)item->sub);
+    params p = {0};
+    p_text(&p, user);
+    p_text(&p, item->contact);
+    p_text(&p, item->name); /* NULL is SQL NULL */
+    p_text(&p, sub);
+    p_text(&p, item->ask_out ? "1" : "0");
+    p_text(&p, item->pending_in ? "1" : "0");
+    p_text(&p, item->pending_in_stanza);
+    /* The upsert locks the roster row: concurrent puts of one item take turns, so the
+     * groups below always belong to one of them. */
+    PGresult *res = run(s, S_ROSTER_UPSERT, &p, 0);
+    if (!res) {
+        if (has_state(s, SQLSTATE_FOREIGN_KEY)) {
+            store_set_error(&s->base, "no such user %s", user);
+            return rollback(s, STORE_NOT_FOUND);
+        }
+        return rollback(s, STORE_ERROR);
+    }
+    PQclear(res);
+    if (exec_simple(s, S_GROUPS_DELETE, user, item->contact) < 0)
+        return rollback(s, STORE_ERROR);
+    for (size_t i = 0; i < item->ngroups; i++) {
+        if (!item->groups[i])
+            continue;
+        params g = {0};
+        p_text(&g, user);
+        p_text(&g, item->contact);
+        p_text(&g, item->groups[i]);
+        res = run(s, S_GROUP_INSERT, &g, 0);
+        if (!res)
+            return rollback(s, STORE_ERROR);
+        PQclear(res);
+    }
+    if (bump_version(s, user) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status roster_del(pg_store *s, const char *user, const char *contact)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = user_row(s, S_USER_LOCK_KEYSHARE, user);
+    if (ret == STORE_NOT_FOUND)
+        store_set_error(&s->base, "%s has no roster item %s", user, contact);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    /* The item's row before its groups (the cascade does those): the same order as
+     * roster_put, whose upsert locks the row first, so the two cannot deadlock. */
+    params p = {0};
+    p_text(&p, user);
+    p_text(&p, contact);
+    PGresult *res = run(s, S_ROSTER_DELETE, &p, 0);
+    if (!res)
+        return rollback(s, STORE_ERROR);
+    int deleted = strcmp(PQcmdTuples(res), "0") != 0;
+    PQclear(res);
+    if (!deleted) {
+        store_set_error(&s->base, "%s has no roster item %s", user, contact);
+        return rollback(s, STORE_NOT_FOUND);
+    }
+    if (exec_simple(s, S_GROUPS_DELETE, user, contact) < 0)
+        return rollback(s, STORE_ERROR);
+    if (bump_version(s, user) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status roster_version(pg_store *s, const char *user, int64_t *version)
+{
+    params p = {0};
+    p_text(&p, user);
+    PGresult *res = run(s, S_VERSION_GET, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    *version = PQntuples(res) > 0 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    PQclear(res);
+    return STORE_OK;
+}
+
+/* ---- offline messages ---- */
+
+static store_status offline_count(pg_store *s, const char *user, int *count)
+{
+    params p = {0};
+    p_text(&p, user);
+    PGresult *res = run(s, S_OFFLINE_COUNT, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    long long c = PQntuples(res) > 0 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    PQclear(res);
+    *count = c > INT_MAX ? INT_MAX : (int)c;
+    return STORE_OK;
+}
+
+/* max < 0: no cap. */
+static store_status offline_push(pg_store *s, const char *user, const char *stanza, int max)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    /* Pushes to one account take turns on its row, so the count below cannot be passed by
+     * another node's push between the check and the insert. */
+    store_status ret = user_row(s, S_USER_LOCK_NOKEY, user);
+    if (ret == STORE_NOT_FOUND && max == 0) {
+        /* The SQLite back end checks the cap before the account: same answer here. */
+        store_set_error(&s->base, "%s already has 0 offline messages", user);
+        return rollback(s, STORE_FULL);
+    }
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    int count = 0;
+    if (offline_count(s, user, &count) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    if (max >= 0 && count >= max) {
+        store_set_error(&s->base, "%s already has %d offline messages", user, count);
+        return rollback(s, STORE_FULL);
+    }
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    params p = {0};
+    p_text(&p, user);
+    p_text(&p, stanza);
+    p_text(&p, now);
+    PGresult *res = run(s, S_OFFLINE_INSERT, &p, 0);
+    if (!res)
+        return rollback(s, STORE_ERROR);
+    PQclear(res);
+    return commit(s);
+}
+
+/* Append id to a growing "{1,2,3}" array literal. */
+static void ids_add(char **buf, size_t *len, size_t *cap, const char *id)
+{
+    size_t need = *len + strlen(id) + 3;
+    if (need > *cap) {
+        *cap = need * 2;
+        *buf = xrealloc(*buf, *cap);
+    }
+    *len += (size_t)snprintf(*buf + *len, *cap - *len, "%s%s", *len ? "," : "{", id);
+}
+
+static store_status offline_pop(pg_store *s, const char *user,
+                                int (*fn)(void *ud, const char *stanza), void *ud)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    params p = {0};
+    p_text(&p, user);
+    PGresult *res = run(s, S_OFFLINE_LOCK, &p, 0);
+    if (!res)
+        return rollback(s, STORE_ERROR);
+    int n = PQntuples(res);
+    store_status ret = STORE_OK;
+    char *ids = NULL;
+    size_t ids_len = 0, ids_cap = 0;
+    for (int i = 0; i < n; i++) {
+        /* Stop at the first failure: the connection is likely gone, and every message
+         * (including those already handed over) stays for the next login. */
+        if (fn(ud, PQgetvalue(res, i, 1)) != 0) {
+            ret = store_set_error(&s->base,
+                                  "offline delivery to %s failed at message %d of %d; all kept",
+                                  user, i + 1, n);
+            break;
+        }
+        ids_add(&ids, &ids_len, &ids_cap, PQgetvalue(res, i, 0));
+    }
+    PQclear(res);
+    if (ret != STORE_OK || n == 0) {
+        free(ids);
+        return rollback(s, ret);
+    }
+    ids = xrealloc(ids, ids_len + 2);
+    memcpy(ids + ids_len, "}", 2);
+    /* Exactly the rows handed over: a message pushed meanwhile stays for the next time. */
+    params d = {0};
+    p_text(&d, user);
+    p_text(&d, ids);
+    res = run(s, S_OFFLINE_DELETE_IDS, &d, 0);
+    free(ids);
+    if (!res)
+        return rollback(s, STORE_ERROR);
+    PQclear(res);
+    return commit(s);
+}
+
+/* ---- the ops table: every entry point brackets its work with enter()/leave() ---- */
+
+#define PG_OP(name, decl_args, call_args)                                                  \
+    static store_status pg_##name decl_args                                                 \
+    {                                                                                       \
+        pg_store *s = ps_of(base);                                                          \
+        if (enter(s) != STORE_OK)                                                           \
+            return leave(s, STORE_ERROR);                                                   \
+        return leave(s, name call_args);                                                    \
+    }
+
+PG_OP(user_create, (store *base, const char *user, const scram_cred *creds, size_t ncreds),
+      (s, user, creds, ncreds))
+PG_OP(user_set_creds, (store *base, const char *user, const scram_cred *creds, size_t ncreds),
+      (s, user, creds, ncreds))
+PG_OP(user_get_cred, (store *base, const char *user, scram_hash hash, scram_cred *out),
+      (s, user, hash, out))
+PG_OP(user_delete, (store *base, const char *user), (s, user))
+PG_OP(user_list, (store *base, void (*fn)(void *ud, const char *user), void *ud), (s, fn, ud))
+PG_OP(roster_get, (store *base, const char *user, roster_item **items, size_t *n),
+      (s, user, items, n))
+PG_OP(roster_get_item, (store *base, const char *user, const char *contact, roster_item *out),
+      (s, user, contact, out))
+PG_OP(roster_put, (store *base, const char *user, const roster_item *item), (s, user, item))
+PG_OP(roster_del, (store *base, const char *user, const char *contact), (s, user, contact))
+PG_OP(roster_version, (store *base, const char *user, int64_t *version), (s, user, version))
+PG_OP(offline_push, (store *base, const char *user, const char *stanza, int max),
+      (s, user, stanza, max))
+PG_OP(offline_pop,
+      (store *base, const char *user, int (*fn)(void *ud, const char *stanza), void *ud),
+      (s, user, fn, ud))
+PG_OP(offline_count, (store *base, const char *user, int *count), (s, user, count))
+
+static store_status pg_user_exists(store *base, const char *user)
+{
+    pg_store *s = ps_of(base);
+    if (enter(s) != STORE_OK)
+        return leave(s, STORE_ERROR);
+    return leave(s, user_row(s, S_USER_EXISTS, user));
+}
+
+const struct store_ops store_pg_ops = {
+    .name = "postgresql",
+    .open = pg_open,
+    .close = pg_close,
+    .user_create = pg_user_create,
+    .user_set_creds = pg_user_set_creds,
+    .user_get_cred = pg_user_get_cred,
+    .user_exists = pg_user_exists,
+    .user_delete = pg_user_delete,
+    .user_list = pg_user_list,
+    .roster_get = pg_roster_get,
+    .roster_get_item = pg_roster_get_item,
+    .roster_put = pg_roster_put,
+    .roster_del = pg_roster_del,
+    .roster_version = pg_roster_version,
+    .offline_push = pg_offline_push,
+    .offline_pop = pg_offline_pop,
+    .offline_count = pg_offline_count,
+};
