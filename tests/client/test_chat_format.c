@@ -14,10 +14,6 @@
 
 #include "../../src/client/cli/chat_format.h"
 
-/* The build that links chat_format.c into the client tests (with the interactive client)
- * defines PARLEY_HAVE_NCURSES; an older build just reports a skip. */
-#ifdef PARLEY_HAVE_NCURSES
-
 #define LOCK_C2S "\xF0\x9F\x94\x92" /* 🔒 */
 #define LOCK_E2E "\xF0\x9F\x94\x90" /* 🔐 */
 
@@ -203,12 +199,3 @@ int main(void)
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 
-#else
-
-int main(void)
-{
-    puts("test_chat_format: SKIP (built without the interactive client)");
-    return 0;
-}
-
-#endif

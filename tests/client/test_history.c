@@ -15,7 +15,6 @@
 
 #include "../../src/client/cli/history.h"
 
-#ifdef PARLEY_HAVE_SQLCIPHER
 
 typedef struct fixture {
     char dir[64];
@@ -343,12 +342,3 @@ int main(void)
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 
-#else
-
-int main(void)
-{
-    puts("test_history: SKIP (built without SQLCipher)");
-    return 0;
-}
-
-#endif

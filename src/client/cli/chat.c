@@ -6,7 +6,6 @@
 #include "chat.h"
 #include "exit_codes.h"
 
-#ifdef PARLEY_HAVE_NCURSES
 
 #include "../../common/util.h"
 #include "chat_format.h"
@@ -304,17 +303,3 @@ int chat_run(const cli_opts *o, hist_mode mode)
     return rc;
 }
 
-#else /* !PARLEY_HAVE_NCURSES */
-
-#include <stdio.h>
-
-int chat_run(const cli_opts *o, hist_mode mode)
-{
-    (void)o;
-    (void)mode;
-    fprintf(stderr, "parley: this parley was built without ncursesw: no interactive client "
-            "(send, listen, tls-info and history work)\n");
-    return EXIT_USAGE;
-}
-
-#endif

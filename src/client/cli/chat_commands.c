@@ -1,6 +1,5 @@
 /* chat_commands.c - the interactive client's keys (Enter, Alt-N, Ctrl-N/P, PageUp...)
  * and /commands, each a small call into libparley or the history. */
-#ifdef PARLEY_HAVE_NCURSES
 
 #include "../../common/util.h"
 #include "chat_format.h"
@@ -266,6 +265,3 @@ void chat_on_key(ui *u, int is_key, wint_t ch)
     }
 }
 
-#else
-typedef int chat_commands_unused; /* ISO C wants something in a translation unit */
-#endif

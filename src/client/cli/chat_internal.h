@@ -1,7 +1,7 @@
 /* chat_internal.h - what the interactive client's files share: the model (windows,
  * contacts, pending subscription requests), its helpers, and the three entry points of
  * the parts: events (chat_model.c), keys and commands (chat_commands.c), drawing and the
- * main loop (chat.c). Only built with ncursesw (PARLEY_HAVE_NCURSES). */
+ * main loop (chat.c). */
 #ifndef PARLEY_CLI_CHAT_INTERNAL_H
 #define PARLEY_CLI_CHAT_INTERNAL_H
 

@@ -1,7 +1,6 @@
 /* chat_model.c - the interactive client's model (conversation windows, contacts and
  * their presence, pending subscription requests) and how libparley's events change it.
  * Everything from the network is sanitised on its way into a window. */
-#ifdef PARLEY_HAVE_NCURSES
 
 #include "../../common/util.h"
 #include "chat_format.h"
@@ -315,6 +314,3 @@ void chat_on_event(parley *p, const parley_event *ev, void *ud)
     }
 }
 
-#else
-typedef int chat_model_unused; /* ISO C wants something in a translation unit */
-#endif

@@ -170,7 +170,6 @@ char *hist_db_path(const char *data_dir, const char *jid, char *err, size_t errl
     return path;
 }
 
-#ifdef PARLEY_HAVE_SQLCIPHER
 
 /* Debian's sqlcipher.pc does not define it; without it sqlite3_key() is not declared. */
 #ifndef SQLITE_HAS_CODEC
@@ -606,39 +605,3 @@ hist_error hist_on_signout(hist *h, hist_mode mode)
     return mode == HIST_MODE_ARCHIVE ? HIST_OK : hist_wipe(h);
 }
 
-#else /* !PARLEY_HAVE_SQLCIPHER: the build has no SQLCipher; history is unavailable. */
-
-const char *hist_errmsg(const hist *h)
-{
-    (void)h;
-    return "this parley was built without SQLCipher: no local history";
-}
-
-hist_error hist_open(hist **out, const char *path, const hist_key *key, char *err,
-                     size_t errlen)
-{
-    *out = NULL;
-    snprintf(err, errlen, "%s", hist_errmsg(NULL));
-    return HIST_ERR_UNAVAILABLE;
-}
-
-void hist_close(hist *h) { (void)h; }
-hist_error hist_add(hist *h, const hist_msg *m) { return HIST_ERR_UNAVAILABLE; }
-hist_error hist_search(hist *h, const char *text, int limit, hist_fn fn, void *ud, int *n)
-{
-    if (n)
-        *n = 0;
-    return HIST_ERR_UNAVAILABLE;
-}
-hist_error hist_show(hist *h, const char *peer, int limit, hist_fn fn, void *ud, int *n)
-{
-    if (n)
-        *n = 0;
-    return HIST_ERR_UNAVAILABLE;
-}
-hist_error hist_forget_peer(hist *h, const char *peer) { return HIST_ERR_UNAVAILABLE; }
-hist_error hist_wipe(hist *h) { return HIST_ERR_UNAVAILABLE; }
-hist_error hist_on_close(hist *h, hist_mode mode, const char *peer) { return HIST_ERR_UNAVAILABLE; }
-hist_error hist_on_signout(hist *h, hist_mode mode) { return HIST_ERR_UNAVAILABLE; }
-
-#endif
