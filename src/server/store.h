@@ -1,6 +1,6 @@
 /* store.h - the storage interface: accounts, rosters, offline messages.
  *
- * One interface, several back ends (SQLite now, PostgreSQL later), chosen by the
+ * One interface, several back ends (embedded SQLite, or PostgreSQL shared by several nodes), chosen by the
  * config's store URI. Every function returns a store_status; callers check it. Calls are
  * synchronous; the SQLite back end runs in WAL mode so they are short. */
 #ifndef PARLEY_STORE_H
