@@ -13,6 +13,7 @@
  * appends a migration and never edits an applied one. docs/compliance.md documents it
  * for auditors. The file is created 0600 (it holds message content). */
 #include "clog_backend.h"
+#include "sqlite_db.h"
 
 #include "../common/buf.h"
 #include "../common/log.h"
@@ -211,112 +212,6 @@ static void col_hash(sqlite3_stmt *st, int col, unsigned char out[CLOG_HASH_LEN]
 
 /* ---- open / close ---- */
 
-static int make_parents(const char *path, char *err, size_t errlen)
-{
-    char b[PATH_MAX];
-    if (snprintf(b, sizeof b, "%s", path) >= (int)sizeof b) {
-        snprintf(err, errlen, "%.200s: path too long", path);
-        return -1;
-    }
-    char *last = strrchr(b, '/');
-    if (!last || last == b)
-        return 0;
-    *last = '\0';
-    for (char *p = b + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(b, 0700) < 0 && errno != EEXIST) {
-                snprintf(err, errlen, "cannot create directory %.200s: %s", b, strerror(errno));
-                return -1;
-            }
-            *p = saved;
-            if (!saved)
-                break;
-        }
-    }
-    return 0;
-}
-
-static int create_file(const char *path, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return 0;
-        snprintf(err, errlen, "cannot create %.200s: %s", path, strerror(errno));
-        return -1;
-    }
-    int rc = fchmod(fd, 0600);
-    close(fd);
-    if (rc < 0) {
-        snprintf(err, errlen, "chmod %.200s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int exec_sql(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int schema_version(sqlite3 *db, int *out, char *err, size_t errlen)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &st,
-                           NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "read schema_version: %s", sqlite3_errmsg(db));
-        return -1;
-    }
-    *out = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-    sqlite3_finalize(st);
-    return 0;
-}
-
-static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
-{
-    if (exec_sql(db, "BEGIN IMMEDIATE", "begin migration", err, errlen) < 0)
-        return -1;
-    int current = 0;
-    if (exec_sql(db,
-                 "CREATE TABLE IF NOT EXISTS schema_version ("
-                 " version INTEGER PRIMARY KEY NOT NULL, applied INTEGER NOT NULL)",
-                 "create schema_version", err, errlen) < 0 ||
-        schema_version(db, &current, err, errlen) < 0)
-        goto fail;
-    if (current > SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "%.200s: compliance schema version %d is newer than this program supports "
-                 "(%d); upgrade Parley",
-                 path, current, SCHEMA_VERSION);
-        goto fail;
-    }
-    for (int v = current + 1; v <= SCHEMA_VERSION; v++) {
-        char what[64], sql[128];
-        snprintf(what, sizeof what, "compliance schema migration %d", v);
-        snprintf(sql, sizeof sql, "INSERT INTO schema_version(version, applied) VALUES (%d, %lld)",
-                 v, (long long)time(NULL));
-        if (exec_sql(db, migrations[v - 1], what, err, errlen) < 0 ||
-            exec_sql(db, sql, what, err, errlen) < 0)
-            goto fail;
-        if (current > 0)
-            log_info("compliance store %s: migrated schema to version %d", path, v);
-    }
-    if (exec_sql(db, "COMMIT", "commit migration", err, errlen) < 0)
-        goto fail;
-    return 0;
-fail:
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return -1;
-}
-
 static void sqlite_close(clog *c)
 {
     sqlite_clog *s = sc_of(c);
@@ -340,7 +235,7 @@ static clog *sqlite_open(const char *path, int readonly, char *err, size_t errle
             snprintf(err, errlen, "compliance store %.200s: %s", path, strerror(errno));
             return NULL;
         }
-    } else if (make_parents(path, err, errlen) < 0 || create_file(path, err, errlen) < 0) {
+    } else if (sqlite_db_create_private(path, err, errlen) < 0) {
         return NULL;
     }
     sqlite3 *db = NULL;
@@ -359,7 +254,7 @@ static clog *sqlite_open(const char *path, int readonly, char *err, size_t errle
     snprintf(what, sizeof what, "compliance store %.200s", path);
     if (readonly) {
         int v = 0;
-        if (schema_version(db, &v, err, errlen) < 0)
+        if (sqlite_db_schema_version(db, &v, err, errlen) < 0)
             goto fail;
         if (v < 1 || v > SCHEMA_VERSION) {
             snprintf(err, errlen, "%s: schema version %d not supported (this program: %d)", what,
@@ -379,8 +274,8 @@ static clog *sqlite_open(const char *path, int readonly, char *err, size_t errle
             log_warn("%s: journal mode is %s, not wal", what, mode ? (const char *)mode : "?");
         sqlite3_finalize(st);
         /* FULL: a commit has reached the disk when COMMIT returns. */
-        if (exec_sql(db, "PRAGMA synchronous=FULL", what, err, errlen) < 0 ||
-            migrate(db, path, err, errlen) < 0)
+        if (sqlite_db_exec(db, "PRAGMA synchronous=FULL", what, err, errlen) < 0 ||
+            sqlite_db_migrate(db, path, "compliance store", migrations, SCHEMA_VERSION, err, errlen) < 0)
             goto fail;
     }
     sqlite_clog *s = xcalloc(1, sizeof *s);

@@ -16,6 +16,7 @@
  *
  * Every statement is prepared once per store (SQLITE_PREPARE_PERSISTENT) and reused. */
 #include "store_backend.h"
+#include "sqlite_db.h"
 
 #include "../common/log.h"
 #include "../common/util.h"
@@ -248,116 +249,6 @@ static const char *hash_name(scram_hash h)
 
 /* ---- open / close ---- */
 
-/* mkdir -p for the directories above path, each new one 0700 (they hold account data). */
-static int make_parents(const char *path, char *err, size_t errlen)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        snprintf(err, errlen, "%.200s: path too long", path);
-        return -1;
-    }
-    char *last = strrchr(buf, '/');
-    if (!last || last == buf)
-        return 0;
-    *last = '\0';
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
-                snprintf(err, errlen, "cannot create directory %.200s: %s", buf, strerror(errno));
-                return -1;
-            }
-            *p = saved;
-            if (saved == '\0')
-                break;
-        }
-    }
-    return 0;
-}
-
-/* Create the database file 0600 ourselves, so SQLite (and its -wal/-shm files, which
- * copy the database's mode) never creates it with the umask's permissions. */
-static int create_file(const char *path, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return 0;
-        snprintf(err, errlen, "cannot create %.200s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fchmod(fd, 0600) < 0) {
-        snprintf(err, errlen, "chmod %.200s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
-static int exec_sql(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-/* Bring the schema up to SCHEMA_VERSION in one transaction (a concurrent opener of a new
- * file waits on the busy handler and then finds the work done). */
-static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
-{
-    if (exec_sql(db, "BEGIN IMMEDIATE", "begin migration", err, errlen) < 0)
-        return -1;
-    if (exec_sql(db,
-                 "CREATE TABLE IF NOT EXISTS schema_version ("
-                 " version INTEGER PRIMARY KEY NOT NULL, applied INTEGER NOT NULL)",
-                 "create schema_version", err, errlen) < 0)
-        goto fail;
-
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &st,
-                           NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "read schema_version: %s", sqlite3_errmsg(db));
-        goto fail;
-    }
-    int current = 0;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        current = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-
-    if (current > SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "%.200s: schema version %d is newer than this program supports (%d); "
-                 "upgrade Parley",
-                 path, current, SCHEMA_VERSION);
-        goto fail;
-    }
-    for (int v = current + 1; v <= SCHEMA_VERSION; v++) {
-        char what[64];
-        snprintf(what, sizeof what, "schema migration %d", v);
-        if (exec_sql(db, migrations[v - 1], what, err, errlen) < 0)
-            goto fail;
-        char sql[128];
-        snprintf(sql, sizeof sql, "INSERT INTO schema_version(version, applied) VALUES (%d, %lld)",
-                 v, (long long)time(NULL));
-        if (exec_sql(db, sql, what, err, errlen) < 0)
-            goto fail;
-        if (current > 0)
-            log_info("store %s: migrated schema to version %d", path, v);
-    }
-    if (exec_sql(db, "COMMIT", "commit migration", err, errlen) < 0)
-        goto fail;
-    return 0;
-fail:
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return -1;
-}
-
 static void sqlite_close(store *st)
 {
     sqlite_store *s = ss_of(st);
@@ -375,7 +266,7 @@ static store *sqlite_open(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "store sqlite: needs a file path");
         return NULL;
     }
-    if (!memory && (make_parents(path, err, errlen) < 0 || create_file(path, err, errlen) < 0))
+    if (!memory && sqlite_db_create_private(path, err, errlen) < 0)
         return NULL;
 
     sqlite3 *db = NULL;
@@ -408,8 +299,8 @@ static store *sqlite_open(const char *path, char *err, size_t errlen)
         log_warn("store %s: journal mode is %s, not wal", path, mode ? (const char *)mode : "?");
     sqlite3_finalize(st);
 
-    if (exec_sql(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", what, err, errlen) < 0 ||
-        migrate(db, path, err, errlen) < 0) {
+    if (sqlite_db_exec(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", what, err, errlen) < 0 ||
+        sqlite_db_migrate(db, path, "store", migrations, SCHEMA_VERSION, err, errlen) < 0) {
         sqlite3_close(db);
         return NULL;
     }
