@@ -18,6 +18,14 @@ cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER=$CC -DPARLEY_SANITIZE=ON -DPARLEY_FUZZ
     || { cat "$BUILD.cmake.log"; echo "0 passed, 1 failed"; exit 1; }
 cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" || { echo "0 passed, 1 failed"; exit 1; }
 
+# make run and make install build with the system compiler: it must stay warning-free too.
+if [ "$CC" != cc ] && command -v gcc >/dev/null 2>&1; then
+    echo "== build (build-gcc, gcc, -Wall -Wextra -Werror)"
+    cmake -S . -B build-gcc -DCMAKE_C_COMPILER=gcc -DPARLEY_TESTS=ON >build-gcc.cmake.log 2>&1 &&
+        cmake --build build-gcc -j "$(nproc 2>/dev/null || echo 2)" >build-gcc.log 2>&1 ||
+        { tail -30 build-gcc.log; echo "0 passed, 1 failed"; exit 1; }
+fi
+
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 

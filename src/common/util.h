@@ -21,6 +21,11 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int64_t time_now_us(void);
 int64_t time_mono_ms(void);
 
+/* Room for any time_format_utc() result. */
+#define TIME_UTC_LEN 64
+/* "2026-05-01T12:00:00.123456Z" (XEP-0082) from microseconds since the epoch. */
+void time_format_utc(int64_t us, char out[TIME_UTC_LEN]);
+
 /* Constant-time equality of two byte strings of the same length (0 = different). */
 int ct_equal(const void *a, const void *b, size_t n);
 

@@ -8,6 +8,7 @@
 
 #include "../common/buf.h"
 #include "../common/log.h"
+#include "../common/tls.h"
 #include "../common/util.h"
 
 #include <openssl/err.h>
@@ -216,16 +217,6 @@ static const EVP_MD *sig_md(EVP_PKEY *key)
     return EVP_sha256();
 }
 
-static const char *ssl_err(char *buf, size_t len)
-{
-    unsigned long e = ERR_get_error();
-    ERR_clear_error();
-    if (!e)
-        return "unknown OpenSSL error";
-    ERR_error_string_n(e, buf, len);
-    return buf;
-}
-
 static int sign_text(clog *c, const char *msg, unsigned char **sig, size_t *siglen)
 {
     char ebuf[256];
@@ -235,14 +226,16 @@ static int sign_text(clog *c, const char *msg, unsigned char **sig, size_t *sigl
     if (!ctx || EVP_DigestSignInit(ctx, NULL, sig_md(c->key), NULL, c->key) != 1 ||
         EVP_DigestSign(ctx, NULL, siglen, (const unsigned char *)msg, strlen(msg)) != 1) {
         EVP_MD_CTX_free(ctx);
-        return clog_set_error(c, "signing a checkpoint: %s", ssl_err(ebuf, sizeof ebuf));
+        tls_last_error(ebuf, sizeof ebuf);
+        return clog_set_error(c, "signing a checkpoint: %s", ebuf);
     }
     *sig = xmalloc(*siglen);
     if (EVP_DigestSign(ctx, *sig, siglen, (const unsigned char *)msg, strlen(msg)) != 1) {
         free(*sig);
         *sig = NULL;
         EVP_MD_CTX_free(ctx);
-        return clog_set_error(c, "signing a checkpoint: %s", ssl_err(ebuf, sizeof ebuf));
+        tls_last_error(ebuf, sizeof ebuf);
+        return clog_set_error(c, "signing a checkpoint: %s", ebuf);
     }
     EVP_MD_CTX_free(ctx);
     return 0;

@@ -352,7 +352,7 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
                     value);
             return -1;
         }
-        /* fall through: the same path rules as the store */
+        __attribute__((fallthrough)); /* the same path rules as the store */
     case K_STORE: {
         /* Relative SQLite paths follow the same rule as every other path. Other schemes
          * are passed through for store_open to accept or refuse. */

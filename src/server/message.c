@@ -19,13 +19,8 @@
 
 static void add_delay(server *srv, xml_node *stanza)
 {
-    int64_t us = time_now_us();
-    time_t secs = (time_t)(us / 1000000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char stamp[96];
-    snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+    char stamp[TIME_UTC_LEN];
+    time_format_utc(time_now_us(), stamp);
     xml_node *delay = xml_add_child(stanza, XMLNS_DELAY, "delay");
     xml_set_attr(delay, "from", srv->cfg.domain);
     xml_set_attr(delay, "stamp", stamp);

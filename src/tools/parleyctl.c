@@ -1073,21 +1073,6 @@ out:
 
 /* ===================================================== compliance commands ==== */
 
-/* "2024-05-01T12:00:00.123456Z" from microseconds since the epoch. */
-static void format_time(int64_t us, char *out, size_t len)
-{
-    time_t secs = (time_t)(us / 1000000);
-    long frac = (long)(us % 1000000);
-    if (frac < 0) {
-        frac += 1000000;
-        secs--;
-    }
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-}
-
 /* ISO 8601 in UTC: DATE, DATE"T"HH:MM, DATE"T"HH:MM:SS, with optional fraction and Z. */
 static int parse_time(const char *s, int64_t *out)
 {
@@ -1276,9 +1261,9 @@ static const char *const record_columns[] = {
 static int print_record(void *ud, const clog_record *r)
 {
     printer *pr = ud;
-    char when[40], seq[24], ts[24], size[24];
+    char when[TIME_UTC_LEN], seq[24], ts[24], size[24];
     char prev[2 * CLOG_HASH_LEN + 1], hash[2 * CLOG_HASH_LEN + 1];
-    format_time(r->ts_us, when, sizeof when);
+    time_format_utc(r->ts_us, when);
     if (!pr->format) {
         printf("#%lld %s %s -> %s [%s] %s%s%s", (long long)r->seq, when,
                r->sender ? r->sender : "?", r->recipient ? r->recipient : "?",
@@ -1334,8 +1319,8 @@ static int print_record(void *ud, const clog_record *r)
 static int print_audit(void *ud, const clog_audit *a)
 {
     printer *pr = ud;
-    char when[40];
-    format_time(a->ts_us, when, sizeof when);
+    char when[TIME_UTC_LEN];
+    time_format_utc(a->ts_us, when);
     printf("#%lld %s ", (long long)a->seq, when);
     print_line_safe(a->event ? a->event : "?");
     putchar(' ');
