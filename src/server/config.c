@@ -12,7 +12,9 @@
 #include "../common/scram.h"
 #include "../common/util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -42,6 +44,15 @@
 #define DEFAULT_AUTH_FAIL_WINDOW 60
 #define DEFAULT_SCRAM_ITERATIONS SCRAM_MIN_ITERATIONS
 #define DEFAULT_CHECKPOINT_EVERY 1000
+#define DEFAULT_COMPONENT_PORT 5347
+#define DEFAULT_VERDICT_TIMEOUT_MS 5000
+#define DEFAULT_MUC_MAX_ROOMS 50
+#define DEFAULT_MUC_MAX_OCCUPANTS 1000
+#define DEFAULT_MUC_HISTORY 50
+#define DEFAULT_MUC_ROOM_RATE 200
+#define DEFAULT_MUC_USER_RATE 10
+/* Secrets shorter than this are refused: a component secret is a password. */
+#define MIN_COMPONENT_SECRET 16
 
 void config_init(config *cfg)
 {
@@ -68,6 +79,18 @@ void config_init(config *cfg)
     cfg->compliance = 1;
     cfg->compliance_store = xstrdup("sqlite:data/compliance.db");
     cfg->compliance_checkpoint_every = DEFAULT_CHECKPOINT_EVERY;
+    cfg->compliance_mode = COMPLIANCE_STRICT;
+    cfg->compliance_spool = xstrdup("data/compliance.spool");
+    cfg->compliance_server_timeout = DEFAULT_VERDICT_TIMEOUT_MS;
+    cfg->compliance_server_failure = COMPLIANCE_FAIL_BLOCK;
+    cfg->component_port = DEFAULT_COMPONENT_PORT;
+    cfg->component_tls = 1;
+    cfg->muc = 1;
+    cfg->muc_max_rooms_per_user = DEFAULT_MUC_MAX_ROOMS;
+    cfg->muc_max_occupants = DEFAULT_MUC_MAX_OCCUPANTS;
+    cfg->muc_history = DEFAULT_MUC_HISTORY;
+    cfg->muc_room_rate = DEFAULT_MUC_ROOM_RATE;
+    cfg->muc_user_rate = DEFAULT_MUC_USER_RATE;
 }
 
 void config_free(config *cfg)
@@ -84,6 +107,15 @@ void config_free(config *cfg)
     free(cfg->store);
     free(cfg->log_file);
     free(cfg->compliance_store);
+    free(cfg->compliance_spool);
+    free(cfg->compliance_server);
+    for (size_t i = 0; i < cfg->ncomponents; i++) {
+        free(cfg->components[i].domain);
+        OPENSSL_cleanse(cfg->components[i].secret, strlen(cfg->components[i].secret));
+        free(cfg->components[i].secret);
+    }
+    free(cfg->components);
+    free(cfg->muc_domain);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -266,7 +298,7 @@ typedef enum {
     K_PATH,    /* string resolved against the config file's directory */
     K_DOMAIN,  /* XMPP domain, normalised */
     K_STORE,   /* store URI */
-    K_CSTORE,  /* compliance store URI (sqlite: only, for now) */
+    K_CSTORE,  /* compliance store URI (never in memory) */
     K_PORT,    /* 0..65535 */
     K_POSINT,  /* 1..INT_MAX */
     K_NONNEG,  /* 0..INT_MAX */
@@ -274,15 +306,23 @@ typedef enum {
     K_BOOL,
     K_LOGLEVEL,
     K_ITER,    /* SCRAM iteration count */
+    K_CHOICE,  /* one of key_def.choices, stored as its index */
+    K_DAYS,    /* "forever" (0) or a number of days, optional 'd' suffix */
+    K_COMPONENT, /* "DOMAIN SECRET"; the only key that may repeat */
 } key_type;
 
 typedef struct key_def {
     const char *name;
     key_type type;
     size_t offset;
+    const char *const *choices; /* K_CHOICE: NULL-terminated */
 } key_def;
 
-#define KEY(n, t) {#n, t, offsetof(config, n)}
+static const char *const compliance_modes[] = {"strict", "spool", NULL};
+static const char *const failure_modes[] = {"block", "allow", NULL};
+
+#define KEY(n, t) {#n, t, offsetof(config, n), NULL}
+#define CHOICE(n, c) {#n, K_CHOICE, offsetof(config, n), c}
 static const key_def keys[] = {
     KEY(domain, K_DOMAIN),
     KEY(bind_address, K_STR),
@@ -310,8 +350,25 @@ static const key_def keys[] = {
     KEY(compliance, K_BOOL),
     KEY(compliance_store, K_CSTORE),
     KEY(compliance_checkpoint_every, K_POSINT),
+    CHOICE(compliance_mode, compliance_modes),
+    KEY(compliance_spool, K_PATH),
+    KEY(compliance_retention_days, K_DAYS),
+    KEY(compliance_server, K_DOMAIN),
+    KEY(compliance_server_timeout, K_POSINT),
+    CHOICE(compliance_server_failure, failure_modes),
+    KEY(component_port, K_PORT),
+    KEY(component_tls, K_BOOL),
+    {"component", K_COMPONENT, 0, NULL},
+    KEY(muc, K_BOOL),
+    KEY(muc_domain, K_DOMAIN),
+    KEY(muc_max_rooms_per_user, K_NONNEG),
+    KEY(muc_max_occupants, K_POSINT),
+    KEY(muc_history, K_NONNEG),
+    KEY(muc_room_rate, K_POSINT),
+    KEY(muc_user_rate, K_POSINT),
 };
 #undef KEY
+#undef CHOICE
 
 /* Apply one value. Returns 0 or -1 with a reason (without file:line) in why. */
 static int apply_key(config *cfg, const key_def *k, const char *value, const char *dir,
@@ -346,10 +403,10 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
         return 0;
     }
     case K_CSTORE:
-        /* An archive in memory would prove nothing; PostgreSQL comes later. */
-        if (strncmp(value, "sqlite:", 7) != 0 || strcmp(value + 7, ":memory:") == 0) {
-            set_err(why, whylen, "unsupported compliance_store '%s' (expected sqlite:PATH)",
-                    value);
+        /* An archive in memory would prove nothing. */
+        if (strcmp(value, "sqlite::memory:") == 0) {
+            set_err(why, whylen, "compliance_store cannot be in memory (sqlite:PATH or "
+                                 "postgresql://...)");
             return -1;
         }
         __attribute__((fallthrough)); /* the same path rules as the store */
@@ -423,9 +480,126 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
         }
         *(unsigned *)slot = (unsigned)n;
         return 0;
+    case K_CHOICE:
+        for (int i = 0; k->choices[i]; i++) {
+            if (strcasecmp(value, k->choices[i]) == 0) {
+                *(int *)slot = i;
+                return 0;
+            }
+        }
+        set_err(why, whylen, "bad value '%s' for '%s' (%s or %s)", value, k->name,
+                k->choices[0], k->choices[1]);
+        return -1;
+    case K_DAYS: {
+        if (strcasecmp(value, "forever") == 0) {
+            *(int *)slot = 0;
+            return 0;
+        }
+        char num[32];
+        size_t vlen = strlen(value);
+        if (vlen > 1 && vlen < sizeof num && (value[vlen - 1] == 'd' || value[vlen - 1] == 'D'))
+            vlen--;
+        if (vlen < sizeof num) {
+            memcpy(num, value, vlen);
+            num[vlen] = '\0';
+            if (parse_long(num, 1, 365L * 1000, &n) == 0) {
+                *(int *)slot = (int)n;
+                return 0;
+            }
+        }
+        set_err(why, whylen, "bad value '%s' for '%s' ('forever' or a number of days, "
+                             "e.g. 2555d)", value, k->name);
+        return -1;
+    }
+    case K_COMPONENT: {
+        const char *sp = strpbrk(value, " \t");
+        if (!sp) {
+            set_err(why, whylen, "'component' needs a domain and a secret: component = "
+                                 "DOMAIN SECRET");
+            return -1;
+        }
+        char *domain = xstrndup(value, (size_t)(sp - value));
+        const char *secret = sp + strspn(sp, " \t");
+        char *norm = jid_normalize(domain);
+        int bad_domain = !norm || strchr(norm, '@') || strchr(norm, '/');
+        free(domain);
+        if (bad_domain) {
+            free(norm);
+            set_err(why, whylen, "invalid component domain in '%s'", k->name);
+            return -1;
+        }
+        if (strlen(secret) < MIN_COMPONENT_SECRET || strpbrk(secret, " \t")) {
+            set_err(why, whylen, "the secret of component %s must be one word of at least "
+                                 "%d characters", norm, MIN_COMPONENT_SECRET);
+            free(norm);
+            return -1;
+        }
+        for (size_t i = 0; i < cfg->ncomponents; i++) {
+            if (strcmp(cfg->components[i].domain, norm) == 0) {
+                set_err(why, whylen, "component %s is configured twice",
+                        cfg->components[i].domain);
+                free(norm);
+                return -1;
+            }
+        }
+        cfg->components = xrealloc(cfg->components,
+                                   (cfg->ncomponents + 1) * sizeof *cfg->components);
+        cfg->components[cfg->ncomponents].domain = norm;
+        cfg->components[cfg->ncomponents].secret = xstrdup(secret);
+        cfg->ncomponents++;
+        return 0;
+    }
     }
     set_err(why, whylen, "internal error: key type");
     return -1;
+}
+
+static int is_loopback_address(const char *addr)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, addr, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, addr, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+const config_component *config_find_component(const config *cfg, const char *domain)
+{
+    for (size_t i = 0; i < cfg->ncomponents; i++)
+        if (strcmp(cfg->components[i].domain, domain) == 0)
+            return &cfg->components[i];
+    return NULL;
+}
+
+/* Rules between keys, checked once the whole file is read. */
+static int check_consistency(const config *cfg, const char *path, char *err, size_t errlen)
+{
+    if (cfg->compliance_server && !config_find_component(cfg, cfg->compliance_server)) {
+        set_err(err, errlen, "%s: compliance_server %s is not a configured component "
+                             "(add 'component = %s SECRET')",
+                path, cfg->compliance_server, cfg->compliance_server);
+        return -1;
+    }
+    if (cfg->compliance_server && !cfg->compliance) {
+        set_err(err, errlen, "%s: compliance_server needs compliance = yes (every verdict "
+                             "is archived)", path);
+        return -1;
+    }
+    if (cfg->ncomponents && !cfg->component_tls && !is_loopback_address(cfg->bind_address)) {
+        set_err(err, errlen, "%s: component_tls = no is only allowed when bind_address is "
+                             "a loopback address (a component secret must not cross a "
+                             "network in the clear)", path);
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->ncomponents; i++) {
+        const char *d = cfg->components[i].domain;
+        if (strcmp(d, cfg->domain) == 0 || (cfg->muc && strcmp(d, cfg->muc_domain) == 0)) {
+            set_err(err, errlen, "%s: component %s clashes with a domain the server serves "
+                                 "itself", path, d);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int config_load(config *cfg, const char *path, char *err, size_t errlen)
@@ -480,7 +654,7 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
             rc = -1;
             break;
         }
-        if (seen[i]) {
+        if (seen[i] && keys[i].type != K_COMPONENT) {
             set_err(err, errlen, "%s:%d: duplicate key '%s' (first set on line %d)", path,
                     lineno, key, seen[i]);
             rc = -1;
@@ -516,7 +690,7 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
         }
     }
     if (rc == 0) {
-        int data_seen = 0, store_seen = 0, cstore_seen = 0;
+        int data_seen = 0, store_seen = 0, cstore_seen = 0, spool_seen = 0;
         for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
             if (strcmp(keys[i].name, "data_dir") == 0)
                 data_seen = seen[i];
@@ -524,6 +698,8 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
                 store_seen = seen[i];
             else if (strcmp(keys[i].name, "compliance_store") == 0)
                 cstore_seen = seen[i];
+            else if (strcmp(keys[i].name, "compliance_spool") == 0)
+                spool_seen = seen[i];
         }
         if (!data_seen)
             replace_str(&cfg->data_dir, resolve_path(dir, "data"));
@@ -532,8 +708,14 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
         if (!cstore_seen)
             replace_str(&cfg->compliance_store,
                         xasprintf("sqlite:%s/compliance.db", cfg->data_dir));
+        if (!spool_seen)
+            replace_str(&cfg->compliance_spool,
+                        xasprintf("%s/compliance.spool", cfg->data_dir));
+        if (!cfg->muc_domain)
+            cfg->muc_domain = xasprintf("conference.%s", cfg->domain);
         char *abs = realpath(path, NULL);
         replace_str(&cfg->path, abs ? abs : xstrdup(path));
+        rc = check_consistency(cfg, path, err, errlen);
     }
     free(dir);
     return rc;

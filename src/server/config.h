@@ -5,6 +5,11 @@
 
 #include <stddef.h>
 
+enum { COMPLIANCE_STRICT = 0, COMPLIANCE_SPOOL = 1 };
+enum { COMPLIANCE_FAIL_BLOCK = 0, COMPLIANCE_FAIL_ALLOW = 1 };
+
+typedef struct config_component config_component;
+
 typedef struct config {
     char *path;          /* the file this was read from (for relative paths) */
     char *domain;        /* the XMPP domain served (required) */
@@ -31,15 +36,42 @@ typedef struct config {
     int hide_version;          /* XEP-0092 answers without version/os; default 0 */
     int allow_plain;           /* offer SASL PLAIN (inside TLS only); default 1 */
     int compliance;            /* keep the compliance archive (docs/compliance.md); default 1 */
-    char *compliance_store;    /* "sqlite:PATH"; default sqlite:<data_dir>/compliance.db */
+    char *compliance_store;    /* "sqlite:PATH" or "postgresql://..."; default
+                                * sqlite:<data_dir>/compliance.db */
     int compliance_checkpoint_every; /* records between signed checkpoints; default 1000 */
+    int compliance_mode;       /* COMPLIANCE_STRICT (default) or COMPLIANCE_SPOOL */
+    char *compliance_spool;    /* spool file; default <data_dir>/compliance.spool */
+    int compliance_retention_days; /* minimum age a purge may remove; 0 = forever (default) */
+    char *compliance_server;   /* the component that judges messages (a domain); NULL: none */
+    int compliance_server_timeout; /* milliseconds to wait for a verdict; default 5000 */
+    int compliance_server_failure; /* COMPLIANCE_FAIL_BLOCK (default) or _ALLOW */
+    int component_port;        /* XEP-0114 listener; default 5347 (only if components set) */
+    int component_tls;         /* direct TLS on component_port; default yes (no only on
+                                * a loopback bind_address) */
+    config_component *components; /* "component = NAME SECRET" lines, may repeat */
+    size_t ncomponents;
+    int muc;                   /* XEP-0045 service; default yes */
+    char *muc_domain;          /* default conference.<domain> */
+    int muc_max_rooms_per_user;    /* rooms one user may own; default 50 */
+    int muc_max_occupants;     /* ceiling of any room's max users; default 1000 */
+    int muc_history;           /* messages of history kept per room for joiners; default 50 */
+    int muc_room_rate;         /* messages per second one room accepts; default 200 */
+    int muc_user_rate;         /* messages per second one user may send to rooms; default 10 */
 } config;
+
+/* A configured external component (XEP-0114). */
+struct config_component {
+    char *domain;
+    char *secret;
+};
 
 /* Defaults for everything (domain, cert_file, key_file unset). */
 void config_init(config *cfg);
 /* Read a file over the defaults. Returns 0, or -1 with "FILE:LINE: reason" in err. */
 int config_load(config *cfg, const char *path, char *err, size_t errlen);
 void config_free(config *cfg);
+/* The configured component serving domain, or NULL. */
+const config_component *config_find_component(const config *cfg, const char *domain);
 /* Write a default configuration file for quick start (parleyctl init). Returns 0 or -1. */
 int config_write_default(const char *path, const char *domain, const char *dir, int c2s_port,
                          int tls_port, int https_port, char *err, size_t errlen);

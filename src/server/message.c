@@ -3,7 +3,7 @@
  *
  * With the compliance archive on, delivery has two steps: decide_outcome says what will
  * happen (for the record), the message is held until its record is durable, and
- * deliver() then does it, deciding afresh (a session that vanished in between means
+ * message_deliver() then does it, deciding afresh (a session that vanished in between means
  * offline storage, not a lost message). */
 #include "message.h"
 #include "../common/log.h"
@@ -68,7 +68,7 @@ static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, con
     store_offline(srv, stanza, bare);
 }
 
-/* Where the message goes: the rules of deliver() and deliver_to_bare(), without side
+/* Where the message goes: the rules of message_deliver() and deliver_to_bare(), without side
  * effects. *reason (static text) says why for anything but delivered/offline. */
 static const char *decide_outcome(server *srv, const xml_node *stanza, const char *bare,
                                   const char *resource, const char **reason)
@@ -106,7 +106,7 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
     return "offline";
 }
 
-static void deliver(server *srv, xml_node *stanza, const char *bare, const char *resource)
+void message_deliver(server *srv, xml_node *stanza, const char *bare, const char *resource)
 {
     const char *type = xml_get_attr(stanza, "type");
     if (!type)
@@ -154,7 +154,7 @@ static void free_target(void *ud)
 static void release(server *srv, xml_node *stanza, void *ud)
 {
     target *t = ud;
-    deliver(srv, stanza, t->bare, t->resource);
+    message_deliver(srv, stanza, t->bare, t->resource);
     free_target(t);
 }
 
@@ -177,7 +177,7 @@ void message_to_local(server *srv, xml_node *stanza, const char *bare, const cha
             return;
         }
     }
-    deliver(srv, stanza, bare, resource);
+    message_deliver(srv, stanza, bare, resource);
 }
 
 static int send_stored(void *ud, const char *text)

@@ -9,6 +9,9 @@
 /* Deliver a message addressed to bare (and resource, or NULL) of this server. Takes
  * ownership. */
 void message_to_local(server *srv, xml_node *stanza, const char *bare, const char *resource);
+/* The delivery itself, without a compliance record or hold: for services that recorded
+ * the message already (router_send). Takes ownership. */
+void message_deliver(server *srv, xml_node *stanza, const char *bare, const char *resource);
 /* Send the stored offline messages of s->user to s (after initial presence). */
 void message_flush_offline(server *srv, c2s *s);
 

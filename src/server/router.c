@@ -1,4 +1,4 @@
-/* router.c - the session directory and stanza routing for local accounts. */
+/* router.c - the session directory, the service table and stanza routing. */
 #include "router.h"
 #include "../common/dict.h"
 #include "../common/jid.h"
@@ -6,6 +6,7 @@
 #include "../common/util.h"
 #include "conn.h"
 #include "iq.h"
+#include "iq_out.h"
 #include "message.h"
 #include "presence.h"
 #include "stanza.h"
@@ -29,6 +30,59 @@ c2s *router_session(server *srv, const char *bare, const char *resource)
 int router_is_local_domain(server *srv, const char *domain)
 {
     return strcmp(domain, srv->cfg.domain) == 0;
+}
+
+typedef struct service {
+    router_service_fn deliver;
+    void *ud;
+} service;
+
+int router_add_service(server *srv, const char *domain, router_service_fn deliver, void *ud)
+{
+    if (!srv->services)
+        srv->services = dict_new();
+    if (router_is_local_domain(srv, domain) || dict_get(srv->services, domain))
+        return -1;
+    service *svc = xcalloc(1, sizeof *svc);
+    svc->deliver = deliver;
+    svc->ud = ud;
+    dict_set(srv->services, domain, svc);
+    return 0;
+}
+
+void router_remove_service(server *srv, const char *domain)
+{
+    if (srv->services)
+        free(dict_del(srv->services, domain));
+}
+
+static service *service_of(server *srv, const char *domain)
+{
+    return srv->services ? dict_get(srv->services, domain) : NULL;
+}
+
+int router_is_service(server *srv, const char *domain)
+{
+    return service_of(srv, domain) != NULL;
+}
+
+typedef struct each_ctx {
+    void (*fn)(void *ud, const char *domain);
+    void *ud;
+} each_ctx;
+
+static int each_service(void *ud, const char *key, void *value)
+{
+    each_ctx *c = ud;
+    c->fn(c->ud, key);
+    return 0;
+}
+
+void router_each_service(server *srv, void (*fn)(void *ud, const char *domain), void *ud)
+{
+    each_ctx c = {fn, ud};
+    if (srv->services)
+        dict_each(srv->services, each_service, &c);
 }
 
 void router_unbind(server *srv, c2s *s)
@@ -65,9 +119,17 @@ void router_bind(server *srv, c2s *s)
 void router_deliver(server *srv, xml_node *stanza)
 {
     jid to;
-    if (jid_parse(xml_get_attr(stanza, "to") ? xml_get_attr(stanza, "to") : "", &to) < 0 ||
-        !to.local || !router_is_local_domain(srv, to.domain)) {
+    if (jid_parse(xml_get_attr(stanza, "to") ? xml_get_attr(stanza, "to") : "", &to) < 0) {
         xml_free(stanza);
+        return;
+    }
+    service *svc = service_of(srv, to.domain);
+    if (svc || !to.local || !router_is_local_domain(srv, to.domain)) {
+        if (svc) /* an error or push for a room occupant or a component */
+            svc->deliver(srv, svc->ud, stanza);
+        else
+            xml_free(stanza);
+        jid_clear(&to);
         return;
     }
     char *bare = jid_bare(&to);
@@ -124,7 +186,10 @@ void router_route(server *srv, c2s *origin, xml_node *stanza)
     xml_set_attr(stanza, "to", normalized);
     free(normalized);
 
-    if (!router_is_local_domain(srv, to.domain)) {
+    service *svc = service_of(srv, to.domain);
+    if (svc) {
+        svc->deliver(srv, svc->ud, stanza);
+    } else if (!router_is_local_domain(srv, to.domain)) {
         router_bounce(srv, stanza, "cancel", "remote-server-not-found",
                       "this server does not federate with other domains");
         xml_free(stanza);
@@ -146,6 +211,71 @@ void router_route(server *srv, c2s *origin, xml_node *stanza)
             xml_free(stanza);
         }
         free(bare);
+    }
+    jid_clear(&to);
+}
+
+/* A stanza from a service or the server to the server's own domain: only answers to the
+ * server's own requests are expected. */
+static void send_to_server(server *srv, xml_node *stanza)
+{
+    const char *type = xml_get_attr(stanza, "type");
+    if (strcmp(stanza->name, "iq") == 0 && (str_eq(type, "result") || str_eq(type, "error"))) {
+        iq_out_answer(srv, stanza);
+    } else if (strcmp(stanza->name, "iq") == 0) {
+        router_bounce(srv, stanza, "cancel", "service-unavailable",
+                      "the server answers no requests from services");
+    }
+    xml_free(stanza);
+}
+
+static void send_to_account(server *srv, xml_node *stanza, const jid *to)
+{
+    char *bare = jid_bare(to);
+    const char *type = xml_get_attr(stanza, "type");
+    if (strcmp(stanza->name, "message") == 0) {
+        message_deliver(srv, stanza, bare, to->resource);
+    } else if (to->resource) {
+        c2s *target = router_session(srv, bare, to->resource);
+        if (target && !conn_is_closing(target->conn))
+            c2s_send(target, stanza);
+        else if (strcmp(stanza->name, "iq") == 0 && (str_eq(type, "get") || str_eq(type, "set")))
+            router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+        xml_free(stanza);
+    } else if (strcmp(stanza->name, "presence") == 0) {
+        /* Directed presence to a bare JID reaches every available resource. */
+        for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
+            if (s->available && !conn_is_closing(s->conn))
+                c2s_send(s, stanza);
+        xml_free(stanza);
+    } else {
+        if (str_eq(type, "get") || str_eq(type, "set"))
+            router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+        xml_free(stanza);
+    }
+    free(bare);
+}
+
+void router_send(server *srv, xml_node *stanza)
+{
+    jid to;
+    const char *to_attr = xml_get_attr(stanza, "to");
+    if (!to_attr || jid_parse(to_attr, &to) < 0) {
+        log_warn("a service sent a %s without a valid 'to': dropped", stanza->name);
+        xml_free(stanza);
+        return;
+    }
+    service *svc = service_of(srv, to.domain);
+    if (svc) {
+        svc->deliver(srv, svc->ud, stanza);
+    } else if (!router_is_local_domain(srv, to.domain)) {
+        router_bounce(srv, stanza, "cancel", "remote-server-not-found",
+                      "this server does not federate with other domains");
+        xml_free(stanza);
+    } else if (!to.local) {
+        send_to_server(srv, stanza);
+    } else {
+        send_to_account(srv, stanza, &to);
     }
     jid_clear(&to);
 }

@@ -1,6 +1,8 @@
 /* router.h - who is online where, and where each stanza goes (RFC 6120 section 10,
- * RFC 6121 section 8). Today every session is local; a stanza for a domain this server
- * does not serve gets remote-server-not-found until server-to-server links exist. */
+ * RFC 6121 section 8). Besides local accounts the server routes to services: domains
+ * served by a module inside parleyd (multi-user chat) or by an external component
+ * (XEP-0114). A stanza for any other domain gets remote-server-not-found until
+ * server-to-server links exist. */
 #ifndef PARLEY_ROUTER_H
 #define PARLEY_ROUTER_H
 
@@ -26,6 +28,27 @@ void router_route(server *srv, c2s *origin, xml_node *stanza);
 /* Deliver a stanza on behalf of the server (errors, pushes, presence): to is a JID string,
  * full or bare. Takes ownership of stanza. */
 void router_deliver(server *srv, xml_node *stanza);
+/* ---- services ---- */
+
+/* Receives every stanza addressed to the service's domain or a JID in it (from already
+ * stamped with the sender's full JID); takes ownership of stanza. */
+typedef void (*router_service_fn)(server *srv, void *ud, xml_node *stanza);
+
+/* Serve domain (normalised) with deliver. Returns 0, or -1 if the domain is the
+ * server's own or already served. */
+int router_add_service(server *srv, const char *domain, router_service_fn deliver, void *ud);
+void router_remove_service(server *srv, const char *domain);
+/* Is domain served by a service right now? */
+int router_is_service(server *srv, const char *domain);
+/* Call fn for each service domain (for disco#items on the server). */
+void router_each_service(server *srv, void (*fn)(void *ud, const char *domain), void *ud);
+
+/* Route a stanza a service (or the server itself) sends: to a local account (messages
+ * delivered without a compliance record: a service records what it must itself, once,
+ * e.g. a room message per room), to another service, or an IQ answer to the server
+ * (iq_out.h). The 'from' attribute must already be set. Takes ownership. */
+void router_send(server *srv, xml_node *stanza);
+
 /* Send an error reply for stanza (if it is not itself an error) back to its sender. */
 void router_bounce(server *srv, const xml_node *stanza, const char *etype, const char *condition,
                    const char *text);

@@ -7,6 +7,7 @@
 #include "c2s.h"
 #include "compliance.h"
 #include "conn.h"
+#include "iq_out.h"
 #include "listener.h"
 
 #include <fcntl.h>
@@ -21,6 +22,11 @@ static void on_tick(ev_loop *loop, void *ud)
     c2s_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
+}
+
+static void on_fast_tick(ev_loop *loop, void *ud)
+{
+    iq_out_expire(ud);
 }
 
 static void before_sleep(ev_loop *loop, void *ud)
@@ -125,6 +131,7 @@ int server_init(server *srv, const config *cfg)
     }
     signal(SIGPIPE, SIG_IGN);
     ev_every(srv->loop, 1000, on_tick, srv);
+    ev_every(srv->loop, 100, on_fast_tick, srv);
     ev_before_sleep(srv->loop, before_sleep, srv);
     log_info("serving %s (store %s)", cfg->domain, cfg->store);
     return 0;
@@ -145,8 +152,10 @@ void server_shutdown(server *srv)
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
+    iq_out_free(srv);
     compliance_close(srv);
     dict_free(srv->users, NULL);
+    dict_free(srv->services, free);
     authlimit_free(srv->authlimit);
     store_close(srv->store);
     SSL_CTX_free(srv->tls_ctx);

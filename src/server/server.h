@@ -14,6 +14,7 @@ struct conn;
 struct dict;
 struct authlimit;
 struct compliance;
+struct iq_out;
 
 typedef struct server {
     config cfg;
@@ -21,6 +22,8 @@ typedef struct server {
     ev_loop *loop;
     SSL_CTX *tls_ctx;           /* replaced on SIGHUP; live connections keep theirs */
     struct dict *users;         /* bare JID -> user_sessions (router.c) */
+    struct dict *services;      /* domain -> service served in or beside parleyd (router.c) */
+    struct iq_out *iq_out;      /* IQs the server sent and awaits answers to (iq_out.h) */
     struct c2s *sessions;       /* every c2s session, for housekeeping and shutdown */
     struct conn *dirty;         /* connections with output to flush before sleeping */
     struct conn *closing;       /* connections to reap outside any callback */

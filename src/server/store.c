@@ -210,3 +210,40 @@ store_status store_offline_count(store *st, const char *user, int *count)
     CHECK_STR(st, user, "user");
     return st->ops->offline_count(st, user, count);
 }
+
+store_status store_kv_put(store *st, const char *collection, const char *owner, const char *key,
+                          const char *value)
+{
+    CHECK_STR(st, collection, "collection");
+    CHECK_STR(st, owner, "owner");
+    CHECK_STR(st, key, "key");
+    if (!value)
+        return store_set_error(st, "%s: no value", __func__);
+    return st->ops->kv_put(st, collection, owner, key, value);
+}
+
+store_status store_kv_get(store *st, const char *collection, const char *owner, const char *key,
+                          char **value)
+{
+    CHECK_STR(st, collection, "collection");
+    CHECK_STR(st, owner, "owner");
+    CHECK_STR(st, key, "key");
+    *value = NULL;
+    return st->ops->kv_get(st, collection, owner, key, value);
+}
+
+store_status store_kv_del(store *st, const char *collection, const char *owner, const char *key)
+{
+    CHECK_STR(st, collection, "collection");
+    CHECK_STR(st, owner, "owner");
+    return st->ops->kv_del(st, collection, owner, key);
+}
+
+store_status store_kv_list(store *st, const char *collection, const char *owner,
+                           void (*fn)(void *ud, const char *owner, const char *key,
+                                      const char *value),
+                           void *ud)
+{
+    CHECK_STR(st, collection, "collection");
+    return st->ops->kv_list(st, collection, owner, fn, ud);
+}

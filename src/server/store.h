@@ -70,4 +70,22 @@ store_status store_offline_pop(store *st, const char *user,
                                int (*fn)(void *ud, const char *stanza), void *ud);
 store_status store_offline_count(store *st, const char *user, int *count);
 
+/* ---- small documents of server modules (rooms, and the like) ----
+ * A value (text, typically XML) under (collection, owner, key): collection names the
+ * module's kind of data ("muc-room"), owner the entity it belongs to (a room's JID). Not
+ * tied to accounts: deleting a user does not touch it. */
+store_status store_kv_put(store *st, const char *collection, const char *owner, const char *key,
+                          const char *value);
+/* STORE_NOT_FOUND if absent; *value is the caller's to free. */
+store_status store_kv_get(store *st, const char *collection, const char *owner, const char *key,
+                          char **value);
+/* Delete one key, or every key of owner when key is NULL (STORE_OK even if none). */
+store_status store_kv_del(store *st, const char *collection, const char *owner, const char *key);
+/* Call fn for every entry of collection (of owner, or of every owner when owner is NULL),
+ * ordered by owner then key (byte order). The strings are valid during the call only. */
+store_status store_kv_list(store *st, const char *collection, const char *owner,
+                           void (*fn)(void *ud, const char *owner, const char *key,
+                                      const char *value),
+                           void *ud);
+
 #endif

@@ -38,6 +38,17 @@ struct store_ops {
     store_status (*offline_pop)(store *st, const char *user,
                                 int (*fn)(void *ud, const char *stanza), void *ud);
     store_status (*offline_count)(store *st, const char *user, int *count);
+
+    store_status (*kv_put)(store *st, const char *collection, const char *owner,
+                           const char *key, const char *value);
+    store_status (*kv_get)(store *st, const char *collection, const char *owner,
+                           const char *key, char **value);
+    store_status (*kv_del)(store *st, const char *collection, const char *owner,
+                           const char *key);
+    store_status (*kv_list)(store *st, const char *collection, const char *owner,
+                            void (*fn)(void *ud, const char *owner, const char *key,
+                                       const char *value),
+                            void *ud);
 };
 
 struct store {

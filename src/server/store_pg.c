@@ -88,6 +88,14 @@ static const char *const migrations[] = {
     "  stanza TEXT NOT NULL,"
     "  stored_at BIGINT NOT NULL);"
     "CREATE INDEX offline_owner ON offline(owner, id);",
+    /* version 2: small documents of server modules (store_kv_*) */
+    "CREATE TABLE kv ("
+    "  collection TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  updated BIGINT NOT NULL,"
+    "  PRIMARY KEY (collection, owner, key));",
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -126,6 +134,12 @@ enum sid {
     S_OFFLINE_INSERT,
     S_OFFLINE_LOCK,
     S_OFFLINE_DELETE_IDS,
+    S_KV_PUT,
+    S_KV_GET,
+    S_KV_DEL,
+    S_KV_DEL_OWNER,
+    S_KV_LIST,
+    S_KV_LIST_OWNER,
     S_COUNT
 };
 
@@ -181,6 +195,16 @@ static const char *const sql_text[S_COUNT] = {
     [S_OFFLINE_INSERT] = "INSERT INTO offline(owner, stanza, stored_at) VALUES ($1, $2, $3)",
     [S_OFFLINE_LOCK] = "SELECT id, stanza FROM offline WHERE owner = $1 ORDER BY id FOR UPDATE",
     [S_OFFLINE_DELETE_IDS] = "DELETE FROM offline WHERE owner = $1 AND id = ANY($2::bigint[])",
+    [S_KV_PUT] = "INSERT INTO kv(collection, owner, key, value, updated) VALUES ($1, $2, $3, $4, $5)"
+                 " ON CONFLICT (collection, owner, key) DO UPDATE SET value = excluded.value,"
+                 " updated = excluded.updated",
+    [S_KV_GET] = "SELECT value FROM kv WHERE collection = $1 AND owner = $2 AND key = $3",
+    [S_KV_DEL] = "DELETE FROM kv WHERE collection = $1 AND owner = $2 AND key = $3",
+    [S_KV_DEL_OWNER] = "DELETE FROM kv WHERE collection = $1 AND owner = $2",
+    [S_KV_LIST] = "SELECT owner, key, value FROM kv WHERE collection = $1"
+                  " ORDER BY owner COLLATE \"C\", key COLLATE \"C\"",
+    [S_KV_LIST_OWNER] = "SELECT owner, key, value FROM kv WHERE collection = $1 AND owner = $2"
+                        " ORDER BY key COLLATE \"C\"",
 };
 
 /* SQLSTATEs the store maps to its own codes. */
@@ -1115,6 +1139,90 @@ PG_OP(offline_pop,
       (s, user, fn, ud))
 PG_OP(offline_count, (store *base, const char *user, int *count), (s, user, count))
 
+/* ---- small documents ---- */
+
+static store_status kv_put(pg_store *s, const char *collection, const char *owner,
+                           const char *key, const char *value)
+{
+    char now[32];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    params p = {0};
+    p_text(&p, collection);
+    p_text(&p, owner);
+    p_text(&p, key);
+    p_text(&p, value);
+    p_text(&p, now);
+    PGresult *res = run(s, S_KV_PUT, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    PQclear(res);
+    return STORE_OK;
+}
+
+static store_status kv_get(pg_store *s, const char *collection, const char *owner,
+                           const char *key, char **value)
+{
+    params p = {0};
+    p_text(&p, collection);
+    p_text(&p, owner);
+    p_text(&p, key);
+    PGresult *res = run(s, S_KV_GET, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    store_status ret = PQntuples(res) ? STORE_OK : STORE_NOT_FOUND;
+    if (ret == STORE_OK)
+        *value = val_dup(res, 0, 0);
+    PQclear(res);
+    return ret;
+}
+
+static store_status kv_del(pg_store *s, const char *collection, const char *owner,
+                           const char *key)
+{
+    params p = {0};
+    p_text(&p, collection);
+    p_text(&p, owner);
+    if (key)
+        p_text(&p, key);
+    PGresult *res = run(s, key ? S_KV_DEL : S_KV_DEL_OWNER, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    PQclear(res);
+    return STORE_OK;
+}
+
+static store_status kv_list(pg_store *s, const char *collection, const char *owner,
+                            void (*fn)(void *ud, const char *owner, const char *key,
+                                       const char *value),
+                            void *ud)
+{
+    params p = {0};
+    p_text(&p, collection);
+    if (owner)
+        p_text(&p, owner);
+    PGresult *res = run(s, owner ? S_KV_LIST_OWNER : S_KV_LIST, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    for (int i = 0; i < PQntuples(res); i++)
+        fn(ud, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+    PQclear(res);
+    return STORE_OK;
+}
+
+PG_OP(kv_put,
+      (store *base, const char *collection, const char *owner, const char *key,
+       const char *value),
+      (s, collection, owner, key, value))
+PG_OP(kv_get,
+      (store *base, const char *collection, const char *owner, const char *key, char **value),
+      (s, collection, owner, key, value))
+PG_OP(kv_del, (store *base, const char *collection, const char *owner, const char *key),
+      (s, collection, owner, key))
+PG_OP(kv_list,
+      (store *base, const char *collection, const char *owner,
+       void (*fn)(void *ud, const char *owner, const char *key, const char *value), void *ud),
+      (s, collection, owner, fn, ud))
+
 static store_status pg_user_exists(store *base, const char *user)
 {
     pg_store *s = ps_of(base);
@@ -1141,4 +1249,8 @@ const struct store_ops store_pg_ops = {
     .offline_push = pg_offline_push,
     .offline_pop = pg_offline_pop,
     .offline_count = pg_offline_count,
+    .kv_put = pg_kv_put,
+    .kv_get = pg_kv_get,
+    .kv_del = pg_kv_del,
+    .kv_list = pg_kv_list,
 };

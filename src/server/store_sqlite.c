@@ -74,6 +74,14 @@ static const char *const migrations[] = {
     "  stanza TEXT NOT NULL,"
     "  stored_at INTEGER NOT NULL);"
     "CREATE INDEX offline_owner ON offline(owner, id);",
+    /* version 2: small documents of server modules (store_kv_*) */
+    "CREATE TABLE kv ("
+    "  collection TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  updated INTEGER NOT NULL,"
+    "  PRIMARY KEY (collection, owner, key));",
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -107,6 +115,12 @@ enum sid {
     S_OFFLINE_INSERT,
     S_OFFLINE_LIST,
     S_OFFLINE_DELETE_UPTO,
+    S_KV_PUT,
+    S_KV_GET,
+    S_KV_DEL,
+    S_KV_DEL_OWNER,
+    S_KV_LIST,
+    S_KV_LIST_OWNER,
     S_COUNT
 };
 
@@ -148,6 +162,15 @@ static const char *const sql_text[S_COUNT] = {
     [S_OFFLINE_INSERT] = "INSERT INTO offline(owner, stanza, stored_at) VALUES (?1, ?2, ?3)",
     [S_OFFLINE_LIST] = "SELECT id, stanza FROM offline WHERE owner = ?1 ORDER BY id",
     [S_OFFLINE_DELETE_UPTO] = "DELETE FROM offline WHERE owner = ?1 AND id <= ?2",
+    [S_KV_PUT] = "INSERT INTO kv(collection, owner, key, value, updated) VALUES (?1, ?2, ?3, ?4, ?5)"
+                 " ON CONFLICT(collection, owner, key) DO UPDATE SET value = excluded.value,"
+                 " updated = excluded.updated",
+    [S_KV_GET] = "SELECT value FROM kv WHERE collection = ?1 AND owner = ?2 AND key = ?3",
+    [S_KV_DEL] = "DELETE FROM kv WHERE collection = ?1 AND owner = ?2 AND key = ?3",
+    [S_KV_DEL_OWNER] = "DELETE FROM kv WHERE collection = ?1 AND owner = ?2",
+    [S_KV_LIST] = "SELECT owner, key, value FROM kv WHERE collection = ?1 ORDER BY owner, key",
+    [S_KV_LIST_OWNER] = "SELECT owner, key, value FROM kv WHERE collection = ?1 AND owner = ?2"
+                        " ORDER BY key",
 };
 
 typedef struct sqlite_store {
@@ -805,6 +828,106 @@ static store_status sqlite_offline_pop(store *base, const char *user,
     return commit(s);
 }
 
+/* ---- small documents ---- */
+
+static store_status sqlite_kv_put(store *base, const char *collection, const char *owner,
+                                  const char *key, const char *value)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, S_KV_PUT);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, value, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL));
+    store_status ret = sqlite3_step(st) == SQLITE_DONE ? STORE_OK : db_error(s, "store a document");
+    finish(st);
+    return ret;
+}
+
+static store_status sqlite_kv_get(store *base, const char *collection, const char *owner,
+                                  const char *key, char **value)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, S_KV_GET);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    store_status ret = STORE_OK;
+    if (rc == SQLITE_ROW)
+        *value = col_dup(st, 0);
+    else if (rc == SQLITE_DONE)
+        ret = STORE_NOT_FOUND;
+    else
+        ret = db_error(s, "read a document");
+    finish(st);
+    return ret;
+}
+
+static store_status sqlite_kv_del(store *base, const char *collection, const char *owner,
+                                  const char *key)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, key ? S_KV_DEL : S_KV_DEL_OWNER);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    if (key)
+        sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
+    store_status ret = sqlite3_step(st) == SQLITE_DONE ? STORE_OK : db_error(s, "delete documents");
+    finish(st);
+    return ret;
+}
+
+typedef struct kv_row {
+    char *owner, *key, *value;
+} kv_row;
+
+static store_status sqlite_kv_list(store *base, const char *collection, const char *owner,
+                                   void (*fn)(void *ud, const char *owner, const char *key,
+                                              const char *value),
+                                   void *ud)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, owner ? S_KV_LIST_OWNER : S_KV_LIST);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
+    if (owner)
+        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    /* Rows are read first and fn called after the statement is reset: fn may write. */
+    kv_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            rows = xrealloc(rows, cap * sizeof *rows);
+        }
+        rows[n].owner = col_dup(st, 0);
+        rows[n].key = col_dup(st, 1);
+        rows[n].value = col_dup(st, 2);
+        n++;
+    }
+    store_status ret = rc == SQLITE_DONE ? STORE_OK : db_error(s, "list documents");
+    finish(st);
+    for (size_t i = 0; i < n; i++) {
+        if (ret == STORE_OK)
+            fn(ud, rows[i].owner, rows[i].key, rows[i].value);
+        free(rows[i].owner);
+        free(rows[i].key);
+        free(rows[i].value);
+    }
+    free(rows);
+    return ret;
+}
+
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -823,4 +946,8 @@ const struct store_ops store_sqlite_ops = {
     .offline_push = sqlite_offline_push,
     .offline_pop = sqlite_offline_pop,
     .offline_count = sqlite_offline_count,
+    .kv_put = sqlite_kv_put,
+    .kv_get = sqlite_kv_get,
+    .kv_del = sqlite_kv_del,
+    .kv_list = sqlite_kv_list,
 };

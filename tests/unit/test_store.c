@@ -594,14 +594,14 @@ static void test_two_handles(void **state)
 static void test_schema_version(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_version"), 1);
+    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_version"), 2);
 
     /* Opening again applies nothing twice. */
     char err[256] = "";
     store *again = store_open(f->uri, err, sizeof err);
     assert_non_null(again);
     store_close(again);
-    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_version"), 2);
 
     /* A database from a newer Parley is refused rather than misread. */
     db_exec(f, "INSERT INTO schema_version VALUES (99, 0)");
@@ -906,8 +906,8 @@ static void test_pg_schema(void **state)
     assert_int_equal(db_int(f, "SELECT count(*) FROM information_schema.tables"
                                " WHERE table_schema = 'public' AND table_name IN ('users',"
                                " 'credentials', 'roster', 'roster_groups', 'roster_versions',"
-                               " 'offline', 'schema_version')"),
-                     7);
+                               " 'offline', 'schema_version', 'kv')"),
+                     8);
 }
 
 /* scripts/pg-cluster.sh, found from this file's path unless PARLEY_PG_CLUSTER says. */
@@ -1034,6 +1034,52 @@ static void test_pg_connection_loss(void **state)
     assert_int_not_equal(stat(c.dir, &sb), 0);
 }
 
+static void append_kv(void *ud, const char *owner, const char *key, const char *value)
+{
+    char *buf = ud;
+    size_t len = strlen(buf);
+    snprintf(buf + len, 512 - len, "%s|%s|%s;", owner, key, value);
+}
+
+static void test_kv_documents(void **state)
+{
+    fixture *f = *state;
+    char *v = NULL;
+    assert_int_equal(store_kv_get(f->st, "muc-room", "a@conf", "config", &v), STORE_NOT_FOUND);
+    assert_null(v);
+    assert_int_equal(store_kv_put(f->st, "muc-room", "b@conf", "config", "<x b/>"), STORE_OK);
+    assert_int_equal(store_kv_put(f->st, "muc-room", "a@conf", "config", "<x a/>"), STORE_OK);
+    assert_int_equal(store_kv_put(f->st, "muc-room", "a@conf", "affiliations", "<aff/>"),
+                     STORE_OK);
+    assert_int_equal(store_kv_put(f->st, "other", "a@conf", "config", "elsewhere"), STORE_OK);
+    /* Replacing keeps one value per key; text is kept byte for byte. */
+    assert_int_equal(store_kv_put(f->st, "muc-room", "a@conf", "config", "<x a='2'>\xc3\xa9</x>"),
+                     STORE_OK);
+    assert_int_equal(store_kv_get(f->st, "muc-room", "a@conf", "config", &v), STORE_OK);
+    assert_string_equal(v, "<x a='2'>\xc3\xa9</x>");
+    free(v);
+
+    char all[512] = "";
+    assert_int_equal(store_kv_list(f->st, "muc-room", NULL, append_kv, all), STORE_OK);
+    assert_string_equal(all, "a@conf|affiliations|<aff/>;a@conf|config|<x a='2'>\xc3\xa9</x>;"
+                             "b@conf|config|<x b/>;");
+    char one[512] = "";
+    assert_int_equal(store_kv_list(f->st, "muc-room", "b@conf", append_kv, one), STORE_OK);
+    assert_string_equal(one, "b@conf|config|<x b/>;");
+
+    assert_int_equal(store_kv_del(f->st, "muc-room", "a@conf", "affiliations"), STORE_OK);
+    assert_int_equal(store_kv_get(f->st, "muc-room", "a@conf", "affiliations", &v),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_kv_del(f->st, "muc-room", "a@conf", NULL), STORE_OK);
+    assert_int_equal(store_kv_get(f->st, "muc-room", "a@conf", "config", &v), STORE_NOT_FOUND);
+    /* Other collections are untouched. */
+    assert_int_equal(store_kv_get(f->st, "other", "a@conf", "config", &v), STORE_OK);
+    free(v);
+    /* Bad input is an error, not a crash. */
+    assert_int_equal(store_kv_put(f->st, "", "a", "k", "v"), STORE_ERROR);
+    assert_int_equal(store_kv_put(f->st, "c", "a", "k", NULL), STORE_ERROR);
+}
+
 #define BOTH(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -1058,6 +1104,7 @@ int main(void)
         BOTH(test_byte_order_and_text),
         BOTH(test_store_calls_from_pop_callback),
         BOTH(test_concurrent_push_cap),
+        BOTH(test_kv_documents),
     };
     const struct CMUnitTest sqlite_only[] = {
         BOTH(test_sqlite_file_mode_wal),

@@ -1,0 +1,408 @@
+/* ctl_compliance.c - `parleyctl compliance`: verify the archive's hash chains and signed
+ * checkpoints, search and export message records, list audit events. Every command
+ * opens the archive read-only: an audit must not change what it inspects. */
+#include "ctl.h"
+#include "common/jid.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void ctl_compliance_usage(FILE *out)
+{
+    fputs("  compliance verify\n"
+          "          check the compliance archive's hash chains and signed checkpoints;\n"
+          "          exit 3 naming the first altered, missing or reordered record\n"
+          "  compliance search [FILTERS]\n"
+          "          list message records; FILTERS: --from JID, --to JID, --jid JID (either\n"
+          "          side), --text T (body contains), --since TIME, --until TIME,\n"
+          "          --limit N; TIME is ISO 8601 UTC (2024-05-01 or 2024-05-01T12:00:00Z);\n"
+          "          a bare JID matches all its resources\n"
+          "  compliance export --format csv|json [FILTERS]\n"
+          "          every column of the matching records, for auditors' tools\n"
+          "  compliance audit [FILTERS]\n"
+          "          list audit events (sign-ins, sign-outs, admin actions)\n",
+          out);
+}
+
+/* ISO 8601 in UTC: DATE, DATE"T"HH:MM, DATE"T"HH:MM:SS, with optional fraction and Z. */
+static int parse_time(const char *s, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = strptime(s, "%Y-%m-%d", &tm);
+    if (!p)
+        return -1;
+    long frac_us = 0;
+    if (*p == 'T' || *p == ' ') {
+        const char *q = strptime(p + 1, "%H:%M", &tm);
+        if (!q)
+            return -1;
+        p = q;
+        if (*p == ':') {
+            q = strptime(p + 1, "%S", &tm);
+            if (!q)
+                return -1;
+            p = q;
+            if (*p == '.') {
+                p++;
+                long scale = 100000;
+                if (*p < '0' || *p > '9')
+                    return -1;
+                while (*p >= '0' && *p <= '9') {
+                    frac_us += (*p - '0') * scale;
+                    scale /= 10;
+                    p++;
+                }
+            }
+        }
+    }
+    if (*p == 'Z')
+        p++;
+    if (*p)
+        return -1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -1;
+    *out = (int64_t)t * 1000000 + frac_us;
+    return 0;
+}
+
+/* A JID argument normalised (lower case, nameprep) so it matches the stored form. */
+static char *norm_jid_arg(const char *arg)
+{
+    jid j;
+    if (jid_parse(arg, &j) < 0)
+        return xstrdup(arg);
+    char *out = jid_full(&j);
+    jid_clear(&j);
+    return out;
+}
+
+typedef struct search_opts {
+    clog_filter f;
+    char *from, *to, *jid;
+    const char *format; /* export: csv or json */
+} search_opts;
+
+static void search_opts_free(search_opts *o)
+{
+    free(o->from);
+    free(o->to);
+    free(o->jid);
+}
+
+/* Parse filters (and --format when allow_format). Returns 0 or EXIT_USAGE. */
+static int parse_filters(const char *what, int argc, char **argv, int allow_format, search_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc)
+            return usage_error("compliance %s: %s needs a value", what, a);
+        const char *v = argv[++i];
+        if (strcmp(a, "--from") == 0) {
+            free(o->from);
+            o->f.from = o->from = norm_jid_arg(v);
+        } else if (strcmp(a, "--to") == 0) {
+            free(o->to);
+            o->f.to = o->to = norm_jid_arg(v);
+        } else if (strcmp(a, "--jid") == 0) {
+            free(o->jid);
+            o->f.jid = o->jid = norm_jid_arg(v);
+        } else if (strcmp(a, "--text") == 0) {
+            o->f.text = v;
+        } else if (strcmp(a, "--since") == 0 || strcmp(a, "--until") == 0) {
+            int64_t t;
+            if (parse_time(v, &t) < 0)
+                return usage_error("compliance %s: bad time '%s' for %s (ISO 8601 UTC, e.g. "
+                                   "2024-05-01 or 2024-05-01T12:30:00Z)",
+                                   what, v, a);
+            if (strcmp(a, "--since") == 0)
+                o->f.since_us = t;
+            else
+                o->f.until_us = t;
+        } else if (strcmp(a, "--limit") == 0) {
+            char *end;
+            errno = 0;
+            long long n = strtoll(v, &end, 10);
+            if (!*v || *end || errno || n <= 0)
+                return usage_error("compliance %s: bad --limit '%s' (a number > 0)", what, v);
+            o->f.limit = n;
+        } else if (allow_format && strcmp(a, "--format") == 0) {
+            if (strcmp(v, "csv") != 0 && strcmp(v, "json") != 0)
+                return usage_error("compliance %s: --format is csv or json", what);
+            o->format = v;
+        } else {
+            return usage_error("compliance %s: unexpected argument '%s'", what, a);
+        }
+    }
+    return 0;
+}
+
+static void csv_field(const char *s, int last)
+{
+    if (s) {
+        if (strpbrk(s, ",\"\r\n")) {
+            putchar('"');
+            for (const char *p = s; *p; p++) {
+                if (*p == '"')
+                    putchar('"');
+                putchar(*p);
+            }
+            putchar('"');
+        } else {
+            fputs(s, stdout);
+        }
+    }
+    putchar(last ? '\n' : ',');
+}
+
+static void json_string(const char *s)
+{
+    if (!s) {
+        fputs("null", stdout);
+        return;
+    }
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", stdout); break;
+        case '\\': fputs("\\\\", stdout); break;
+        case '\n': fputs("\\n", stdout); break;
+        case '\r': fputs("\\r", stdout); break;
+        case '\t': fputs("\\t", stdout); break;
+        default:
+            if (*p < 0x20)
+                printf("\\u%04x", *p);
+            else
+                putchar(*p);
+        }
+    }
+    putchar('"');
+}
+
+/* Text on one output line: newlines and other control characters escaped as \n, \xHH
+ * (one record per line, and a body cannot forge lines of its own). */
+static void print_line_safe(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\n')
+            fputs("\\n", stdout);
+        else if (*p == '\\')
+            fputs("\\\\", stdout);
+        else if (*p < 0x20 || *p == 0x7f)
+            printf("\\x%02x", *p);
+        else
+            putchar(*p);
+    }
+}
+
+typedef struct printer {
+    const char *format; /* NULL: human-readable lines */
+    int64_t count;
+} printer;
+
+static const char *const record_columns[] = {
+    "seq",      "time",    "ts_us",   "kind",      "sender",    "recipient", "msg_id",
+    "thread",   "type",    "subject", "body",      "encrypted", "enc_ns",    "file_name",
+    "file_size", "file_type", "file_sha256", "outcome", "verdict", "reason",  "stanza",
+    "prev_hash", "hash",
+};
+
+static int print_record(void *ud, const clog_record *r)
+{
+    printer *pr = ud;
+    char when[TIME_UTC_LEN], seq[24], ts[24], size[24];
+    char prev[2 * CLOG_HASH_LEN + 1], hash[2 * CLOG_HASH_LEN + 1];
+    time_format_utc(r->ts_us, when);
+    if (!pr->format) {
+        printf("#%lld %s %s -> %s [%s] %s%s%s", (long long)r->seq, when,
+               r->sender ? r->sender : "?", r->recipient ? r->recipient : "?",
+               r->type ? r->type : "?", r->outcome ? r->outcome : "?", r->reason ? " (" : "",
+               r->reason ? r->reason : "");
+        if (r->reason)
+            putchar(')');
+        if (r->encrypted)
+            printf(" encrypted (%s)", r->enc_ns ? r->enc_ns : "?");
+        if (r->subject) {
+            fputs(" subject: ", stdout);
+            print_line_safe(r->subject);
+        }
+        if (r->body) {
+            fputs(": ", stdout);
+            print_line_safe(r->body);
+        }
+        putchar('\n');
+        pr->count++;
+        return 0;
+    }
+    snprintf(seq, sizeof seq, "%lld", (long long)r->seq);
+    snprintf(ts, sizeof ts, "%lld", (long long)r->ts_us);
+    if (r->file_size >= 0)
+        snprintf(size, sizeof size, "%lld", (long long)r->file_size);
+    clog_hex(r->prev_hash, CLOG_HASH_LEN, prev);
+    clog_hex(r->hash, CLOG_HASH_LEN, hash);
+    const char *vals[] = {seq,         when,       ts,         r->kind,      r->sender,
+                          r->recipient, r->msg_id, r->thread,  r->type,      r->subject,
+                          r->body,      r->encrypted ? "1" : "0", r->enc_ns, r->file_name,
+                          r->file_size >= 0 ? size : NULL, r->file_type, r->file_sha256,
+                          r->outcome,   r->verdict, r->reason, r->stanza,    prev,
+                          hash};
+    if (strcmp(pr->format, "csv") == 0) {
+        for (size_t i = 0; i < ARRAY_LEN(vals); i++)
+            csv_field(vals[i], i + 1 == ARRAY_LEN(vals));
+    } else {
+        fputs(pr->count ? ",\n{" : "\n{", stdout);
+        for (size_t i = 0; i < ARRAY_LEN(vals); i++) {
+            printf("%s\"%s\": ", i ? ", " : "", record_columns[i]);
+            /* Numbers as JSON numbers, the rest as strings. */
+            if ((i == 0 || i == 2 || i == 11 || i == 14) && vals[i])
+                fputs(vals[i], stdout);
+            else
+                json_string(vals[i]);
+        }
+        putchar('}');
+    }
+    pr->count++;
+    return 0;
+}
+
+static int print_audit(void *ud, const clog_audit *a)
+{
+    printer *pr = ud;
+    char when[TIME_UTC_LEN];
+    time_format_utc(a->ts_us, when);
+    printf("#%lld %s ", (long long)a->seq, when);
+    print_line_safe(a->event ? a->event : "?");
+    putchar(' ');
+    print_line_safe(a->actor ? a->actor : "-");
+    const char *labels[] = {" target=", " peer=", " detail="};
+    const char *vals[] = {a->target, a->peer, a->detail};
+    for (size_t i = 0; i < ARRAY_LEN(vals); i++) {
+        if (vals[i]) {
+            fputs(labels[i], stdout);
+            print_line_safe(vals[i]);
+        }
+    }
+    putchar('\n');
+    pr->count++;
+    return 0;
+}
+
+/* The public key checkpoints must be signed with: the server certificate's (readable by
+ * auditors who do not hold the private key). NULL with a warning if unreadable. */
+static EVP_PKEY *trusted_key(const config *cfg)
+{
+    FILE *f = fopen(cfg->cert_file, "r");
+    X509 *cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    EVP_PKEY *key = cert ? X509_get_pubkey(cert) : NULL;
+    X509_free(cert);
+    ERR_clear_error();
+    if (!key)
+        fprintf(stderr, "%s: warning: cannot read %s: checkpoint signatures are checked, but "
+                        "not who made them\n",
+                progname, cfg->cert_file);
+    return key;
+}
+
+static int compliance_verify(const config *cfg, clog *log)
+{
+    EVP_PKEY *trusted = trusted_key(cfg);
+    int rc = 0;
+    for (int ch = CLOG_MESSAGES; ch <= CLOG_AUDIT; ch++) {
+        clog_verify_result res;
+        if (clog_verify(log, (clog_chain)ch, trusted, &res) < 0) {
+            rc = fail("verifying the %s chain: %s", clog_chain_name((clog_chain)ch),
+                      clog_last_error(log));
+            break;
+        }
+        if (res.ok) {
+            printf("%s: all %lld records verify (%lld checkpoint%s)\n",
+                   clog_chain_name((clog_chain)ch), (long long)res.records,
+                   (long long)res.checkpoints, res.checkpoints == 1 ? "" : "s");
+        } else {
+            printf("%s: TAMPERED: %s\n", clog_chain_name((clog_chain)ch), res.problem);
+            fprintf(stderr, "%s: %s chain: %s\n", progname, clog_chain_name((clog_chain)ch),
+                    res.problem);
+            rc = EXIT_TAMPERED;
+        }
+    }
+    EVP_PKEY_free(trusted);
+    return rc;
+}
+
+int ctl_compliance(const char *conf_path, int argc, char **argv)
+{
+    if (argc < 1)
+        return usage_error("compliance needs a subcommand: verify, search, export or audit");
+    const char *sub = argv[0];
+    int is_verify = strcmp(sub, "verify") == 0, is_search = strcmp(sub, "search") == 0;
+    int is_export = strcmp(sub, "export") == 0, is_audit = strcmp(sub, "audit") == 0;
+    if (!is_verify && !is_search && !is_export && !is_audit)
+        return usage_error("unknown compliance subcommand '%s'", sub);
+    search_opts o;
+    memset(&o, 0, sizeof o);
+    if (is_verify && argc > 1)
+        return usage_error("compliance verify takes no arguments");
+    if (!is_verify) {
+        int r = parse_filters(sub, argc - 1, argv + 1, is_export, &o);
+        if (r) {
+            search_opts_free(&o);
+            return r;
+        }
+        if (is_export && !o.format) {
+            search_opts_free(&o);
+            return usage_error("compliance export needs --format csv or --format json");
+        }
+    }
+    config cfg;
+    if (load_config(conf_path, &cfg) < 0) {
+        search_opts_free(&o);
+        return EXIT_RUNTIME;
+    }
+    int rc = EXIT_RUNTIME;
+    char err[512];
+    /* Read-only: an audit must not change what it inspects. */
+    clog *log = clog_open(cfg.compliance_store, NULL, 1, CLOG_READONLY, err, sizeof err);
+    if (!log) {
+        fail("%s", err);
+        goto out;
+    }
+    if (is_verify) {
+        rc = compliance_verify(&cfg, log);
+        goto out;
+    }
+    printer pr = {is_export ? o.format : NULL, 0};
+    if (is_export && strcmp(o.format, "csv") == 0)
+        for (size_t i = 0; i < ARRAY_LEN(record_columns); i++)
+            csv_field(record_columns[i], i + 1 == ARRAY_LEN(record_columns));
+    if (is_export && strcmp(o.format, "json") == 0)
+        putchar('[');
+    int r = is_audit ? clog_search_audit(log, &o.f, print_audit, &pr)
+                     : clog_search(log, &o.f, print_record, &pr);
+    if (is_export && strcmp(o.format, "json") == 0)
+        fputs(pr.count ? "\n]\n" : "]\n", stdout);
+    if (r < 0) {
+        fail("searching the compliance archive: %s", clog_last_error(log));
+        goto out;
+    }
+    if (!is_export) {
+        const char *noun = is_audit ? "event" : "record";
+        fprintf(stderr, "%lld %s%s\n", (long long)pr.count, noun, pr.count == 1 ? "" : "s");
+    }
+    rc = fflush(stdout) == 0 ? 0 : fail("writing the output: %s", strerror(errno));
+out:
+    clog_close(log);
+    config_free(&cfg);
+    search_opts_free(&o);
+    return rc;
+}
