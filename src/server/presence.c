@@ -346,7 +346,9 @@ static void directed_presence(server *srv, c2s *s, jid *to, xml_node *stanza)
         free(dict_del(s->directed, target));
     }
     free(target);
-    if (is_local_account(srv, to)) {
+    /* A room (joining is directed presence, XEP-0045 7.2) or a component, or a local
+     * account; router_deliver reaches both. */
+    if (router_is_service(srv, to->domain) || is_local_account(srv, to)) {
         router_deliver(srv, stanza);
         return;
     }
