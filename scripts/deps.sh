@@ -1,14 +1,19 @@
 #!/bin/sh
 # deps.sh - install the Debian packages Parley needs to build, run and test, idempotently.
-# Usage: scripts/deps.sh [build|test]   (test adds the third-party peers the tests use)
+# Usage: scripts/deps.sh [build|test|bench]
+#   test adds the third-party peers the tests use; bench adds the servers bench/compare
+#   measures Parley against (Prosody, ejabberd) and the profilers (perf, valgrind).
 set -eu
 
 BUILD_PKGS="make cmake pkg-config clang libclang-rt-14-dev gcc libc6-dev libssl-dev openssl
 libexpat1-dev libsqlite3-dev sqlite3 libidn-dev libpq-dev libsqlcipher-dev libncurses-dev"
 TEST_PKGS="libcmocka-dev python3 python3-slixmpp python3-pytest procps iproute2 prosody postgresql tmux python3-openssl python3-cryptography"
 
+BENCH_PKGS="prosody lua-sec lua-event ejabberd erlang-base linux-perf valgrind python3 procps openssl"
+
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$want $TEST_PKGS"
+[ "${1:-build}" = bench ] && want="$want $BENCH_PKGS"
 
 missing=""
 for p in $want; do
