@@ -202,9 +202,11 @@ static void handle_bind(c2s *s, xml_node *iq)
     xml_add_text(j, s->full, strlen(s->full));
     c2s_send(s, res);
     xml_free(res);
+    /* SASL (and its channel binding) is over: the SSL object can go once idle. */
+    conn_tls_compact(s->conn);
 
     char desc[128];
-    tls_describe(conn_ssl(s->conn), desc, sizeof desc);
+    conn_tls_describe(s->conn, desc, sizeof desc);
     log_info("c2s %s: bound %s over %s", conn_peer(s->conn), s->full, desc);
 }
 
