@@ -27,6 +27,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -152,6 +153,8 @@ static struct {
     int search_steps;       /* chat search: most steps */
     double settle_s;        /* fanout: quiet time that ends the run */
     long expect_presence;   /* fanout: presences expected in total (0: unknown) */
+    const char *save_tickets; /* append each user's TLS session (ticket) to this file */
+    const char *resume_from;  /* offer the TLS sessions saved in this file */
     struct sockaddr_storage sources[MAX_SOURCES];
     socklen_t source_len[MAX_SOURCES];
     int nsources;
@@ -220,6 +223,7 @@ static struct {
     uint64_t presence_in;     /* presences received from others (fanout) */
     int64_t last_presence_ns;
     char tls_desc[128];       /* negotiated protocol and suite of the first session */
+    int resumed;              /* sessions whose TLS handshake resumed a saved session */
     histogram login;
     histogram latency;
 } st;
@@ -389,6 +393,71 @@ static void flush_dirty(void)
     }
 }
 
+/* ---- TLS session tickets ---------------------------------------------------------------
+ * --save-tickets appends "USER-NUMBER HEX-DER" lines (one write each, O_APPEND, so that
+ * processes can share the file); --resume-from loads them (later lines win) and offers
+ * each user's session, as a reconnecting client does. */
+static SSL_SESSION **tickets; /* by session index, NULL: none */
+static int ticket_fd = -1;
+
+static void save_ticket(session *s)
+{
+    SSL_SESSION *sess = SSL_get1_session(s->ssl);
+    if (!sess)
+        return;
+    int len = SSL_SESSION_is_resumable(sess) ? i2d_SSL_SESSION(sess, NULL) : 0;
+    if (len > 0 && len < 8192) {
+        unsigned char *der = xmalloc((size_t)len), *p = der;
+        i2d_SSL_SESSION(sess, &p);
+        char *line = xmalloc((size_t)len * 2 + 32);
+        int n = snprintf(line, 32, "%d ", s->user);
+        for (int i = 0; i < len; i++)
+            n += snprintf(line + n, 3, "%02x", der[i]);
+        line[n++] = '\n';
+        if (write(ticket_fd, line, (size_t)n) != n)
+            perror("parley-loadgen: --save-tickets");
+        free(line);
+        free(der);
+    }
+    SSL_SESSION_free(sess);
+}
+
+static void load_tickets(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        die("--resume-from %s: %s", file, strerror(errno));
+    size_t cap = 1 << 16;
+    char *line = xmalloc(cap);
+    while (fgets(line, (int)cap, f)) {
+        char *sp = strchr(line, ' ');
+        if (!sp)
+            continue;
+        long user = strtol(line, NULL, 10);
+        if (user < opt.first || user >= (long)opt.first + opt.count)
+            continue;
+        char *hex = sp + 1;
+        size_t hl = strcspn(hex, "\n");
+        if (hl < 2 || hl % 2)
+            continue;
+        unsigned char *der = xmalloc(hl / 2);
+        for (size_t i = 0; i < hl / 2; i++) {
+            unsigned v = 0;
+            sscanf(hex + 2 * i, "%2x", &v);
+            der[i] = (unsigned char)v;
+        }
+        const unsigned char *p = der;
+        SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long)(hl / 2));
+        free(der);
+        if (!sess)
+            continue;
+        SSL_SESSION_free(tickets[user - opt.first]);
+        tickets[user - opt.first] = sess;
+    }
+    free(line);
+    fclose(f);
+}
+
 /* ---- protocol steps ------------------------------------------------------------------ */
 static void send_stream_header(session *s)
 {
@@ -489,6 +558,10 @@ static void session_ready(session *s)
     st.established++;
     if (!st.tls_desc[0] && s->ssl)
         tls_describe(s->ssl, st.tls_desc, sizeof st.tls_desc);
+    if (s->ssl && SSL_session_reused(s->ssl))
+        st.resumed++;
+    if (opt.save_tickets)
+        save_ticket(s);
     h_record(&st.login, now_ns() - s->t_start);
 }
 
@@ -712,6 +785,8 @@ static void begin_tls(session *s)
         static const unsigned char alpn[] = "\x0bxmpp-client"; /* XEP-0368 */
         SSL_set_alpn_protos(s->ssl, alpn, sizeof alpn - 1);
     }
+    if (tickets && tickets[s->user - opt.first])
+        SSL_set_session(s->ssl, tickets[s->user - opt.first]);
     SSL_set_connect_state(s->ssl);
     s->state = S_TLS;
     s->hs_wants_write = 1; /* the ClientHello goes first */
@@ -1067,6 +1142,8 @@ static void usage(FILE *out)
             "  --mech M             SCRAM-SHA-256 (default) or SCRAM-SHA-1\n"
             "  --scram-cache FILE   keep derived SCRAM keys per salt in FILE (shared by processes)\n"
             "  --cipher SUITE       TLS 1.3 only, with this suite (e.g. TLS_AES_256_GCM_SHA384)\n"
+            "  --save-tickets FILE  append each user's TLS session (ticket) to FILE\n"
+            "  --resume-from FILE   offer the sessions saved in FILE (reconnecting clients)\n"
             "  --search-p99 MS      chat: search the highest --rate whose p99 stays under MS\n"
             "                       (starts at --rate, doubles, then bisects; --step S seconds\n"
             "                       per step, default 5; at most --search-steps N, default 12)\n"
@@ -1160,12 +1237,12 @@ static void parse_sources(const char *v)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_SERVER = 256, O_DIRECT, O_STARTTLS, O_DOMAIN, O_CA, O_USERS, O_PASSWORD, O_FIRST,
+    enum { O_SERVER = 256, O_DIRECT_TLS, O_STARTTLS, O_DOMAIN, O_CA, O_USERS, O_PASSWORD, O_FIRST,
            O_COUNT, O_MODE, O_HOLD, O_DURATION, O_RATE, O_WINDOW, O_PAIRS, O_BODY, O_SOURCES,
            O_CRATE, O_PENDING, O_LTIMEOUT, O_NOPRES, O_PLUS, O_TIMEOUT, O_JSON, O_MECH, O_CACHE,
-           O_CIPHER, O_SEARCH, O_STEP, O_STEPS, O_SETTLE, O_EXPECT };
+           O_CIPHER, O_SEARCH, O_STEP, O_STEPS, O_SETTLE, O_EXPECT, O_SAVE_T, O_RESUME };
     static const struct option longopts[] = {
-        {"server", required_argument, NULL, O_SERVER}, {"direct-tls", no_argument, NULL, O_DIRECT},
+        {"server", required_argument, NULL, O_SERVER}, {"direct-tls", no_argument, NULL, O_DIRECT_TLS},
         {"starttls", no_argument, NULL, O_STARTTLS}, {"domain", required_argument, NULL, O_DOMAIN},
         {"ca", required_argument, NULL, O_CA}, {"users", required_argument, NULL, O_USERS},
         {"password", required_argument, NULL, O_PASSWORD}, {"first", required_argument, NULL, O_FIRST},
@@ -1185,6 +1262,8 @@ static void parse_args(int argc, char **argv)
         {"search-steps", required_argument, NULL, O_STEPS},
         {"settle", required_argument, NULL, O_SETTLE},
         {"expect-presence", required_argument, NULL, O_EXPECT},
+        {"save-tickets", required_argument, NULL, O_SAVE_T},
+        {"resume-from", required_argument, NULL, O_RESUME},
         {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opt.direct_tls = 1;
@@ -1210,7 +1289,7 @@ static void parse_args(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         switch (c) {
         case O_SERVER: parse_server(optarg); break;
-        case O_DIRECT: opt.direct_tls = 1; break;
+        case O_DIRECT_TLS: opt.direct_tls = 1; break;
         case O_STARTTLS: opt.direct_tls = 0; break;
         case O_DOMAIN: opt.domain = optarg; break;
         case O_CA: opt.ca_file = optarg; break;
@@ -1251,6 +1330,8 @@ static void parse_args(int argc, char **argv)
                 die("--mech is SCRAM-SHA-1 or SCRAM-SHA-256");
             break;
         case O_CACHE: opt.scram_cache = optarg; break;
+        case O_SAVE_T: opt.save_tickets = optarg; break;
+        case O_RESUME: opt.resume_from = optarg; break;
         case O_CIPHER: opt.cipher = optarg; break;
         case O_SEARCH: opt.search_p99_ms = parse_num("search-p99", optarg, 0.1, 60000); break;
         case O_STEP: opt.step_s = parse_num("step", optarg, 0.5, 3600); break;
@@ -1382,6 +1463,15 @@ int main(int argc, char **argv)
         die("--cipher %s: not a TLS 1.3 suite OpenSSL accepts", opt.cipher);
     if (opt.scram_cache && lg_scram_cache_open(opt.scram_cache) < 0)
         die("--scram-cache %s: %s", opt.scram_cache, strerror(errno));
+    if (opt.save_tickets) {
+        ticket_fd = open(opt.save_tickets, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (ticket_fd < 0)
+            die("--save-tickets %s: %s", opt.save_tickets, strerror(errno));
+    }
+    if (opt.resume_from) {
+        tickets = xcalloc((size_t)opt.count, sizeof *tickets);
+        load_tickets(opt.resume_from);
+    }
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("epoll_create1: %s", strerror(errno));
@@ -1550,8 +1640,8 @@ int main(int argc, char **argv)
     unsigned long misses = 0, hits = 0;
     lg_scram_cache_stats(&misses, &hits);
     if (opt.json)
-        printf("{\"event\":\"info\",\"tls\":\"%s\",\"scram_derived\":%lu,\"scram_cached\":%lu}\n",
-               st.tls_desc, misses, hits);
+        printf("{\"event\":\"info\",\"tls\":\"%s\",\"scram_derived\":%lu,\"scram_cached\":%lu,"
+               "\"tls_resumed\":%d}\n", st.tls_desc, misses, hits, st.resumed);
     if (opt.mode == MODE_FANOUT) {
         double fan_s = st.last_presence_ns ? (double)(st.last_presence_ns - t0) / NS_PER_S : 0;
         if (opt.json) {
