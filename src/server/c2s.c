@@ -25,6 +25,9 @@ static xs_action on_stream_open(void *ud, const xml_node *root);
 static xs_action on_stanza(void *ud, xml_node *stanza);
 static xs_action on_stream_close(void *ud);
 
+/* A session silent this long gives its XML parser back (about 9.5 KiB each). */
+#define PARSER_IDLE_MS 1000
+
 static const conn_handlers c2s_conn_handlers = {on_data, on_tls_ready, on_close};
 static const xmlstream_handlers c2s_xs_handlers = {on_stream_open, on_stanza, on_stream_close};
 
@@ -41,6 +44,8 @@ void c2s_accept(server *srv, int fd, const char *peer, int direct_tls)
         return;
     }
     s->xs = xmlstream_new(&c2s_xs_handlers, s, srv->cfg.max_stanza_size);
+    /* A busy session keeps its parser; housekeeping frees it once the session is quiet. */
+    xmlstream_keep_parser(s->xs, 1);
     s->next_all = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev_all = s;
@@ -346,6 +351,8 @@ void c2s_housekeeping(server *srv)
     for (c2s *s = srv->sessions; s; s = s->next_all) {
         if (conn_is_closing(s->conn))
             continue;
+        if (now - s->last_input_ms >= PARSER_IDLE_MS)
+            xmlstream_release_parser(s->xs);
         if (s->state != C2S_BOUND) {
             if (now - s->connected_ms > handshake_ms) {
                 if (conn_in_handshake(s->conn))
