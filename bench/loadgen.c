@@ -925,6 +925,7 @@ static void start_session(session *s, int index)
     st.pending++;
     s->state = S_CONNECTING;
     s->xs = xmlstream_new(&xs_handlers, s, MAX_STANZA);
+    xmlstream_keep_parser(s->xs, 1); /* CPU matters here, not the generator's memory */
     int src = opt.nsources ? index % opt.nsources : -1;
     int family = opt.server.ss_family;
     s->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
