@@ -150,6 +150,7 @@ static struct {
     const char *cipher;     /* TLS 1.3 suite to insist on (TLS 1.3 only), or NULL */
     double search_p99_ms;   /* chat: search the highest rate with p99 under this */
     double step_s;          /* chat search: seconds per rate step */
+    double warmup_s;        /* chat search: quiet seconds between the logins and step 1 */
     int search_steps;       /* chat search: most steps */
     double settle_s;        /* fanout: quiet time that ends the run */
     long expect_presence;   /* fanout: presences expected in total (0: unknown) */
@@ -1147,7 +1148,8 @@ static void usage(FILE *out)
             "  --resume-from FILE   offer the sessions saved in FILE (reconnecting clients)\n"
             "  --search-p99 MS      chat: search the highest --rate whose p99 stays under MS\n"
             "                       (starts at --rate, doubles, then bisects; --step S seconds\n"
-            "                       per step, default 5; at most --search-steps N, default 12)\n"
+            "                       per step, default 5; at most --search-steps N, default 12;\n"
+            "                       --warmup S quiet seconds after the logins, default 3)\n"
             "  --mode fanout        log in with presence and count the presences of others;\n"
             "                       ends --settle S (default 3) after the last one, or once\n"
             "                       --expect-presence N have arrived\n"
@@ -1241,7 +1243,7 @@ static void parse_args(int argc, char **argv)
     enum { O_SERVER = 256, O_DIRECT_TLS, O_STARTTLS, O_DOMAIN, O_CA, O_USERS, O_PASSWORD, O_FIRST,
            O_COUNT, O_MODE, O_HOLD, O_DURATION, O_RATE, O_WINDOW, O_PAIRS, O_BODY, O_SOURCES,
            O_CRATE, O_PENDING, O_LTIMEOUT, O_NOPRES, O_PLUS, O_TIMEOUT, O_JSON, O_MECH, O_CACHE,
-           O_CIPHER, O_SEARCH, O_STEP, O_STEPS, O_SETTLE, O_EXPECT, O_SAVE_T, O_RESUME };
+           O_CIPHER, O_SEARCH, O_STEP, O_STEPS, O_SETTLE, O_EXPECT, O_SAVE_T, O_RESUME, O_WARMUP };
     static const struct option longopts[] = {
         {"server", required_argument, NULL, O_SERVER}, {"direct-tls", no_argument, NULL, O_DIRECT_TLS},
         {"starttls", no_argument, NULL, O_STARTTLS}, {"domain", required_argument, NULL, O_DOMAIN},
@@ -1261,6 +1263,7 @@ static void parse_args(int argc, char **argv)
         {"cipher", required_argument, NULL, O_CIPHER},
         {"search-p99", required_argument, NULL, O_SEARCH}, {"step", required_argument, NULL, O_STEP},
         {"search-steps", required_argument, NULL, O_STEPS},
+        {"warmup", required_argument, NULL, O_WARMUP},
         {"settle", required_argument, NULL, O_SETTLE},
         {"expect-presence", required_argument, NULL, O_EXPECT},
         {"save-tickets", required_argument, NULL, O_SAVE_T},
@@ -1283,6 +1286,7 @@ static void parse_args(int argc, char **argv)
     opt.timeout_s = 600;
     opt.presence = 1;
     opt.step_s = 5;
+    opt.warmup_s = 3;
     opt.search_steps = 12;
     opt.settle_s = 3;
     parse_server("127.0.0.1:5223");
@@ -1337,6 +1341,7 @@ static void parse_args(int argc, char **argv)
         case O_SEARCH: opt.search_p99_ms = parse_num("search-p99", optarg, 0.1, 60000); break;
         case O_STEP: opt.step_s = parse_num("step", optarg, 0.5, 3600); break;
         case O_STEPS: opt.search_steps = (int)parse_num("search-steps", optarg, 1, 100); break;
+        case O_WARMUP: opt.warmup_s = parse_num("warmup", optarg, 0, 600); break;
         case O_SETTLE: opt.settle_s = parse_num("settle", optarg, 0.1, 600); break;
         case O_EXPECT: opt.expect_presence = (long)parse_num("expect-presence", optarg, 0, 1e12); break;
         case 'v': opt.verbose = 1; break;
@@ -1497,7 +1502,7 @@ int main(int argc, char **argv)
         }
     }
 
-    enum { PH_LOGIN, PH_HOLD, PH_CHAT, PH_DRAIN, PH_SETTLE, PH_DONE } phase = PH_LOGIN;
+    enum { PH_LOGIN, PH_HOLD, PH_WARM, PH_CHAT, PH_DRAIN, PH_SETTLE, PH_DONE } phase = PH_LOGIN;
     search srch;
     memset(&srch, 0, sizeof srch);
     srch.lo = 0;
@@ -1558,18 +1563,25 @@ int main(int argc, char **argv)
                     phase_end = t + (int64_t)(opt.hold_s * NS_PER_S);
                 } else if (opt.mode == MODE_FANOUT) {
                     phase = PH_SETTLE;
+                } else if (opt.search_p99_ms > 0) {
+                    /* Let the server finish what the logins left (presence, GC) first. */
+                    phase = PH_WARM;
+                    phase_end = t + (int64_t)(opt.warmup_s * NS_PER_S);
                 } else {
                     phase = PH_CHAT;
                     chat_start = t;
-                    phase_end = t + (int64_t)((opt.search_p99_ms > 0 ? opt.step_s : opt.duration_s) *
-                                              NS_PER_S);
-                    if (opt.search_p99_ms > 0)
-                        step_begin(&srch, t);
+                    phase_end = t + (int64_t)(opt.duration_s * NS_PER_S);
                 }
             }
         }
         if (phase == PH_HOLD && t >= phase_end)
             break;
+        if (phase == PH_WARM && t >= phase_end) {
+            phase = PH_CHAT;
+            chat_start = t;
+            phase_end = t + (int64_t)(opt.step_s * NS_PER_S);
+            step_begin(&srch, t);
+        }
         if (phase == PH_SETTLE) {
             int64_t last = st.last_presence_ns ? st.last_presence_ns : login_done;
             if ((opt.expect_presence > 0 && (long)st.presence_in >= opt.expect_presence) ||

@@ -429,6 +429,11 @@ tls_rec_status tls_rec_open(tls_rec *r, const void *data, size_t len, buf *plain
         if (avail - used < REC_HEADER + rlen)
             break;
         size_t clen = rlen - TAG_LEN, start = plain->len;
+        if (clen > MAX_PLAIN + 1) {
+            /* TLSInnerPlaintext, padding included, is at most 2^14 + 1 (RFC 8446 5.4). */
+            *why = "record overflow";
+            return TLS_REC_ERROR;
+        }
         unsigned char tag[TAG_LEN];
         memcpy(tag, h + REC_HEADER + clen, TAG_LEN);
         buf_append(plain, h + REC_HEADER, clen);
@@ -444,10 +449,10 @@ tls_rec_status tls_rec_open(tls_rec *r, const void *data, size_t len, buf *plain
         size_t m = clen;
         while (m > 0 && body[m - 1] == 0)
             m--;
-        if (m == 0 || m - 1 > MAX_PLAIN) {
+        if (m == 0) {
             plain->len = start;
             plain->data[start] = '\0';
-            *why = m == 0 ? "record without a content type" : "record overflow";
+            *why = "record without a content type";
             return TLS_REC_ERROR;
         }
         unsigned char type = body[m - 1];

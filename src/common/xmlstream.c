@@ -465,13 +465,14 @@ static void parser_wake(xmlstream *xs)
 
 /* Between stanzas with every byte consumed (mark == fed: the last event ended at the
  * end of the input, so expat holds no partial token), the parser can go. */
-static void sleep_now(xmlstream *xs)
+static int sleep_now(xmlstream *xs)
 {
     if (xs->document || !xs->p || xs->in_parse || !xs->resume || xs->depth != 1 || xs->cur ||
         xs->mark != xs->fed || xs->status != XS_OK || xs->pending != XS_CONTINUE)
-        return;
+        return 0;
     XML_ParserFree(xs->p);
     xs->p = NULL;
+    return 1;
 }
 
 static void maybe_sleep(xmlstream *xs)
@@ -485,9 +486,9 @@ void xmlstream_keep_parser(xmlstream *xs, int keep)
     xs->keep = keep ? 1 : 0;
 }
 
-void xmlstream_release_parser(xmlstream *xs)
+int xmlstream_release_parser(xmlstream *xs)
 {
-    sleep_now(xs);
+    return sleep_now(xs);
 }
 
 static void expat_error(xmlstream *xs)

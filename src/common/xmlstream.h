@@ -55,8 +55,8 @@ void xmlstream_reset(xmlstream *xs);
  * costs about 9.5 KiB; re-creating it costs about as much CPU as a small stanza). */
 void xmlstream_keep_parser(xmlstream *xs, int keep);
 /* Free the parser now if the stream is between stanzas (no partial input); the next feed
- * creates a new one. Not from inside a handler of this stream. */
-void xmlstream_release_parser(xmlstream *xs);
+ * creates a new one. Not from inside a handler of this stream. Returns 1 if it freed one. */
+int xmlstream_release_parser(xmlstream *xs);
 /* Human-readable reason for the last error (expat's message, or ours). */
 const char *xmlstream_error_text(const xmlstream *xs);
 

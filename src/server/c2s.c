@@ -17,6 +17,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static void on_data(void *ud, const char *data, size_t len);
 static void on_tls_ready(void *ud);
@@ -27,6 +30,8 @@ static xs_action on_stream_close(void *ud);
 
 /* A session silent this long gives its XML parser back (about 9.5 KiB each). */
 #define PARSER_IDLE_MS 1000
+/* Parsers released in one housekeeping pass that make it return free memory to the OS. */
+#define PARSER_TRIM_BATCH 16
 
 static const conn_handlers c2s_conn_handlers = {on_data, on_tls_ready, on_close};
 static const xmlstream_handlers c2s_xs_handlers = {on_stream_open, on_stanza, on_stream_close};
@@ -348,11 +353,12 @@ void c2s_housekeeping(server *srv)
     int64_t now = time_mono_ms();
     int64_t handshake_ms = (int64_t)srv->cfg.handshake_timeout * 1000;
     int64_t idle_ms = (int64_t)srv->cfg.idle_timeout * 1000;
+    size_t released = 0;
     for (c2s *s = srv->sessions; s; s = s->next_all) {
         if (conn_is_closing(s->conn))
             continue;
         if (now - s->last_input_ms >= PARSER_IDLE_MS)
-            xmlstream_release_parser(s->xs);
+            released += xmlstream_release_parser(s->xs);
         if (s->state != C2S_BOUND) {
             if (now - s->connected_ms > handshake_ms) {
                 if (conn_in_handshake(s->conn))
@@ -380,6 +386,12 @@ void c2s_housekeeping(server *srv)
             c2s_stream_error(s, "connection-timeout", "no answer to ping");
         }
     }
+#ifdef __GLIBC__
+    /* After a burst of logins the freed parsers are holes between long-lived session
+     * objects; glibc keeps them unless asked. Give whole free pages back. */
+    if (released >= PARSER_TRIM_BATCH)
+        malloc_trim(0);
+#endif
 }
 
 void c2s_shutdown_all(server *srv)

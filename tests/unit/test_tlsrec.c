@@ -444,6 +444,15 @@ static void test_refusals(void **state)
     assert_int_equal(tls_rec_open(p.r, huge, sizeof huge, &plain, &out, &why), TLS_REC_ERROR);
     assert_string_equal(why, "record overflow");
     pair_free(&p);
+    /* Within the ciphertext limit, but more than 2^14 + 1 bytes of inner plaintext. */
+    setup_pair(&p, cctx, sctx, NULL);
+    size_t body = 16384 + 2 + 16;
+    unsigned char *rec = calloc(1, 5 + body);
+    rec[0] = 23, rec[1] = 3, rec[2] = 3, rec[3] = (unsigned char)(body >> 8), rec[4] = (unsigned char)body;
+    assert_int_equal(tls_rec_open(p.r, rec, 5 + body, &plain, &out, &why), TLS_REC_ERROR);
+    assert_string_equal(why, "record overflow");
+    free(rec);
+    pair_free(&p);
     buf_free(&plain);
     buf_free(&out);
     SSL_CTX_free(cctx);
