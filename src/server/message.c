@@ -53,12 +53,12 @@ static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, con
         return; /* RFC 6121 8.5.2.1.1: an error for a bare JID is silently ignored */
     int best = -1;
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
-        if (s->available && !conn_is_closing(s->conn) && s->priority > best)
+        if (s->available && c2s_is_live(s) && s->priority > best)
             best = s->priority;
     if (best >= 0) {
         int all = strcmp(type, "headline") == 0;
         for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
-            if (s->available && !conn_is_closing(s->conn) &&
+            if (s->available && c2s_is_live(s) &&
                 (all ? s->priority >= 0 : s->priority == best))
                 c2s_send(s, stanza);
         return;
@@ -83,7 +83,7 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
     }
     if (resource) {
         c2s *target = router_session(srv, bare, resource);
-        if (target && !conn_is_closing(target->conn))
+        if (target && c2s_is_live(target))
             return "delivered";
         if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
             *reason = "the addressed resource is not online";
@@ -91,7 +91,7 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
         }
     }
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
-        if (s->available && !conn_is_closing(s->conn) && s->priority >= 0)
+        if (s->available && c2s_is_live(s) && s->priority >= 0)
             return "delivered";
     if (strcmp(type, "headline") == 0 || strcmp(type, "groupchat") == 0) {
         *reason = "the recipient is offline and this type is not stored";
@@ -120,7 +120,7 @@ void message_deliver(server *srv, xml_node *stanza, const char *bare, const char
     }
     if (resource) {
         c2s *target = router_session(srv, bare, resource);
-        if (target && !conn_is_closing(target->conn)) {
+        if (target && c2s_is_live(target)) {
             c2s_send(target, stanza);
             xml_free(stanza);
             return;
@@ -183,7 +183,7 @@ void message_to_local(server *srv, xml_node *stanza, const char *bare, const cha
 static int send_stored(void *ud, const char *text)
 {
     c2s *s = ud;
-    if (conn_is_closing(s->conn))
+    if (!c2s_is_live(s))
         return -1;
     xml_node *stanza = xml_parse_document(text, strlen(text), XMLNS_CLIENT,
                                           s->srv->cfg.max_stanza_size * 2);

@@ -156,6 +156,7 @@ void server_shutdown(server *srv)
     compliance_close(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
+    dict_free(srv->sm_sessions, NULL);
     authlimit_free(srv->authlimit);
     store_close(srv->store);
     SSL_CTX_free(srv->tls_ctx);
