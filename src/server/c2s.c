@@ -397,6 +397,7 @@ void c2s_take_over(c2s *s, c2s *old)
     s->available = old->available;
     s->priority = old->priority;
     s->roster_loaded = old->roster_loaded;
+    s->carbons = old->carbons;
     s->presence = old->presence;
     s->directed = old->directed;
     s->sm = old->sm;

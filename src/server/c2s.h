@@ -40,6 +40,7 @@ typedef struct c2s {
     int available;        /* sent initial presence */
     int priority;
     int roster_loaded;    /* requested the roster: an "interested resource" (RFC 6121 2.1.6) */
+    int carbons;          /* XEP-0280 copies enabled */
     xml_node *presence;   /* last broadcast available presence */
     struct dict *directed; /* JIDs sent directed presence, told unavailable at the end */
     /* time-keeping */

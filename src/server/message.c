@@ -8,6 +8,7 @@
 #include "message.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "carbons.h"
 #include "compliance.h"
 #include "conn.h"
 #include "router.h"
@@ -47,7 +48,8 @@ static void store_offline(server *srv, xml_node *stanza, const char *bare)
 }
 
 /* Resources eligible for a message to the bare JID: the highest non-negative priority. */
-static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, const char *type)
+static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, const char *type,
+                            int carbons)
 {
     if (strcmp(type, "error") == 0)
         return; /* RFC 6121 8.5.2.1.1: an error for a bare JID is silently ignored */
@@ -61,6 +63,8 @@ static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, con
             if (s->available && c2s_is_live(s) &&
                 (all ? s->priority >= 0 : s->priority == best))
                 c2s_send(s, stanza);
+        if (carbons)
+            carbons_copy_received(srv, stanza, bare, NULL);
         return;
     }
     if (strcmp(type, "headline") == 0 || strcmp(type, "groupchat") == 0)
@@ -106,7 +110,10 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
     return "offline";
 }
 
-void message_deliver(server *srv, xml_node *stanza, const char *bare, const char *resource)
+/* carbons: copy to the account's other devices (XEP-0280); not for redeliveries and
+ * services' messages, whose copies (if any) went out the first time. */
+static void deliver(server *srv, xml_node *stanza, const char *bare, const char *resource,
+                    int carbons)
 {
     const char *type = xml_get_attr(stanza, "type");
     if (!type)
@@ -122,6 +129,8 @@ void message_deliver(server *srv, xml_node *stanza, const char *bare, const char
         c2s *target = router_session(srv, bare, resource);
         if (target && c2s_is_live(target)) {
             c2s_send(target, stanza);
+            if (carbons)
+                carbons_copy_received(srv, stanza, bare, target);
             xml_free(stanza);
             return;
         }
@@ -133,8 +142,21 @@ void message_deliver(server *srv, xml_node *stanza, const char *bare, const char
             return;
         }
     }
-    deliver_to_bare(srv, stanza, bare, type);
+    deliver_to_bare(srv, stanza, bare, type, carbons);
     xml_free(stanza);
+}
+
+void message_deliver(server *srv, xml_node *stanza, const char *bare, const char *resource)
+{
+    deliver(srv, stanza, bare, resource, 0);
+}
+
+/* A user's message reaches its recipient, and both users' other devices get copies. */
+static void deliver_from_user(server *srv, xml_node *stanza, const char *bare,
+                              const char *resource)
+{
+    carbons_copy_sent(srv, stanza);
+    deliver(srv, stanza, bare, resource, 1);
 }
 
 /* Where a held message goes when it is released. */
@@ -154,7 +176,7 @@ static void free_target(void *ud)
 static void release(server *srv, xml_node *stanza, void *ud)
 {
     target *t = ud;
-    message_deliver(srv, stanza, t->bare, t->resource);
+    deliver_from_user(srv, stanza, t->bare, t->resource);
     free_target(t);
 }
 
@@ -177,7 +199,7 @@ void message_to_local(server *srv, xml_node *stanza, const char *bare, const cha
             return;
         }
     }
-    message_deliver(srv, stanza, bare, resource);
+    deliver_from_user(srv, stanza, bare, resource);
 }
 
 static int send_stored(void *ud, const char *text)
