@@ -4,6 +4,7 @@
 #include "../common/util.h"
 #include "../common/version.h"
 #include "carbons.h"
+#include "mam.h"
 #include "roster.h"
 #include "router.h"
 #include "stanza.h"
@@ -17,7 +18,7 @@ static const char *server_features[] = {
     XMLNS_DISCO_INFO, XMLNS_DISCO_ITEMS, XMLNS_PING, XMLNS_VERSION, "msgoffline", XMLNS_CARBONS,
 };
 static const char *account_features[] = {XMLNS_DISCO_INFO, XMLNS_DISCO_ITEMS, XMLNS_ROSTER,
-                                         XMLNS_ROSTERVER};
+                                         XMLNS_ROSTERVER, XMLNS_MAM, XMLNS_SID};
 
 static void reply(c2s *origin, xml_node *r)
 {
@@ -147,6 +148,10 @@ void iq_to_account(server *srv, c2s *origin, xml_node *iq, const char *bare)
     }
     if (own && p && (xml_is(p, XMLNS_CARBONS, "enable") || xml_is(p, XMLNS_CARBONS, "disable"))) {
         carbons_handle_iq(srv, origin, iq);
+        return;
+    }
+    if (own && mam_is_request(p)) {
+        mam_handle_iq(srv, origin, iq);
         return;
     }
     if (!own && store_user_exists(srv->store, bare) != STORE_OK) {

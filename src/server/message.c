@@ -10,6 +10,7 @@
 #include "../common/util.h"
 #include "carbons.h"
 #include "compliance.h"
+#include "mam.h"
 #include "conn.h"
 #include "router.h"
 #include "store.h"
@@ -155,6 +156,7 @@ void message_deliver(server *srv, xml_node *stanza, const char *bare, const char
 static void deliver_from_user(server *srv, xml_node *stanza, const char *bare,
                               const char *resource)
 {
+    mam_archive(srv, stanza, bare);
     carbons_copy_sent(srv, stanza);
     deliver(srv, stanza, bare, resource, 1);
 }

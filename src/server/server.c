@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "iq_out.h"
 #include "listener.h"
+#include "mam.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -22,6 +23,11 @@ static void on_tick(ev_loop *loop, void *ud)
     c2s_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
+}
+
+static void on_hourly(ev_loop *loop, void *ud)
+{
+    mam_expire(ud);
 }
 
 static void on_fast_tick(ev_loop *loop, void *ud)
@@ -132,6 +138,8 @@ int server_init(server *srv, const config *cfg)
     signal(SIGPIPE, SIG_IGN);
     ev_every(srv->loop, 1000, on_tick, srv);
     ev_every(srv->loop, 100, on_fast_tick, srv);
+    ev_every(srv->loop, 3600 * 1000, on_hourly, srv);
+    mam_expire(srv);
     ev_before_sleep(srv->loop, before_sleep, srv);
     log_info("serving %s (store %s)", cfg->domain, cfg->store);
     return 0;
@@ -153,6 +161,7 @@ void server_shutdown(server *srv)
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
     iq_out_free(srv);
+    mam_free(srv);
     compliance_close(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);

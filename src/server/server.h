@@ -15,6 +15,7 @@ struct dict;
 struct authlimit;
 struct compliance;
 struct iq_out;
+struct mam_cache;
 
 typedef struct server {
     config cfg;
@@ -25,6 +26,7 @@ typedef struct server {
     struct dict *services;      /* domain -> service served in or beside parleyd (router.c) */
     struct iq_out *iq_out;      /* IQs the server sent and awaits answers to (iq_out.h) */
     struct dict *sm_sessions;   /* XEP-0198 resumption id -> c2s (sm.c) */
+    struct mam_cache *mam;      /* archive preferences in memory (mam.c) */
     struct c2s *sessions;       /* every c2s session, for housekeeping and shutdown */
     struct conn *dirty;         /* connections with output to flush before sleeping */
     struct conn *closing;       /* connections to reap outside any callback */
