@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define XMLNS_RSM "http://jabber.org/protocol/rsm"
 #define XMLNS_DATA "jabber:x:data"
@@ -251,43 +250,6 @@ static void reply_error(c2s *origin, const xml_node *iq, const char *etype, cons
         reply(origin, err);
 }
 
-/* XEP-0082 date-time: YYYY-MM-DDThh:mm:ss[.fraction](Z|+hh:mm|-hh:mm). */
-static int parse_datetime(const char *s, int64_t *out)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *p = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
-    if (!p)
-        return -1;
-    int64_t frac = 0, scale = 100000;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return -1;
-        for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
-            frac += scale > 0 ? (*p - '0') * scale : 0;
-    }
-    int64_t offset = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
-        int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
-        if (hh > 23 || mm > 59)
-            return -1;
-        offset = (*p == '+' ? 1 : -1) * (int64_t)(hh * 3600 + mm * 60);
-        p += 6;
-    } else {
-        return -1;
-    }
-    if (*p)
-        return -1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -1;
-    *out = ((int64_t)t - offset) * 1000000 + frac;
-    return 0;
-}
-
 /* The value of a submitted form field, freshly allocated, or NULL. */
 static char *field_value(const xml_node *form, const char *var)
 {
@@ -363,9 +325,9 @@ static void handle_query(server *srv, c2s *origin, const xml_node *iq, const xml
             f.with = with_bare;
         }
     }
-    if (!bad && start && *start && parse_datetime(start, &f.start_us) < 0)
+    if (!bad && start && *start && time_parse_iso8601(start, &f.start_us) < 0)
         bad = "'start' is not an XEP-0082 date-time";
-    if (!bad && end && *end && parse_datetime(end, &f.end_us) < 0)
+    if (!bad && end && *end && time_parse_iso8601(end, &f.end_us) < 0)
         bad = "'end' is not an XEP-0082 date-time";
     if (!bad && max) {
         char *endp;

@@ -172,3 +172,26 @@ def test_mam_archive_survives_restart_and_expires(server, run):
     srv.start()
     assert run(count) == 0
     assert "messages older than 1 days expired" in srv.log_text()
+
+
+def test_mam_parleyctl_purge_per_user_and_bad_dates(srv, run):
+    async def talk():
+        cl = clients_for(srv)
+        await converse(cl, 2)
+
+    async def count(user):
+        cl = clients_for(srv)
+        q = await cl.login(user, "q", plugins=PLUGINS)
+        return len(await fetch_all(q))
+
+    run(talk)
+    bad = srv.ctl("archive", "purge", "--before", "last-week", check=False)
+    assert bad.returncode == 1 and "ISO 8601" in bad.stderr
+    tomorrow = (datetime.datetime.now(datetime.timezone.utc) +
+                datetime.timedelta(days=1)).strftime("%Y-%m-%d")
+    out = srv.ctl("archive", "purge", "--before", tomorrow, "--user", "alice@localhost")
+    assert "2 archived messages deleted" in out.stdout
+    assert run(count, "alice") == 0
+    assert run(count, "bob") == 2
+    audit = srv.ctl("compliance", "audit").stdout
+    assert "archive-purge" in audit
