@@ -197,6 +197,16 @@ static int from_local_account(server *srv, const xml_node *stanza)
 static void deliver(server *srv, void *ud, xml_node *stanza)
 {
     component *c = ud;
+    if (conn_is_closing(c->conn)) {
+        /* Going away, not yet reaped: say so rather than queue into a closing stream. */
+        const char *type = xml_get_attr(stanza, "type");
+        if (strcmp(stanza->name, "presence") != 0 && !str_eq(type, "result") &&
+            !str_eq(type, "error"))
+            router_bounce(srv, stanza, "cancel", "service-unavailable",
+                          "the component is disconnecting");
+        xml_free(stanza);
+        return;
+    }
     if (strcmp(stanza->name, "message") == 0 && compliance_enabled(srv) &&
         from_local_account(srv, stanza)) {
         int record = compliance_wants(stanza);

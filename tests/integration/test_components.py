@@ -230,3 +230,28 @@ def test_stanza_namespace_is_jabber_component_accept(server, run):
         rs.close()
     run(scenario)
     assert NS_COMPONENT
+
+
+def test_component_that_never_handshakes_or_goes_silent(server):
+    srv, port = start_with_components(server, extra=["idle_timeout = 2", "handshake_timeout = 2"])
+    # header, then nothing: dropped after handshake_timeout
+    rs = raw_component(srv, port)
+    raw_open(rs)
+    t0 = time.monotonic()
+    expect_stream_error(rs, "connection-timeout", timeout=6)
+    assert time.monotonic() - t0 < 5
+    # authenticated, then silent: pinged, and dropped without an answer
+    rs = raw_authenticated(srv, port)
+    ping = rs.read_until(r"<iq\b[^>]*>.*?</iq>", timeout=5)
+    assert "urn:xmpp:ping" in ping and "type='get'" in ping.replace('"', "'"), ping
+    expect_stream_error(rs, "connection-timeout", timeout=6)
+    # one that answers stays
+    rs = raw_authenticated(srv, port)
+    ping = rs.read_until(r"<iq\b[^>]*>.*?</iq>", timeout=5)
+    pid = re.search(r"\bid=['\"]([^'\"]+)", ping).group(1)
+    rs.send(f"<iq type='result' id='{pid}' from='{COMP}' to='{DOMAIN}'/>")
+    time.sleep(2.5)
+    rs.send(f"<presence from='{COMP}' to='{COMP}'/>")  # still open: echoed back to itself
+    rs.read_until(r"<presence\b", timeout=3)
+    rs.close()
+    assert srv.alive()
