@@ -375,3 +375,25 @@ def test_component_messages_to_users_are_judged_and_recorded(server, run):
         await comp.stop()
     run(scenario)
     verify_ok(srv)
+
+
+def test_shutdown_while_a_verdict_is_pending(server, run):
+    srv, port = start_with_components(server, verdicts=True, timeout_ms=30000)
+    text = random_text("pending-at-shutdown")
+
+    async def scenario():
+        comp, cl, a, b = await judged_setup(srv, port)
+        comp.policy = lambda c: ("ignore", None, None)
+        a.send_message(mto=f"bob@{DOMAIN}/b", mbody=text, mtype="chat")
+        await wait_until(lambda: comp.checks, what="the check")
+        t0 = time.monotonic()
+        srv.proc.terminate()
+        # the sender hears about it before the server goes
+        err = await a.wait_for("message_error", body_is(text), 5)
+        assert error_condition(err) == "service-unavailable"
+        assert time.monotonic() - t0 < 5
+    run(scenario)
+    assert srv.stop() == []
+    r = records(srv, "body = ?", (text,))
+    assert len(r) == 1 and r[0]["verdict"] == "block-unchecked", r
+    verify_ok(srv)
