@@ -51,7 +51,7 @@ def test_handshake_ok_plain_on_loopback(server, run):
     run(scenario)
 
 
-def test_plain_port_refuses_tls_hello_and_tls_port_refuses_plain(server):
+def test_plain_xml_on_the_tls_component_port(server):
     srv, port = start_with_components(server)
     rs = raw_component(srv, port, tls=False)
     rs.send(comp_header())
