@@ -224,21 +224,21 @@ void clog_uri_redacted(const char *uri, char *out, size_t len)
         snprintf(out, len, "(none)");
         return;
     }
-    const char *rest = strncmp(uri, "postgresql://", 13) == 0 ? uri + 13
-                       : strncmp(uri, "postgres://", 11) == 0 ? uri + 11
-                                                               : NULL;
-    if (!rest) {
+    const char *sep = strstr(uri, "://");
+    if (!sep) { /* sqlite:PATH holds no secret */
         snprintf(out, len, "%s", uri);
         return;
     }
-    /* postgresql://[user[:password]@]host[:port][/db][?params]: the query may carry a
-     * password= too, so it goes as well. */
+    /* SCHEME://[user[:password]@]host[:port][/db][?params]: the query may carry a
+     * password= too, so it goes as well. Any scheme, so a misspelt one is safe too. */
+    const char *rest = sep + 3;
     size_t auth_end = strcspn(rest, "@/?");
     const char *host = rest[auth_end] == '@' ? rest + auth_end + 1 : rest;
     size_t user_len = host == rest ? 0 : strcspn(rest, ":@");
     size_t tail_len = strcspn(host, "?");
-    snprintf(out, len, "postgresql://%.*s%s%.*s%s", (int)user_len, rest, user_len ? "@" : "",
-             (int)tail_len, host, host[tail_len] ? "?..." : "");
+    snprintf(out, len, "%.*s://%.*s%s%.*s%s", (int)(sep - uri > 32 ? 32 : sep - uri), uri,
+             (int)user_len, rest, user_len ? "@" : "", (int)tail_len, host,
+             host[tail_len] ? "?..." : "");
 }
 
 /* ---- signatures ---- */

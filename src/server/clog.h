@@ -186,7 +186,7 @@ char *clog_checkpoint_message(clog_chain chain, int64_t seq,
 /* The text a purge checkpoint signs: "parley-clog-purge-v1|CHAIN|SEQ|HEXHASH" (another
  * tag, so that a head checkpoint can never pass for a purge). */
 char *clog_purge_message(clog_chain chain, int64_t seq, const unsigned char hash[CLOG_HASH_LEN]);
-/* A store URI fit for logs: a PostgreSQL URI's password (and query) is left out. */
+/* A store URI fit for logs: the password (and query) of a SCHEME://... URI left out. */
 void clog_uri_redacted(const char *uri, char *out, size_t len);
 const char *clog_chain_name(clog_chain chain);
 void clog_hex(const unsigned char *bytes, size_t n, char *out); /* out: 2n+1 */
