@@ -668,6 +668,8 @@ int clog_spool_replay(clog_spool *sp, clog *log)
     if (rc < 0)
         return -1;
     size_t entries = sp->pending;
+    sp->retry_after_ms = 0; /* the store took it all: it is back */
+    sp->outage_logged = 0;
     if (new_generation(sp) < 0) {
         log_error("%s (every batch is in the store; the next write tries again)", sp->error);
         return -1;
@@ -696,9 +698,7 @@ int clog_spool_commit(clog_spool *sp, clog *log, clog_record *recs, size_t nrecs
     int64_t now = time_mono_ms();
     int store_ok = now >= sp->retry_after_ms;
     if ((sp->pending || sp->needs_reset) && store_ok) {
-        if (clog_spool_replay(sp, log) == 0) {
-            sp->outage_logged = 0;
-        } else {
+        if (clog_spool_replay(sp, log) < 0) {
             note_outage(sp, log);
             store_ok = 0;
         }
