@@ -50,6 +50,8 @@
 /* A replay transaction takes whole entries up to about this much. */
 #define CHUNK_ITEMS 2000
 #define CHUNK_BYTES (16u << 20)
+/* Replay transactions per flush of spool mode. */
+#define REPLAY_CHUNKS_PER_FLUSH 2
 /* While the store keeps failing, it is tried at most this often (ms): each try may wait
  * for a connection or a lock with the event loop stopped. */
 #define RETRY_MS 1000
@@ -60,11 +62,14 @@ struct clog_spool {
     int fd;
     char id[2 * ID_LEN + 1]; /* hex: the source of the store's replay marker */
     off_t end;               /* where the next entry goes */
+    off_t replay_off;        /* entries before this are in the store */
     int64_t next_no;         /* number of the next batch, spooled or not */
     size_t pending;          /* entries in the file */
     int needs_reset;         /* replayed completely, but emptying the file failed */
     int64_t retry_after_ms;  /* the store is not tried again before this (monotonic) */
     int outage_logged;
+    size_t replayed, skipped; /* batches of the replay in progress, for its log line */
+    size_t replayed_recs, replayed_evs;
     char error[512];
 };
 
@@ -204,10 +209,11 @@ static int new_generation(clog_spool *sp)
                            strerror(errno));
     }
     clog_hex(h + MAGIC_LEN, ID_LEN, sp->id);
-    sp->end = HEADER_LEN;
+    sp->end = sp->replay_off = HEADER_LEN;
     sp->next_no = 1;
     sp->pending = 0;
     sp->needs_reset = 0;
+    sp->replayed = sp->skipped = sp->replayed_recs = sp->replayed_evs = 0;
     return 0;
 }
 
@@ -496,6 +502,7 @@ static int load(clog_spool *sp)
     if (count == 0)
         return new_generation(sp); /* also: never reuse numbers a marker may have passed */
     sp->end = off;
+    sp->replay_off = HEADER_LEN;
     sp->pending = count;
     sp->next_no = last + 1;
     log_warn("compliance spool %s: %zu batches wait to be replayed into the store", sp->path,
@@ -606,7 +613,9 @@ static int flush_chunk(clog_spool *sp, clog *log, batch *b, int64_t first, int64
     return rc < 0 ? -1 : 0;
 }
 
-int clog_spool_replay(clog_spool *sp, clog *log)
+/* Replay from replay_off, at most max_chunks transactions (0: all). 0: everything is in
+ * the store and the spool was emptied; 1: more is left for the next call; -1: error. */
+static int replay(clog_spool *sp, clog *log, int max_chunks)
 {
     if (sp->needs_reset)
         return new_generation(sp);
@@ -618,9 +627,10 @@ int clog_spool_replay(clog_spool *sp, clog *log)
     entry_buf pl = {0};
     batch b = {0};
     int64_t first = 0, last = 0;
-    size_t bytes = 0, nrecs = 0, nevs = 0, skipped = 0;
-    int rc = 0;
-    for (off_t off = HEADER_LEN; off < sp->end;) {
+    size_t bytes = 0, entries = 0, nrecs = 0, nevs = 0, skipped = 0;
+    int rc = 0, chunks = 0;
+    off_t off = sp->replay_off;
+    while (off < sp->end) {
         off_t next = off;
         if (read_entry(sp, off, sp->end, &pl, &next) != ENTRY_OK) {
             rc = spool_error(sp, "compliance spool %s: the entry at byte %lld cannot be read "
@@ -629,7 +639,6 @@ int clog_spool_replay(clog_spool *sp, clog *log)
             log_error("%s", sp->error);
             break;
         }
-        off = next;
         int64_t no = 0;
         size_t had_recs = b.nrecs, had_evs = b.nevs;
         if (decode_batch(pl.data, pl.len, &no, &b) < 0) {
@@ -638,47 +647,62 @@ int clog_spool_replay(clog_spool *sp, clog *log)
             log_error("%s", sp->error);
             break;
         }
+        off = next;
+        entries++;
         if (no <= done) { /* in the store already: skip it */
             while (b.nrecs > had_recs)
                 clog_record_clear(&b.recs[--b.nrecs]);
             while (b.nevs > had_evs)
                 clog_audit_clear(&b.evs[--b.nevs]);
             skipped++;
-            continue;
+        } else {
+            if (!first)
+                first = no;
+            last = no;
+            nrecs += b.nrecs - had_recs;
+            nevs += b.nevs - had_evs;
+            bytes += pl.len;
         }
-        if (!first)
-            first = no;
-        last = no;
-        nrecs += b.nrecs - had_recs;
-        nevs += b.nevs - had_evs;
-        bytes += pl.len;
-        if (b.nrecs + b.nevs >= CHUNK_ITEMS || bytes >= CHUNK_BYTES) {
-            if (flush_chunk(sp, log, &b, first, last) < 0) {
-                rc = -1;
-                break;
-            }
-            first = 0;
-            bytes = 0;
+        if (b.nrecs + b.nevs < CHUNK_ITEMS && bytes < CHUNK_BYTES && off < sp->end)
+            continue;
+        /* Whole entries per transaction: the marker covers a batch completely or not. */
+        if (first && flush_chunk(sp, log, &b, first, last) < 0) {
+            rc = -1;
+            break;
+        }
+        sp->replay_off = off;
+        sp->pending -= entries;
+        sp->replayed += entries - skipped;
+        sp->skipped += skipped;
+        sp->replayed_recs += nrecs;
+        sp->replayed_evs += nevs;
+        first = 0;
+        bytes = entries = nrecs = nevs = skipped = 0;
+        if (++chunks == max_chunks && off < sp->end) {
+            rc = 1;
+            break;
         }
     }
-    if (rc == 0 && first && flush_chunk(sp, log, &b, first, last) < 0)
-        rc = -1;
     batch_free(&b);
     free(pl.data);
-    if (rc < 0)
-        return -1;
-    size_t entries = sp->pending;
+    if (rc != 0)
+        return rc;
     sp->retry_after_ms = 0; /* the store took it all: it is back */
     sp->outage_logged = 0;
+    log_info("compliance: replayed %zu spooled batches (%zu records, %zu audit events) from %s "
+             "into the store%s",
+             sp->replayed, sp->replayed_recs, sp->replayed_evs, sp->path,
+             sp->skipped ? "; batches already there were skipped" : "");
     if (new_generation(sp) < 0) {
         log_error("%s (every batch is in the store; the next write tries again)", sp->error);
         return -1;
     }
-    log_info("compliance: replayed %zu spooled batches (%zu records, %zu audit events) from %s "
-             "into the store%s",
-             entries - skipped, nrecs, nevs, sp->path,
-             skipped ? "; batches already there were skipped" : "");
     return 0;
+}
+
+int clog_spool_replay(clog_spool *sp, clog *log)
+{
+    return replay(sp, log, 0);
 }
 
 static void note_outage(clog_spool *sp, clog *log)
@@ -698,7 +722,9 @@ int clog_spool_commit(clog_spool *sp, clog *log, clog_record *recs, size_t nrecs
     int64_t now = time_mono_ms();
     int store_ok = now >= sp->retry_after_ms;
     if ((sp->pending || sp->needs_reset) && store_ok) {
-        if (clog_spool_replay(sp, log) < 0) {
+        /* A share per flush: a long outage's backlog must not stop the event loop for
+         * long; the rest goes at the next flushes, new batches queueing behind it. */
+        if (replay(sp, log, REPLAY_CHUNKS_PER_FLUSH) < 0) {
             note_outage(sp, log);
             store_ok = 0;
         }

@@ -471,6 +471,61 @@ static void test_spool_not_a_spool_file(void **state)
     assert_int_equal(file_size(f->spool), (off_t)(sizeof text - 1));
 }
 
+/* A long outage's backlog goes into the store a share per flush, not in one stop of the
+ * event loop, and new batches keep queueing behind it. */
+static void test_spool_long_backlog_replayed_in_shares(void **state)
+{
+    fixture *f = *state;
+    clog_spool *sp = open_spool(f);
+    enum { ENTRIES = 20, PER_ENTRY = 300 };
+    static clog_record recs[PER_ENTRY];
+    static char bodies[PER_ENTRY][32];
+    for (int e = 0; e < ENTRIES; e++) {
+        for (int i = 0; i < PER_ENTRY; i++) {
+            memset(&recs[i], 0, sizeof recs[i]);
+            recs[i].ts_us = 1000 + e * PER_ENTRY + i;
+            recs[i].kind = "message";
+            recs[i].file_size = -1;
+            snprintf(bodies[i], sizeof bodies[i], "m%d", e * PER_ENTRY + i);
+            recs[i].body = bodies[i];
+        }
+        assert_int_equal(clog_spool_write(sp, recs, PER_ENTRY, NULL, 0), 0);
+    }
+    assert_int_equal(clog_spool_pending(sp), ENTRIES);
+    assert_int_equal(clog_spool_commit(sp, f->log, NULL, 0, NULL, 0), 0);
+    size_t left = clog_spool_pending(sp);
+    int64_t in = count_rows(f, "messages");
+    assert_true(left > 0 && left < ENTRIES);
+    assert_true(in > 0 && in < ENTRIES * PER_ENTRY);
+    /* New traffic meanwhile: behind the backlog, not before it. */
+    const char *late[] = {"late"};
+    assert_int_equal(commit(f, sp, late, 1, 99999999), 0);
+    for (int i = 0; i < 20 && clog_spool_pending(sp); i++)
+        assert_int_equal(clog_spool_commit(sp, f->log, NULL, 0, NULL, 0), 0);
+    assert_int_equal(clog_spool_pending(sp), 0);
+    assert_int_equal(file_size(f->spool), HEADER_BYTES);
+    assert_int_equal(count_rows(f, "messages"), ENTRIES * PER_ENTRY + 1);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM messages WHERE"
+                                            " body <> 'm' || (seq - 1) AND body <> 'late'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), 0); /* in order, each once */
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT seq FROM messages WHERE body = 'late'", -1,
+                                        &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), ENTRIES * PER_ENTRY + 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_verifies(f);
+    clog_spool_close(sp);
+}
+
 int main(void)
 {
     log_set_level(PLOG_ERROR);
@@ -486,6 +541,7 @@ int main(void)
         T(test_spool_bad_checksum_of_last_entry_ignored),
         T(test_spool_damage_before_the_end_refused),
         T(test_spool_not_a_spool_file),
+        T(test_spool_long_backlog_replayed_in_shares),
     };
     return cmocka_run_group_tests_name("clog spool", tests, NULL, NULL);
 }
