@@ -323,6 +323,8 @@ typedef struct params {
 
 static void p_text(params *p, const char *v)
 {
+    if (p->n >= MAX_PARAMS)
+        abort(); /* a statement of this file with too many parameters: a bug */
     p->val[p->n] = v; /* NULL is SQL NULL */
     p->len[p->n] = 0;
     p->fmt[p->n] = 0;
@@ -331,12 +333,16 @@ static void p_text(params *p, const char *v)
 
 static void p_int(params *p, int64_t v)
 {
+    if (p->n >= MAX_PARAMS)
+        abort();
     snprintf(p->num[p->n], sizeof p->num[p->n], "%lld", (long long)v);
     p_text(p, p->num[p->n]);
 }
 
 static void p_bin(params *p, const void *v, size_t len)
 {
+    if (p->n >= MAX_PARAMS)
+        abort();
     p->val[p->n] = v;
     p->len[p->n] = (int)len;
     p->fmt[p->n] = 1;
