@@ -52,9 +52,11 @@
 #define CHUNK_BYTES (16u << 20)
 /* Replay transactions per flush of spool mode. */
 #define REPLAY_CHUNKS_PER_FLUSH 2
-/* While the store keeps failing, it is tried at most this often (ms): each try may wait
- * for a connection or a lock with the event loop stopped. */
+/* While the store keeps failing, it is tried again after RETRY_MS, then twice as long
+ * each time up to RETRY_MAX_MS: each try may wait for a connection or a lock with the
+ * event loop stopped, and the spool keeps the records meanwhile. */
 #define RETRY_MS 1000
+#define RETRY_MAX_MS 10000
 #define NULL_LEN 0xFFFFFFFFu
 
 struct clog_spool {
@@ -67,6 +69,7 @@ struct clog_spool {
     size_t pending;          /* entries in the file */
     int needs_reset;         /* replayed completely, but emptying the file failed */
     int64_t retry_after_ms;  /* the store is not tried again before this (monotonic) */
+    int64_t retry_ms;        /* the pause after the next failure */
     int outage_logged;
     size_t replayed, skipped; /* batches of the replay in progress, for its log line */
     size_t replayed_recs, replayed_evs;
@@ -688,6 +691,7 @@ static int replay(clog_spool *sp, clog *log, int max_chunks)
     if (rc != 0)
         return rc;
     sp->retry_after_ms = 0; /* the store took it all: it is back */
+    sp->retry_ms = RETRY_MS;
     sp->outage_logged = 0;
     log_info("compliance: replayed %zu spooled batches (%zu records, %zu audit events) from %s "
              "into the store%s",
@@ -707,7 +711,10 @@ int clog_spool_replay(clog_spool *sp, clog *log)
 
 static void note_outage(clog_spool *sp, clog *log)
 {
-    sp->retry_after_ms = time_mono_ms() + RETRY_MS;
+    if (sp->retry_ms < RETRY_MS)
+        sp->retry_ms = RETRY_MS;
+    sp->retry_after_ms = time_mono_ms() + sp->retry_ms;
+    sp->retry_ms = sp->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : sp->retry_ms * 2;
     if (sp->outage_logged)
         return;
     sp->outage_logged = 1;
@@ -738,6 +745,7 @@ int clog_spool_commit(clog_spool *sp, clog *log, clog_record *recs, size_t nrecs
         sp->next_no++;
         if (clog_append_marked(log, recs, nrecs, evs, nevs, sp->id, no, no) >= 0) {
             sp->outage_logged = 0;
+            sp->retry_ms = RETRY_MS;
             return 0;
         }
         note_outage(sp, log);

@@ -33,8 +33,9 @@ void clog_spool_close(clog_spool *sp);
 size_t clog_spool_pending(const clog_spool *sp);
 const char *clog_spool_error(const clog_spool *sp);
 
-/* Spool mode's write path: replay the spool if it holds anything (at most once a second
- * while the store keeps failing), then append the batch to the store, or to the spool if
+/* Spool mode's write path: replay the spool if it holds anything (while the store keeps
+ * failing, after a pause that grows from 1 to 10 seconds), then append the batch to the
+ * store, or to the spool if
  * the store cannot take it (or the spool is not empty yet, which keeps the order). 0: the
  * batch is durable in one of them, the messages may go; -1: in neither (the store's
  * reason in clog_last_error(log), the spool's logged and in clog_spool_error). An empty
