@@ -114,7 +114,9 @@ int server_init(server *srv, const config *cfg)
     }
     srv->store = store_open(cfg->store, err, sizeof err);
     if (!srv->store) {
-        log_error("store %s: %s", cfg->store, err);
+        char shown[512];
+        store_uri_redacted(cfg->store, shown, sizeof shown);
+        log_error("store %s: %s", shown, err);
         return -1;
     }
     if (compliance_open(srv) < 0)
@@ -148,7 +150,9 @@ int server_init(server *srv, const config *cfg)
     ev_every(srv->loop, 3600 * 1000, on_hourly, srv);
     mam_expire(srv);
     ev_before_sleep(srv->loop, before_sleep, srv);
-    log_info("serving %s (store %s)", cfg->domain, cfg->store);
+    char shown[512];
+    store_uri_redacted(cfg->store, shown, sizeof shown);
+    log_info("serving %s (store %s)", cfg->domain, shown);
     return 0;
 }
 

@@ -274,3 +274,26 @@ store_status store_mam_purge(store *st, const char *owner, int64_t before_us, in
     *deleted = 0;
     return st->ops->mam_purge(st, owner, before_us, deleted);
 }
+
+void store_uri_redacted(const char *uri, char *out, size_t len)
+{
+    if (!uri) {
+        snprintf(out, len, "(none)");
+        return;
+    }
+    const char *sep = strstr(uri, "://");
+    if (!sep) { /* sqlite:PATH holds no secret */
+        snprintf(out, len, "%s", uri);
+        return;
+    }
+    /* SCHEME://[user[:password]@]host[:port][/db][?params]: the query may carry a
+     * password= too, so it goes as well. Any scheme, so a misspelt one is safe too. */
+    const char *rest = sep + 3;
+    size_t auth_end = strcspn(rest, "@/?");
+    const char *host = rest[auth_end] == '@' ? rest + auth_end + 1 : rest;
+    size_t user_len = host == rest ? 0 : strcspn(rest, ":@");
+    size_t tail_len = strcspn(host, "?");
+    snprintf(out, len, "%.*s://%.*s%s%.*s%s", (int)(sep - uri > 32 ? 32 : sep - uri), uri,
+             (int)user_len, rest, user_len ? "@" : "", (int)tail_len, host,
+             host[tail_len] ? "?..." : "");
+}

@@ -40,6 +40,8 @@ typedef struct store store;
 /* Open by URI: "sqlite:PATH". Creates the schema if needed. NULL with a reason in err. */
 store *store_open(const char *uri, char *err, size_t errlen);
 void store_close(store *st);
+/* A store URI fit for logs: the password (and query) of a SCHEME://... URI left out. */
+void store_uri_redacted(const char *uri, char *out, size_t len);
 const char *store_last_error(const store *st);
 
 /* ---- accounts (user = normalised bare JID) ---- */

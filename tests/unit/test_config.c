@@ -260,8 +260,8 @@ static void test_bad_values(void **state)
     expect_error(f, MINIMAL "idle_timeout = 0\n", 4, "bad value '0'");
     expect_error(f, MINIMAL "offline_max = -1\n", 4, "bad value '-1'");
     expect_error(f, MINIMAL "store = mysql:x\n", 4, "unsupported store");
-    expect_error(f, MINIMAL "compliance_store = sqlite::memory:\n", 4,
-                 "cannot be in memory");
+    expect_error(f, MINIMAL "compliance_store = mysql://db/x\n", 4, "unsupported store");
+    expect_error(f, MINIMAL "compliance_store = sqlite::memory:\n", 4, "cannot be in memory");
     expect_error(f, MINIMAL "compliance_mode = lax\n", 4, "strict or spool");
     expect_error(f, MINIMAL "compliance_server_failure = maybe\n", 4, "block or allow");
     expect_error(f, MINIMAL "compliance_retention_days = 0\n", 4, "'forever' or a number");
