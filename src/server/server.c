@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "iq_out.h"
 #include "listener.h"
+#include "muc.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -118,6 +119,8 @@ int server_init(server *srv, const config *cfg)
     srv->users = dict_new();
     srv->authlimit = authlimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (muc_init(srv) < 0)
+        return -1;
 
     if (cfg->c2s_port && listener_open(srv, cfg->bind_address, cfg->c2s_port, LISTEN_C2S_STARTTLS) < 0)
         return -1;
@@ -152,6 +155,7 @@ void server_shutdown(server *srv)
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
+    muc_free(srv);
     iq_out_free(srv);
     compliance_close(srv);
     dict_free(srv->users, NULL);

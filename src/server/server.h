@@ -15,6 +15,7 @@ struct dict;
 struct authlimit;
 struct compliance;
 struct iq_out;
+struct muc;
 
 typedef struct server {
     config cfg;
@@ -30,6 +31,7 @@ typedef struct server {
     struct conn *lingering;     /* closing once their output is flushed, with a deadline */
     struct authlimit *authlimit;
     struct compliance *compliance; /* the compliance archive, NULL when off (compliance.h) */
+    struct muc *muc;            /* multi-user chat, NULL when off (muc.h) */
     int nconns;
     int listen_fds[4];
     int listen_kinds[4];        /* listen_kind of each fd (listener.h) */
