@@ -142,7 +142,7 @@ static muc_room *create_room(muc *m, xml_node *stanza, const jid *to, const char
         else
             snprintf(text, sizeof text,
                      "you already own %zu rooms, the most one user may own here (%d)", c.n, max);
-        router_bounce(srv, stanza, "cancel", "policy-violation", text);
+        router_bounce(srv, stanza, "cancel", "not-allowed", text);
         return NULL;
     }
     char *room_jid = jid_bare(to);
@@ -180,7 +180,14 @@ static int list_room(void *ud, const char *key, void *value)
         return 1;
     xml_node *item = xml_add_child(c->q, NULL, "item");
     xml_set_attr(item, "jid", r->jid);
-    xml_set_attr(item, "name", r->cfg.name ? r->cfg.name : key);
+    if (r->cfg.name) {
+        xml_set_attr(item, "name", r->cfg.name);
+    } else {
+        const char *at = strchr(key, '@');
+        char *local = xstrndup(key, at ? (size_t)(at - key) : strlen(key));
+        xml_set_attr(item, "name", local);
+        free(local);
+    }
     return 0;
 }
 
@@ -265,12 +272,25 @@ static void room_iq(muc_room *r, xml_node *iq, const char *from, const char *nic
     }
 }
 
-/* An error from an occupant's real JID (its session went away under a message, say):
- * XEP-0045 recommends removing the occupant, so that the room stops sending to it. */
+/* An error from an occupant's real JID saying that its client is gone (a session that
+ * vanished under a message, say): the occupant is removed (333) so that the room stops
+ * sending to it. Other errors (a client that could not handle some stanza) leave it in. */
+static int says_gone(const xml_node *stanza)
+{
+    static const char *gone[] = {"gone", "item-not-found", "recipient-unavailable", "redirect",
+                                 "remote-server-not-found", "remote-server-timeout",
+                                 "service-unavailable"};
+    const xml_node *err = xml_child(stanza, NULL, "error");
+    for (size_t i = 0; err && i < ARRAY_LEN(gone); i++)
+        if (xml_child(err, XMLNS_STANZAS, gone[i]))
+            return 1;
+    return 0;
+}
+
 static void error_from(muc_room *r, xml_node *stanza, const char *from)
 {
     muc_occupant *o = muc_occupant_by_jid(r, from);
-    if (o) {
+    if (o && says_gone(stanza)) {
         static const int codes[] = {333};
         muc_room_remove(r, o, codes, 1, NULL, "the occupant's client returned an error");
     }
