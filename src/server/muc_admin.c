@@ -218,7 +218,7 @@ static change *parse_items(muc_room *r, xml_node *iq, const xml_node *q, size_t 
     for (const xml_node *it = xml_child(q, NULL, "item"); it && !bad;
          it = xml_next(it, NULL, "item"), i++) {
         const char *role = xml_get_attr(it, "role"), *aff = xml_get_attr(it, "affiliation");
-        const char *nick = xml_get_attr(it, "nick"), *jid = xml_get_attr(it, "jid");
+        const char *nick = xml_get_attr(it, "nick"), *jid_attr = xml_get_attr(it, "jid");
         change *c = &cs[i];
         c->reason = xml_child_text(it, NULL, "reason");
         if (c->reason && strlen(c->reason) > MUC_MAX_REASON) {
@@ -232,8 +232,8 @@ static change *parse_items(muc_room *r, xml_node *iq, const xml_node *q, size_t 
                 c->target = xstrdup(nick);
         } else if (aff && !role) {
             c->value = muc_aff_parse(aff);
-            if (jid) {
-                c->target = jid_normalize_bare(jid);
+            if (jid_attr) {
+                c->target = jid_normalize_bare(jid_attr);
             } else if (nick && muc_occupant_by_nick(r, nick)) {
                 c->target = xstrdup(muc_occupant_by_nick(r, nick)->bare);
             }

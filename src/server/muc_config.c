@@ -101,17 +101,17 @@ static xml_node *config_form(const muc_room *r, int max_cap)
              c->password != NULL);
     add_field(x, "muc#roomconfig_roomsecret", "text-private", "Password",
               c->password ? c->password : "");
-    char buf[24];
-    snprintf(buf, sizeof buf, "%d", c->max_users);
+    char num[24];
+    snprintf(num, sizeof num, "%d", c->max_users);
     xml_node *mu = add_field(x, "muc#roomconfig_maxusers", "list-single",
-                             "Most occupants at once", buf);
+                             "Most occupants at once", num);
     static const int choices[] = {10, 20, 50, 100, 200, 500, 1000, 5000};
     for (size_t i = 0; i < ARRAY_LEN(choices) && choices[i] <= max_cap; i++) {
-        snprintf(buf, sizeof buf, "%d", choices[i]);
-        add_option(mu, buf, buf);
+        snprintf(num, sizeof num, "%d", choices[i]);
+        add_option(mu, num, num);
     }
-    snprintf(buf, sizeof buf, "%d", max_cap);
-    add_option(mu, buf, buf);
+    snprintf(num, sizeof num, "%d", max_cap);
+    add_option(mu, num, num);
     xml_node *w = add_field(x, "muc#roomconfig_whois", "list-single", "Who may see real JIDs",
                             c->semi_anonymous ? "moderators" : "anyone");
     add_option(w, "Moderators only", "moderators");

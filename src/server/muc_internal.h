@@ -166,8 +166,8 @@ int muc_role_parse(const char *s); /* -1 if unknown */
 
 /* ---- muc_message.c ---- */
 /* Append a history entry (broadcast form, copied); persistent rooms store it too unless
- * loading (store = 0). */
-void muc_history_add(muc_room *r, const xml_node *msg, int64_t ts_us, int64_t seq, int store);
+ * loading (save = 0). */
+void muc_history_add(muc_room *r, const xml_node *msg, int64_t ts_us, int64_t seq, int save);
 void muc_history_clear(muc_room *r);
 /* Send the history a joiner asked for (<history/> in its join element, may be NULL),
  * then the subject, to o. */

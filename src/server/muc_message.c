@@ -46,7 +46,7 @@ void muc_history_clear(muc_room *r)
     r->hist_start = r->hist_len = 0;
 }
 
-void muc_history_add(muc_room *r, const xml_node *msg, int64_t ts_us, int64_t seq, int store)
+void muc_history_add(muc_room *r, const xml_node *msg, int64_t ts_us, int64_t seq, int save)
 {
     size_t cap = (size_t)r->svc->srv->cfg.muc_history;
     if (cap == 0)
@@ -70,7 +70,7 @@ void muc_history_add(muc_room *r, const xml_node *msg, int64_t ts_us, int64_t se
     r->hist_len++;
     if (seq > r->hist_seq)
         r->hist_seq = seq;
-    if (store)
+    if (save)
         muc_store_history_add(r, e, dropped);
 }
 

@@ -43,9 +43,9 @@ xml_node *muc_user_x(xml_node *parent)
 
 void muc_add_status(xml_node *x, int code)
 {
-    char buf[8];
-    snprintf(buf, sizeof buf, "%d", code);
-    xml_set_attr(xml_add_child(x, NULL, "status"), "code", buf);
+    char num[8];
+    snprintf(num, sizeof num, "%d", code);
+    xml_set_attr(xml_add_child(x, NULL, "status"), "code", num);
 }
 
 muc_room *muc_room_new(muc *m, const char *jid)

@@ -26,9 +26,9 @@ static void put(muc_room *r, const char *key, const xml_node *doc)
 
 static void set_int(xml_node *n, const char *name, int v)
 {
-    char buf[16];
-    snprintf(buf, sizeof buf, "%d", v);
-    xml_set_attr(n, name, buf);
+    char num[16];
+    snprintf(num, sizeof num, "%d", v);
+    xml_set_attr(n, name, num);
 }
 
 void muc_store_config(muc_room *r)
