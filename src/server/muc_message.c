@@ -378,6 +378,13 @@ static void invite(muc_room *r, xml_node *stanza, muc_occupant *o, const xml_nod
                           "an invitation needs the invitee's JID in 'to'");
             return;
         }
+        if (r->cfg.members_only && muc_room_aff(r, invitee) == MUC_AFF_NONE &&
+            dict_size(r->affs) >= MUC_MAX_AFFILIATIONS) {
+            router_bounce(srv, stanza, "wait", "resource-constraint",
+                          "this room's member list is full");
+            free(invitee);
+            return;
+        }
         if (r->cfg.members_only && muc_room_aff(r, invitee) == MUC_AFF_NONE) {
             /* Inviting to a members-only room makes the invitee a member (7.8.2). */
             muc_room_set_aff(r, invitee, MUC_AFF_MEMBER);

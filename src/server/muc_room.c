@@ -444,6 +444,10 @@ void muc_room_presence(muc_room *r, xml_node *stanza, const char *from, const ch
         xml_free(stanza); /* probes and subscriptions mean nothing to a room */
     } else if (!o) {
         join(r, stanza, from, nick, created);
+    } else if (muc_rate_check(r, stanza, o->bare) < 0) {
+        /* Each change goes to every occupant: changes count like messages. Joins and
+         * leaves do not (a client with many rooms joins them all at once). */
+        xml_free(stanza);
     } else if (strcmp(o->nick, nick) != 0) {
         change_nick(r, o, stanza, nick);
     } else {

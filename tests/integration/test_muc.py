@@ -5,18 +5,17 @@ moderation, subject, history, invitations, private messages, destruction, persis
 across a restart, the service's limits, the compliance record of each room message, and
 200 occupants who all see one burst of messages in one order."""
 import asyncio
+import os
 import re
-import socket
-import ssl
+import sqlite3
 import time
-import xml.etree.ElementTree as ET
 
 import pytest
 from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from conftest import DOMAIN, HOST, RawStream, clients_for, exchange, send_iq
+from conftest import DOMAIN, RawStream, clients_for, exchange, send_iq
 
 MUC = f"conference.{DOMAIN}"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
@@ -320,10 +319,10 @@ def test_kick_and_ban_by_moderator_refused_for_non_moderator(srv, run):
         outcasts = await a.plugin["xep_0045"].get_affiliation_list(rjid, "outcast", timeout=5)
         assert outcasts == ["carol@localhost"]
         # malformed admin requests get bad-request
-        e = await iq_error(send_iq(a, rjid, f"<query xmlns='http://jabber.org/protocol/muc#admin'>"
+        e = await iq_error(send_iq(a, rjid, "<query xmlns='http://jabber.org/protocol/muc#admin'>"
                                             "<item role='emperor' nick='bob'/></query>", "set"))
         assert e["condition"] == "bad-request"
-        e = await iq_error(send_iq(a, rjid, f"<query xmlns='http://jabber.org/protocol/muc#admin'>"
+        e = await iq_error(send_iq(a, rjid, "<query xmlns='http://jabber.org/protocol/muc#admin'>"
                                             "<item role='none' nick='nobody'/></query>", "set"))
         assert e["condition"] == "item-not-found"
         # the last owner cannot step down
@@ -624,7 +623,6 @@ def test_persistence_across_restart(srv, run):
     async def scenario():
         cl = clients_for(srv)
         a = await login(cl, "alice")
-        b = await login(cl, "bob")
         keep = await create(a, "keeper", "alice", config={
             "persistentroom": "1", "membersonly": "1", "roomname": "Keeper",
             "roomdesc": "survives restarts"})
@@ -700,7 +698,6 @@ def test_200_occupants_burst_same_order(server, run):
         orders = []
         for rs in socks:
             seen = []
-            text = ""
             deadline = time.monotonic() + 20
             while len(seen) < 100 and time.monotonic() < deadline:
                 chunk = rs.read_until(r"</message>", timeout=max(0.1, deadline - time.monotonic()))
@@ -719,3 +716,54 @@ def test_200_occupants_burst_same_order(server, run):
             rs.close()
     p = srv.ctl("compliance", "search", "--to", rjid)
     assert len([l for l in p.stdout.splitlines() if "burst " in l]) == 100
+
+
+def test_unwritable_archive_bounces_room_message_to_sender_only(srv, run):
+    """Strict mode: a room message whose record cannot be written reaches nobody (not even
+    the sender's echo) and comes back as resource-constraint; the room goes on after."""
+    async def scenario():
+        cl = clients_for(srv)
+        a = await login(cl, "alice")
+        b = await login(cl, "bob")
+        rjid = await create(a, "strict", "alice")
+        await join(b, rjid, "bob")
+        lock = sqlite3.connect(os.path.join(srv.dir, "data", "compliance.db"), timeout=1,
+                               isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            groupchat(a, rjid, "while locked")
+            e = await error_for(a, "while locked", timeout=10)
+            assert (e["condition"], e["type"]) == ("resource-constraint", "wait")
+            assert "compliance archive is unavailable" in e["text"]
+            for x in (a, b):
+                await x.expect_none("message", gc_body(rjid, "while locked"), 0.5)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        groupchat(a, rjid, "after unlock")
+        await b.wait_for("message", gc_body(rjid, "after unlock"), 10)
+        c = await login(cl, "carol")
+        _, _, _, hist = await join(c, rjid, "carol")
+        assert [m["body"] for m in hist] == ["after unlock"]
+    run(scenario, timeout=90)
+
+
+def test_presence_flood_limited(server, run):
+    """Presence changes go to every occupant, so they count against the sender's rate."""
+    srv = server(extra=["muc_user_rate = 3"])
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await login(cl, "alice")
+        b = await login(cl, "bob")
+        rjid = await create(a, "statuses", "alice")
+        await join(b, rjid, "bob")
+        a.send_raw("".join(f"<presence to='{rjid}/alice' id='st-{i}'><status>s{i}</status>"
+                           "</presence>" for i in range(10)))
+        err = await a.wait_for("mucp", lambda p: p["type"] == "error" and p["id"].startswith("st-"))
+        assert err["error"]["condition"] == "resource-constraint"
+        await asyncio.sleep(0.5)
+        updates = [p for p in b.events["mucp"] if p["from"] == f"{rjid}/alice"
+                   and p["status"].startswith("s")]
+        assert 1 <= len(updates) <= 4, len(updates)
+    run(scenario)
