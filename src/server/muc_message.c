@@ -183,23 +183,34 @@ static muc_room *pending_room(server *srv, const pending *p)
     return srv->muc ? dict_get(srv->muc->rooms, p->room) : NULL;
 }
 
+/* Remove the children ns:name of m that claim to come from the room (by_attr equal to
+ * the room's JID), or all of them when by_attr is NULL. */
+static void strip_claims(xml_node *m, const char *ns, const char *name, const char *by_attr,
+                         const char *room)
+{
+    xml_node *n = xml_child(m, ns, name);
+    while (n) {
+        xml_node *next = xml_next(n, ns, name);
+        if (!by_attr || str_eq(xml_get_attr(n, by_attr), room)) {
+            xml_detach(n);
+            xml_free(n);
+        }
+        n = next;
+    }
+}
+
 /* The stanza as the room sends it: from the occupant JID, without the sender's own
- * addressing, and with no stanza-id claiming to be the room's but the room's own. */
+ * addressing, and with nothing the sender could use to speak for the room: no
+ * stanza-id or delay claiming to be the room's, no muc#user element (status codes). */
 static void as_room_message(muc_room *r, xml_node *m, const char *nick)
 {
     xml_set_attr(m, "to", NULL);
     char *from = xasprintf("%s/%s", r->jid, nick);
     xml_set_attr(m, "from", from);
     free(from);
-    xml_node *sid = xml_child(m, XMLNS_SID, "stanza-id");
-    while (sid) {
-        xml_node *next = xml_next(sid, XMLNS_SID, "stanza-id");
-        if (str_eq(xml_get_attr(sid, "by"), r->jid)) {
-            xml_detach(sid);
-            xml_free(sid);
-        }
-        sid = next;
-    }
+    strip_claims(m, XMLNS_SID, "stanza-id", "by", r->jid);
+    strip_claims(m, XMLNS_DELAY, "delay", "from", r->jid);
+    strip_claims(m, MUC_NS_USER, "x", NULL, r->jid);
 }
 
 static void release_groupchat(server *srv, xml_node *stanza, void *ud)
@@ -296,8 +307,7 @@ static void release_private(server *srv, xml_node *stanza, void *ud)
     muc_occupant *to = r ? muc_occupant_by_jid(r, p->target) : NULL;
     if (to) {
         as_room_message(r, stanza, p->nick);
-        if (!xml_child(stanza, MUC_NS_USER, "x"))
-            muc_user_x(stanza); /* XEP-0045 7.5: marks it as a private message in a room */
+        muc_user_x(stanza); /* XEP-0045 7.5: marks it as a private message in a room */
         muc_send(r, to, stanza);
     }
     xml_free(stanza);

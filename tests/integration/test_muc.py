@@ -767,3 +767,37 @@ def test_presence_flood_limited(server, run):
                    and p["status"].startswith("s")]
         assert 1 <= len(updates) <= 4, len(updates)
     run(scenario)
+
+
+def test_sender_cannot_speak_for_the_room(srv, run):
+    """A client's own stanza-id, delay or status codes in the room's name are removed: only
+    the room's own stanza-id reaches the others."""
+    async def scenario():
+        cl = clients_for(srv)
+        a = await login(cl, "alice")
+        b = await login(cl, "bob")
+        rjid = await create(a, "spoof", "alice")
+        await join(b, rjid, "bob")
+        b.send_raw(f"<message to='{rjid}' type='groupchat' id='spoof-1'><body>forged</body>"
+                   f"<stanza-id xmlns='{NS_SID}' id='fake' by='{rjid}'/>"
+                   f"<delay xmlns='{NS_DELAY}' from='{rjid}' stamp='2001-01-01T00:00:00Z'/>"
+                   f"<x xmlns='{NS_MUC_USER}'><status code='104'/></x></message>")
+        m = await a.wait_for("message", gc_body(rjid, "forged"))
+        sids = m.xml.findall(f"{{{NS_SID}}}stanza-id")
+        assert len(sids) == 1 and sids[0].get("id") != "fake"
+        assert m.xml.find(f"{{{NS_DELAY}}}delay") is None
+        assert m.xml.find(f"{{{NS_MUC_USER}}}x") is None
+    run(scenario)
+
+
+def test_muc_off(server, run):
+    srv = server(extra=["muc = no"])
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await login(cl, "alice")
+        items = await a.plugin["xep_0030"].get_items(jid=DOMAIN, timeout=5)
+        assert MUC not in [i[0] for i in items["disco_items"]["items"]]
+        e = await iq_error(a.plugin["xep_0030"].get_info(jid=MUC, timeout=5))
+        assert e["condition"] == "remote-server-not-found"
+    run(scenario)
