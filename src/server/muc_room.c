@@ -329,6 +329,45 @@ static void split_jid(const char *full, char **bare, char **resource)
     *resource = xstrdup(slash ? slash + 1 : "");
 }
 
+static void link_occupant(muc_room *r, muc_occupant *o)
+{
+    o->prev = r->last;
+    if (r->last)
+        r->last->next = o;
+    else
+        r->first = o;
+    r->last = o;
+    r->noccupants++;
+    dict_set(r->by_nick, o->nick, o);
+    dict_set(r->by_jid, o->jid, o);
+}
+
+/* What a joiner learns, in the order of XEP-0045 7.2.2 to 7.2.15: who else is here, its
+ * own presence (which the others get too), the history it asked for, the subject. */
+static void send_state(muc_room *r, muc_occupant *o, int created, const xml_node *join_el)
+{
+    server *srv = r->svc->srv;
+    for (muc_occupant *other = r->first; other; other = other->next) {
+        if (other == o)
+            continue;
+        presence_info none = {0};
+        xml_node *p = build_presence(r, other, &none, sees_jids(r, o), 0);
+        muc_send(r, o, p);
+        xml_free(p);
+    }
+    int self_codes[3];
+    size_t nself = 0;
+    if (!r->cfg.semi_anonymous)
+        self_codes[nself++] = 100;
+    if (compliance_enabled(srv))
+        self_codes[nself++] = 170; /* every message is kept in the compliance archive */
+    if (created)
+        self_codes[nself++] = 201;
+    presence_info pi = {.self_codes = self_codes, .nself = nself};
+    broadcast(r, o, &pi);
+    muc_history_send(r, o, join_el ? xml_child(join_el, NULL, "history") : NULL);
+}
+
 static void join(muc_room *r, xml_node *stanza, const char *from, const char *nick, int created)
 {
     server *srv = r->svc->srv;
@@ -364,35 +403,8 @@ static void join(muc_room *r, xml_node *stanza, const char *from, const char *ni
         bare = resource = NULL;
         o->role = muc_default_role(r, aff);
         o->presence = presence_payload(stanza);
-        /* 1. who is here, 2. the joiner's presence to all (self-presence last for the
-         * joiner), 3. history, 4. subject (XEP-0045 7.2.2 to 7.2.15). */
-        for (muc_occupant *other = r->first; other; other = other->next) {
-            presence_info pi = {0};
-            xml_node *p = build_presence(r, other, &pi, !r->cfg.semi_anonymous ||
-                                                            o->role == MUC_ROLE_MODERATOR, 0);
-            muc_send(r, o, p);
-            xml_free(p);
-        }
-        o->prev = r->last;
-        if (r->last)
-            r->last->next = o;
-        else
-            r->first = o;
-        r->last = o;
-        r->noccupants++;
-        dict_set(r->by_nick, o->nick, o);
-        dict_set(r->by_jid, o->jid, o);
-        int self_codes[3];
-        size_t nself = 0;
-        if (!r->cfg.semi_anonymous)
-            self_codes[nself++] = 100;
-        if (compliance_enabled(srv))
-            self_codes[nself++] = 170; /* every message is kept in the compliance archive */
-        if (created)
-            self_codes[nself++] = 201;
-        presence_info pi = {.self_codes = self_codes, .nself = nself};
-        broadcast(r, o, &pi);
-        muc_history_send(r, o, jx ? xml_child(jx, NULL, "history") : NULL);
+        link_occupant(r, o);
+        send_state(r, o, created, jx);
         log_debug("muc: %s joined %s as %s", o->jid, r->jid, o->nick);
     }
     free(bare);
@@ -453,8 +465,15 @@ void muc_room_presence(muc_room *r, xml_node *stanza, const char *from, const ch
     } else {
         xml_free(o->presence);
         o->presence = presence_payload(stanza);
-        presence_info pi = {0};
-        broadcast(r, o, &pi);
+        const xml_node *jx = xml_child(stanza, MUC_NS, "x");
+        if (jx) {
+            /* A join from a session already in the room: a client resynchronising (after
+             * a lost connection it did not notice, say) gets the whole state again. */
+            send_state(r, o, 0, jx);
+        } else {
+            presence_info pi = {0};
+            broadcast(r, o, &pi);
+        }
         xml_free(stanza);
     }
 }

@@ -801,3 +801,27 @@ def test_muc_off(server, run):
         e = await iq_error(a.plugin["xep_0030"].get_info(jid=MUC, timeout=5))
         assert e["condition"] == "remote-server-not-found"
     run(scenario)
+
+
+def test_self_ping_and_rejoin(srv, run):
+    """XEP-0410: a ping to one's own occupant JID says whether one is still in; a join from
+    a session already in the room sends the room's state again (no 409 against itself)."""
+    async def scenario():
+        cl = clients_for(srv)
+        a = await login(cl, "alice")
+        b = await login(cl, "bob")
+        rjid = await create(a, "pingable", "alice")
+        groupchat(a, rjid, "before rejoin")
+        await a.wait_for("message", gc_body(rjid, "before rejoin"))
+        await join(b, rjid, "bob")
+        await send_iq(b, f"{rjid}/bob", "<ping xmlns='urn:xmpp:ping'/>")
+        e = await iq_error(send_iq(b, f"{rjid}/alice", "<ping xmlns='urn:xmpp:ping'/>"))
+        assert e["condition"] == "service-unavailable"  # IQs are not relayed to others
+        c = await login(cl, "carol")
+        e = await iq_error(send_iq(c, f"{rjid}/carol", "<ping xmlns='urn:xmpp:ping'/>"))
+        assert e["condition"] == "not-acceptable"
+        pres, subject, occupants, hist = await join(b, rjid, "bob", maxstanzas=5)
+        assert 110 in codes(pres) and pres["muc"]["role"] == "participant"
+        assert [m["body"] for m in hist] == ["before rejoin"]
+        assert {p["from"].resource for p in occupants} >= {"alice"}
+    run(scenario)
