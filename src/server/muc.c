@@ -22,12 +22,13 @@ int muc_bucket_take(muc_bucket *b, int rate, int64_t now_ms)
 {
     if (b->last_ms == 0) {
         b->tokens = rate;
+        b->last_ms = now_ms;
     } else if (now_ms > b->last_ms) {
         b->tokens += (double)(now_ms - b->last_ms) * rate / 1000.0;
         if (b->tokens > rate)
             b->tokens = rate;
+        b->last_ms = now_ms;
     }
-    b->last_ms = now_ms;
     if (b->tokens < 1.0)
         return -1;
     b->tokens -= 1.0;
@@ -344,11 +345,18 @@ static void deliver(server *srv, void *ud, xml_node *stanza)
         }
         goto out;
     }
+    int is_presence = strcmp(stanza->name, "presence") == 0;
+    if (is_presence && !to.resource) {
+        if (!type)
+            router_bounce(srv, stanza, "modify", "jid-malformed",
+                          "join a room at room@service/nickname");
+        xml_free(stanza);
+        goto out;
+    }
     char *room_jid = jid_bare(&to);
     muc_room *r = dict_get(m->rooms, room_jid);
-    int is_presence = strcmp(stanza->name, "presence") == 0;
     if (!r) {
-        if (is_presence && !type && to.resource) {
+        if (is_presence && !type) {
             r = create_room(m, stanza, &to, from_full, from_bare);
             if (r)
                 muc_room_presence(r, stanza, from_full, to.resource, 1);
@@ -363,13 +371,7 @@ static void deliver(server *srv, void *ud, xml_node *stanza)
     } else if (str_eq(type, "error")) {
         error_from(r, stanza, from_full);
     } else if (is_presence) {
-        if (!to.resource)
-            router_bounce(srv, stanza, "modify", "jid-malformed",
-                          "join a room at room@service/nickname");
-        if (to.resource)
-            muc_room_presence(r, stanza, from_full, to.resource, 0);
-        else
-            xml_free(stanza);
+        muc_room_presence(r, stanza, from_full, to.resource, 0);
     } else if (strcmp(stanza->name, "message") == 0) {
         muc_room_message(r, stanza, from_full, to.resource);
     } else if (strcmp(stanza->name, "iq") == 0) {
