@@ -35,6 +35,7 @@
 #define MUC_MAX_REASON 1024
 #define MUC_MAX_AFFILIATIONS 10000    /* entries in one room's affiliation list */
 #define MUC_MAX_LISTED 1000           /* rooms in one disco#items answer */
+#define MUC_MAX_HISTORY_BYTES (1u << 20) /* one room's history, serialized */
 
 typedef enum {
     MUC_AFF_NONE = 0,
@@ -109,6 +110,7 @@ typedef struct muc_room {
     char *subject_from;  /* the nick that set it (the room itself if NULL) */
     muc_history_entry *hist; /* ring of svc->srv->cfg.muc_history entries */
     size_t hist_start, hist_len;
+    size_t hist_bytes;   /* sum of the entries' chars */
     int64_t hist_seq;
     muc_bucket rate;
 } muc_room;
@@ -201,7 +203,8 @@ int muc_store_load(muc *m);
 void muc_store_config(muc_room *r);
 void muc_store_affiliations(muc_room *r);
 void muc_store_subject(muc_room *r);
-void muc_store_history_add(muc_room *r, const muc_history_entry *e, int64_t drop_seq);
+void muc_store_history_add(muc_room *r, const muc_history_entry *e);
+void muc_store_history_drop(muc_room *r, int64_t seq);
 /* Everything of the room (when it is destroyed or stops being persistent). */
 void muc_store_delete(muc_room *r);
 /* The whole room (when it becomes persistent). */

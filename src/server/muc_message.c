@@ -44,6 +44,21 @@ void muc_history_clear(muc_room *r)
     for (size_t i = 0; i < r->hist_len; i++)
         xml_free(r->hist[(r->hist_start + i) % cap].msg);
     r->hist_start = r->hist_len = 0;
+    r->hist_bytes = 0;
+}
+
+/* Forget the oldest entry (and its stored copy when save is set). */
+static void history_drop_oldest(muc_room *r, int save)
+{
+    size_t cap = (size_t)r->svc->srv->cfg.muc_history;
+    muc_history_entry *old = &r->hist[r->hist_start];
+    if (save)
+        muc_store_history_drop(r, old->seq);
+    r->hist_bytes -= old->chars;
+    xml_free(old->msg);
+    old->msg = NULL;
+    r->hist_start = (r->hist_start + 1) % cap;
+    r->hist_len--;
 }
 
 void muc_history_add(muc_room *r, const xml_node *msg, int64_t ts_us, int64_t seq, int save)
@@ -51,14 +66,8 @@ void muc_history_add(muc_room *r, const xml_node *msg, int64_t ts_us, int64_t se
     size_t cap = (size_t)r->svc->srv->cfg.muc_history;
     if (cap == 0)
         return;
-    int64_t dropped = 0;
-    if (r->hist_len == cap) {
-        muc_history_entry *old = &r->hist[r->hist_start];
-        dropped = old->seq;
-        xml_free(old->msg);
-        r->hist_start = (r->hist_start + 1) % cap;
-        r->hist_len--;
-    }
+    if (r->hist_len == cap)
+        history_drop_oldest(r, save);
     muc_history_entry *e = &r->hist[(r->hist_start + r->hist_len) % cap];
     e->msg = xml_copy(msg);
     xml_set_attr(e->msg, "to", NULL);
@@ -68,10 +77,15 @@ void muc_history_add(muc_room *r, const xml_node *msg, int64_t ts_us, int64_t se
     e->chars = strlen(text);
     free(text);
     r->hist_len++;
+    r->hist_bytes += e->chars;
     if (seq > r->hist_seq)
         r->hist_seq = seq;
     if (save)
-        muc_store_history_add(r, e, dropped);
+        muc_store_history_add(r, e);
+    /* A few huge messages must not make a room hold megabytes: the byte bound wins over
+     * the count (the newest entry always stays). */
+    while (r->hist_bytes > MUC_MAX_HISTORY_BYTES && r->hist_len > 1)
+        history_drop_oldest(r, save);
 }
 
 /* XEP-0082 date-time ("2024-05-01T12:00:00Z", fraction and offset allowed) to

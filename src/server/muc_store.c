@@ -92,11 +92,10 @@ static void history_key(int64_t seq, char key[24])
     snprintf(key, 24, "h-%016" PRIx64, (uint64_t)seq);
 }
 
-void muc_store_history_add(muc_room *r, const muc_history_entry *e, int64_t drop_seq)
+void muc_store_history_add(muc_room *r, const muc_history_entry *e)
 {
     if (!r->cfg.persistent)
         return;
-    server *srv = r->svc->srv;
     char key[24];
     xml_node *n = xml_new(XMLNS_CLIENT, "entry");
     char ts[24];
@@ -106,12 +105,18 @@ void muc_store_history_add(muc_room *r, const muc_history_entry *e, int64_t drop
     history_key(e->seq, key);
     put(r, key, n);
     xml_free(n);
-    if (drop_seq > 0) {
-        history_key(drop_seq, key);
-        if (store_kv_del(srv->store, COLLECTION, r->jid, key) != STORE_OK)
-            log_error("muc: trimming the history of %s failed: %s", r->jid,
-                      store_last_error(srv->store));
-    }
+}
+
+void muc_store_history_drop(muc_room *r, int64_t seq)
+{
+    if (!r->cfg.persistent)
+        return;
+    server *srv = r->svc->srv;
+    char key[24];
+    history_key(seq, key);
+    if (store_kv_del(srv->store, COLLECTION, r->jid, key) != STORE_OK)
+        log_error("muc: trimming the history of %s failed: %s", r->jid,
+                  store_last_error(srv->store));
 }
 
 void muc_store_delete(muc_room *r)
@@ -130,7 +135,7 @@ void muc_store_all(muc_room *r)
         muc_store_subject(r);
     size_t cap = (size_t)r->svc->srv->cfg.muc_history;
     for (size_t i = 0; i < r->hist_len; i++)
-        muc_store_history_add(r, &r->hist[(r->hist_start + i) % cap], 0);
+        muc_store_history_add(r, &r->hist[(r->hist_start + i) % cap]);
 }
 
 /* ---- loading ---- */

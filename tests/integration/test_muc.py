@@ -825,3 +825,21 @@ def test_self_ping_and_rejoin(srv, run):
         assert [m["body"] for m in hist] == ["before rejoin"]
         assert {p["from"].resource for p in occupants} >= {"alice"}
     run(scenario)
+
+
+def test_history_bounded_in_bytes(srv, run):
+    """Huge messages cannot make a room hold megabytes: the history keeps at most 1 MiB,
+    dropping the oldest (the count limit, muc_history, still applies below that)."""
+    async def scenario():
+        cl = clients_for(srv)
+        a = await login(cl, "alice")
+        rjid = await create(a, "bulky", "alice")
+        big = "y" * (200 * 1024)
+        for i in range(8):
+            groupchat(a, rjid, f"big {i} {big}")
+        await a.wait_for("message", lambda m: m["body"].startswith("big 7 "), 20)
+        b = await login(cl, "bob")
+        _, _, _, hist = await join(b, rjid, "bob")
+        got = [m["body"].split(" ")[1] for m in hist]
+        assert got == ["3", "4", "5", "6", "7"], got
+    run(scenario)
