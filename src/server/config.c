@@ -51,6 +51,9 @@
 #define DEFAULT_MUC_HISTORY 50
 #define DEFAULT_MUC_ROOM_RATE 200
 #define DEFAULT_MUC_USER_RATE 10
+#define DEFAULT_SM_RESUME_TIMEOUT 300
+#define DEFAULT_ARCHIVE_DAYS 365
+#define DEFAULT_SM_MAX_QUEUE 10000
 /* Secrets shorter than this are refused: a component secret is a password. */
 #define MIN_COMPONENT_SECRET 16
 
@@ -91,6 +94,10 @@ void config_init(config *cfg)
     cfg->muc_history = DEFAULT_MUC_HISTORY;
     cfg->muc_room_rate = DEFAULT_MUC_ROOM_RATE;
     cfg->muc_user_rate = DEFAULT_MUC_USER_RATE;
+    cfg->archive = 1;
+    cfg->archive_expires_after = DEFAULT_ARCHIVE_DAYS;
+    cfg->sm_resume_timeout = DEFAULT_SM_RESUME_TIMEOUT;
+    cfg->sm_max_queue = DEFAULT_SM_MAX_QUEUE;
 }
 
 void config_free(config *cfg)
@@ -366,6 +373,10 @@ static const key_def keys[] = {
     KEY(muc_history, K_NONNEG),
     KEY(muc_room_rate, K_POSINT),
     KEY(muc_user_rate, K_POSINT),
+    KEY(archive, K_BOOL),
+    KEY(archive_expires_after, K_DAYS),
+    KEY(sm_resume_timeout, K_NONNEG),
+    KEY(sm_max_queue, K_POSINT),
 };
 #undef KEY
 #undef CHOICE

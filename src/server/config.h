@@ -57,6 +57,10 @@ typedef struct config {
     int muc_history;           /* messages of history kept per room for joiners; default 50 */
     int muc_room_rate;         /* messages per second one room accepts; default 200 */
     int muc_user_rate;         /* messages per second one user may send to rooms; default 10 */
+    int archive;               /* XEP-0313 message archive; default yes */
+    int archive_expires_after; /* days archived messages are kept; default 365, 0: forever */
+    int sm_resume_timeout;     /* XEP-0198: seconds a lost session waits; default 300, 0: none */
+    int sm_max_queue;          /* unacknowledged stanzas kept per session; default 10000 */
 } config;
 
 /* A configured external component (XEP-0114). */

@@ -57,10 +57,12 @@ conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, vo
     return c;
 }
 
-SSL *conn_ssl(const conn *c) { return c->ssl; }
-int conn_is_tls(const conn *c) { return c->ssl != NULL && !c->handshaking; }
-const char *conn_peer(const conn *c) { return c->peer; }
-int conn_is_closing(const conn *c) { return c->closing || c->flush_close; }
+/* A NULL conn is a detached session's (sm.c): it has no peer, and it is not closing —
+ * stanzas routed to it are queued for its resumption. */
+SSL *conn_ssl(const conn *c) { return c ? c->ssl : NULL; }
+int conn_is_tls(const conn *c) { return c && c->ssl != NULL && !c->handshaking; }
+const char *conn_peer(const conn *c) { return c ? c->peer : "(detached)"; }
+int conn_is_closing(const conn *c) { return c && (c->closing || c->flush_close); }
 int conn_in_handshake(const conn *c) { return c->handshaking; }
 
 static void mark_dirty(conn *c)
@@ -98,6 +100,8 @@ void conn_close_after_flush(conn *c, const char *reason)
 
 void conn_write(conn *c, const char *data, size_t len)
 {
+    if (!c)
+        return; /* a detached session (sm.c) queues instead */
     if (c->closing)
         return;
     if (c->out.len + len > c->srv->cfg.max_output_buffer) {

@@ -27,7 +27,7 @@ typedef struct conn_handlers {
 conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, void *ud);
 /* Begin a server-side TLS handshake on this connection. Returns 0 or -1. */
 int conn_start_tls(conn *c, SSL_CTX *ctx);
-/* Queue bytes for the peer. If the queue would exceed the server's max_output_buffer the
+/* Queue bytes for the peer (nothing for NULL). If the queue would exceed the server's max_output_buffer the
  * connection is closed (a peer that does not read must not make the server hold
  * unbounded data). */
 void conn_write(conn *c, const char *data, size_t len);
@@ -36,6 +36,7 @@ void conn_close_after_flush(conn *c, const char *reason);
 /* Close now; on_close runs (deferred until the current callback returns). */
 void conn_close(conn *c, const char *reason);
 
+/* These accept NULL: the connection of a detached session (sm.h). */
 SSL *conn_ssl(const conn *c);
 int conn_is_tls(const conn *c);
 const char *conn_peer(const conn *c);

@@ -3,6 +3,8 @@
 #include "iq.h"
 #include "../common/util.h"
 #include "../common/version.h"
+#include "carbons.h"
+#include "mam.h"
 #include "roster.h"
 #include "router.h"
 #include "stanza.h"
@@ -13,10 +15,10 @@
 
 /* What the server itself supports, in disco#info order. */
 static const char *server_features[] = {
-    XMLNS_DISCO_INFO, XMLNS_DISCO_ITEMS, XMLNS_PING, XMLNS_VERSION, "msgoffline",
+    XMLNS_DISCO_INFO, XMLNS_DISCO_ITEMS, XMLNS_PING, XMLNS_VERSION, "msgoffline", XMLNS_CARBONS,
 };
 static const char *account_features[] = {XMLNS_DISCO_INFO, XMLNS_DISCO_ITEMS, XMLNS_ROSTER,
-                                         XMLNS_ROSTERVER};
+                                         XMLNS_ROSTERVER, XMLNS_MAM, XMLNS_SID};
 
 static void reply(c2s *origin, xml_node *r)
 {
@@ -117,6 +119,9 @@ void iq_to_server(server *srv, c2s *origin, xml_node *iq)
         version(srv, origin, iq);
     } else if (!get && xml_is(p, XMLNS_SESSION, "session")) {
         reply(origin, stanza_iq_result(iq));
+    } else if (xml_is(p, XMLNS_CARBONS, "enable") || xml_is(p, XMLNS_CARBONS, "disable")) {
+        carbons_handle_iq(srv, origin, iq);
+        return;
     } else if (xml_is(p, XMLNS_ROSTER, "query")) {
         /* Some clients address the roster to the domain; it is the account's business. */
         iq_to_account(srv, origin, iq, origin->user);
@@ -148,6 +153,14 @@ void iq_to_account(server *srv, c2s *origin, xml_node *iq, const char *bare)
     int get = str_eq(xml_get_attr(iq, "type"), "get");
     if (own && p && xml_is(p, XMLNS_ROSTER, "query")) {
         roster_handle_iq(srv, origin, iq);
+        return;
+    }
+    if (own && p && (xml_is(p, XMLNS_CARBONS, "enable") || xml_is(p, XMLNS_CARBONS, "disable"))) {
+        carbons_handle_iq(srv, origin, iq);
+        return;
+    }
+    if (own && mam_is_request(p)) {
+        mam_handle_iq(srv, origin, iq);
         return;
     }
     if (!own && store_user_exists(srv->store, bare) != STORE_OK) {

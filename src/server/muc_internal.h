@@ -21,8 +21,12 @@
 #define MUC_NS_OWNER "http://jabber.org/protocol/muc#owner"
 #define MUC_NS_ROOMCONFIG "http://jabber.org/protocol/muc#roomconfig"
 #define MUC_NS_ROOMINFO "http://jabber.org/protocol/muc#roominfo"
+#ifndef XMLNS_SID
 #define XMLNS_SID "urn:xmpp:sid:0"
+#endif
+#ifndef XMLNS_DATA
 #define XMLNS_DATA "jabber:x:data"
+#endif
 #define XMLNS_CONFERENCE "jabber:x:conference"
 
 /* Bounds on what one user can make the server keep (bytes, after normalisation). */

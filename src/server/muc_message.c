@@ -260,9 +260,24 @@ static void release_groupchat(server *srv, xml_node *stanza, void *ud)
     pending_free(p);
 }
 
-/* Record (once, for the room) and hold, or send now when there is no archive. The one
- * place room traffic meets compliance: a variant that also names the occupants to a
- * third-party compliance server replaces this call. */
+/* The distinct real bare JIDs in the room, for the compliance server's ethical walls. */
+static const char **occupant_jids(const muc_room *r, size_t *n)
+{
+    const char **out = xcalloc(r->noccupants ? r->noccupants : 1, sizeof *out);
+    dict *seen = dict_new();
+    *n = 0;
+    for (const muc_occupant *o = r->first; o; o = o->next) {
+        if (dict_get(seen, o->bare))
+            continue;
+        dict_set(seen, o->bare, (void *)o->bare);
+        out[(*n)++] = o->bare;
+    }
+    dict_free(seen, NULL);
+    return out;
+}
+
+/* Record (once, for the room, or once for a private message) and hold, or send now when
+ * there is no archive. The one place room traffic meets compliance. */
 static void record_and_release(muc_room *r, xml_node *stanza, pending *p, const char *recipient,
                                compliance_release_fn release)
 {
@@ -270,8 +285,16 @@ static void record_and_release(muc_room *r, xml_node *stanza, pending *p, const 
     if (compliance_enabled(srv)) {
         int record = compliance_wants(stanza);
         if (record || compliance_pending(srv)) {
-            compliance_hold(srv, stanza, recipient, record ? "delivered" : NULL, NULL, release, p,
-                            pending_free);
+            const char *outcome = record ? "delivered" : NULL;
+            if (p->target) {
+                compliance_hold(srv, stanza, recipient, outcome, NULL, release, p, pending_free);
+            } else {
+                size_t n;
+                const char **jids = occupant_jids(r, &n);
+                compliance_hold_room(srv, stanza, r->jid, jids, n, outcome, NULL, release, p,
+                                     pending_free);
+                free(jids);
+            }
             return;
         }
     }

@@ -6,10 +6,13 @@
 #include "authlimit.h"
 #include "c2s.h"
 #include "compliance.h"
+#include "component.h"
 #include "conn.h"
 #include "iq_out.h"
 #include "listener.h"
+#include "mam.h"
 #include "muc.h"
+#include "verdict.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -21,8 +24,14 @@ static void on_tick(ev_loop *loop, void *ud)
 {
     server *srv = ud;
     c2s_housekeeping(srv);
+    component_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
+}
+
+static void on_hourly(ev_loop *loop, void *ud)
+{
+    mam_expire(ud);
 }
 
 static void on_fast_tick(ev_loop *loop, void *ud)
@@ -126,6 +135,10 @@ int server_init(server *srv, const config *cfg)
         return -1;
     if (cfg->tls_port && listener_open(srv, cfg->bind_address, cfg->tls_port, LISTEN_C2S_DIRECT_TLS) < 0)
         return -1;
+    if (cfg->ncomponents && cfg->component_port &&
+        listener_open(srv, cfg->bind_address, cfg->component_port,
+                      cfg->component_tls ? LISTEN_COMPONENT_TLS : LISTEN_COMPONENT_PLAIN) < 0)
+        return -1;
 
     static const int signals[] = {SIGHUP, SIGTERM, SIGINT, 0};
     if (ev_signals(srv->loop, signals, on_signal, srv) < 0) {
@@ -135,6 +148,8 @@ int server_init(server *srv, const config *cfg)
     signal(SIGPIPE, SIG_IGN);
     ev_every(srv->loop, 1000, on_tick, srv);
     ev_every(srv->loop, 100, on_fast_tick, srv);
+    ev_every(srv->loop, 3600 * 1000, on_hourly, srv);
+    mam_expire(srv);
     ev_before_sleep(srv->loop, before_sleep, srv);
     log_info("serving %s (store %s)", cfg->domain, cfg->store);
     return 0;
@@ -151,15 +166,22 @@ void server_shutdown(server *srv)
     compliance_flush(srv);
     if (srv->loop) {
         listener_close_all(srv);
+        /* Components first: checks waiting for the compliance server fail now, and the
+         * messages they held are delivered or bounced while their senders are online. */
+        component_shutdown_all(srv);
+        compliance_flush(srv);
         c2s_shutdown_all(srv);
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
     muc_free(srv);
     iq_out_free(srv);
+    mam_free(srv);
     compliance_close(srv);
+    verdict_free(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
+    dict_free(srv->sm_sessions, NULL);
     authlimit_free(srv->authlimit);
     store_close(srv->store);
     SSL_CTX_free(srv->tls_ctx);

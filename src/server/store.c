@@ -247,3 +247,30 @@ store_status store_kv_list(store *st, const char *collection, const char *owner,
     CHECK_STR(st, collection, "collection");
     return st->ops->kv_list(st, collection, owner, fn, ud);
 }
+
+store_status store_mam_append(store *st, const mam_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        CHECK_STR(st, rows[i].id, "archive id");
+        CHECK_STR(st, rows[i].owner, "owner");
+        CHECK_STR(st, rows[i].with, "with");
+        CHECK_STR(st, rows[i].stanza, "stanza");
+    }
+    return n ? st->ops->mam_append(st, rows, n) : STORE_OK;
+}
+
+store_status store_mam_query(store *st, const mam_filter *q,
+                             void (*fn)(void *ud, const mam_row *row), void *ud, int *complete)
+{
+    CHECK_STR(st, q->owner, "owner");
+    if (q->max <= 0)
+        return store_set_error(st, "%s: page size must be positive", __func__);
+    *complete = 0;
+    return st->ops->mam_query(st, q, fn, ud, complete);
+}
+
+store_status store_mam_purge(store *st, const char *owner, int64_t before_us, int64_t *deleted)
+{
+    *deleted = 0;
+    return st->ops->mam_purge(st, owner, before_us, deleted);
+}

@@ -70,6 +70,35 @@ store_status store_offline_pop(store *st, const char *user,
                                int (*fn)(void *ud, const char *stanza), void *ud);
 store_status store_offline_count(store *st, const char *user, int *count);
 
+/* ---- message archive (XEP-0313): each user's one-to-one history ---- */
+typedef struct mam_row {
+    const char *id;     /* the archive id (XEP-0359 stanza-id), unique per owner */
+    const char *owner;  /* whose archive: a bare JID */
+    const char *with;   /* the other party, bare JID */
+    int64_t ts_us;      /* when the server handled it, microseconds since the epoch (UTC) */
+    const char *stanza; /* the message as archived */
+} mam_row;
+
+typedef struct mam_filter {
+    const char *owner;     /* required */
+    const char *with;      /* NULL: any */
+    int64_t start_us;      /* ts_us >= start_us when non-zero */
+    int64_t end_us;        /* ts_us <= end_us when non-zero */
+    const char *after_id;  /* results after this id (NULL: from the start) */
+    const char *before_id; /* results before this id; "" with last: the last page */
+    int last;              /* the page at the end (RSM <before/>): the newest max results */
+    int max;               /* page size, > 0 */
+} mam_filter;
+
+/* Append rows in one transaction (all or none). */
+store_status store_mam_append(store *st, const mam_row *rows, size_t n);
+/* Call fn on each result in archive order; *complete is 1 when the page reaches the end
+ * of the results in its direction. STORE_NOT_FOUND if after_id/before_id is unknown. */
+store_status store_mam_query(store *st, const mam_filter *q,
+                             void (*fn)(void *ud, const mam_row *row), void *ud, int *complete);
+/* Delete archived messages older than before_us (of owner, or everyone's when NULL). */
+store_status store_mam_purge(store *st, const char *owner, int64_t before_us, int64_t *deleted);
+
 /* ---- small documents of server modules (rooms, and the like) ----
  * A value (text, typically XML) under (collection, owner, key): collection names the
  * module's kind of data ("muc-room"), owner the entity it belongs to (a room's JID). Not

@@ -39,6 +39,13 @@ struct store_ops {
                                 int (*fn)(void *ud, const char *stanza), void *ud);
     store_status (*offline_count)(store *st, const char *user, int *count);
 
+    store_status (*mam_append)(store *st, const mam_row *rows, size_t n);
+    store_status (*mam_query)(store *st, const mam_filter *q,
+                              void (*fn)(void *ud, const mam_row *row), void *ud,
+                              int *complete);
+    store_status (*mam_purge)(store *st, const char *owner, int64_t before_us,
+                              int64_t *deleted);
+
     store_status (*kv_put)(store *st, const char *collection, const char *owner,
                            const char *key, const char *value);
     store_status (*kv_get)(store *st, const char *collection, const char *owner,

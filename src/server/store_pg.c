@@ -96,6 +96,17 @@ static const char *const migrations[] = {
     "  value TEXT NOT NULL,"
     "  updated BIGINT NOT NULL,"
     "  PRIMARY KEY (collection, owner, key));",
+    /* version 3: the message archive (XEP-0313) */
+    "CREATE TABLE mam ("
+    "  seq BIGSERIAL PRIMARY KEY,"
+    "  sid TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  with_jid TEXT NOT NULL,"
+    "  ts_us BIGINT NOT NULL,"
+    "  stanza TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX mam_sid ON mam(owner, sid);"
+    "CREATE INDEX mam_with ON mam(owner, with_jid, seq);"
+    "CREATE INDEX mam_ts ON mam(ts_us);",
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -134,6 +145,13 @@ enum sid {
     S_OFFLINE_INSERT,
     S_OFFLINE_LOCK,
     S_OFFLINE_DELETE_IDS,
+    S_MAM_INSERT,
+    S_MAM_SEQ,
+    S_MAM_NEXT,
+    S_MAM_PREV,
+    S_MAM_PURGE,
+    S_MAM_PURGE_OWNER,
+    S_MAM_DELETE_ALL,
     S_KV_PUT,
     S_KV_GET,
     S_KV_DEL,
@@ -195,6 +213,17 @@ static const char *const sql_text[S_COUNT] = {
     [S_OFFLINE_INSERT] = "INSERT INTO offline(owner, stanza, stored_at) VALUES ($1, $2, $3)",
     [S_OFFLINE_LOCK] = "SELECT id, stanza FROM offline WHERE owner = $1 ORDER BY id FOR UPDATE",
     [S_OFFLINE_DELETE_IDS] = "DELETE FROM offline WHERE owner = $1 AND id = ANY($2::bigint[])",
+    [S_MAM_INSERT] = "INSERT INTO mam(sid, owner, with_jid, ts_us, stanza) VALUES ($1, $2, $3, $4, $5)",
+    [S_MAM_SEQ] = "SELECT seq FROM mam WHERE owner = $1 AND sid = $2",
+    [S_MAM_NEXT] = "SELECT sid, with_jid, ts_us, stanza FROM mam WHERE owner = $1"
+                   " AND ($2::text IS NULL OR with_jid = $2) AND ts_us >= $3 AND ts_us <= $4"
+                   " AND seq > $5 AND seq < $6 ORDER BY seq LIMIT $7",
+    [S_MAM_PREV] = "SELECT sid, with_jid, ts_us, stanza FROM mam WHERE owner = $1"
+                   " AND ($2::text IS NULL OR with_jid = $2) AND ts_us >= $3 AND ts_us <= $4"
+                   " AND seq > $5 AND seq < $6 ORDER BY seq DESC LIMIT $7",
+    [S_MAM_PURGE] = "DELETE FROM mam WHERE ts_us < $1",
+    [S_MAM_PURGE_OWNER] = "DELETE FROM mam WHERE ts_us < $1 AND owner = $2",
+    [S_MAM_DELETE_ALL] = "DELETE FROM mam WHERE owner = $1",
     [S_KV_PUT] = "INSERT INTO kv(collection, owner, key, value, updated) VALUES ($1, $2, $3, $4, $5)"
                  " ON CONFLICT (collection, owner, key) DO UPDATE SET value = excluded.value,"
                  " updated = excluded.updated",
@@ -816,7 +845,7 @@ static store_status user_delete(pg_store *s, const char *user)
     /* Explicit deletes, as in the SQLite back end: the order of the cascade is ours. */
     static const enum sid order[] = {S_ROSTER_GROUPS_DELETE_ALL, S_ROSTER_DELETE_ALL,
                                      S_ROSTER_VERSION_DELETE, S_OFFLINE_DELETE_ALL,
-                                     S_CRED_DELETE_ALL, S_USER_DELETE};
+                                     S_MAM_DELETE_ALL, S_CRED_DELETE_ALL, S_USER_DELETE};
     for (size_t i = 0; i < ARRAY_LEN(order); i++)
         if (exec_simple(s, order[i], user, NULL) < 0)
             return rollback(s, STORE_ERROR);
@@ -1139,6 +1168,113 @@ PG_OP(offline_pop,
       (s, user, fn, ud))
 PG_OP(offline_count, (store *base, const char *user, int *count), (s, user, count))
 
+/* ---- message archive ---- */
+
+static store_status mam_append(pg_store *s, const mam_row *rows, size_t n)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    for (size_t i = 0; i < n; i++) {
+        char ts[32];
+        snprintf(ts, sizeof ts, "%lld", (long long)rows[i].ts_us);
+        params p = {0};
+        p_text(&p, rows[i].id);
+        p_text(&p, rows[i].owner);
+        p_text(&p, rows[i].with);
+        p_text(&p, ts);
+        p_text(&p, rows[i].stanza);
+        PGresult *res = run(s, S_MAM_INSERT, &p, 0);
+        if (!res)
+            return rollback(s, STORE_ERROR);
+        PQclear(res);
+    }
+    return commit(s);
+}
+
+static store_status mam_seq(pg_store *s, const char *owner, const char *id, char *seq,
+                            size_t seqlen)
+{
+    params p = {0};
+    p_text(&p, owner);
+    p_text(&p, id);
+    PGresult *res = run(s, S_MAM_SEQ, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    store_status ret = STORE_OK;
+    if (PQntuples(res) == 1)
+        snprintf(seq, seqlen, "%s", PQgetvalue(res, 0, 0));
+    else
+        ret = (store_set_error(&s->base, "no archived message with id %s", id), STORE_NOT_FOUND);
+    PQclear(res);
+    return ret;
+}
+
+static store_status mam_query(pg_store *s, const mam_filter *q,
+                              void (*fn)(void *ud, const mam_row *row), void *ud, int *complete)
+{
+    char lo[32] = "0", hi[32], start[32], end[32], limit[16];
+    snprintf(hi, sizeof hi, "%lld", (long long)INT64_MAX);
+    store_status found;
+    if (q->after_id && (found = mam_seq(s, q->owner, q->after_id, lo, sizeof lo)) != STORE_OK)
+        return found;
+    if (q->before_id && *q->before_id &&
+        (found = mam_seq(s, q->owner, q->before_id, hi, sizeof hi)) != STORE_OK)
+        return found;
+    int backwards = q->last || (q->before_id && *q->before_id);
+    snprintf(start, sizeof start, "%lld", (long long)q->start_us);
+    snprintf(end, sizeof end, "%lld", (long long)(q->end_us ? q->end_us : INT64_MAX));
+    snprintf(limit, sizeof limit, "%d", q->max + 1); /* one more: is this the last page? */
+    params p = {0};
+    p_text(&p, q->owner);
+    p_text(&p, q->with);
+    p_text(&p, start);
+    p_text(&p, end);
+    p_text(&p, lo);
+    p_text(&p, hi);
+    p_text(&p, limit);
+    PGresult *res = run(s, backwards ? S_MAM_PREV : S_MAM_NEXT, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    int n = PQntuples(res);
+    *complete = n <= q->max;
+    if (n > q->max)
+        n = q->max;
+    for (int k = 0; k < n; k++) {
+        /* Always in archive order, whichever end the page was taken from. */
+        int i = backwards ? n - 1 - k : k;
+        mam_row row = {PQgetvalue(res, i, 0), q->owner, PQgetvalue(res, i, 1),
+                       strtoll(PQgetvalue(res, i, 2), NULL, 10), PQgetvalue(res, i, 3)};
+        fn(ud, &row);
+    }
+    PQclear(res);
+    return STORE_OK;
+}
+
+static store_status mam_purge(pg_store *s, const char *owner, int64_t before_us,
+                              int64_t *deleted)
+{
+    char before[32];
+    snprintf(before, sizeof before, "%lld", (long long)before_us);
+    params p = {0};
+    p_text(&p, before);
+    if (owner)
+        p_text(&p, owner);
+    PGresult *res = run(s, owner ? S_MAM_PURGE_OWNER : S_MAM_PURGE, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    *deleted = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return STORE_OK;
+}
+
+PG_OP(mam_append, (store *base, const mam_row *rows, size_t n), (s, rows, n))
+PG_OP(mam_query,
+      (store *base, const mam_filter *q, void (*fn)(void *ud, const mam_row *row), void *ud,
+       int *complete),
+      (s, q, fn, ud, complete))
+PG_OP(mam_purge, (store *base, const char *owner, int64_t before_us, int64_t *deleted),
+      (s, owner, before_us, deleted))
+
 /* ---- small documents ---- */
 
 static store_status kv_put(pg_store *s, const char *collection, const char *owner,
@@ -1249,6 +1385,9 @@ const struct store_ops store_pg_ops = {
     .offline_push = pg_offline_push,
     .offline_pop = pg_offline_pop,
     .offline_count = pg_offline_count,
+    .mam_append = pg_mam_append,
+    .mam_query = pg_mam_query,
+    .mam_purge = pg_mam_purge,
     .kv_put = pg_kv_put,
     .kv_get = pg_kv_get,
     .kv_del = pg_kv_del,

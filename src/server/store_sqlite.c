@@ -82,6 +82,17 @@ static const char *const migrations[] = {
     "  value TEXT NOT NULL,"
     "  updated INTEGER NOT NULL,"
     "  PRIMARY KEY (collection, owner, key));",
+    /* version 3: the message archive (XEP-0313) */
+    "CREATE TABLE mam ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  sid TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  with_jid TEXT NOT NULL,"
+    "  ts_us INTEGER NOT NULL,"
+    "  stanza TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX mam_sid ON mam(owner, sid);"
+    "CREATE INDEX mam_with ON mam(owner, with_jid, seq);"
+    "CREATE INDEX mam_ts ON mam(ts_us);",
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -115,6 +126,13 @@ enum sid {
     S_OFFLINE_INSERT,
     S_OFFLINE_LIST,
     S_OFFLINE_DELETE_UPTO,
+    S_MAM_INSERT,
+    S_MAM_SEQ,
+    S_MAM_NEXT,
+    S_MAM_PREV,
+    S_MAM_PURGE,
+    S_MAM_PURGE_OWNER,
+    S_MAM_DELETE_ALL,
     S_KV_PUT,
     S_KV_GET,
     S_KV_DEL,
@@ -162,6 +180,17 @@ static const char *const sql_text[S_COUNT] = {
     [S_OFFLINE_INSERT] = "INSERT INTO offline(owner, stanza, stored_at) VALUES (?1, ?2, ?3)",
     [S_OFFLINE_LIST] = "SELECT id, stanza FROM offline WHERE owner = ?1 ORDER BY id",
     [S_OFFLINE_DELETE_UPTO] = "DELETE FROM offline WHERE owner = ?1 AND id <= ?2",
+    [S_MAM_INSERT] = "INSERT INTO mam(sid, owner, with_jid, ts_us, stanza) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_MAM_SEQ] = "SELECT seq FROM mam WHERE owner = ?1 AND sid = ?2",
+    [S_MAM_NEXT] = "SELECT sid, with_jid, ts_us, stanza FROM mam WHERE owner = ?1"
+                   " AND (?2 IS NULL OR with_jid = ?2) AND ts_us >= ?3 AND ts_us <= ?4"
+                   " AND seq > ?5 AND seq < ?6 ORDER BY seq LIMIT ?7",
+    [S_MAM_PREV] = "SELECT sid, with_jid, ts_us, stanza FROM mam WHERE owner = ?1"
+                   " AND (?2 IS NULL OR with_jid = ?2) AND ts_us >= ?3 AND ts_us <= ?4"
+                   " AND seq > ?5 AND seq < ?6 ORDER BY seq DESC LIMIT ?7",
+    [S_MAM_PURGE] = "DELETE FROM mam WHERE ts_us < ?1",
+    [S_MAM_PURGE_OWNER] = "DELETE FROM mam WHERE ts_us < ?1 AND owner = ?2",
+    [S_MAM_DELETE_ALL] = "DELETE FROM mam WHERE owner = ?1",
     [S_KV_PUT] = "INSERT INTO kv(collection, owner, key, value, updated) VALUES (?1, ?2, ?3, ?4, ?5)"
                  " ON CONFLICT(collection, owner, key) DO UPDATE SET value = excluded.value,"
                  " updated = excluded.updated",
@@ -484,7 +513,7 @@ static store_status sqlite_user_delete(store *base, const char *user)
      * from a database someone opened without foreign_keys. */
     static const enum sid order[] = {S_ROSTER_GROUPS_DELETE_ALL, S_ROSTER_DELETE_ALL,
                                      S_ROSTER_VERSION_DELETE, S_OFFLINE_DELETE_ALL,
-                                     S_CRED_DELETE_ALL, S_USER_DELETE};
+                                     S_MAM_DELETE_ALL, S_CRED_DELETE_ALL, S_USER_DELETE};
     for (size_t i = 0; i < ARRAY_LEN(order); i++)
         if (exec_simple(s, order[i], user, NULL) < 0)
             return rollback(s, STORE_ERROR);
@@ -828,6 +857,132 @@ static store_status sqlite_offline_pop(store *base, const char *user,
     return commit(s);
 }
 
+/* ---- message archive ---- */
+
+static store_status sqlite_mam_append(store *base, const mam_row *rows, size_t n)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *st = stmt(s, S_MAM_INSERT);
+        if (!st)
+            return rollback(s, STORE_ERROR);
+        sqlite3_bind_text(st, 1, rows[i].id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, rows[i].owner, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, rows[i].with, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, rows[i].ts_us);
+        sqlite3_bind_text(st, 5, rows[i].stanza, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE) {
+            db_error(s, "archive a message");
+            finish(st);
+            return rollback(s, STORE_ERROR);
+        }
+        finish(st);
+    }
+    return commit(s);
+}
+
+/* The seq of an archive id of owner: STORE_NOT_FOUND if it is not in the archive. */
+static store_status mam_seq(sqlite_store *s, const char *owner, const char *id, int64_t *seq)
+{
+    sqlite3_stmt *st = stmt(s, S_MAM_SEQ);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    store_status ret = STORE_OK;
+    if (rc == SQLITE_ROW)
+        *seq = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        ret = (store_set_error(&s->base, "no archived message with id %s", id), STORE_NOT_FOUND);
+    else
+        ret = db_error(s, "look up an archive id");
+    finish(st);
+    return ret;
+}
+
+typedef struct mam_result {
+    char *id, *with, *stanza;
+    int64_t ts_us;
+} mam_result;
+
+static store_status sqlite_mam_query(store *base, const mam_filter *q,
+                                     void (*fn)(void *ud, const mam_row *row), void *ud,
+                                     int *complete)
+{
+    sqlite_store *s = ss_of(base);
+    int64_t lo = 0, hi = INT64_MAX;
+    store_status found;
+    if (q->after_id && (found = mam_seq(s, q->owner, q->after_id, &lo)) != STORE_OK)
+        return found;
+    if (q->before_id && *q->before_id &&
+        (found = mam_seq(s, q->owner, q->before_id, &hi)) != STORE_OK)
+        return found;
+    int backwards = q->last || (q->before_id && *q->before_id);
+    sqlite3_stmt *st = stmt(s, backwards ? S_MAM_PREV : S_MAM_NEXT);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, q->owner, -1, SQLITE_STATIC);
+    if (q->with)
+        sqlite3_bind_text(st, 2, q->with, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, q->start_us);
+    sqlite3_bind_int64(st, 4, q->end_us ? q->end_us : INT64_MAX);
+    sqlite3_bind_int64(st, 5, lo);
+    sqlite3_bind_int64(st, 6, hi);
+    sqlite3_bind_int(st, 7, q->max + 1); /* one more tells whether the page is the last */
+    mam_result *res = xcalloc((size_t)q->max + 1, sizeof *res);
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < (size_t)q->max + 1) {
+        res[n].id = col_dup(st, 0);
+        res[n].with = col_dup(st, 1);
+        res[n].ts_us = sqlite3_column_int64(st, 2);
+        res[n].stanza = col_dup(st, 3);
+        n++;
+    }
+    store_status ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? STORE_OK
+                                                             : db_error(s, "query the archive");
+    finish(st);
+    *complete = n <= (size_t)q->max;
+    if (n > (size_t)q->max)
+        n = (size_t)q->max;
+    for (size_t k = 0; k < n && ret == STORE_OK; k++) {
+        /* Always in archive order, whichever end the page was taken from. */
+        mam_result *r = &res[backwards ? n - 1 - k : k];
+        mam_row row = {r->id, q->owner, r->with, r->ts_us, r->stanza};
+        fn(ud, &row);
+    }
+    for (size_t k = 0; k <= (size_t)q->max; k++) {
+        free(res[k].id);
+        free(res[k].with);
+        free(res[k].stanza);
+    }
+    free(res);
+    return ret;
+}
+
+static store_status sqlite_mam_purge(store *base, const char *owner, int64_t before_us,
+                                     int64_t *deleted)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, owner ? S_MAM_PURGE_OWNER : S_MAM_PURGE);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_int64(st, 1, before_us);
+    if (owner)
+        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    store_status ret = STORE_OK;
+    if (sqlite3_step(st) == SQLITE_DONE)
+        *deleted = sqlite3_changes(s->db);
+    else
+        ret = db_error(s, "purge the archive");
+    finish(st);
+    return ret;
+}
+
 /* ---- small documents ---- */
 
 static store_status sqlite_kv_put(store *base, const char *collection, const char *owner,
@@ -946,6 +1101,9 @@ const struct store_ops store_sqlite_ops = {
     .offline_push = sqlite_offline_push,
     .offline_pop = sqlite_offline_pop,
     .offline_count = sqlite_offline_count,
+    .mam_append = sqlite_mam_append,
+    .mam_query = sqlite_mam_query,
+    .mam_purge = sqlite_mam_purge,
     .kv_put = sqlite_kv_put,
     .kv_get = sqlite_kv_get,
     .kv_del = sqlite_kv_del,

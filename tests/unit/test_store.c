@@ -594,14 +594,14 @@ static void test_two_handles(void **state)
 static void test_schema_version(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_version"), 2);
+    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_version"), 3);
 
     /* Opening again applies nothing twice. */
     char err[256] = "";
     store *again = store_open(f->uri, err, sizeof err);
     assert_non_null(again);
     store_close(again);
-    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_version"), 2);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_version"), 3);
 
     /* A database from a newer Parley is refused rather than misread. */
     db_exec(f, "INSERT INTO schema_version VALUES (99, 0)");
@@ -906,8 +906,8 @@ static void test_pg_schema(void **state)
     assert_int_equal(db_int(f, "SELECT count(*) FROM information_schema.tables"
                                " WHERE table_schema = 'public' AND table_name IN ('users',"
                                " 'credentials', 'roster', 'roster_groups', 'roster_versions',"
-                               " 'offline', 'schema_version', 'kv')"),
-                     8);
+                               " 'offline', 'schema_version', 'kv', 'mam')"),
+                     9);
 }
 
 /* scripts/pg-cluster.sh, found from this file's path unless PARLEY_PG_CLUSTER says. */
@@ -1080,6 +1080,84 @@ static void test_kv_documents(void **state)
     assert_int_equal(store_kv_put(f->st, "c", "a", "k", NULL), STORE_ERROR);
 }
 
+static void append_mam(void *ud, const mam_row *row)
+{
+    char *buf = ud;
+    size_t len = strlen(buf);
+    snprintf(buf + len, 512 - len, "%s:%s;", row->id, row->stanza);
+}
+
+static void test_mam_archive_query_pages(void **state)
+{
+    fixture *f = *state;
+    char stanza[32], id[16];
+    for (int i = 1; i <= 7; i++) {
+        snprintf(id, sizeof id, "id%d", i);
+        snprintf(stanza, sizeof stanza, "<m%d/>", i);
+        mam_row rows[2] = {
+            {id, "alice@localhost", i % 2 ? "bob@localhost" : "carol@localhost", 1000 * i, stanza},
+            {id, "bob@localhost", "alice@localhost", 1000 * i, stanza},
+        };
+        assert_int_equal(store_mam_append(f->st, rows, i % 2 ? 2 : 1), STORE_OK);
+    }
+    char out[512] = "";
+    int complete = -1;
+    mam_filter q = {.owner = "alice@localhost", .max = 3};
+    assert_int_equal(store_mam_query(f->st, &q, append_mam, out, &complete), STORE_OK);
+    assert_string_equal(out, "id1:<m1/>;id2:<m2/>;id3:<m3/>;");
+    assert_int_equal(complete, 0);
+    /* The next page, after the last id seen. */
+    out[0] = '\0';
+    q.after_id = "id3";
+    assert_int_equal(store_mam_query(f->st, &q, append_mam, out, &complete), STORE_OK);
+    assert_string_equal(out, "id4:<m4/>;id5:<m5/>;id6:<m6/>;");
+    assert_int_equal(complete, 0);
+    q.after_id = "id6";
+    out[0] = '\0';
+    assert_int_equal(store_mam_query(f->st, &q, append_mam, out, &complete), STORE_OK);
+    assert_string_equal(out, "id7:<m7/>;");
+    assert_int_equal(complete, 1);
+    /* The last page, still in archive order; and the page before an id. */
+    mam_filter last = {.owner = "alice@localhost", .max = 2, .last = 1};
+    out[0] = '\0';
+    assert_int_equal(store_mam_query(f->st, &last, append_mam, out, &complete), STORE_OK);
+    assert_string_equal(out, "id6:<m6/>;id7:<m7/>;");
+    last.before_id = "id6";
+    out[0] = '\0';
+    assert_int_equal(store_mam_query(f->st, &last, append_mam, out, &complete), STORE_OK);
+    assert_string_equal(out, "id4:<m4/>;id5:<m5/>;");
+    /* Filters: with, time range. */
+    mam_filter with = {.owner = "alice@localhost", .with = "carol@localhost", .max = 10};
+    out[0] = '\0';
+    assert_int_equal(store_mam_query(f->st, &with, append_mam, out, &complete), STORE_OK);
+    assert_string_equal(out, "id2:<m2/>;id4:<m4/>;id6:<m6/>;");
+    assert_int_equal(complete, 1);
+    mam_filter range = {.owner = "bob@localhost", .start_us = 2000, .end_us = 5000, .max = 10};
+    out[0] = '\0';
+    assert_int_equal(store_mam_query(f->st, &range, append_mam, out, &complete), STORE_OK);
+    assert_string_equal(out, "id3:<m3/>;id5:<m5/>;");
+    /* An id from someone else's archive, or none at all, is not found. */
+    mam_filter bad = {.owner = "bob@localhost", .after_id = "id2", .max = 10};
+    assert_int_equal(store_mam_query(f->st, &bad, append_mam, out, &complete), STORE_NOT_FOUND);
+    /* Purge: one owner's old messages, then everyone's. */
+    int64_t deleted = -1;
+    assert_int_equal(store_mam_purge(f->st, "alice@localhost", 3500, &deleted), STORE_OK);
+    assert_int_equal(deleted, 3);
+    assert_int_equal(store_mam_purge(f->st, NULL, 5500, &deleted), STORE_OK);
+    assert_int_equal(deleted, 5); /* alice 4, 5; bob 1, 3, 5 */
+    out[0] = '\0';
+    assert_int_equal(store_mam_query(f->st, &q, append_mam, out, &complete), STORE_OK);
+    q.after_id = NULL;
+    out[0] = '\0';
+    assert_int_equal(store_mam_query(f->st, &q, append_mam, out, &complete), STORE_OK);
+    assert_string_equal(out, "id6:<m6/>;id7:<m7/>;");
+    /* Bad input. */
+    mam_row empty = {"", "alice@localhost", "bob@localhost", 1, "<m/>"};
+    assert_int_equal(store_mam_append(f->st, &empty, 1), STORE_ERROR);
+    mam_filter zero = {.owner = "alice@localhost", .max = 0};
+    assert_int_equal(store_mam_query(f->st, &zero, append_mam, out, &complete), STORE_ERROR);
+}
+
 #define BOTH(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -1105,6 +1183,7 @@ int main(void)
         BOTH(test_store_calls_from_pop_callback),
         BOTH(test_concurrent_push_cap),
         BOTH(test_kv_documents),
+        BOTH(test_mam_archive_query_pages),
     };
     const struct CMUnitTest sqlite_only[] = {
         BOTH(test_sqlite_file_mode_wal),
