@@ -843,3 +843,52 @@ def test_history_bounded_in_bytes(srv, run):
         got = [m["body"].split(" ")[1] for m in hist]
         assert got == ["3", "4", "5", "6", "7"], got
     run(scenario)
+
+
+def test_compliance_server_judges_room_messages_with_occupants(server, run):
+    """With a compliance server (a real XEP-0114 component), each room message is judged
+    once, as kind 'groupchat' addressed to the room, with the occupants' real bare JIDs
+    listed (ethical walls): a block reaches nobody and tells the sender why; a modified
+    body is what everyone gets and what the history keeps."""
+    from component_util import Component, error_condition, start_with_components
+    srv, port = start_with_components(server, verdicts=True)
+
+    async def scenario():
+        comp = await Component(srv, port).start()
+        cl = clients_for(srv)
+        a = await login(cl, "alice")
+        b = await login(cl, "bob")
+        c = await login(cl, "carol")
+        rjid = await create(a, "walled", "alice")
+        await join(b, rjid, "bob")
+        await join(c, rjid, "carol")
+
+        def policy(check):
+            body = check["forwarded"].find("{jabber:client}body").text
+            if "research" in body:
+                return ("block", "ethical wall: trading may not talk to research", None)
+            if "hello" in body:
+                return ("modify", "disclaimer", body + " [monitored]")
+            return ("allow", None, None)
+        comp.policy = policy
+        comp.checks.clear()
+        groupchat(a, rjid, "research numbers")
+        m = await a.wait_for("message_error", lambda m: m["body"] == "research numbers")
+        assert error_condition(m) == "policy-violation"
+        assert m["error"]["text"] == "ethical wall: trading may not talk to research"
+        for x in (a, b, c):
+            await x.expect_none("message", gc_body(rjid, "research numbers"), 0.3)
+        check = comp.checks[0]
+        assert check["kind"] == "groupchat"
+        assert sorted(check["occupants"]) == ["alice@localhost", "bob@localhost",
+                                              "carol@localhost"]
+        assert check["forwarded"].get("to") == rjid
+        groupchat(a, rjid, "hello all")
+        for x in (a, b, c):
+            await x.wait_for("message", gc_body(rjid, "hello all [monitored]"))
+        assert len(comp.checks) == 2  # once per room message, not per occupant
+        d = await login(cl, "dave")
+        _, _, _, hist = await join(d, rjid, "dave")
+        assert [m["body"] for m in hist] == ["hello all [monitored]"]
+        await comp.stop()
+    run(scenario)
