@@ -79,6 +79,11 @@ static void version(server *srv, c2s *origin, const xml_node *iq)
     reply(origin, r);
 }
 
+static void add_service_item(void *ud, const char *domain)
+{
+    xml_set_attr(xml_add_child(ud, NULL, "item"), "jid", domain);
+}
+
 /* Results and errors addressed to us need no answer (RFC 6120 8.2.3). */
 static int is_request(const xml_node *iq, const xml_node **payload)
 {
@@ -101,7 +106,11 @@ void iq_to_server(server *srv, c2s *origin, xml_node *iq)
         disco_info(origin, iq, srv->cfg.domain, "server", "im", PARLEY_NAME, server_features,
                    ARRAY_LEN(server_features));
     } else if (get && xml_is(p, XMLNS_DISCO_ITEMS, "query")) {
-        reply(origin, query_result(iq, XMLNS_DISCO_ITEMS, srv->cfg.domain));
+        xml_node *r = query_result(iq, XMLNS_DISCO_ITEMS, srv->cfg.domain);
+        /* The services (group chat, components) are how clients find them (XEP-0030). */
+        if (!xml_get_attr(p, "node"))
+            router_each_service(srv, add_service_item, xml_first_element(r));
+        reply(origin, r);
     } else if (get && xml_is(p, XMLNS_PING, "ping")) {
         xml_node *r = stanza_iq_result(iq);
         xml_set_attr(r, "from", srv->cfg.domain);

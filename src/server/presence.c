@@ -315,13 +315,17 @@ static void available_presence(server *srv, c2s *s, xml_node *stanza)
 
 void presence_session_end(server *srv, c2s *s)
 {
-    if (!s->available)
+    /* Directed presence counts even without a broadcast one: a client may join a room
+     * before (or without) its initial presence, and the room must hear it go. */
+    if (!s->available && !s->directed)
         return;
     xml_node *p = xml_new(XMLNS_CLIENT, "presence");
     xml_set_attr(p, "type", "unavailable");
     xml_set_attr(p, "from", s->full);
-    s->available = 0;
-    broadcast(srv, s, p);
+    if (s->available) {
+        s->available = 0;
+        broadcast(srv, s, p);
+    }
     if (s->directed) {
         broadcast_ctx ctx = {srv, p};
         dict_each(s->directed, send_directed_unavailable, &ctx);

@@ -11,6 +11,7 @@
 #include "iq_out.h"
 #include "listener.h"
 #include "mam.h"
+#include "muc.h"
 #include "verdict.h"
 
 #include <fcntl.h>
@@ -129,6 +130,8 @@ int server_init(server *srv, const config *cfg)
     srv->users = dict_new();
     srv->authlimit = authlimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (muc_init(srv) < 0)
+        return -1;
 
     if (cfg->c2s_port && listener_open(srv, cfg->bind_address, cfg->c2s_port, LISTEN_C2S_STARTTLS) < 0)
         return -1;
@@ -175,6 +178,7 @@ void server_shutdown(server *srv)
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
+    muc_free(srv);
     iq_out_free(srv);
     mam_free(srv);
     compliance_close(srv);

@@ -18,6 +18,7 @@ struct iq_out;
 struct mam_cache;
 struct verdicts;
 struct component;
+struct muc;
 
 typedef struct server {
     config cfg;
@@ -37,6 +38,7 @@ typedef struct server {
     struct conn *lingering;     /* closing once their output is flushed, with a deadline */
     struct authlimit *authlimit;
     struct compliance *compliance; /* the compliance archive, NULL when off (compliance.h) */
+    struct muc *muc;            /* multi-user chat, NULL when off (muc.h) */
     int nconns;
     int listen_fds[8];
     int listen_kinds[8];        /* listen_kind of each fd (listener.h) */
