@@ -131,6 +131,12 @@ static const policy_effective *effective(server *srv, const char *user)
     policy_effective *e = dict_get(c->users, user);
     if (e)
         return e;
+    /* The version before the values: a change in between is seen again by the tick. */
+    int64_t v;
+    if (!c->version_known && store_policy_version(srv->store, &v) == STORE_OK) {
+        c->version = v;
+        c->version_known = 1;
+    }
     rows_ctx rc = {0};
     if (store_policy_for_user(srv->store, user, add_row, &rc) != STORE_OK) {
         log_error("policy of %s: %s", user, store_last_error(srv->store));
@@ -239,10 +245,10 @@ void policy_service_tick(server *srv)
     c->store_failing = 0;
     if (c->version_known && v == c->version)
         return;
-    int first = !c->version_known;
+    int had_version = c->version_known;
     c->version_known = 1;
     c->version = v;
-    if (first)
+    if (!had_version && dict_size(c->users) == 0)
         return; /* nothing cached yet could be stale */
 
     dict *old = c->users;
