@@ -351,7 +351,7 @@ typedef struct node_list {
     size_t n, cap;
 } node_list;
 
-static void collect_node(void *ud, const char *node, const char *config)
+static void collect_node(void *ud, const char *node, const char *cfg)
 {
     node_list *l = ud;
     if (l->n == l->cap) {
@@ -360,7 +360,7 @@ static void collect_node(void *ud, const char *node, const char *config)
         l->configs = xrealloc(l->configs, l->cap * sizeof *l->configs);
     }
     l->names[l->n] = xstrdup(node);
-    l->configs[l->n++] = xstrdup(config);
+    l->configs[l->n++] = xstrdup(cfg);
 }
 
 static void node_list_free(node_list *l)
@@ -587,7 +587,7 @@ static void publish(request *r, const xml_node *pubsub, const xml_node *pub)
     node_cfg want = exists > 0 ? have : default_cfg;
     const xml_node *po = xml_child(pubsub, XMLNS_PUBSUB, "publish-options");
     unsigned given = 0;
-    char why[256];
+    char why[512];
     if (exists < 0) {
         free(text);
         return;

@@ -288,7 +288,7 @@ static int is_encrypted(const xml_node *stanza)
 /* Why the policy of user (the sender, or else the recipient) forbids the message, or NULL.
  * *failed is set when the policy could not be read. */
 static const char *verdict(server *srv, const char *user, int sender, int encrypted,
-                           int *failed, char *buf, size_t len)
+                           int *failed, char *text, size_t len)
 {
     const policy_effective *e = effective(srv, user);
     if (!e) {
@@ -299,17 +299,17 @@ static const char *verdict(server *srv, const char *user, int sender, int encryp
         if (sender)
             return "your policy does not allow end-to-end encrypted messages (e2e_aes=false); "
                    "send it unencrypted";
-        snprintf(buf, len, "the policy of %s does not allow end-to-end encrypted messages "
-                           "(e2e_aes=false)", user);
-        return buf;
+        snprintf(text, len, "the policy of %s does not allow end-to-end encrypted messages "
+                            "(e2e_aes=false)", user);
+        return text;
     }
     if (!encrypted && !policy_true(e, POLICY_E2E_PLAIN)) {
         if (sender)
             return "your policy does not allow unencrypted messages (e2e_plain=false); "
                    "encrypt it (OMEMO)";
-        snprintf(buf, len, "the policy of %s does not allow unencrypted messages "
-                           "(e2e_plain=false)", user);
-        return buf;
+        snprintf(text, len, "the policy of %s does not allow unencrypted messages "
+                            "(e2e_plain=false)", user);
+        return text;
     }
     return NULL;
 }
@@ -353,13 +353,13 @@ int policy_service_refuses(server *srv, xml_node *stanza, const char *bare)
     if (!sender)
         return 0;
 
-    char buf[512];
+    char text[512];
     int failed = 0;
-    const char *why = verdict(srv, sender, 1, encrypted, &failed, buf, sizeof buf);
+    const char *why = verdict(srv, sender, 1, encrypted, &failed, text, sizeof text);
     /* The recipient's policy too: a client whose policy forbids a kind of message refuses
      * it anyway, and the sender should learn that now rather than never. */
     if (!why && (router_sessions(srv, bare) || store_user_exists(srv->store, bare) == STORE_OK))
-        why = verdict(srv, bare, 0, encrypted, &failed, buf, sizeof buf);
+        why = verdict(srv, bare, 0, encrypted, &failed, text, sizeof text);
     if (!why) {
         free(sender);
         return 0;
