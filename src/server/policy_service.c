@@ -358,7 +358,8 @@ int policy_service_refuses(server *srv, xml_node *stanza, const char *bare)
     const char *why = verdict(srv, sender, 1, encrypted, &failed, text, sizeof text);
     /* The recipient's policy too: a client whose policy forbids a kind of message refuses
      * it anyway, and the sender should learn that now rather than never. */
-    if (!why && (router_sessions(srv, bare) || store_user_exists(srv->store, bare) == STORE_OK))
+    if (!why && (dict_get(cache_of(srv)->users, bare) || router_sessions(srv, bare) ||
+                 store_user_exists(srv->store, bare) == STORE_OK))
         why = verdict(srv, bare, 0, encrypted, &failed, text, sizeof text);
     if (!why) {
         free(sender);
