@@ -736,10 +736,12 @@ static void items(request *r, const xml_node *req)
     item_rows rows = {0};
     store_status st = STORE_OK;
     int by_id = 0;
-    for (const xml_node *it = xml_child(req, XMLNS_PUBSUB, "item"); it && st == STORE_OK;
+    /* No more ids than a node may hold: each costs a store query. */
+    for (const xml_node *it = xml_child(req, XMLNS_PUBSUB, "item");
+         it && st == STORE_OK && by_id < r->srv->cfg.pep_max_items;
          it = xml_next(it, XMLNS_PUBSUB, "item")) {
         const char *id = xml_get_attr(it, "id");
-        by_id = 1;
+        by_id++;
         if (id && *id)
             st = store_pep_items(r->srv->store, r->owner, node, id, 0, collect_item, &rows);
     }
