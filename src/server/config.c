@@ -54,6 +54,9 @@
 #define DEFAULT_SM_RESUME_TIMEOUT 300
 #define DEFAULT_ARCHIVE_DAYS 365
 #define DEFAULT_SM_MAX_QUEUE 10000
+#define DEFAULT_PEP_MAX_NODES 100
+#define DEFAULT_PEP_MAX_ITEMS 256
+#define DEFAULT_PEP_MAX_PAYLOAD (128 * 1024)
 /* Secrets shorter than this are refused: a component secret is a password. */
 #define MIN_COMPONENT_SECRET 16
 
@@ -98,6 +101,9 @@ void config_init(config *cfg)
     cfg->archive_expires_after = DEFAULT_ARCHIVE_DAYS;
     cfg->sm_resume_timeout = DEFAULT_SM_RESUME_TIMEOUT;
     cfg->sm_max_queue = DEFAULT_SM_MAX_QUEUE;
+    cfg->pep_max_nodes = DEFAULT_PEP_MAX_NODES;
+    cfg->pep_max_items = DEFAULT_PEP_MAX_ITEMS;
+    cfg->pep_max_payload = DEFAULT_PEP_MAX_PAYLOAD;
 }
 
 void config_free(config *cfg)
@@ -377,6 +383,9 @@ static const key_def keys[] = {
     KEY(archive_expires_after, K_DAYS),
     KEY(sm_resume_timeout, K_NONNEG),
     KEY(sm_max_queue, K_POSINT),
+    KEY(pep_max_nodes, K_NONNEG),
+    KEY(pep_max_items, K_POSINT),
+    KEY(pep_max_payload, K_SIZE),
 };
 #undef KEY
 #undef CHOICE

@@ -61,6 +61,9 @@ typedef struct config {
     int archive_expires_after; /* days archived messages are kept; default 365, 0: forever */
     int sm_resume_timeout;     /* XEP-0198: seconds a lost session waits; default 300, 0: none */
     int sm_max_queue;          /* unacknowledged stanzas kept per session; default 10000 */
+    int pep_max_nodes;         /* PEP nodes one account may have; default 100 */
+    int pep_max_items;         /* items one PEP node may keep ("max"); default 256 */
+    size_t pep_max_payload;    /* bytes of one PEP item's payload; default 128K */
 } config;
 
 /* A configured external component (XEP-0114). */

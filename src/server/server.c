@@ -13,6 +13,8 @@
 #include "mam.h"
 #include "muc.h"
 #include "verdict.h"
+#include "pep.h"
+#include "policy_service.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -27,6 +29,7 @@ static void on_tick(ev_loop *loop, void *ud)
     component_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
+    policy_service_tick(srv);
 }
 
 static void on_hourly(ev_loop *loop, void *ud)
@@ -183,6 +186,8 @@ void server_shutdown(server *srv)
     mam_free(srv);
     compliance_close(srv);
     verdict_free(srv);
+    policy_service_free(srv);
+    pep_free(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
     dict_free(srv->sm_sessions, NULL);
