@@ -6,9 +6,11 @@
 #include "authlimit.h"
 #include "c2s.h"
 #include "compliance.h"
+#include "component.h"
 #include "conn.h"
 #include "iq_out.h"
 #include "listener.h"
+#include "verdict.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -20,6 +22,7 @@ static void on_tick(ev_loop *loop, void *ud)
 {
     server *srv = ud;
     c2s_housekeeping(srv);
+    component_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
 }
@@ -123,6 +126,10 @@ int server_init(server *srv, const config *cfg)
         return -1;
     if (cfg->tls_port && listener_open(srv, cfg->bind_address, cfg->tls_port, LISTEN_C2S_DIRECT_TLS) < 0)
         return -1;
+    if (cfg->ncomponents && cfg->component_port &&
+        listener_open(srv, cfg->bind_address, cfg->component_port,
+                      cfg->component_tls ? LISTEN_COMPONENT_TLS : LISTEN_COMPONENT_PLAIN) < 0)
+        return -1;
 
     static const int signals[] = {SIGHUP, SIGTERM, SIGINT, 0};
     if (ev_signals(srv->loop, signals, on_signal, srv) < 0) {
@@ -148,12 +155,17 @@ void server_shutdown(server *srv)
     compliance_flush(srv);
     if (srv->loop) {
         listener_close_all(srv);
+        /* Components first: checks waiting for the compliance server fail now, and the
+         * messages they held are delivered or bounced while their senders are online. */
+        component_shutdown_all(srv);
+        compliance_flush(srv);
         c2s_shutdown_all(srv);
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
     iq_out_free(srv);
     compliance_close(srv);
+    verdict_free(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
     authlimit_free(srv->authlimit);
