@@ -83,15 +83,16 @@ static int check_walls(const rules *r, const pc_check *c, pc_result *out)
 {
     for (size_t i = 0; i < r->nwalls; i++) {
         const wall *w = &r->walls[i];
-        int from_a = 0, hit = 0;
-        if (c->kind != PC_KIND_GROUPCHAT)
-            hit = walled(r, w, c->sender, c->recipient, &from_a);
+        /* The recipient too for groupchat: a room's JID is in no group, but a message of
+         * type groupchat sent straight to a user comes without occupants. */
+        int from_a = 0;
+        int hit = walled(r, w, c->sender, c->recipient, &from_a);
         for (size_t k = 0; !hit && k < c->noccupants; k++)
             hit = walled(r, w, c->sender, c->occupants[k], &from_a);
         if (!hit)
             continue;
         const char *mine = from_a ? w->a : w->b, *theirs = from_a ? w->b : w->a;
-        char *reason = c->kind == PC_KIND_GROUPCHAT
+        char *reason = c->noccupants
                            ? xasprintf("ethical wall: %s may not talk to %s, and members of "
                                        "%s are in this room", mine, theirs, theirs)
                            : xasprintf("ethical wall: %s may not talk to %s", mine, theirs);
