@@ -410,3 +410,32 @@ def test_tls_certificate_name_mismatch_refused(server, pcomp):
                 what="the certificate refusal")
     pc.wait_log(lambda: pc.log_text().count("not trusted") >= 2, what="a second attempt")
     assert pc.connections() == 0 and pc.alive()
+
+
+def test_documented_example_checks_and_exit_codes(tmp_path):
+    """The complete example of docs/parley-compliance.md is valid; a bad file exits 1
+    naming its line; usage errors exit 2."""
+    bin_ = os.path.join(BUILD, "parley-compliance")
+    doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "parley-compliance.md")
+    with open(doc) as f:
+        text = f.read()
+    example = text.split("## Complete example", 1)[1].split("```", 2)[1]
+    conf = tmp_path / "parley-compliance.conf"
+    conf.write_text(example)
+    secret = tmp_path / "compliance.secret"
+    secret.write_text(SECRET + "\n")
+    os.chmod(secret, 0o600)
+    p = subprocess.run([bin_, "-c", str(conf), "--check"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "OK: 3 groups, 1 walls, 7 content rules, 4 file rules, disclaimer on" in p.stdout
+
+    conf.write_text(example + 'keyword x quarantine\n')
+    lines = len(example.splitlines()) + 1
+    p = subprocess.run([bin_, "-c", str(conf), "--check"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 1
+    assert f"{conf}:{lines}: unknown action 'quarantine'" in p.stderr
+    assert SECRET not in p.stderr + p.stdout
+    for args in ([], ["--bogus"], ["-c", str(conf), "extra"]):
+        assert subprocess.run([bin_] + args, capture_output=True, timeout=30).returncode == 2
