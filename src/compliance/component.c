@@ -45,8 +45,16 @@
 
 typedef struct conn {
     const comp_hooks *h;
-    char *domain;  /* our component domain (a copy: a reload may replace the config) */
+    /* Copies of the settings: a SIGHUP handled while this session waits replaces the
+     * config, and one session must use one consistent set (never TLS settings of one
+     * file with the host of another). */
+    char *domain;  /* our component domain */
     char *secret;  /* wiped at the end */
+    char *host;
+    int port;
+    int tls;
+    char *ca_file; /* NULL: the system store */
+    char *server_name;
     char peer[80]; /* "127.0.0.1:5347" for log lines */
     int fd;
     SSL_CTX *ctx;
@@ -176,18 +184,18 @@ static void format_peer(const struct addrinfo *ai, char *out, size_t outlen)
     snprintf(out, outlen, ai->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
 }
 
-/* Connect to the first address of cfg's host that answers. 0, -1 or -2 (stop). */
-static int tcp_connect(conn *c, const pc_config *cfg)
+/* Connect to the first address of the host that answers. 0, -1 or -2 (stop). */
+static int tcp_connect(conn *c)
 {
     char port[16];
-    snprintf(port, sizeof port, "%d", cfg->server_port);
-    snprintf(c->peer, sizeof c->peer, "%s:%s", cfg->server_host, port);
+    snprintf(port, sizeof port, "%d", c->port);
+    snprintf(c->peer, sizeof c->peer, "%s:%s", c->host, port);
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    int rc = getaddrinfo(cfg->server_host, port, &hints, &res);
+    int rc = getaddrinfo(c->host, port, &hints, &res);
     if (rc != 0) {
-        lost(c, "cannot resolve %s: %s", cfg->server_host, gai_strerror(rc));
+        lost(c, "cannot resolve %s: %s", c->host, gai_strerror(rc));
         return -1;
     }
     char why[256] = "no usable address";
@@ -195,9 +203,9 @@ static int tcp_connect(conn *c, const pc_config *cfg)
     for (const struct addrinfo *ai = res; ai && r == -1; ai = ai->ai_next) {
         /* Without TLS the secret and every message travel in the clear: loopback only,
          * whatever the name resolves to. */
-        if (!cfg->tls && !addr_is_loopback(ai)) {
+        if (!c->tls && !addr_is_loopback(ai)) {
             snprintf(why, sizeof why, "tls = no, and %s is not a loopback address",
-                     cfg->server_host);
+                     c->host);
             continue;
         }
         format_peer(ai, c->peer, sizeof c->peer);
@@ -209,18 +217,18 @@ static int tcp_connect(conn *c, const pc_config *cfg)
     return r;
 }
 
-static int tls_connect(conn *c, const pc_config *cfg)
+static int tls_connect(conn *c)
 {
     char err[512];
-    c->ctx = tls_client_ctx_new(cfg->ca_file, err, sizeof err);
+    c->ctx = tls_client_ctx_new(c->ca_file, err, sizeof err);
     if (!c->ctx) {
         lost(c, "%s", err);
         return -1;
     }
     c->ssl = SSL_new(c->ctx);
-    if (!c->ssl || tls_client_set_domain(c->ssl, cfg->server_name) < 0 ||
+    if (!c->ssl || tls_client_set_domain(c->ssl, c->server_name) < 0 ||
         SSL_set_fd(c->ssl, c->fd) != 1) {
-        lost(c, "cannot set up TLS for %s", cfg->server_name);
+        lost(c, "cannot set up TLS for %s", c->server_name);
         return -1;
     }
     /* The output buffer may move between retries of a partial write. */
@@ -243,7 +251,7 @@ static int tls_connect(conn *c, const pc_config *cfg)
         }
         long vr = SSL_get_verify_result(c->ssl);
         if (vr != X509_V_OK) {
-            lost(c, "certificate of %s not trusted: %s", cfg->server_name,
+            lost(c, "certificate of %s not trusted: %s", c->server_name,
                  X509_verify_cert_error_string(vr));
         } else {
             tls_last_error(err, sizeof err);
@@ -254,7 +262,7 @@ static int tls_connect(conn *c, const pc_config *cfg)
     char desc[128];
     tls_describe(c->ssl, desc, sizeof desc);
     log_info("parleyd %s: TLS established (%s), certificate verified for %s", c->peer, desc,
-             cfg->server_name);
+             c->server_name);
     return 0;
 }
 
@@ -522,15 +530,21 @@ comp_end component_run(const pc_config *cfg, const comp_hooks *hooks, int *authe
     c.fd = -1;
     c.domain = xstrdup(cfg->component);
     c.secret = xstrdup(cfg->secret);
+    c.host = xstrdup(cfg->server_host);
+    c.port = cfg->server_port;
+    c.tls = cfg->tls;
+    c.ca_file = cfg->ca_file ? xstrdup(cfg->ca_file) : NULL;
+    c.server_name = xstrdup(cfg->server_name);
+    size_t max_stanza = cfg->max_stanza_size;
     buf_init(&c.out);
     c.deadline_ms = time_mono_ms() + HANDSHAKE_MS;
 
-    int r = tcp_connect(&c, cfg);
-    if (r == 0 && cfg->tls)
-        r = tls_connect(&c, cfg);
+    int r = tcp_connect(&c);
+    if (r == 0 && c.tls)
+        r = tls_connect(&c);
     if (r == 0) {
         log_debug("parleyd %s: opening the component stream for %s", c.peer, c.domain);
-        c.xs = xmlstream_new(&handlers, &c, cfg->max_stanza_size);
+        c.xs = xmlstream_new(&handlers, &c, max_stanza);
         send_header(&c);
         serve(&c);
     }
@@ -552,5 +566,8 @@ comp_end component_run(const pc_config *cfg, const comp_hooks *hooks, int *authe
     secure_wipe(c.secret, strlen(c.secret));
     free(c.secret);
     free(c.domain);
+    free(c.host);
+    free(c.ca_file);
+    free(c.server_name);
     return c.stopped ? COMP_STOPPED : COMP_LOST;
 }

@@ -63,9 +63,10 @@ static int setup_signals(void)
     if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0 ||
         sigaction(SIGHUP, &sa, NULL) < 0)
         return -1;
-    /* A write to a closed connection is an error to handle, not a reason to die. */
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
+    /* A write to a closed connection is an error to handle (OpenSSL writes to the socket
+     * without MSG_NOSIGNAL), not a reason to die. */
+    sa.sa_handler = SIG_IGN;
+    return sigaction(SIGPIPE, &sa, NULL);
 }
 
 static void log_rules(const char *what, const pc_config *cfg)

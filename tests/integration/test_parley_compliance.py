@@ -356,6 +356,24 @@ def test_killed_then_failure_setting_then_restarted(server, run, pcomp, failure)
     assert [r["verdict"] for r in pc.rows()] == ["block", "block", "allow"]
 
 
+def test_parleyd_restart_reconnects_by_itself(server, run, pcomp):
+    srv, port = start_with_components(server, verdicts=True, timeout_ms=4000)
+    pc = pcomp(srv, port)
+
+    async def judged():
+        a, c = await login(srv, "alice", "carol")
+        await expect_blocked(a, c, f"carol@{DOMAIN}/c", random_text("insider"), INSIDER_REASON)
+    run(judged)
+    assert srv.stop() == []
+    pc.wait_log(lambda: "reconnecting to parleyd" in pc.log_text(), what="the lost connection")
+    time.sleep(1.5)  # at least one refused attempt while parleyd is down
+    srv.start()
+    pc.wait_log(lambda: pc.connections() == 2, timeout=20, what="the new connection")
+    run(judged)
+    assert "Connection refused" in pc.log_text()
+    assert [r["verdict"] for r in pc.rows()] == ["block", "block"]
+
+
 def test_sighup_reload_keeps_old_rules_on_a_bad_file(server, run, pcomp):
     srv, port = start_with_components(server, verdicts=True, timeout_ms=4000)
     pc = pcomp(srv, port, rules='keyword alpha block "no alpha"\n')
