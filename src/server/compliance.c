@@ -34,6 +34,7 @@ typedef struct held {
     int has_record;
     clog_record rec;
     compliance_release_fn release;
+    compliance_done_fn done; /* a caller's record (no stanza) */
     void *ud;
     void (*free_ud)(void *ud);
 } held;
@@ -197,6 +198,28 @@ void compliance_hold(server *srv, xml_node *stanza, const char *recipient, const
     }
 }
 
+void compliance_record(server *srv, clog_record *rec, compliance_done_fn done, void *ud)
+{
+    compliance *c = srv->compliance;
+    if (!c) {
+        clog_record_clear(rec);
+        if (done)
+            done(srv, 1, ud);
+        return;
+    }
+    if (c->nheld == c->held_cap) {
+        c->held_cap = c->held_cap ? 2 * c->held_cap : 64;
+        c->held = xrealloc(c->held, c->held_cap * sizeof *c->held);
+    }
+    held *h = &c->held[c->nheld++];
+    memset(h, 0, sizeof *h);
+    h->has_record = 1;
+    h->rec = *rec;
+    h->done = done;
+    h->ud = ud;
+    memset(rec, 0, sizeof *rec);
+}
+
 void compliance_audit(server *srv, const char *actor, const char *event, const char *target,
                       const char *peer, const char *detail)
 {
@@ -261,7 +284,10 @@ void compliance_flush(server *srv)
 
     for (size_t i = 0; i < n; i++) {
         held *h = &batch[i];
-        if (rc == 0 || !h->has_record) {
+        if (!h->stanza) {
+            if (h->done)
+                h->done(srv, rc == 0, h->ud);
+        } else if (rc == 0 || !h->has_record) {
             h->release(srv, h->stanza, h->ud);
         } else {
             router_bounce(srv, h->stanza, "wait", "resource-constraint", BOUNCE_TEXT);

@@ -57,6 +57,13 @@ typedef struct config {
     int muc_history;           /* messages of history kept per room for joiners; default 50 */
     int muc_room_rate;         /* messages per second one room accepts; default 200 */
     int muc_user_rate;         /* messages per second one user may send to rooms; default 10 */
+    char *upload_domain;       /* XEP-0363 service; default upload.<domain> */
+    char *upload_dir;          /* stored files; default <data_dir>/files */
+    char *upload_url;          /* base of slot URLs; default https://<domain>:<https_port> */
+    size_t upload_max_size;    /* ceiling on any file, over every policy; default 100M */
+    int upload_expire_after;   /* days a file is kept; 0 = forever; default 30 */
+    int http_header_timeout;   /* seconds to receive a request's headers; default 10 */
+    int http_idle_timeout;     /* seconds of silence in a body or between requests; default 30 */
 } config;
 
 /* A configured external component (XEP-0114). */

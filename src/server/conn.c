@@ -22,6 +22,7 @@ struct conn {
     int handshaking;
     int handshake_wants_write;
     const conn_handlers *h;
+    void (*on_drain)(void *ud);
     void *ud;
     buf out;
     int closing;     /* queued for reaping: no more reads or writes */
@@ -57,6 +58,7 @@ conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, vo
     return c;
 }
 
+void conn_set_drain(conn *c, void (*fn)(void *ud)) { c->on_drain = fn; }
 SSL *conn_ssl(const conn *c) { return c->ssl; }
 int conn_is_tls(const conn *c) { return c->ssl != NULL && !c->handshaking; }
 const char *conn_peer(const conn *c) { return c->peer; }
@@ -195,6 +197,8 @@ static int flush_out(conn *c)
             conn_close(c, c->reason);
             return 0;
         }
+        if (c->on_drain && !c->closing && !c->handshaking && !c->tls_pending)
+            c->on_drain(c->ud);
     }
     if (!c->closing)
         set_interest(c);

@@ -62,6 +62,12 @@ static void disco_info(c2s *origin, const xml_node *iq, const char *from, const 
     reply(origin, r);
 }
 
+/* One service (rooms, file upload, components) in the server's disco#items. */
+static void add_item(void *ud, const char *domain)
+{
+    xml_set_attr(xml_add_child(ud, NULL, "item"), "jid", domain);
+}
+
 static void version(server *srv, c2s *origin, const xml_node *iq)
 {
     xml_node *r = query_result(iq, XMLNS_VERSION, srv->cfg.domain);
@@ -99,7 +105,10 @@ void iq_to_server(server *srv, c2s *origin, xml_node *iq)
         disco_info(origin, iq, srv->cfg.domain, "server", "im", PARLEY_NAME, server_features,
                    ARRAY_LEN(server_features));
     } else if (get && xml_is(p, XMLNS_DISCO_ITEMS, "query")) {
-        reply(origin, query_result(iq, XMLNS_DISCO_ITEMS, srv->cfg.domain));
+        xml_node *r = query_result(iq, XMLNS_DISCO_ITEMS, srv->cfg.domain);
+        if (!xml_get_attr(p, "node"))
+            router_each_service(srv, add_item, xml_first_element(r));
+        reply(origin, r);
     } else if (get && xml_is(p, XMLNS_PING, "ping")) {
         xml_node *r = stanza_iq_result(iq);
         xml_set_attr(r, "from", srv->cfg.domain);

@@ -2,6 +2,7 @@
 #include "listener.h"
 #include "../common/log.h"
 #include "c2s.h"
+#include "http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -77,7 +78,10 @@ static void on_accept(ev_loop *loop, int lfd, void *ud, int mask)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        c2s_accept(srv, fd, peer, kind == LISTEN_C2S_DIRECT_TLS);
+        if (kind == LISTEN_HTTPS)
+            http_accept(srv, fd, peer);
+        else
+            c2s_accept(srv, fd, peer, kind == LISTEN_C2S_DIRECT_TLS);
     }
 }
 
@@ -116,6 +120,7 @@ int listener_open(server *srv, const char *address, int port, listen_kind kind)
     srv->listen_kinds[srv->nlisten] = (int)kind;
     srv->listen_fds[srv->nlisten++] = fd;
     log_info("listening on %s port %d (%s)", address, port,
+             kind == LISTEN_HTTPS ? "HTTPS file transfer" :
              kind == LISTEN_C2S_DIRECT_TLS ? "client, direct TLS" : "client, STARTTLS");
     return 0;
 }

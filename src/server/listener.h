@@ -4,7 +4,7 @@
 
 #include "server.h"
 
-typedef enum { LISTEN_C2S_STARTTLS, LISTEN_C2S_DIRECT_TLS } listen_kind;
+typedef enum { LISTEN_C2S_STARTTLS, LISTEN_C2S_DIRECT_TLS, LISTEN_HTTPS } listen_kind;
 
 /* Listen on address:port for kind; the fd is recorded in srv->listen_fds.
  * Returns 0, or -1 after logging why. */

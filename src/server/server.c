@@ -7,8 +7,10 @@
 #include "c2s.h"
 #include "compliance.h"
 #include "conn.h"
+#include "http.h"
 #include "iq_out.h"
 #include "listener.h"
+#include "upload.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -22,6 +24,8 @@ static void on_tick(ev_loop *loop, void *ud)
     c2s_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
+    http_housekeeping(srv);
+    upload_housekeeping(srv);
 }
 
 static void on_fast_tick(ev_loop *loop, void *ud)
@@ -123,6 +127,9 @@ int server_init(server *srv, const config *cfg)
         return -1;
     if (cfg->tls_port && listener_open(srv, cfg->bind_address, cfg->tls_port, LISTEN_C2S_DIRECT_TLS) < 0)
         return -1;
+    if (cfg->https_port && (upload_open(srv) < 0 ||
+                            listener_open(srv, cfg->bind_address, cfg->https_port, LISTEN_HTTPS) < 0))
+        return -1;
 
     static const int signals[] = {SIGHUP, SIGTERM, SIGINT, 0};
     if (ev_signals(srv->loop, signals, on_signal, srv) < 0) {
@@ -149,11 +156,14 @@ void server_shutdown(server *srv)
     if (srv->loop) {
         listener_close_all(srv);
         c2s_shutdown_all(srv);
+        http_close_all(srv);
+        conn_flush_all(srv); /* reaps them: their requests end before upload_close */
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
     iq_out_free(srv);
     compliance_close(srv);
+    upload_close(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
     authlimit_free(srv->authlimit);

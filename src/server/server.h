@@ -30,6 +30,8 @@ typedef struct server {
     struct conn *lingering;     /* closing once their output is flushed, with a deadline */
     struct authlimit *authlimit;
     struct compliance *compliance; /* the compliance archive, NULL when off (compliance.h) */
+    struct upload *upload;      /* XEP-0363 file transfer, NULL when off (upload.h) */
+    struct http_conn *http_conns; /* connections of the HTTPS listener (http.h) */
     int nconns;
     int listen_fds[4];
     int listen_kinds[4];        /* listen_kind of each fd (listener.h) */
