@@ -353,6 +353,8 @@ static int on_headers_complete(http_parser *p)
         return fail_with(h, 400, "request target must be an absolute path");
     if (h->expect_bad)
         return fail_with(h, 417, "only 'Expect: 100-continue' is understood");
+    if (p->upgrade)
+        return fail_with(h, 400, "protocol upgrades are not supported");
     char *q = strpbrk(h->url, "?#");
     if (q)
         *q = '\0';
