@@ -4,7 +4,9 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "clog.h"
+#include "compliance_internal.h"
 #include "router.h"
+#include "verdict.h"
 
 #include <openssl/ssl.h>
 #include <stdlib.h>
@@ -29,15 +31,7 @@ static const struct {
     {"jabber:x:encrypted", "x"},                       /* legacy OpenPGP (XEP-0027) */
 };
 
-typedef struct held {
-    xml_node *stanza;
-    int has_record;
-    clog_record rec;
-    compliance_release_fn release;
-    compliance_done_fn done; /* a caller's record (no stanza) */
-    void *ud;
-    void (*free_ud)(void *ud);
-} held;
+typedef compliance_item held;
 
 typedef struct compliance {
     clog *log;
@@ -56,7 +50,7 @@ int compliance_enabled(const server *srv)
 
 int compliance_pending(const server *srv)
 {
-    return srv->compliance && srv->compliance->nheld > 0;
+    return srv->compliance && (srv->compliance->nheld > 0 || verdict_pending(srv));
 }
 
 static const char *e2e_namespace(const xml_node *stanza)
@@ -177,25 +171,54 @@ static void build_record(clog_record *r, const xml_node *stanza, const char *rec
     r->reason = dup_or_null(reason);
 }
 
-void compliance_hold(server *srv, xml_node *stanza, const char *recipient, const char *outcome,
-                     const char *reason, compliance_release_fn release, void *ud,
-                     void (*free_ud)(void *ud))
+void compliance_enqueue(server *srv, const compliance_item *it)
 {
     compliance *c = srv->compliance;
     if (c->nheld == c->held_cap) {
         c->held_cap = c->held_cap ? 2 * c->held_cap : 64;
         c->held = xrealloc(c->held, c->held_cap * sizeof *c->held);
     }
-    held *h = &c->held[c->nheld++];
-    memset(h, 0, sizeof *h);
-    h->stanza = stanza;
-    h->release = release;
-    h->ud = ud;
-    h->free_ud = free_ud;
+    c->held[c->nheld++] = *it;
+}
+
+/* Hold a message: it waits for a verdict (verdict.c) or goes straight into the batch. */
+static void hold(server *srv, xml_node *stanza, const char *recipient, const char *kind,
+                 const char *const *occupants, size_t noccupants, const char *outcome,
+                 const char *reason, compliance_release_fn release, void *ud,
+                 void (*free_ud)(void *ud))
+{
+    held h;
+    memset(&h, 0, sizeof h);
+    h.stanza = stanza;
+    h.release = release;
+    h.ud = ud;
+    h.free_ud = free_ud;
     if (outcome) {
-        h->has_record = 1;
-        build_record(&h->rec, stanza, recipient, outcome, reason);
+        h.has_record = 1;
+        build_record(&h.rec, stanza, recipient, outcome, reason);
     }
+    if (verdict_take(srv, &h, kind, occupants, noccupants))
+        return;
+    compliance_enqueue(srv, &h);
+}
+
+void compliance_hold(server *srv, xml_node *stanza, const char *recipient, const char *outcome,
+                     const char *reason, compliance_release_fn release, void *ud,
+                     void (*free_ud)(void *ud))
+{
+    /* A room module that records each room message through this entry point still gets
+     * a groupchat check, only without the occupant list. */
+    const char *kind = str_eq(xml_get_attr(stanza, "type"), "groupchat") ? "groupchat" : "message";
+    hold(srv, stanza, recipient, kind, NULL, 0, outcome, reason, release, ud, free_ud);
+}
+
+void compliance_hold_room(server *srv, xml_node *stanza, const char *room,
+                          const char *const *occupants, size_t noccupants, const char *outcome,
+                          const char *reason, compliance_release_fn release, void *ud,
+                          void (*free_ud)(void *ud))
+{
+    hold(srv, stanza, room, "groupchat", occupants, noccupants, outcome, reason, release, ud,
+         free_ud);
 }
 
 void compliance_record(server *srv, clog_record *rec, compliance_done_fn done, void *ud)
@@ -207,17 +230,14 @@ void compliance_record(server *srv, clog_record *rec, compliance_done_fn done, v
             done(srv, 1, ud);
         return;
     }
-    if (c->nheld == c->held_cap) {
-        c->held_cap = c->held_cap ? 2 * c->held_cap : 64;
-        c->held = xrealloc(c->held, c->held_cap * sizeof *c->held);
-    }
-    held *h = &c->held[c->nheld++];
-    memset(h, 0, sizeof *h);
-    h->has_record = 1;
-    h->rec = *rec;
-    h->done = done;
-    h->ud = ud;
+    held h;
+    memset(&h, 0, sizeof h);
+    h.has_record = 1;
+    h.rec = *rec;
+    h.done = done;
+    h.ud = ud;
     memset(rec, 0, sizeof *rec);
+    compliance_enqueue(srv, &h);
 }
 
 void compliance_audit(server *srv, const char *actor, const char *event, const char *target,

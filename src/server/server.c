@@ -6,11 +6,13 @@
 #include "authlimit.h"
 #include "c2s.h"
 #include "compliance.h"
+#include "component.h"
 #include "conn.h"
 #include "http.h"
 #include "iq_out.h"
 #include "listener.h"
 #include "upload.h"
+#include "verdict.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -22,6 +24,7 @@ static void on_tick(ev_loop *loop, void *ud)
 {
     server *srv = ud;
     c2s_housekeeping(srv);
+    component_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
     http_housekeeping(srv);
@@ -127,6 +130,10 @@ int server_init(server *srv, const config *cfg)
         return -1;
     if (cfg->tls_port && listener_open(srv, cfg->bind_address, cfg->tls_port, LISTEN_C2S_DIRECT_TLS) < 0)
         return -1;
+    if (cfg->ncomponents && cfg->component_port &&
+        listener_open(srv, cfg->bind_address, cfg->component_port,
+                      cfg->component_tls ? LISTEN_COMPONENT_TLS : LISTEN_COMPONENT_PLAIN) < 0)
+        return -1;
     if (cfg->https_port && (upload_open(srv) < 0 ||
                             listener_open(srv, cfg->bind_address, cfg->https_port, LISTEN_HTTPS) < 0))
         return -1;
@@ -155,6 +162,10 @@ void server_shutdown(server *srv)
     compliance_flush(srv);
     if (srv->loop) {
         listener_close_all(srv);
+        /* Components first: checks waiting for the compliance server fail now, and the
+         * messages they held are delivered or bounced while their senders are online. */
+        component_shutdown_all(srv);
+        compliance_flush(srv);
         c2s_shutdown_all(srv);
         http_close_all(srv);
         conn_flush_all(srv); /* reaps them: their requests end before upload_close */
@@ -163,6 +174,7 @@ void server_shutdown(server *srv)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
     iq_out_free(srv);
     compliance_close(srv);
+    verdict_free(srv);
     upload_close(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);

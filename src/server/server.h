@@ -15,6 +15,8 @@ struct dict;
 struct authlimit;
 struct compliance;
 struct iq_out;
+struct verdicts;
+struct component;
 
 typedef struct server {
     config cfg;
@@ -24,6 +26,8 @@ typedef struct server {
     struct dict *users;         /* bare JID -> user_sessions (router.c) */
     struct dict *services;      /* domain -> service served in or beside parleyd (router.c) */
     struct iq_out *iq_out;      /* IQs the server sent and awaits answers to (iq_out.h) */
+    struct verdicts *verdicts;  /* messages waiting for the compliance server (verdict.h) */
+    struct component *components; /* every external component connection (component.h) */
     struct c2s *sessions;       /* every c2s session, for housekeeping and shutdown */
     struct conn *dirty;         /* connections with output to flush before sleeping */
     struct conn *closing;       /* connections to reap outside any callback */
@@ -33,8 +37,8 @@ typedef struct server {
     struct upload *upload;      /* XEP-0363 file transfer, NULL when off (upload.h) */
     struct http_conn *http_conns; /* connections of the HTTPS listener (http.h) */
     int nconns;
-    int listen_fds[4];
-    int listen_kinds[4];        /* listen_kind of each fd (listener.h) */
+    int listen_fds[8];
+    int listen_kinds[8];        /* listen_kind of each fd (listener.h) */
     int nlisten;
     int spare_fd;               /* reserve fd released to shed connections on EMFILE */
     int exit_code;

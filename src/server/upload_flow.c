@@ -5,7 +5,6 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "clog.h"
-#include "iq_out.h"
 #include "router.h"
 
 #include <inttypes.h>
@@ -80,44 +79,17 @@ typedef struct verdict_ctx {
     void *ud;
 } verdict_ctx;
 
-static void on_verdict(server *srv, void *ud, const xml_node *reply)
+static void on_verdict(server *srv, void *ud, const compliance_verdict *v)
 {
-    verdict_ctx *v = ud;
-    const xml_node *vd = NULL;
-    if (reply && str_eq(xml_get_attr(reply, "type"), "result"))
-        vd = xml_child(reply, VERDICT_NS, "verdict");
-    const char *action = vd ? xml_get_attr(vd, "action") : NULL;
-    char *reason = vd ? xml_child_text(vd, VERDICT_NS, "reason") : NULL;
-    if (str_eq(action, "allow")) {
-        v->fn(srv, v->ud, 1, "allow", reason);
-    } else if (str_eq(action, "block") || str_eq(action, "modify")) {
-        /* A file cannot be modified: "modify" is a block (docs/verdict-protocol.md). */
-        v->fn(srv, v->ud, 0, "block", reason && *reason ? reason : "blocked");
-    } else {
-        const char *why = !reply ? "the compliance server did not answer in time"
-                                 : "the compliance server gave no valid verdict";
-        if (srv->cfg.compliance_server_failure == COMPLIANCE_FAIL_ALLOW)
-            v->fn(srv, v->ud, 1, "allow-unchecked", why);
-        else
-            v->fn(srv, v->ud, 0, "block-unchecked", why);
-    }
-    free(reason);
-    free(v);
+    verdict_ctx *c = ud;
+    c->fn(srv, c->ud, v->allowed, v->verdict, v->reason);
+    free(c);
 }
 
 void upload_ask_verdict(server *srv, const file_meta *m, const char *stage,
                         upload_verdict_fn fn, void *ud)
 {
-    if (!srv->cfg.compliance_server) {
-        fn(srv, ud, 1, "allow", NULL);
-        return;
-    }
-    xml_node *iq = xml_new(XMLNS_CLIENT, "iq");
-    xml_set_attr(iq, "type", "set");
-    xml_set_attr(iq, "to", srv->cfg.compliance_server);
-    xml_node *check = xml_add_child(iq, VERDICT_NS, "check");
-    xml_set_attr(check, "kind", "file");
-    xml_node *f = xml_add_child(check, NULL, "file");
+    xml_node *f = xml_new(VERDICT_NS, "file");
     char num[32];
     snprintf(num, sizeof num, "%" PRId64, m->size);
     xml_set_attr(f, "name", m->name ? m->name : "");
@@ -133,10 +105,10 @@ void upload_ask_verdict(server *srv, const file_meta *m, const char *stage,
     xml_set_attr(f, "stage", stage);
     if (m->sha256[0])
         xml_set_attr(f, "sha256", m->sha256);
-    verdict_ctx *v = xcalloc(1, sizeof *v);
-    v->fn = fn;
-    v->ud = ud;
-    iq_out_send(srv, iq, srv->cfg.compliance_server_timeout, on_verdict, v);
+    verdict_ctx *c = xcalloc(1, sizeof *c);
+    c->fn = fn;
+    c->ud = ud;
+    compliance_check_file(srv, f, on_verdict, c);
 }
 
 /* ---- quarantine ---- */
