@@ -77,6 +77,8 @@ static int media_matches(const char *pattern, const char *media)
 
 static int entry_matches(const char *entry, const char *name, const char *media)
 {
+    if (strcmp(entry, "*") == 0 || strcmp(entry, "*/*") == 0)
+        return 1;
     if (strchr(entry, '/'))
         return media && media_matches(entry, media);
     if (entry[0] == '.')
