@@ -515,3 +515,43 @@ def test_recipient_and_screen_capture_recorded(server, run):
         down = (await wait_records(srv, type="download"))[0]
         assert down["recipient"] == "bob@localhost"
     run(scenario)
+
+
+def test_expired_and_purged(server, run):
+    srv = upload_server(server, ["upload_expire_after = 1d"])
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await cl.login("alice", "a")
+        urls = []
+        for name, data in (("old.txt", b"expiring"), ("second.txt", b"purge me"),
+                           ("third.txt", b"by its id")):
+            put, get = await request_slot(a, name, len(data))
+            assert (await asyncio.to_thread(https, srv, "PUT", put, data))[0] == 201
+            urls.append(get)
+        ids = [urllib.parse.urlsplit(u).path.split("/")[2] for u in urls]
+        listed = srv.ctl("files", "list").stdout
+        assert all(i in listed for i in ids) and "old.txt" in listed and "available" in listed
+        # nothing has expired yet
+        assert "0 files purged" in srv.ctl("files", "purge", "--expired").stdout
+        # two days on, all three have (upload_expire_after = 1d): purge only the first
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2 * 86400))
+        p = srv.ctl("files", "purge", ids[0])
+        assert "1 file purged" in p.stdout
+        assert (await asyncio.to_thread(https, srv, "GET", urls[0]))[0] == 404
+        assert (await asyncio.to_thread(https, srv, "GET", urls[1]))[0] == 200
+        p = srv.ctl("files", "purge", "--expired", "--as-of", later)
+        assert "2 files purged" in p.stdout
+        for u in urls:
+            assert (await asyncio.to_thread(https, srv, "GET", u))[0] == 404
+        assert objects(srv) == []
+        assert ids[0] not in srv.ctl("files", "list").stdout
+        ev = db_rows(srv, "SELECT * FROM audit WHERE event = 'file-purge' ORDER BY seq")
+        assert [e["actor"] for e in ev] == ["admin"] * 3
+        assert ids[0] in ev[0]["detail"] and "why=id" in ev[0]["detail"]
+        assert "why=expired" in ev[1]["detail"] and ev[1]["target"] == "alice@localhost/a"
+        bad = srv.ctl("files", "purge", "--before", "yesterday", check=False)
+        assert bad.returncode == 1 and "bad time" in bad.stderr
+        gone = srv.ctl("files", "purge", "0" * 32, check=False)
+        assert gone.returncode == 2 and "no file" in gone.stderr
+    run(scenario)
