@@ -329,7 +329,7 @@ typedef struct sweep {
     char **ids;
     int *what; /* 1: unused slot, 2: expired file, 3: quarantined (judge again) */
     size_t n, cap;
-    int startup;
+    int64_t lost_before_us; /* quarantined before this: its verdict was lost (restart) */
 } sweep;
 
 static void sweep_one(void *ud, const file_meta *m)
@@ -340,7 +340,7 @@ static void sweep_one(void *ud, const file_meta *m)
         what = 1;
     else if (m->state != FILE_PENDING && m->expires_us && m->expires_us < s->now_us)
         what = 2;
-    else if (m->state == FILE_QUARANTINED && s->startup)
+    else if (m->state == FILE_QUARANTINED && m->uploaded_us < s->lost_before_us)
         what = 3;
     if (!what)
         return;
@@ -353,9 +353,14 @@ static void sweep_one(void *ud, const file_meta *m)
     s->what[s->n++] = what;
 }
 
-static void run_sweep(server *srv, int startup)
+static void run_sweep(server *srv)
 {
-    sweep s = {time_now_us(), NULL, NULL, 0, 0, startup};
+    int64_t now = time_now_us();
+    /* A verdict is answered or timed out within compliance_server_timeout: a file still
+     * quarantined well after that lost its request (parleyd restarted meanwhile). Asked
+     * again only then, so that the compliance server has had time to reconnect. */
+    sweep s = {now, NULL, NULL, 0, 0,
+               now - (int64_t)srv->cfg.compliance_server_timeout * 1000 - SWEEP_INTERVAL_MS * 1000};
     if (files_meta_list(srv->store, sweep_one, &s) != STORE_OK)
         log_warn("upload: cannot list files: %s", store_last_error(srv->store));
     for (size_t i = 0; i < s.n; i++) {
@@ -395,7 +400,7 @@ void upload_housekeeping(server *srv)
     if (now < srv->upload->next_sweep_ms)
         return;
     srv->upload->next_sweep_ms = now + SWEEP_INTERVAL_MS;
-    run_sweep(srv, 0);
+    run_sweep(srv);
 }
 
 int upload_open(server *srv)
@@ -431,7 +436,7 @@ int upload_open(server *srv)
         upload_close(srv);
         return -1;
     }
-    run_sweep(srv, 1);
+    run_sweep(srv);
     u->next_sweep_ms = time_mono_ms() + SWEEP_INTERVAL_MS;
     log_info("file transfer: %s, files in %s, at most %zu bytes, kept %d days", srv->cfg.upload_domain,
              srv->cfg.upload_dir, srv->cfg.upload_max_size, srv->cfg.upload_expire_after);
