@@ -434,7 +434,9 @@ static void maybe_next(http_conn *h)
         conn_is_closing(h->c))
         return;
     if (!h->responded) {
-        log_error("http %s: request for %s got no response", h->peer, h->url);
+        /* never the URL: it carries a capability */
+        log_error("http %s: a %s request got no response", h->peer,
+                  h->req.method_name ? h->req.method_name : "?");
         http_respond(h, 500, "internal error", 1);
     }
     upload_http_end(h);
