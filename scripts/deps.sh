@@ -4,7 +4,8 @@
 set -eu
 
 BUILD_PKGS="make cmake pkg-config clang libclang-rt-14-dev gcc libc6-dev libssl-dev openssl
-libexpat1-dev libsqlite3-dev sqlite3 libidn-dev libpq-dev libsqlcipher-dev libncurses-dev"
+libexpat1-dev libsqlite3-dev sqlite3 libidn-dev libpq-dev libsqlcipher-dev libncurses-dev
+libhttp-parser-dev libmagic-dev"
 TEST_PKGS="libcmocka-dev python3 python3-slixmpp python3-pytest procps iproute2 prosody postgresql tmux python3-openssl python3-cryptography"
 
 want="$BUILD_PKGS"

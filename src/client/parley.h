@@ -304,6 +304,35 @@ parley_error parley_send_xml(parley *p, const char *xml);
 parley_error parley_send_iq(parley *p, const char *xml, parley_iq_fn cb, void *ud,
                             int timeout_ms, char *id_out, size_t id_len);
 
+/* ------------------------------------------------------------------ file transfer */
+
+/* XEP-0363 HTTP File Upload on the account's server (service upload.DOMAIN): ask for a
+ * slot, PUT the bytes, send the GET URL in a message. docs/file-transfer.md. */
+
+/* The slot (put_url and get_url), or err != PARLEY_OK with error_text saying why
+ * (PARLEY_ERR_POLICY with the refusing policy's sentence when the server refused it). */
+typedef void (*parley_slot_fn)(parley *p, const char *put_url, const char *get_url,
+                               parley_error err, const char *error_text, void *userdata);
+/* Ask for an upload slot for a file of size bytes called name (content_type may be
+ * NULL). screen_capture marks a screen capture (judged by that policy); recipient (may
+ * be NULL) is the intended recipient or room, for the compliance record. */
+parley_error parley_request_upload_slot(parley *p, const char *name, long long size,
+                                        const char *content_type, int screen_capture,
+                                        const char *recipient, parley_slot_fn cb, void *ud);
+/* Send a file's URL to `to` (body and XEP-0066 out-of-band data; desc may be NULL). */
+parley_error parley_send_file_link(parley *p, const char *to, const char *url,
+                                   const char *desc, char *id_out, size_t id_len);
+/* Blocking HTTPS transfers under the same TLS policy and certificate verification as the
+ * XMPP connection (ca_file NULL: the system store). PUT sends the whole file at path with
+ * its exact length; GET writes the body to dest (through a temporary file, renamed when
+ * complete; dest is never overwritten). timeout_ms bounds every wait for the network.
+ * PARLEY_OK, or an error with the server's answer or the failure in err. */
+parley_error parley_https_put(const char *url, const char *ca_file, const char *path,
+                              const char *content_type, int timeout_ms, char *err,
+                              size_t errlen);
+parley_error parley_https_get(const char *url, const char *ca_file, const char *dest,
+                              int timeout_ms, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -72,6 +72,12 @@ static void disco_info(c2s *origin, const xml_node *iq, const char *from, const 
     reply(origin, r);
 }
 
+/* One service (rooms, file upload, components) in the server's disco#items. */
+static void add_item(void *ud, const char *domain)
+{
+    xml_set_attr(xml_add_child(ud, NULL, "item"), "jid", domain);
+}
+
 static void version(server *srv, c2s *origin, const xml_node *iq)
 {
     xml_node *r = query_result(iq, XMLNS_VERSION, srv->cfg.domain);
@@ -85,11 +91,6 @@ static void version(server *srv, c2s *origin, const xml_node *iq)
         xml_add_text(os, "Linux", 5);
     }
     reply(origin, r);
-}
-
-static void add_service_item(void *ud, const char *domain)
-{
-    xml_set_attr(xml_add_child(ud, NULL, "item"), "jid", domain);
 }
 
 /* Results and errors addressed to us need no answer (RFC 6120 8.2.3). */
@@ -118,7 +119,7 @@ void iq_to_server(server *srv, c2s *origin, xml_node *iq)
         xml_node *r = query_result(iq, XMLNS_DISCO_ITEMS, srv->cfg.domain);
         /* The services (group chat, components) are how clients find them (XEP-0030). */
         if (!xml_get_attr(p, "node"))
-            router_each_service(srv, add_service_item, xml_first_element(r));
+            router_each_service(srv, add_item, xml_first_element(r));
         reply(origin, r);
     } else if (get && xml_is(p, XMLNS_PING, "ping")) {
         xml_node *r = stanza_iq_result(iq);

@@ -43,6 +43,8 @@ typedef struct server {
     struct muc *muc;            /* multi-user chat, NULL when off (muc.h) */
     struct policy_cache *policy; /* effective admin policies (policy_service.h) */
     struct pep *pep;            /* PEP interest and entity caps (pep.h) */
+    struct upload *upload;      /* XEP-0363 file transfer, NULL when off (upload.h) */
+    struct http_conn *http_conns; /* connections of the HTTPS listener (http.h) */
     int nconns;
     int listen_fds[8];
     int listen_kinds[8];        /* listen_kind of each fd (listener.h) */

@@ -3,6 +3,7 @@
 
 #include "../../common/util.h"
 #include "chat_format.h"
+#include "cli_files.h"
 #include "chat_internal.h"
 
 #define NCURSES_WIDECHAR 1
@@ -63,7 +64,8 @@ static int print_search_row(const hist_msg *m, void *ud)
 static const char help_text[] =
     "commands: /msg JID [TEXT] open a conversation | /close close it | /win N switch "
     "(also Alt-N, Ctrl-N/Ctrl-P) | /add JID [NAME] | /accept JID | /deny JID | /remove JID "
-    "| /status online|away|dnd|xa [TEXT] | /search TEXT | /tls the connection's security "
+    "| /status online|away|dnd|xa [TEXT] | /search TEXT | /sendfile PATH upload a file and "
+    "send its link | /get N download received file N here | /tls the connection's security "
     "| /quit sign out | PageUp/PageDown scroll | //text sends /text\n"
     "locks: the status bar's lock is TLS to the server; a message or conversation marked "
     "with the end-to-end lock is readable only by its parties; unmarked messages "
@@ -83,6 +85,44 @@ static void cmd_tls(ui *u)
          ti.verified ? "chain and name verified" : "NOT verified");
     INFO(u, "signed in with %s%s%s%s", ti.sasl_mechanism,
          ti.channel_binding[0] ? ", channel binding " : "", ti.channel_binding, "");
+}
+
+/* Blocking for the transfer (the screen is redrawn after): a progress display is left
+ * for later. */
+static void cmd_sendfile(ui *u, const char *path)
+{
+    win *w = &u->wins[u->cur];
+    if (!w->jid || !*path) {
+        INFO(u, w->jid ? "usage: /sendfile PATH" : "open a conversation first (/msg JID)");
+        return;
+    }
+    char url[1024], why[800];
+    INFO(u, "uploading %s ...", path);
+    chat_draw(u);
+    if (cli_send_file(u->p, u->o->ca_file, w->jid, path, cli_base_name(path), 0, 60000, url,
+                      sizeof url, why, sizeof why) != 0) {
+        INFO(u, "not sent: %s", why);
+        return;
+    }
+    win_message(u, w, time(NULL), "me", url, 0);
+}
+
+static void cmd_get(ui *u, const char *arg)
+{
+    win *w = &u->wins[u->cur];
+    long n = atol(arg);
+    if (n < 1 || (size_t)n > w->nfiles) {
+        INFO(u, "no file %s here (%zu received in this window)", arg, w->nfiles);
+        return;
+    }
+    char out[4096], why[800];
+    INFO(u, "downloading file %ld ...", n);
+    chat_draw(u);
+    if (cli_get_file(w->files[n - 1], u->o->ca_file, ".", 60000, out, sizeof out, why,
+                     sizeof why) < 0)
+        INFO(u, "download failed: %s", why);
+    else
+        INFO(u, "saved %s", out);
 }
 
 static void cmd_close(ui *u)
@@ -192,6 +232,10 @@ static void run_command(ui *u, const char *name, const char *args)
         }
     } else if (!strcmp(name, "tls")) {
         cmd_tls(u);
+    } else if (!strcmp(name, "sendfile")) {
+        cmd_sendfile(u, args);
+    } else if (!strcmp(name, "get")) {
+        cmd_get(u, args);
     } else {
         INFO(u, "unknown command /%s (/help lists them)", name);
     }

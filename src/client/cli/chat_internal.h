@@ -25,6 +25,8 @@ typedef struct win {
     size_t n, cap;
     int unread;
     int scroll; /* display lines scrolled back from the bottom */
+    char **files; /* URLs of files received here (XEP-0066), for /get N */
+    size_t nfiles;
 } win;
 
 typedef struct resource {

@@ -68,6 +68,9 @@ void win_info(ui *u, win *w, const char *fmt, ...)
 
 void win_free(win *w)
 {
+    for (size_t i = 0; i < w->nfiles; i++)
+        free(w->files[i]);
+    free(w->files);
     for (size_t i = 0; i < w->n; i++)
         free(w->lines[i].text);
     free(w->lines);
@@ -243,6 +246,19 @@ static void on_message(ui *u, const parley_event *ev)
     free(bare);
     if (i != u->cur)
         u->wins[i].unread++;
+    /* A file (XEP-0066 out-of-band data with an https URL): offer /get N. */
+    const parley_stanza *x = ev->stanza ? parley_stanza_child(ev->stanza, "jabber:x:oob", "x") : NULL;
+    char *url = x && parley_stanza_child(x, "jabber:x:oob", "url")
+                    ? parley_stanza_text(parley_stanza_child(x, "jabber:x:oob", "url"))
+                    : NULL;
+    if (url && strncmp(url, "https://", 8) == 0 && strlen(url) < 2048) {
+        win *w = &u->wins[i];
+        w->files = xrealloc(w->files, (w->nfiles + 1) * sizeof *w->files);
+        w->files[w->nfiles++] = url;
+        url = NULL;
+        win_info(u, w, "file %zu received: /get %zu downloads it", w->nfiles, w->nfiles);
+    }
+    free(url);
     if (u->h) {
         hist_msg m = {.peer = ev->from, .sender = ev->from, .body = ev->body,
                       .encrypted = ev->encrypted, .stanza_id = ev->id};

@@ -19,6 +19,8 @@ typedef struct cli_opts {
     char *to;
     char *message;
     char *type;
+    /* screenshot */
+    char *file;          /* --file IMAGE instead of capturing the screen */
     /* listen */
     long count;          /* 0: no limit */
     double timeout;      /* seconds; < 0: not given */

@@ -6,6 +6,7 @@
 #include "../../common/version.h"
 #include "../parley.h"
 #include "chat.h"
+#include "cli_files.h"
 #include "cli_history.h"
 #include "exit_codes.h"
 #include "json.h"
@@ -15,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char usage_text[] =
     "Usage: parley [COMMAND] [OPTIONS]\n"
@@ -30,6 +33,12 @@ static const char usage_text[] =
     "                      (with back-off) if the session is lost\n"
     "      --keepalive S   ping the server after S seconds of silence; no answer within\n"
     "                      S more seconds: the connection is dead (default 60)\n"
+    "  send-file --to JID PATH\n"
+    "                      upload a file (XEP-0363, over HTTPS to your server) and send\n"
+    "                      its link; a refusal names the policy that refused it\n"
+    "  screenshot --to JID [--file IMAGE]\n"
+    "                      capture the screen (ImageMagick 'import' under X11) or send\n"
+    "                      IMAGE, marked as a screen capture (the screen_capture policy)\n"
     "  tls-info [--json]   print the client-to-server lock: TLS version, cipher, key size,\n"
     "                      certificate and authentication mechanism\n"
     "  history search TEXT | history show --with JID | history wipe\n"
@@ -346,6 +355,46 @@ static int cmd_tls_info(app *a)
     return EXIT_OK;
 }
 
+static int cmd_file(app *a, int screenshot)
+{
+    const cli_opts *o = a->opt;
+    char shot[512] = "", err[512];
+    const char *path = screenshot ? o->file : o->args[0];
+    if (screenshot && !path) {
+        if (cli_capture_screen(shot, sizeof shot, err, sizeof err) < 0) {
+            fprintf(stderr, "parley: %s\n", err);
+            graceful_close(a->p);
+            return EXIT_USAGE;
+        }
+        path = shot;
+    }
+    char name[300];
+    if (screenshot) {
+        char when[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(when, sizeof when, "%Y%m%d-%H%M%S", gmtime_r(&now, &tm) ? &tm : NULL);
+        const char *dot = strrchr(cli_base_name(path), '.');
+        snprintf(name, sizeof name, "screenshot-%s%s", when, dot ? dot : ".png");
+    } else {
+        snprintf(name, sizeof name, "%s", cli_base_name(path));
+    }
+    char url[1024], why[800];
+    int budget = timeout_ms(o, 30);
+    int rc = cli_send_file(a->p, o->ca_file, o->to, path, name, screenshot,
+                           budget > 0 ? budget : 30000, url, sizeof url, why, sizeof why);
+    if (shot[0])
+        unlink(shot);
+    if (rc != EXIT_OK)
+        fprintf(stderr, "parley: %s\n", why);
+    if (rc == EXIT_OK) {
+        printf("%s\n", url);
+        record(a, o->to, 1, parley_bound_jid(a->p), url, 0, NULL);
+    }
+    graceful_close(a->p);
+    return rc;
+}
+
 static int usage_error(const char *msg)
 {
     fprintf(stderr, "parley: %s\n\n%s", msg, usage_text);
@@ -376,7 +425,8 @@ int main(int argc, char **argv)
     int is_send = !strcmp(o.command, "send"), is_listen = !strcmp(o.command, "listen");
     int is_info = !strcmp(o.command, "tls-info"), is_chat = !strcmp(o.command, "chat");
     int is_history = !strcmp(o.command, "history");
-    if (!is_send && !is_listen && !is_info && !is_chat && !is_history) {
+    int is_file = !strcmp(o.command, "send-file"), is_shot = !strcmp(o.command, "screenshot");
+    if (!is_send && !is_listen && !is_info && !is_chat && !is_history && !is_file && !is_shot) {
         snprintf(err, sizeof err, "unknown command '%s'", o.command);
         cli_opts_free(&o);
         return usage_error(err);
@@ -388,6 +438,11 @@ int main(int argc, char **argv)
         return usage_error(err);
     }
     free(cfg);
+    if ((is_file && (!o.to || o.nargs != 1)) || (is_shot && (!o.to || o.nargs))) {
+        cli_opts_free(&o);
+        return usage_error(is_file ? "send-file needs --to JID and one PATH"
+                                   : "screenshot needs --to JID (and --file IMAGE without X11)");
+    }
     if (is_send && (!o.to || !o.message)) {
         cli_opts_free(&o);
         return usage_error("send needs --to JID and --message TEXT");
@@ -461,7 +516,9 @@ int main(int argc, char **argv)
         return usage_error(err);
     }
     parley_connect(a.p);
-    if (is_send)
+    if (is_file || is_shot)
+        rc = cmd_file(&a, is_shot);
+    else if (is_send)
         rc = cmd_send(&a);
     else if (is_listen)
         rc = cmd_listen(&a);
