@@ -125,7 +125,7 @@ static void evict_offline(server *srv)
 }
 
 /* user's effective policy, from the cache or the store; NULL (logged) if the store fails. */
-static const policy_effective *effective(server *srv, const char *user)
+const policy_effective *policy_service_effective(server *srv, const char *user)
 {
     struct policy_cache *c = cache_of(srv);
     policy_effective *e = dict_get(c->users, user);
@@ -192,7 +192,7 @@ void policy_service_iq(server *srv, c2s *origin, xml_node *iq)
         reply_error(origin, iq, "auth", "forbidden",
                     "the policy is set by the administrator (parleyctl policy)");
     } else if (str_eq(type, "get")) {
-        const policy_effective *e = effective(srv, origin->user);
+        const policy_effective *e = policy_service_effective(srv, origin->user);
         if (!e) {
             reply_error(origin, iq, "wait", "internal-server-error",
                         "the policy cannot be read right now");
@@ -259,7 +259,7 @@ void policy_service_tick(server *srv)
         const policy_effective *before = dict_get(old, s->user);
         if (!before)
             continue; /* never asked for: nothing to correct */
-        const policy_effective *now = effective(srv, s->user);
+        const policy_effective *now = policy_service_effective(srv, s->user);
         if (now && !policy_effective_equal(before, now))
             push(srv, s->user, now);
     }
@@ -290,7 +290,7 @@ static int is_encrypted(const xml_node *stanza)
 static const char *verdict(server *srv, const char *user, int sender, int encrypted,
                            int *failed, char *text, size_t len)
 {
-    const policy_effective *e = effective(srv, user);
+    const policy_effective *e = policy_service_effective(srv, user);
     if (!e) {
         *failed = 1;
         return "the policy cannot be read right now; the message was not delivered";

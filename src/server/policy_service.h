@@ -16,6 +16,9 @@ void policy_service_iq(server *srv, c2s *origin, xml_node *iq);
  * and push the new effective policy to every session of each online user whose policy
  * changed. */
 void policy_service_tick(server *srv);
+/* user's effective policy (cached; valid until the next tick or lookup), or NULL after
+ * logging if the store cannot be read. */
+const policy_effective *policy_service_effective(server *srv, const char *user);
 /* Before a one-to-one message from a local account is recorded and delivered: 1 if the
  * sender's (or the local recipient's) policy forbids it, in which case the sender gets a
  * <policy-violation/> error saying which policy, the compliance archive records the

@@ -1,43 +1,19 @@
 /* upload_policy.c - effective upload policy of a user and the checks made with it (see
  * upload_policy.h).
  *
- * The values are the admin policy's (common/policy.h, docs/policy.md), read from the
- * store for each slot request (rare enough not to need the policy service's cache). */
+ * The values are the admin policy's (common/policy.h, docs/policy.md), from the policy
+ * service's cache, which parleyctl's changes invalidate within a second. */
 #include "upload_policy.h"
 #include "../common/log.h"
 #include "../common/policy.h"
 #include "../common/util.h"
+#include "policy_service.h"
 #include "upload_types.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct rows {
-    policy_row *v;
-    size_t n, cap;
-    char **groups;
-    size_t ngroups;
-} rows;
-
-static void add_row(void *ud, policy_scope scope, const char *name, const char *key,
-                    const char *value)
-{
-    rows *r = ud;
-    if (r->n == r->cap) {
-        r->cap = r->cap ? 2 * r->cap : 16;
-        r->v = xrealloc(r->v, r->cap * sizeof *r->v);
-    }
-    r->v[r->n++] = (policy_row){scope, xstrdup(name ? name : ""), xstrdup(key), xstrdup(value)};
-    if (scope == POLICY_GROUP) {
-        for (size_t i = 0; i < r->ngroups; i++)
-            if (strcmp(r->groups[i], name) == 0)
-                return;
-        r->groups = xrealloc(r->groups, (r->ngroups + 1) * sizeof *r->groups);
-        r->groups[r->ngroups++] = xstrdup(name);
-    }
-}
 
 static char *dup_value(const policy_effective *e, int key)
 {
@@ -50,37 +26,19 @@ int upload_policy_get(server *srv, const char *user, upload_policy *out)
     memset(out, 0, sizeof *out);
     /* The effective policy as the admin policy service computes it: the user's own
      * values over its groups' over the global ones over the defaults (docs/policy.md). */
-    rows r = {0};
-    store_status st = store_policy_for_user(srv->store, user, add_row, &r);
-    int rc = -1;
-    if (st == STORE_OK) {
-        policy_effective e;
-        policy_resolve(r.v, r.n, user, (const char *const *)r.groups, r.ngroups, &e);
-        out->file_transfer = policy_true(&e, POLICY_FILE_TRANSFER);
-        out->screen_capture = policy_true(&e, POLICY_SCREEN_CAPTURE);
-        uint64_t max = policy_size_value(e.value[POLICY_MAX_FILE_SIZE]);
-        out->max_file_size = (int64_t)srv->cfg.upload_max_size;
-        if (max > 0 && max < (uint64_t)out->max_file_size)
-            out->max_file_size = (int64_t)max;
-        out->daily_quota = (int64_t)policy_size_value(e.value[POLICY_FILE_DAILY_QUOTA]);
-        out->types_allowed = dup_value(&e, POLICY_FILE_TYPES_ALLOWED);
-        out->types_blocked = dup_value(&e, POLICY_FILE_TYPES_BLOCKED);
-        policy_effective_clear(&e);
-        rc = 0;
-    } else {
-        log_error("upload: the policy of %s cannot be read: %s", user,
-                  store_last_error(srv->store));
-    }
-    for (size_t i = 0; i < r.n; i++) {
-        free((char *)r.v[i].name);
-        free((char *)r.v[i].key);
-        free((char *)r.v[i].value);
-    }
-    free(r.v);
-    for (size_t i = 0; i < r.ngroups; i++)
-        free(r.groups[i]);
-    free(r.groups);
-    return rc;
+    const policy_effective *e = policy_service_effective(srv, user);
+    if (!e)
+        return -1;
+    out->file_transfer = policy_true(e, POLICY_FILE_TRANSFER);
+    out->screen_capture = policy_true(e, POLICY_SCREEN_CAPTURE);
+    uint64_t max = policy_size_value(e->value[POLICY_MAX_FILE_SIZE]);
+    out->max_file_size = (int64_t)srv->cfg.upload_max_size;
+    if (max > 0 && max < (uint64_t)out->max_file_size)
+        out->max_file_size = (int64_t)max;
+    out->daily_quota = (int64_t)policy_size_value(e->value[POLICY_FILE_DAILY_QUOTA]);
+    out->types_allowed = dup_value(e, POLICY_FILE_TYPES_ALLOWED);
+    out->types_blocked = dup_value(e, POLICY_FILE_TYPES_BLOCKED);
+    return 0;
 }
 
 void upload_policy_clear(upload_policy *p)
