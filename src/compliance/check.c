@@ -116,8 +116,9 @@ static int parse_file(const xml_node *check, pc_check *c, char *why, size_t whyl
     const xml_node *f = xml_child(check, XMLNS_PC_COMPLIANCE, "file");
     if (!f)
         return bad(why, whylen, "a file check needs a <file/> element");
+    /* An upload need not name who it is for (then no wall applies to it). */
     if (bare_attr(f, "sender", &c->sender, why, whylen) < 0 ||
-        bare_attr(f, "recipient", &c->recipient, why, whylen) < 0)
+        (xml_get_attr(f, "recipient") && bare_attr(f, "recipient", &c->recipient, why, whylen) < 0))
         return -1;
     const char *size = xml_get_attr(f, "size");
     char *end = NULL;

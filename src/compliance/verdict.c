@@ -123,7 +123,7 @@ xml_node *verdict_answer(const verdict_ctx *vc, const xml_node *iq, int64_t now_
     } else {
         /* Metadata only: bodies belong in parleyd's archive, not in an operator's log. */
         log_info("check %s: %s %s -> %s: %s%s%s%s", e.request_id ? e.request_id : "-", e.kind,
-                 c.sender, c.recipient, e.verdict, res.flagged ? " (flagged)" : "",
+                 c.sender, c.recipient ? c.recipient : "(no recipient)", e.verdict, res.flagged ? " (flagged)" : "",
                  res.rule ? " by " : "", res.rule ? res.rule : "");
         reply = verdict_reply(iq, vc->self, &res);
     }

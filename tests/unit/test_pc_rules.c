@@ -484,6 +484,25 @@ static void test_file_to_walled_recipient_is_blocked(void **state)
     judge_file(f, "report.pdf", "100", "application/pdf", "false", PC_BLOCK, "ethical wall");
 }
 
+static void test_file_without_recipient_is_judged_without_walls(void **state)
+{
+    fixture *f = *state;
+    load_ok(f, "group trading = alice@example.org\ngroup research = carol@example.org\n"
+               "wall trading research\nfile_max_size = 1K\n");
+    /* An upload that names nobody: walls cannot apply, the file rules still do. */
+    pc_result res;
+    judge_xml(f, "<check xmlns='urn:parley:compliance:0' kind='file'><file "
+                 "sender='alice@example.org/a' name='a.txt' size='10' stage='request'/></check>",
+              0, &res);
+    expect(&res, PC_ALLOW, NULL, NULL);
+    pc_result_clear(&res);
+    judge_xml(f, "<check xmlns='urn:parley:compliance:0' kind='file'><file "
+                 "sender='alice@example.org/a' name='a.txt' size='4096' stage='request'/></check>",
+              0, &res);
+    expect(&res, PC_BLOCK, "larger", NULL);
+    pc_result_clear(&res);
+}
+
 /* ---- the disclaimer, through the journal ---- */
 
 static xml_node *answer(fixture *f, const char *check_xml, int64_t now)
@@ -853,6 +872,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_encrypted_message_only_walls_and_metadata_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_rules_size_type_extension_screen_capture, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_to_walled_recipient_is_blocked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_without_recipient_is_judged_without_walls, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_disclaimer_once_per_day_and_across_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_journal_rows_for_every_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_checks_get_bad_request, setup, teardown),
