@@ -259,6 +259,7 @@ static long find_all(const content_rule *cr, texts *t, size_t i, span **spans)
     const char *s = text_at(t, i);
     size_t len = strlen(s);
     long found = 0;
+    size_t cap = 0;
     size_t from = 0, a, b;
     for (;;) {
         int rc;
@@ -281,7 +282,14 @@ static long find_all(const content_rule *cr, texts *t, size_t i, span **spans)
             return found;
         if (!spans)
             return 1;
-        *spans = xrealloc(*spans, ((size_t)found + 1) * sizeof **spans);
+        /* Each regexec costs up to the rest of the text, so a pattern matching every
+         * character of a long message would be quadratic: past a bound, stop. */
+        if (found == PC_MAX_REDACTIONS)
+            return -2;
+        if ((size_t)found == cap) {
+            cap = cap ? 2 * cap : 16;
+            *spans = xrealloc(*spans, cap * sizeof **spans);
+        }
         (*spans)[found].start = a;
         (*spans)[found].end = b;
         found++;
@@ -305,8 +313,9 @@ static void redact(const content_rule *cr, texts *t, int in_extra, pc_result *ou
     free(spans);
     if (!body) {
         decide(out, PC_BLOCK, xstrdup(cr->h.label),
-               xstrdup(n < 0 ? "the compliance server could not evaluate its rules"
-                             : "the redacted message would be too long"));
+               xstrdup(n == -2  ? "too many passages to redact"
+                       : n < 0 ? "the compliance server could not evaluate its rules"
+                               : "the redacted message would be too long"));
         return;
     }
     decide(out, PC_MODIFY, xstrdup(cr->h.label), xasprintf("redacted by %s", cr->h.label));

@@ -55,6 +55,8 @@ typedef struct pc_result {
 /* Longest body a modify verdict may carry; a redaction or disclaimer that would make it
  * longer blocks the message instead (parleyd's default stanza limit is 256 KiB). */
 #define PC_MAX_BODY (256 * 1024)
+/* Matches one redaction may replace; a message with more is blocked instead. */
+#define PC_MAX_REDACTIONS 1000
 
 rules *rules_new(void);
 void rules_free(rules *r);

@@ -271,13 +271,33 @@ static void test_regex_empty_match_is_no_match(void **state)
 static void test_redaction_longer_than_the_limit_blocks(void **state)
 {
     fixture *f = *state;
+    /* 500 passages each grow by 255 bytes: past the 256 KiB limit. */
+    char *rule = xasprintf("regex \"a\" redact \"%0255d\"\n", 0);
+    load_ok(f, rule);
+    free(rule);
+    char *body = xmalloc(200001);
+    memset(body, 'b', 200000);
+    for (int i = 0; i < 500; i++)
+        body[i * 400] = 'a';
+    body[200000] = '\0';
+    pc_result r;
+    judge_msg(f, A, B, body, &r);
+    expect(&r, PC_BLOCK, "too long", NULL);
+    pc_result_clear(&r);
+    free(body);
+}
+
+static void test_redaction_of_too_many_passages_blocks(void **state)
+{
+    fixture *f = *state;
     load_ok(f, "regex \"a\" redact \"[redacted]\"\n");
+    /* A match at every character must not cost quadratic time: blocked, quickly. */
     char *body = xmalloc(100001);
     memset(body, 'a', 100000);
     body[100000] = '\0';
     pc_result r;
     judge_msg(f, A, B, body, &r);
-    expect(&r, PC_BLOCK, "too long", NULL);
+    expect(&r, PC_BLOCK, "too many passages", NULL);
     pc_result_clear(&r);
     free(body);
 }
@@ -863,6 +883,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_regex_redaction_keeps_utf8_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_regex_empty_match_is_no_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redaction_longer_than_the_limit_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redaction_of_too_many_passages_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redact_rule_matching_the_subject_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_matching_rule_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rule_from_group_applies_to_members_only, setup, teardown),
