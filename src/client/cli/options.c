@@ -99,7 +99,8 @@ int cli_parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errlen)
         if (a[0] != '-' || strcmp(a, "-") == 0) {
             if (o->command) {
                 /* only `history` takes words after the command (search TEXT...) */
-                if (strcmp(o->command, "history") == 0 && o->nargs < (int)ARRAY_LEN(o->args)) {
+                if ((strcmp(o->command, "history") == 0 || strcmp(o->command, "keys") == 0) &&
+                    o->nargs < (int)ARRAY_LEN(o->args)) {
                     o->args[o->nargs++] = xstrdup(a);
                     continue;
                 }
