@@ -51,6 +51,9 @@
 #define DEFAULT_MUC_HISTORY 50
 #define DEFAULT_MUC_ROOM_RATE 200
 #define DEFAULT_MUC_USER_RATE 10
+#define DEFAULT_PEP_MAX_NODES 100
+#define DEFAULT_PEP_MAX_ITEMS 256
+#define DEFAULT_PEP_MAX_PAYLOAD (128 * 1024)
 /* Secrets shorter than this are refused: a component secret is a password. */
 #define MIN_COMPONENT_SECRET 16
 
@@ -91,6 +94,9 @@ void config_init(config *cfg)
     cfg->muc_history = DEFAULT_MUC_HISTORY;
     cfg->muc_room_rate = DEFAULT_MUC_ROOM_RATE;
     cfg->muc_user_rate = DEFAULT_MUC_USER_RATE;
+    cfg->pep_max_nodes = DEFAULT_PEP_MAX_NODES;
+    cfg->pep_max_items = DEFAULT_PEP_MAX_ITEMS;
+    cfg->pep_max_payload = DEFAULT_PEP_MAX_PAYLOAD;
 }
 
 void config_free(config *cfg)
@@ -366,6 +372,9 @@ static const key_def keys[] = {
     KEY(muc_history, K_NONNEG),
     KEY(muc_room_rate, K_POSINT),
     KEY(muc_user_rate, K_POSINT),
+    KEY(pep_max_nodes, K_NONNEG),
+    KEY(pep_max_items, K_POSINT),
+    KEY(pep_max_payload, K_SIZE),
 };
 #undef KEY
 #undef CHOICE

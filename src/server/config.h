@@ -57,6 +57,9 @@ typedef struct config {
     int muc_history;           /* messages of history kept per room for joiners; default 50 */
     int muc_room_rate;         /* messages per second one room accepts; default 200 */
     int muc_user_rate;         /* messages per second one user may send to rooms; default 10 */
+    int pep_max_nodes;         /* PEP nodes one account may have; default 100 */
+    int pep_max_items;         /* items one PEP node may keep ("max"); default 256 */
+    size_t pep_max_payload;    /* bytes of one PEP item's payload; default 128K */
 } config;
 
 /* A configured external component (XEP-0114). */

@@ -9,6 +9,8 @@
 #include "conn.h"
 #include "iq_out.h"
 #include "listener.h"
+#include "pep.h"
+#include "policy_service.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -22,6 +24,7 @@ static void on_tick(ev_loop *loop, void *ud)
     c2s_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
+    policy_service_tick(srv);
 }
 
 static void on_fast_tick(ev_loop *loop, void *ud)
@@ -154,6 +157,8 @@ void server_shutdown(server *srv)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
     iq_out_free(srv);
     compliance_close(srv);
+    policy_service_free(srv);
+    pep_free(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
     authlimit_free(srv->authlimit);

@@ -15,6 +15,8 @@ struct dict;
 struct authlimit;
 struct compliance;
 struct iq_out;
+struct policy_cache;
+struct pep;
 
 typedef struct server {
     config cfg;
@@ -30,6 +32,8 @@ typedef struct server {
     struct conn *lingering;     /* closing once their output is flushed, with a deadline */
     struct authlimit *authlimit;
     struct compliance *compliance; /* the compliance archive, NULL when off (compliance.h) */
+    struct policy_cache *policy; /* effective admin policies (policy_service.h) */
+    struct pep *pep;            /* PEP interest and entity caps (pep.h) */
     int nconns;
     int listen_fds[4];
     int listen_kinds[4];        /* listen_kind of each fd (listener.h) */
