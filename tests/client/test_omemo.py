@@ -14,6 +14,7 @@ import pytest
 
 import test_client as tc
 from omemo_peer import OmemoPeer
+from test_client import parleyd  # noqa: F401 (the fixture: a fresh parleyd per test)
 
 DOMAIN = tc.DOMAIN
 
@@ -39,11 +40,17 @@ class PepProsody(tc.Prosody):
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch):
+def pep_prosody(tmp_path, monkeypatch):
     monkeypatch.setattr(tc, "PROSODY_CFG", tc.PROSODY_CFG.replace('"posix" }', '"posix", "pep" }'))
     srv = PepProsody(tmp_path / "prosody")
     yield srv
     srv.stop()
+
+
+@pytest.fixture(params=["parleyd", "prosody"])
+def server(request):
+    """Interop runs through parleyd (its PEP) and through Prosody's, as a cross-check."""
+    return request.getfixturevalue("parleyd" if request.param == "parleyd" else "pep_prosody")
 
 
 def history_args(tmp_path, user):
