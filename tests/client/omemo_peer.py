@@ -161,14 +161,31 @@ class OmemoPeer(slixmpp.ClientXMPP):
         return res.xml.find("{%s}pubsub/{%s}items/{%s}item" % (PUBSUB, PUBSUB, PUBSUB))
 
     # ---------------------------------------------------------------- session
-    async def start(self):
+    async def start(self, storage=None):
+        """Sign in and publish; storage: a MemStorage to continue from (a restart)."""
         self.connect(self.address, force_starttls=True)
         await asyncio.wait_for(self.ready, 20)
         Manager.xmpp = self
-        self.sm = await Manager.create([twomemo.twomemo.Twomemo(MemStorage())], MemStorage(),
+        # one storage for the manager and the backend, as in a real client: both read the
+        # identity key from it
+        self.storage = storage or MemStorage()
+        self.sm = await Manager.create([twomemo.twomemo.Twomemo(self.storage)], self.storage,
                                        self.boundjid.bare, "python-omemo peer", "UNDECIDED")
         await self.sm.after_history_sync()
+        await self.sm.ensure_data_consistency()  # a changed bundle is published again
         return self
+
+    def new_identity_storage(self, forget_jid):
+        """A copy of this peer's storage with the same device id but a new identity key
+        (and no sessions with forget_jid): the device comes back with another key."""
+        st = MemStorage()
+        ns = "/" + NS + "/"
+        for k, v in self.storage.data.items():
+            if k.startswith("/ikp/") or k == ns + "x3dh" or k.startswith(ns + forget_jid) or \
+                    k == ns + "bare_jids":
+                continue
+            st.data[k] = v
+        return st
 
     async def _session_start(self, _):
         self.send_presence()
@@ -221,7 +238,7 @@ class OmemoPeer(slixmpp.ClientXMPP):
     async def _on_message(self, msg):
         if msg["type"] == "error":
             await self.inbox.put({"from": str(msg["from"]), "error": msg["error"]["condition"],
-                                  "body": None, "encrypted": False})
+                                  "body": None, "encrypted": False, "raw": ET.tostring(msg.xml)})
             return
         el = msg.xml.find("{%s}encrypted" % NS)
         if el is None:

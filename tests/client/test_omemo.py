@@ -103,6 +103,15 @@ class AsyncListener:
         return (await self.proc.stderr.read()).decode()
 
 
+async def wait_devices(peer, user, n=1, timeout=15):
+    """Until `user` has published n OMEMO devices (publication follows sign-in)."""
+    deadline = time.monotonic() + timeout
+    while len(await device_list(peer, user)) < n:
+        assert time.monotonic() < deadline, f"{user} published no OMEMO device"
+        await asyncio.sleep(0.1)
+    await peer.refresh(f"{user}@{DOMAIN}")
+
+
 def peer_for(server, user):
     return OmemoPeer(f"{user}@{DOMAIN}/py", tc.USERS[user], server.ca,
                      (tc.HOST, server.c2s_port), getattr(server, "mech", "SCRAM-SHA-256"))
@@ -115,7 +124,7 @@ def test_python_peer_and_parley_both_ways(server, tmp_path):
         bob = await peer_for(server, "bob").start()
         # alice signs in (publishing her keys) and listens
         lis = await AsyncListener.start(*alice, "--count", "2", "--timeout", "60")
-        await asyncio.sleep(0.5)
+        await wait_devices(bob, "alice")
         errors = await bob.send_omemo(f"alice@{DOMAIN}", "hello from python-omemo")
         assert not errors, errors
         m = await lis.message()
@@ -159,4 +168,275 @@ def test_parley_starts_the_session(server, tmp_path):
         assert m["encrypted"] and m["body"] == "answer", m
         await lis.stop()
         bob.disconnect()
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- Parley <-> Parley
+
+def test_parley_to_parley_both_ways(parleyd, tmp_path):
+    alice = parleyd.account("alice") + history_args(tmp_path, "alice")
+    bob = parleyd.account("bob") + history_args(tmp_path, "bob")
+
+    async def scenario():
+        # bob signs in once so his device and bundle are on PEP
+        lb = await AsyncListener.start(*bob, "--count", "1", "--timeout", "60")
+        rc, _, err = await parley_async("send", "--to", f"bob@{DOMAIN}", "--message", "hi bob",
+                                        "-v", *alice)
+        assert rc == 0 and "end-to-end encrypted" in err, err
+        m = await lb.message()
+        assert m["encrypted"] is True and m["body"] == "hi bob", m
+        await lb.stop()
+        la = await AsyncListener.start(*alice, "--count", "1", "--timeout", "60")
+        rc, _, err = await parley_async("send", "--to", f"alice@{DOMAIN}", "--message",
+                                        "hi alice", "-v", *bob)
+        assert rc == 0 and "end-to-end encrypted" in err, err
+        m = await la.message()
+        assert m["encrypted"] is True and m["body"] == "hi alice", m
+        await la.stop()
+        # the history records them as encrypted; the server's archive never saw the text
+        r = tc.parley("history", "show", "--with", f"bob@{DOMAIN}", *alice)
+        rows = [json.loads(x) for x in r.stdout.splitlines()]
+        assert {(x["body"], x["encrypted"]) for x in rows} >= {("hi bob", True), ("hi alice", True)}
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- the policy matrix
+
+def policy(srv, user, key, value):
+    srv.ctl("policy", "set", "--user", f"{user}@{DOMAIN}", key, value)
+
+
+def device_list(peer, user):
+    async def get():
+        from slixmpp.exceptions import IqError
+        try:
+            item = await peer.items(f"{user}@{DOMAIN}", "urn:xmpp:omemo:2:devices", None)
+        except IqError as e:
+            if e.condition == "item-not-found":
+                return []
+            raise
+        el = None if item is None else item.find("{urn:xmpp:omemo:2}devices")
+        return [] if el is None else [int(d.get("id")) for d in el]
+    return get()
+
+
+def test_policy_aes_false_plain_true(parleyd, tmp_path):
+    """e2e_aes=false, e2e_plain=true: no keys published (a device published earlier is
+    withdrawn), plaintext both ways, even to a peer that has OMEMO."""
+    alice = parleyd.account("alice") + history_args(tmp_path, "alice")
+
+    async def scenario():
+        bob = await peer_for(parleyd, "bob").start()
+        # first with encryption allowed: alice's device is published
+        la = await AsyncListener.start(*alice, "--count", "1", "--timeout", "5")
+        await asyncio.sleep(1)
+        assert len(await device_list(bob, "alice")) == 1
+        await la.stop()
+        policy(parleyd, "alice", "e2e_aes", "false")
+        la = await AsyncListener.start(*alice, "--count", "1", "--timeout", "40")
+        deadline = time.monotonic() + 10
+        while await device_list(bob, "alice"):
+            assert time.monotonic() < deadline, "alice's device was not withdrawn"
+            await asyncio.sleep(0.2)
+        # bob (OMEMO) cannot find a device of alice's: he sends plaintext, she gets it
+        bob.send_message(mto=f"alice@{DOMAIN}", mbody="plain to alice", mtype="chat")
+        m = await la.message()
+        assert m["body"] == "plain to alice" and m["encrypted"] is False, m
+        await la.stop()
+        rc, _, err = await parley_async("send", "--to", f"bob@{DOMAIN}", "--message",
+                                        "plain to bob", "-v", *alice)
+        assert rc == 0 and "without end-to-end encryption" in err, err
+        got = await bob.next_message(20)
+        assert got["encrypted"] is False and got["body"] == "plain to bob", got
+        bob.disconnect()
+    run(scenario())
+
+
+def test_policy_both_true_remote_without_e2e(parleyd, tmp_path):
+    """e2e_aes=true, e2e_plain=true and a remote without OMEMO: plaintext, and the user is
+    told so (the encrypted case is test_python_peer_and_parley_both_ways)."""
+    alice = parleyd.account("alice") + history_args(tmp_path, "alice")
+    bob = parleyd.account("bob")  # no key: no OMEMO device is kept for bob
+    rc_plain = tc.parley("send", "--to", f"bob@{DOMAIN}", "--message", "no keys here", "-v",
+                         *alice)
+    assert rc_plain.returncode == 0, rc_plain.stderr
+    assert "without end-to-end encryption" in rc_plain.stderr
+    assert "has no OMEMO device" in rc_plain.stderr
+
+    async def scenario():
+        la = await AsyncListener.start(*alice, "--count", "1", "--timeout", "40")
+        peer = await peer_for(parleyd, "bob").start()  # a plain message from an OMEMO peer
+        peer.send_message(mto=f"alice@{DOMAIN}", mbody="plain is fine", mtype="chat")
+        m = await la.message()
+        assert m["body"] == "plain is fine" and m["encrypted"] is False, m
+        await la.stop()
+        peer.disconnect()
+    run(scenario())
+    del bob
+
+
+def test_policy_aes_true_plain_false(parleyd, tmp_path):
+    """e2e_aes=true, e2e_plain=false: encrypted with an OMEMO peer; to and from a remote
+    without it nothing goes, with a clear error each time."""
+    policy(parleyd, "alice", "e2e_plain", "false")
+    alice = parleyd.account("alice") + history_args(tmp_path, "alice")
+    # bob has no OMEMO device at all: refused by the client itself (exit 5, why)
+    r = tc.parley("send", "--to", f"bob@{DOMAIN}", "--message", "must not leave", *alice)
+    assert r.returncode == tc.EXIT["policy"], r.stderr
+    assert "has no OMEMO device" in r.stderr and "forbids" in r.stderr, r.stderr
+
+    async def scenario():
+        bob = await peer_for(parleyd, "bob").start()
+        la = await AsyncListener.start(*alice, "--count", "1", "--timeout", "40")
+        await wait_devices(bob, "alice")
+        # plaintext from bob: refused (the server bounces it; alice never shows it)
+        bob.send_message(mto=f"alice@{DOMAIN}", mbody="plain attempt", mtype="chat")
+        got = await bob.next_message(20)
+        assert got["error"] is not None and b"policy-violation" in got["raw"], got
+        # encrypted from bob: delivered
+        assert not await bob.send_omemo(f"alice@{DOMAIN}", "encrypted is fine")
+        m = await la.message()
+        assert m["body"] == "encrypted is fine" and m["encrypted"] is True, m
+        await la.stop()
+        # and alice to bob, now that he has a device: encrypted
+        rc, _, err = await parley_async("send", "--to", f"bob@{DOMAIN}", "--message",
+                                        "encrypted reply", "-v", *alice)
+        assert rc == 0 and "end-to-end encrypted" in err, err
+        got = await bob.next_message(20)
+        assert got["encrypted"] and got["body"] == "encrypted reply", got
+        bob.disconnect()
+    run(scenario())
+
+
+def test_policy_false_false_is_refused(parleyd):
+    policy(parleyd, "alice", "e2e_plain", "false")
+    cmd = [os.path.join(tc.BUILD, "parleyctl"), "-c", parleyd.conf, "policy", "set", "--user",
+           f"alice@{DOMAIN}", "e2e_aes", "false"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "e2e" in (r.stdout + r.stderr)
+
+
+def test_group_chat_type_is_never_encrypted(parleyd, tmp_path):
+    """A groupchat-type message goes out in plaintext even with both peers on OMEMO."""
+    alice = parleyd.account("alice") + history_args(tmp_path, "alice")
+
+    async def scenario():
+        bob = await peer_for(parleyd, "bob").start()
+        la = await AsyncListener.start(*alice, "--count", "1", "--timeout", "5")
+        await la.stop()
+        rc, _, err = await parley_async("send", "--to", f"bob@{DOMAIN}", "--message", "to the room",
+                                        "--type", "groupchat", "-v", *alice)
+        assert "without end-to-end encryption" in err, err
+        bob.disconnect()
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- bad input
+
+def test_tampered_replayed_and_foreign_messages(parleyd, tmp_path):
+    alice = parleyd.account("alice") + history_args(tmp_path, "alice")
+
+    async def scenario():
+        import copy
+        import xml.etree.ElementTree as ET
+        import twomemo.etree
+        bob = await peer_for(parleyd, "bob").start()
+        la = await AsyncListener.start(*alice, "--count", "5", "--timeout", "60")
+        to = f"alice@{DOMAIN}"
+        await wait_devices(bob, "alice")
+        await bob.sm.refresh_device_list(bob_ns(), to)
+
+        async def encrypt(text):
+            msgs, errs = await bob.sm.encrypt(frozenset([to]), {bob_ns(): bob.envelope(
+                text, f"bob@{DOMAIN}", to)})
+            return twomemo.etree.serialize_message(next(iter(msgs)))
+        first = await encrypt("genuine")
+        bob.send_element(to, copy.deepcopy(first))
+        m = await la.message()
+        assert m["body"] == "genuine" and m["encrypted"], m
+        # the same message again: ignored (not shown twice), with a notice
+        bob.send_element(to, copy.deepcopy(first))
+        # a flipped payload byte: reported, never shown as an empty message
+        tampered = await encrypt("tampered")
+        pl = tampered.find("{urn:xmpp:omemo:2}payload")
+        raw = bytearray(__import__("base64").b64decode(pl.text))
+        raw[3] ^= 0x01
+        pl.text = __import__("base64").b64encode(bytes(raw)).decode()
+        bob.send_element(to, tampered)
+        m = await la.message()
+        assert m["body"] is None and m["encrypted"] is True, m
+        assert "authentication failed" in m["e2e_error"], m
+        # after that the session still works
+        bob.send_element(to, await encrypt("still fine"))
+        m = await la.message()
+        assert m["body"] == "still fine", m
+        # a message whose keys are for another device only
+        foreign = await encrypt("not for you")
+        for keys in foreign.iter("{urn:xmpp:omemo:2}keys"):
+            for k in keys:
+                k.set("rid", "1")
+        bob.send_element(to, foreign)
+        m = await la.message()
+        assert m["body"] is None and "not encrypted for this device" in m["e2e_error"], m
+        # a garbage key element
+        junk = await encrypt("junk")
+        for k in junk.iter("{urn:xmpp:omemo:2}key"):
+            k.text = "AAAA"
+        bob.send_element(to, junk)
+        m = await la.message()
+        assert m["body"] is None and m["e2e_error"], m
+        err = await la.stop()
+        assert "replayed" in err, err
+        bob.disconnect()
+        del ET
+    run(scenario())
+
+
+def bob_ns():
+    return "urn:xmpp:omemo:2"
+
+
+# --------------------------------------------------------------------------- trust
+
+def test_fingerprints_trust_and_changed_identity(parleyd, tmp_path):
+    alice = parleyd.account("alice") + history_args(tmp_path, "alice")
+
+    async def scenario():
+        bob = await peer_for(parleyd, "bob").start()
+        bob_fp, bob_id = await bob.own_fingerprint()
+        la = await AsyncListener.start(*alice, "--count", "2", "--timeout", "60")
+        await wait_devices(bob, "alice")
+        await bob.send_omemo(f"alice@{DOMAIN}", "hello")
+        m = await la.message()
+        assert m["trust"] == "blind", m
+        # the fingerprint Parley shows for alice is the one the peer computes
+        r = tc.parley("keys", *alice)
+        keys = [json.loads(x) for x in r.stdout.splitlines()]
+        assert r.returncode == 0 and any(k.get("own") for k in keys), r.stdout + r.stderr
+        own = next(k for k in keys if k.get("own"))
+        devs = await bob.sm.get_device_information(f"alice@{DOMAIN}")
+        dev = next(d for d in devs if d.device_id == own["device"])
+        assert own["fingerprint"] == " ".join(bob.sm.format_identity_key(dev.identity_key))
+        # bob's device as alice sees it; verify it
+        entry = next(k for k in keys if k["jid"] == f"bob@{DOMAIN}" and k["device"] == bob_id)
+        assert entry["fingerprint"] == bob_fp and entry["trust"] == "blind", entry
+        r = tc.parley("keys", "trust", f"bob@{DOMAIN}", bob_fp.replace(" ", ""), *alice)
+        assert r.returncode == 0, r.stderr
+        r = tc.parley("keys", "trust", f"bob@{DOMAIN}", "00" * 32, *alice)
+        assert r.returncode != 0 and "no known device" in r.stderr
+        keys = [json.loads(x) for x in tc.parley("keys", "--with", f"bob@{DOMAIN}", *alice).stdout.splitlines()]
+        assert next(k for k in keys if k.get("device") == bob_id)["trust"] == "verified"
+        # bob's device comes back with a new identity key under the same id: flagged
+        bob.disconnect()
+        st = bob.new_identity_storage(f"alice@{DOMAIN}")
+        bob2 = await peer_for(parleyd, "bob").start(st)
+        assert (await bob2.own_fingerprint())[1] == bob_id
+        await bob2.send_omemo(f"alice@{DOMAIN}", "new key, same device")
+        m = await la.message()
+        assert m["body"] == "new key, same device" and m.get("key_changed") is True, m
+        assert m["trust"] == "untrusted", m  # it was verified: the new key is not
+        err = await la.stop()
+        assert "CHANGED" in err, err
+        bob2.disconnect()
     run(scenario())

@@ -156,6 +156,8 @@ om_err om_store_open(om_store **out, const char *path, const uint8_t *raw_key,
     /* never SQLITE_OPEN_CREATE for a file: an existing one that fails is not replaced */
     int rc = sqlite3_open_v2(path ? path : ":memory:", &s->db,
                              SQLITE_OPEN_READWRITE | (path ? 0 : SQLITE_OPEN_CREATE), NULL);
+    if (rc == SQLITE_OK)
+        sqlite3_busy_timeout(s->db, 5000); /* another parley of this account may be writing */
     if (rc == SQLITE_OK && path)
         rc = apply_key(s->db, raw_key, raw_key ? NULL : passphrase);
     char res[64];
@@ -164,7 +166,12 @@ om_err om_store_open(om_store **out, const char *path, const uint8_t *raw_key,
         snprintf(why, whylen, "cannot open key store %s: %s", path ? path : "(memory)",
                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
         e = OM_ERR_STORE;
-    } else if (query_text(s, "SELECT count(*) FROM sqlite_master;", res, sizeof res) < 0) {
+    } else if (query_text(s, "SELECT count(*) FROM sqlite_master;", res, sizeof res) < 0 &&
+               sqlite3_errcode(s->db) == SQLITE_BUSY) {
+        snprintf(why, whylen, "key store %s is busy (another parley of this account holds it)",
+                 path);
+        e = OM_ERR_STORE;
+    } else if (res[0] == '\0') {
         snprintf(why, whylen, "cannot open key store %s: wrong key, or not a Parley key "
                  "store (%s); the file was left untouched", path, s->errmsg);
         e = OM_ERR_STORE;
@@ -177,7 +184,6 @@ om_err om_store_open(om_store **out, const char *path, const uint8_t *raw_key,
         e = OM_ERR_STORE;
     }
     if (e == OM_OK) {
-        sqlite3_busy_timeout(s->db, 3000);
         if (exec(s, "PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;") != SQLITE_OK ||
             ((created || !path) && (exec(s, "BEGIN;") != SQLITE_OK ||
                                     exec(s, schema_sql) != SQLITE_OK ||
