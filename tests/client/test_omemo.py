@@ -212,7 +212,8 @@ def device_list(peer, user):
         try:
             item = await peer.items(f"{user}@{DOMAIN}", "urn:xmpp:omemo:2:devices", None)
         except IqError as e:
-            if e.condition == "item-not-found":
+            # Prosody says forbidden for a PEP node not yet made (presence access model)
+            if e.condition in ("item-not-found", "forbidden"):
                 return []
             raise
         el = None if item is None else item.find("{urn:xmpp:omemo:2}devices")
