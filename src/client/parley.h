@@ -301,6 +301,9 @@ typedef struct parley_e2e_device {
  * no identity exists yet (it is made at the first sign-in that allows encryption). Works
  * without a connection. */
 parley_error parley_e2e_own(parley *p, unsigned long *device_id, char *fp, size_t fplen);
+/* Online and done with this sign-in's key publication (or withdrawal, or no OMEMO): from
+ * now on peers can encrypt to this device (if the policy allows). */
+int parley_e2e_ready(const parley *p);
 /* The devices known for bare JID jid (NULL: every account), from the key store. */
 parley_error parley_e2e_devices(parley *p, const char *jid,
                                 int (*fn)(const parley_e2e_device *d, void *ud), void *ud);

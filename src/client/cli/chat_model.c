@@ -387,8 +387,9 @@ void chat_on_event(parley *p, const parley_event *ev, void *ud)
         const char *own = parley_bound_jid(p);
         int self = bare && own && strncmp(own, bare, strlen(bare)) == 0 &&
                    (own[strlen(bare)] == '/' || own[strlen(bare)] == '\0');
-        win *w = bare && !self ? &u->wins[conv_window(u, bare)] : &u->wins[0];
-        win_info(u, w, "%s%s", ev->e2e_key_changed ? "!!! " : "", ev->error_text);
+        /* the index first: opening the window may move u->wins */
+        size_t i = bare && !self ? conv_window(u, bare) : 0;
+        win_info(u, &u->wins[i], "%s%s", ev->e2e_key_changed ? "!!! " : "", ev->error_text);
         free(bare);
         break;
     }

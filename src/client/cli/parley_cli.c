@@ -101,6 +101,7 @@ typedef struct app {
     const cli_opts *opt;
     parley *p;
     int online;
+    int announced;      /* "listening as" printed for this session */
     long received;
     /* send */
     char msg_id[64];
@@ -171,12 +172,11 @@ static void on_event(parley *p, const parley_event *ev, void *ud)
             fprintf(stderr, "parley: online as %s via %s (%s %s, %d-bit, %s)\n",
                     parley_bound_jid(p), ti.server, ti.version, ti.cipher, ti.key_bits,
                     ti.sasl_mechanism);
-        if (a->opt->command && strcmp(a->opt->command, "listen") == 0)
-            fprintf(stderr, "parley: listening as %s\n", parley_bound_jid(p));
         break;
     }
     case PARLEY_EV_DISCONNECTED:
         a->online = 0;
+        a->announced = 0;
         if (ev->retry_in_ms >= 0)
             fprintf(stderr, "parley: disconnected (%s); reconnecting in %d ms\n",
                     ev->error_text ? ev->error_text : "", ev->retry_in_ms);
@@ -232,6 +232,11 @@ static int left_done(parley *p, void *ud)
 static int listen_done(parley *p, void *ud)
 {
     app *a = ud;
+    /* "listening" once peers can reach us, end-to-end keys published included */
+    if (a->online && !a->announced && parley_e2e_ready(p)) {
+        a->announced = 1;
+        fprintf(stderr, "parley: listening as %s\n", parley_bound_jid(p));
+    }
     return (a->opt->count > 0 && a->received >= a->opt->count) || stop_requested;
 }
 

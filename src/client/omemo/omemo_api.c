@@ -9,23 +9,15 @@
 #include <string.h>
 
 typedef struct usable_ctx {
-    om_store *st;
     int n;
 } usable_ctx;
 
+/* A listed device we would encrypt to (its bundle is fetched when a message goes). */
 static int count_usable(const char *jid, const om_device *d, void *ud)
 {
+    (void)jid;
     usable_ctx *u = ud;
-    if (d->active && d->trust != OM_TRUST_UNTRUSTED) {
-        buf blob;
-        buf_init(&blob);
-        int has = 0;
-        om_store_session_get(u->st, jid, d->id, &blob, &has);
-        if (blob.data)
-            secure_wipe(blob.data, blob.len);
-        buf_free(&blob);
-        u->n += has || d->has_ik;
-    }
+    u->n += d->active && d->trust != OM_TRUST_UNTRUSTED;
     return 0;
 }
 
@@ -36,10 +28,17 @@ int parley_conversation_encrypted(const parley *p, const char *with)
     char *bare = jid_normalize_bare(with);
     if (!bare)
         return 0;
-    usable_ctx u = {p->omemo->st, 0};
+    usable_ctx u = {0};
     om_store_device_each(p->omemo->st, bare, count_usable, &u);
     free(bare);
     return u.n > 0;
+}
+
+int parley_e2e_ready(const parley *p)
+{
+    if (!p || !parley_bound_jid(p))
+        return 0;
+    return !p->omemo || p->omemo->ready;
 }
 
 parley_error parley_e2e_own(parley *p, unsigned long *device_id, char *fp, size_t fplen)

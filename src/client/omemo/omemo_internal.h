@@ -69,7 +69,9 @@ void omemo_pump(parley *p);
 /* ---- omemo_send.c */
 void omemo_queue_fail_all(parley *p, parley_error err, const char *why);
 void omemo_queue_free(omemo_ctx *c);
-/* Send an empty message (no payload) to one device: confirms a session / keeps it fresh. */
-void omemo_send_empty(parley *p, const char *bare, uint32_t device);
+/* Send an empty message (no payload) to one device of bare, addressed to `to` (the full
+ * JID it wrote from, so other resources of the account are not bothered): confirms a
+ * session / keeps it fresh. */
+void omemo_send_empty(parley *p, const char *bare, uint32_t device, const char *to);
 
 #endif

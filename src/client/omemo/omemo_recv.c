@@ -145,6 +145,12 @@ static void decrypt(parley *p, const xml_node *msg, const xml_node *enc, const c
                      "from %s (device %u) was ignored", sender, (unsigned)d.sender_device);
         return;
     }
+    if (e == OM_ERR_NOT_FOR_US && !xml_child(enc, XMLNS_OMEMO, "payload")) {
+        /* key material for another device of this account, sent to the bare JID: no
+         * content was lost for this one */
+        client_log(p, 0, "an empty OMEMO message from %s was for another device", sender);
+        return;
+    }
     if (e != OM_OK) {
         snprintf(text, sizeof text, "an end-to-end encrypted message from %s (device %u) could "
                  "not be decrypted: %s", sender, (unsigned)d.sender_device, om_strerror(e));
@@ -175,7 +181,7 @@ static void decrypt(parley *p, const xml_node *msg, const xml_node *enc, const c
         omemo_publish_bundle(p);
     }
     if (d.needs_reply)
-        omemo_send_empty(p, sender, d.sender_device);
+        omemo_send_empty(p, sender, d.sender_device, xml_get_attr(msg, "from"));
     if (!in_list(c, sender, d.sender_device) && !omemo_list(c, sender)->fetching)
         omemo_send_iq(p, om_items_iq(sender, OMEMO_NODE_DEVICES, NULL), on_refreshed,
                       xstrdup(sender));

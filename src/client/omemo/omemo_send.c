@@ -429,7 +429,7 @@ static void encrypt_and_send(parley *p, om_out *o)
     free(ts);
 }
 
-void omemo_send_empty(parley *p, const char *bare, uint32_t device)
+void omemo_send_empty(parley *p, const char *bare, uint32_t device, const char *to)
 {
     omemo_ctx *c = p->omemo;
     if (!c || !c->published)
@@ -442,7 +442,7 @@ void omemo_send_empty(parley *p, const char *bare, uint32_t device)
     if (!enc)
         return;
     char *id = session_new_id(p);
-    xml_node *m = encrypted_message(bare, "chat", id, enc, 0);
+    xml_node *m = encrypted_message(to ? to : bare, "chat", id, enc, 0);
     session_send(p, m);
     xml_free(m);
     free(id);
