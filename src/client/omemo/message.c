@@ -40,13 +40,13 @@ static int parse_u32(const char *s, uint32_t *out)
 }
 
 /* The <keys jid=..> element of header for jid, made if need be. */
-static xml_node *keys_for(xml_node *header, const char *jid)
+static xml_node *keys_for(xml_node *header, const char *who)
 {
     for (xml_node *k = xml_child(header, XMLNS_OMEMO, "keys"); k; k = xml_next(k, XMLNS_OMEMO, "keys"))
-        if (str_eq(xml_get_attr(k, "jid"), jid))
+        if (str_eq(xml_get_attr(k, "jid"), who))
             return k;
     xml_node *k = xml_add_child(header, XMLNS_OMEMO, "keys");
-    xml_set_attr(k, "jid", jid);
+    xml_set_attr(k, "jid", who);
     return k;
 }
 

@@ -80,7 +80,7 @@ typedef struct active_ctx {
     om_store *st;
 } active_ctx;
 
-static int mark_active(const char *jid, const om_device *d, void *ud)
+static int mark_active(const char *who, const om_device *d, void *ud)
 {
     active_ctx *a = ud;
     int in = 0;
@@ -89,7 +89,7 @@ static int mark_active(const char *jid, const om_device *d, void *ud)
     if (in != d->active) {
         om_device copy = *d;
         copy.active = in;
-        om_store_device_put(a->st, jid, &copy);
+        om_store_device_put(a->st, who, &copy);
     }
     return 0;
 }
@@ -136,7 +136,7 @@ void omemo_send_iq(parley *p, xml_node *iq, parley_iq_fn cb, void *ud)
     free(id);
 }
 
-void omemo_notice(parley *p, const char *jid, unsigned long device, int key_changed,
+void omemo_notice(parley *p, const char *who, unsigned long device, int key_changed,
                   const char *fmt, ...)
 {
     char text[512];
@@ -146,7 +146,7 @@ void omemo_notice(parley *p, const char *jid, unsigned long device, int key_chan
     va_end(ap);
     parley_event ev = {0};
     ev.type = PARLEY_EV_SECURITY;
-    ev.from = jid;
+    ev.from = who;
     ev.error_text = text;
     ev.e2e_device = device;
     ev.e2e_key_changed = key_changed;

@@ -13,9 +13,9 @@ typedef struct usable_ctx {
 } usable_ctx;
 
 /* A listed device we would encrypt to (its bundle is fetched when a message goes). */
-static int count_usable(const char *jid, const om_device *d, void *ud)
+static int count_usable(const char *who, const om_device *d, void *ud)
 {
-    (void)jid;
+    (void)who;
     usable_ctx *u = ud;
     u->n += d->active && d->trust != OM_TRUST_UNTRUSTED;
     return 0;
@@ -63,7 +63,7 @@ typedef struct each_ctx {
     void *ud;
 } each_ctx;
 
-static int each_device(const char *jid, const om_device *d, void *ud)
+static int each_device(const char *who, const om_device *d, void *ud)
 {
     each_ctx *e = ud;
     char fp[OM_FP_LEN] = "";
@@ -72,24 +72,24 @@ static int each_device(const char *jid, const om_device *d, void *ud)
     buf blob;
     buf_init(&blob);
     int has = 0;
-    om_store_session_get(e->st, jid, d->id, &blob, &has);
+    om_store_session_get(e->st, who, d->id, &blob, &has);
     if (blob.data)
         secure_wipe(blob.data, blob.len);
     buf_free(&blob);
-    parley_e2e_device pd = {jid, d->id, fp, (int)d->trust, d->ik_changed, d->active, has,
+    parley_e2e_device pd = {who, d->id, fp, (int)d->trust, d->ik_changed, d->active, has,
                             d->label};
     return e->fn(&pd, e->ud);
 }
 
-parley_error parley_e2e_devices(parley *p, const char *jid,
+parley_error parley_e2e_devices(parley *p, const char *who,
                                 int (*fn)(const parley_e2e_device *d, void *ud), void *ud)
 {
     if (!p || !fn)
         return PARLEY_ERR_INVALID;
     if (!p->omemo)
         return PARLEY_ERR_STATE;
-    char *bare = jid ? jid_normalize_bare(jid) : NULL;
-    if (jid && !bare)
+    char *bare = who ? jid_normalize_bare(who) : NULL;
+    if (who && !bare)
         return PARLEY_ERR_INVALID;
     each_ctx e = {p->omemo->st, fn, ud};
     om_err err = om_store_device_each(p->omemo->st, bare, each_device, &e);
@@ -103,9 +103,9 @@ typedef struct find_ctx {
     int hits;
 } find_ctx;
 
-static int find_fp(const char *jid, const om_device *d, void *ud)
+static int find_fp(const char *who, const om_device *d, void *ud)
 {
-    (void)jid;
+    (void)who;
     find_ctx *f = ud;
     uint8_t x[OM_KEY];
     if (d->has_ik && om_ed25519_pub_to_x25519(d->ik, x) == 0 &&
@@ -116,13 +116,13 @@ static int find_fp(const char *jid, const om_device *d, void *ud)
     return 0;
 }
 
-parley_error parley_e2e_trust(parley *p, const char *jid, const char *fp, int trust)
+parley_error parley_e2e_trust(parley *p, const char *who, const char *fp, int trust)
 {
-    if (!p || !jid || !fp || (trust != PARLEY_TRUST_VERIFIED && trust != PARLEY_TRUST_UNTRUSTED))
+    if (!p || !who || !fp || (trust != PARLEY_TRUST_VERIFIED && trust != PARLEY_TRUST_UNTRUSTED))
         return PARLEY_ERR_INVALID;
     if (!p->omemo)
         return PARLEY_ERR_STATE;
-    char *bare = jid_normalize_bare(jid);
+    char *bare = jid_normalize_bare(who);
     find_ctx f;
     memset(&f, 0, sizeof f);
     if (!bare || om_fingerprint_parse(fp, f.want) < 0) {
