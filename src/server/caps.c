@@ -199,7 +199,8 @@ static void append_form(buf *S, const xml_node *form, const char *form_type)
         for (const xml_node *v = xml_child(fields[i].node, XMLNS_DATA, "value"); v;
              v = xml_next(v, XMLNS_DATA, "value"))
             strs_add(&values, xml_text(v));
-        qsort(values.v, values.n, sizeof *values.v, cmp_str);
+        if (values.n)
+            qsort(values.v, values.n, sizeof *values.v, cmp_str);
         for (size_t k = 0; k < values.n; k++) {
             buf_append_str(S, values.v[k]);
             buf_append_str(S, "<");
@@ -294,8 +295,10 @@ int caps_verification_string(const xml_node *query, const char *hash, char *out,
             strs_add(&features, xstrdup(xml_get_attr(c, "var")));
         }
     }
-    qsort(ids, nid, sizeof *ids, cmp_ident);
-    qsort(features.v, features.n, sizeof *features.v, cmp_str);
+    if (nid)
+        qsort(ids, nid, sizeof *ids, cmp_ident);
+    if (features.n)
+        qsort(features.v, features.n, sizeof *features.v, cmp_str);
     int rc = has_adjacent_duplicates(&features) ? -1 : 0;
     for (size_t i = 1; i < nid; i++)
         if (cmp_ident(&ids[i - 1], &ids[i]) == 0)

@@ -1,17 +1,9 @@
-/* pep.c - XEP-0163 PEP: publish (with publish-options), retract, items, node creation,
- * configuration, purge and deletion, notifications and last items (pep.h).
- *
- * A node's configuration is kept in the store as "max_items=N|max;access_model=...;
- * persist_items=0|1". "max" means this server's pep_max_items, so raising the limit
- * raises it for such nodes too. Items are stored as serialized XML and parsed again when
- * sent, with the same limits as stanzas. */
-#include "pep.h"
-#include "../common/dict.h"
-#include "../common/jid.h"
+/* pep.c - XEP-0163 PEP requests: publish (with publish-options), retract, items, node
+ * creation, configuration, purge and deletion, and discovery (pep.h). Node configuration
+ * is pep_config.c's, notifications and last items pep_events.c's. */
+#include "pep_internal.h"
 #include "../common/log.h"
 #include "../common/util.h"
-#include "caps.h"
-#include "conn.h"
 #include "router.h"
 #include "stanza.h"
 #include "store.h"
@@ -20,206 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define XMLNS_PUBSUB "http://jabber.org/protocol/pubsub"
-#define XMLNS_PUBSUB_OWNER XMLNS_PUBSUB "#owner"
-#define XMLNS_PUBSUB_EVENT XMLNS_PUBSUB "#event"
-#define XMLNS_PUBSUB_ERRORS XMLNS_PUBSUB "#errors"
-#define FORM_PUBLISH_OPTIONS XMLNS_PUBSUB "#publish-options"
-#define FORM_NODE_CONFIG XMLNS_PUBSUB "#node_config"
-#define XMLNS_DATA "jabber:x:data"
-
-/* Longest node name and item id accepted (node names are usually namespaces). */
-#define MAX_NODE_LEN 512
-#define MAX_ITEM_ID_LEN 256
-
-struct pep {
-    caps_table *caps;
-};
-
-typedef struct node_cfg {
-    int max_items; /* 0: "max", the server's limit */
-    int open;      /* access model open (else presence) */
-    int persist;   /* items are stored */
-} node_cfg;
-
-/* XEP-0163 section 4.2's defaults. */
-static const node_cfg default_cfg = {1, 0, 1};
-
-static void caps_ready(server *srv, const char *full);
-
-static struct pep *pep_of(server *srv)
-{
-    if (!srv->pep) {
-        srv->pep = xcalloc(1, sizeof *srv->pep);
-        srv->pep->caps = caps_new(caps_ready);
-    }
-    return srv->pep;
-}
-
-void pep_free(server *srv)
-{
-    if (!srv->pep)
-        return;
-    caps_free(srv->pep->caps);
-    free(srv->pep);
-    srv->pep = NULL;
-}
-
 int pep_is_request(const xml_node *payload)
 {
     return xml_is(payload, XMLNS_PUBSUB, "pubsub") || xml_is(payload, XMLNS_PUBSUB_OWNER, "pubsub");
-}
-
-/* ---- node configuration ---- */
-
-static char *cfg_text(const node_cfg *c)
-{
-    char max[16];
-    if (c->max_items)
-        snprintf(max, sizeof max, "%d", c->max_items);
-    else
-        snprintf(max, sizeof max, "max");
-    return xasprintf("max_items=%s;access_model=%s;persist_items=%d", max,
-                     c->open ? "open" : "presence", c->persist ? 1 : 0);
-}
-
-/* Unknown or damaged parts keep their defaults. */
-static node_cfg cfg_parse(const char *text)
-{
-    node_cfg c = default_cfg;
-    char *copy = xstrdup(text ? text : "");
-    char *save = NULL;
-    for (char *kv = strtok_r(copy, ";", &save); kv; kv = strtok_r(NULL, ";", &save)) {
-        char *eq = strchr(kv, '=');
-        if (!eq)
-            continue;
-        *eq = '\0';
-        const char *v = eq + 1;
-        if (strcmp(kv, "max_items") == 0)
-            c.max_items = strcmp(v, "max") == 0 ? 0 : atoi(v) > 0 ? atoi(v) : 1;
-        else if (strcmp(kv, "access_model") == 0)
-            c.open = strcmp(v, "open") == 0;
-        else if (strcmp(kv, "persist_items") == 0)
-            c.persist = strcmp(v, "0") != 0;
-    }
-    free(copy);
-    return c;
-}
-
-/* Items a node keeps: its own limit, never above the server's. */
-static int keep_items(server *srv, const node_cfg *c)
-{
-    int lim = srv->cfg.pep_max_items;
-    return c->max_items && c->max_items < lim ? c->max_items : lim;
-}
-
-enum { OPT_MAX_ITEMS = 1, OPT_ACCESS = 2, OPT_PERSIST = 4 };
-
-static int parse_bool(const char *v, int *out)
-{
-    if (str_eq(v, "1") || str_eq(v, "true")) {
-        *out = 1;
-        return 0;
-    }
-    if (str_eq(v, "0") || str_eq(v, "false")) {
-        *out = 0;
-        return 0;
-    }
-    return -1;
-}
-
-/* Options this server does not store but always behaves as; a client asking for exactly
- * that behaviour is satisfied. */
-static int fixed_option_ok(const char *var, const char *v)
-{
-    static const struct {
-        const char *var, *value;
-    } fixed[] = {
-        {"pubsub#deliver_payloads", "1"},      {"pubsub#deliver_payloads", "true"},
-        {"pubsub#deliver_notifications", "1"}, {"pubsub#deliver_notifications", "true"},
-        {"pubsub#send_last_published_item", "on_sub_and_presence"},
-    };
-    for (size_t i = 0; i < ARRAY_LEN(fixed); i++)
-        if (strcmp(var, fixed[i].var) == 0 && str_eq(v, fixed[i].value))
-            return 1;
-    return 0;
-}
-
-/* Apply a data form's fields (FORM_TYPE form_type) to *c, noting which were given. 0, or
- * -1 with the reason in why. */
-static int parse_options(server *srv, const xml_node *x, const char *form_type, node_cfg *c,
-                         unsigned *given, char *why, size_t len)
-{
-    *given = 0;
-    if (!x)
-        return 0;
-    for (const xml_node *f = xml_child(x, XMLNS_DATA, "field"); f;
-         f = xml_next(f, XMLNS_DATA, "field")) {
-        const char *var = xml_get_attr(f, "var");
-        char *v = xml_child_text(f, XMLNS_DATA, "value");
-        int rc = 0;
-        if (!var) {
-            rc = -1;
-            snprintf(why, len, "a form field without var");
-        } else if (strcmp(var, "FORM_TYPE") == 0) {
-            if (v && strcmp(v, form_type) != 0) {
-                rc = -1;
-                snprintf(why, len, "FORM_TYPE must be %s", form_type);
-            }
-        } else if (strcmp(var, "pubsub#max_items") == 0) {
-            char *end = NULL;
-            errno = 0;
-            long n = v ? strtol(v, &end, 10) : 0;
-            if (str_eq(v, "max")) {
-                c->max_items = 0;
-            } else if (!v || !*v || *end || errno || n < 1) {
-                rc = -1;
-                snprintf(why, len, "pubsub#max_items must be a number > 0 or 'max'");
-            } else if (n > srv->cfg.pep_max_items) {
-                rc = -1;
-                snprintf(why, len, "pubsub#max_items %ld exceeds this server's limit of %d items "
-                                   "per node (use 'max')", n, srv->cfg.pep_max_items);
-            } else {
-                c->max_items = (int)n;
-            }
-            *given |= OPT_MAX_ITEMS;
-        } else if (strcmp(var, "pubsub#access_model") == 0) {
-            if (str_eq(v, "open") || str_eq(v, "presence")) {
-                c->open = str_eq(v, "open");
-            } else {
-                rc = -1;
-                snprintf(why, len, "access model '%.40s' is not supported (open or presence)",
-                         v ? v : "");
-            }
-            *given |= OPT_ACCESS;
-        } else if (strcmp(var, "pubsub#persist_items") == 0) {
-            if (parse_bool(v, &c->persist) < 0) {
-                rc = -1;
-                snprintf(why, len, "pubsub#persist_items must be a boolean");
-            }
-            *given |= OPT_PERSIST;
-        } else if (!fixed_option_ok(var, v)) {
-            rc = -1;
-            snprintf(why, len, "option %.80s%s%.40s is not supported", var, v ? "=" : "",
-                     v ? v : "");
-        }
-        free(v);
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* The first given option on which want and have differ, or NULL. */
-static const char *mismatch(unsigned given, const node_cfg *want, const node_cfg *have)
-{
-    if ((given & OPT_MAX_ITEMS) && want->max_items != have->max_items)
-        return "pubsub#max_items";
-    if ((given & OPT_ACCESS) && want->open != have->open)
-        return "pubsub#access_model";
-    if ((given & OPT_PERSIST) && want->persist != have->persist)
-        return "pubsub#persist_items";
-    return NULL;
 }
 
 /* ---- replies ---- */
@@ -257,219 +52,6 @@ static void store_failed(server *srv, c2s *origin, const xml_node *iq, const cha
     log_error("PEP %s: %s", what, store_last_error(srv->store));
     reply_error(origin, iq, "wait", "internal-server-error", NULL, NULL,
                 "the PEP store failed; try again later");
-}
-
-/* ---- notifications ---- */
-
-/* Send a copy of msg (a headline from owner) to session s. */
-static void deliver(c2s *s, xml_node *msg)
-{
-    if (conn_is_closing(s->conn))
-        return;
-    xml_set_attr(msg, "to", s->full);
-    c2s_send(s, msg);
-}
-
-static int interested(server *srv, c2s *s, const char *notify_feature)
-{
-    return s->state == C2S_BOUND && s->available &&
-           caps_has(pep_of(srv)->caps, s->full, notify_feature);
-}
-
-/* <message type='headline' from=owner><event xmlns=pubsub#event>(child)</event></message> */
-static xml_node *event_message(const char *owner, xml_node *child)
-{
-    xml_node *msg = xml_new(XMLNS_CLIENT, "message");
-    xml_set_attr(msg, "type", "headline");
-    xml_set_attr(msg, "from", owner);
-    char id[17];
-    random_token(id, 16);
-    xml_set_attr(msg, "id", id);
-    xml_append(xml_add_child(msg, XMLNS_PUBSUB_EVENT, "event"), child);
-    return msg;
-}
-
-/* Send an event about owner's node to every interested session allowed to see it: the
- * owner's own, then contacts with a presence subscription (presence) or anyone on this
- * server (open). Takes ownership of child. */
-static void notify(server *srv, const char *owner, const char *node, const node_cfg *c,
-                   xml_node *child)
-{
-    xml_node *msg = event_message(owner, child);
-    char *feature = xasprintf("%s+notify", node);
-    if (c->open) {
-        for (c2s *s = srv->sessions; s; s = s->next_all)
-            if (interested(srv, s, feature))
-                deliver(s, msg);
-    } else {
-        for (c2s *s = router_sessions(srv, owner); s; s = s->next_resource)
-            if (interested(srv, s, feature))
-                deliver(s, msg);
-        roster_item *items = NULL;
-        size_t n = 0;
-        if (store_roster_get(srv->store, owner, &items, &n) != STORE_OK) {
-            log_error("PEP notification of %s: %s", owner, store_last_error(srv->store));
-            n = 0;
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (items[i].sub != SUB_FROM && items[i].sub != SUB_BOTH)
-                continue;
-            for (c2s *s = router_sessions(srv, items[i].contact); s; s = s->next_resource)
-                if (interested(srv, s, feature))
-                    deliver(s, msg);
-        }
-        roster_items_free(items, n);
-    }
-    free(feature);
-    xml_free(msg);
-}
-
-/* <item id=...>payload</item> (in namespace ns) from a stored payload; NULL (logged) if
- * it does not parse. */
-static xml_node *item_element(server *srv, const char *ns, const char *id, const char *payload)
-{
-    xml_node *item = xml_new(ns, "item");
-    xml_set_attr(item, "id", id);
-    if (*payload) {
-        xml_node *p = xml_parse_document(payload, strlen(payload), "",
-                                         srv->cfg.max_stanza_size * 2);
-        if (!p) {
-            log_error("PEP item %s: the stored payload does not parse; skipped", id);
-            xml_free(item);
-            return NULL;
-        }
-        xml_append(item, p);
-    }
-    return item;
-}
-
-/* ---- last items ---- */
-
-typedef struct node_list {
-    char **names;
-    char **configs;
-    size_t n, cap;
-} node_list;
-
-static void collect_node(void *ud, const char *node, const char *config)
-{
-    node_list *l = ud;
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 8;
-        l->names = xrealloc(l->names, l->cap * sizeof *l->names);
-        l->configs = xrealloc(l->configs, l->cap * sizeof *l->configs);
-    }
-    l->names[l->n] = xstrdup(node);
-    l->configs[l->n++] = xstrdup(config);
-}
-
-static void node_list_free(node_list *l)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->names[i]);
-        free(l->configs[i]);
-    }
-    free(l->names);
-    free(l->configs);
-}
-
-typedef struct last_item {
-    char *id;
-    char *payload;
-} last_item;
-
-static void keep_last(void *ud, const char *id, const char *publisher, const char *payload)
-{
-    last_item *li = ud;
-    free(li->id);
-    free(li->payload);
-    li->id = xstrdup(id);
-    li->payload = xstrdup(payload);
-}
-
-/* Send session s the last item of each of owner's nodes s is interested in. */
-static void send_last_of(server *srv, c2s *s, const char *owner)
-{
-    node_list nodes = {0};
-    if (store_pep_node_list(srv->store, owner, collect_node, &nodes) != STORE_OK) {
-        log_error("PEP nodes of %s: %s", owner, store_last_error(srv->store));
-        return;
-    }
-    for (size_t i = 0; i < nodes.n; i++) {
-        char *feature = xasprintf("%s+notify", nodes.names[i]);
-        int want = interested(srv, s, feature);
-        free(feature);
-        if (!want)
-            continue;
-        last_item li = {0};
-        if (store_pep_items(srv->store, owner, nodes.names[i], NULL, 1, keep_last, &li) ==
-                STORE_OK &&
-            li.id) {
-            xml_node *item = item_element(srv, XMLNS_PUBSUB_EVENT, li.id, li.payload);
-            if (item) {
-                xml_node *items = xml_new(XMLNS_PUBSUB_EVENT, "items");
-                xml_set_attr(items, "node", nodes.names[i]);
-                xml_append(items, item);
-                xml_node *msg = event_message(owner, items);
-                deliver(s, msg);
-                xml_free(msg);
-            }
-        }
-        free(li.id);
-        free(li.payload);
-    }
-    node_list_free(&nodes);
-}
-
-/* The last items a session that just announced its interests should have: its own
- * account's, and those of every contact whose presence it receives. Open nodes of other
- * accounts are not broadcast at sign-in (that would be every account's); clients fetch
- * those when they need them. */
-static void send_last_items(server *srv, c2s *s)
-{
-    send_last_of(srv, s, s->user);
-    roster_item *items = NULL;
-    size_t n = 0;
-    if (store_roster_get(srv->store, s->user, &items, &n) != STORE_OK) {
-        log_error("PEP last items for %s: %s", s->full, store_last_error(srv->store));
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (items[i].sub == SUB_TO || items[i].sub == SUB_BOTH)
-            send_last_of(srv, s, items[i].contact);
-    roster_items_free(items, n);
-}
-
-static void caps_ready(server *srv, const char *full)
-{
-    jid j;
-    if (jid_parse(full, &j) < 0)
-        return;
-    char *bare = jid_bare(&j);
-    c2s *s = j.resource ? router_session(srv, bare, j.resource) : NULL;
-    if (s && s->available && !conn_is_closing(s->conn))
-        send_last_items(srv, s);
-    free(bare);
-    jid_clear(&j);
-}
-
-void pep_presence(server *srv, c2s *s, const xml_node *presence)
-{
-    if (caps_presence(srv, pep_of(srv)->caps, s, presence) == CAPS_KNOWN)
-        send_last_items(srv, s);
-}
-
-void pep_session_end(server *srv, c2s *s)
-{
-    if (srv->pep && s->full)
-        caps_forget(srv->pep->caps, s->full);
-}
-
-void pep_subscription_approved(server *srv, const char *owner, const char *contact)
-{
-    for (c2s *s = router_sessions(srv, contact); s; s = s->next_resource)
-        if (s->available && !conn_is_closing(s->conn))
-            send_last_of(srv, s, owner);
 }
 
 /* ---- requests ---- */
@@ -510,7 +92,7 @@ static int load_cfg(request *r, const char *node, node_cfg *c)
         store_failed(r->srv, r->origin, r->iq, "node lookup");
         return -1;
     }
-    *c = cfg_parse(text);
+    *c = pep_cfg_parse(text);
     free(text);
     return 1;
 }
@@ -518,7 +100,7 @@ static int load_cfg(request *r, const char *node, node_cfg *c)
 /* Create a node; 0, or -1 after replying (the per-account cap, a store failure). */
 static int create_node(request *r, const char *node, const node_cfg *c)
 {
-    char *text = cfg_text(c);
+    char *text = pep_cfg_text(c);
     store_status st = store_pep_node_put(r->srv->store, r->owner, node, text,
                                          r->srv->cfg.pep_max_nodes);
     free(text);
@@ -584,21 +166,21 @@ static void publish(request *r, const xml_node *pubsub, const xml_node *pub)
 
     node_cfg have;
     int exists = load_cfg(r, node, &have);
-    node_cfg want = exists > 0 ? have : default_cfg;
+    node_cfg want = exists > 0 ? have : pep_default_cfg;
     const xml_node *po = xml_child(pubsub, XMLNS_PUBSUB, "publish-options");
     unsigned given = 0;
-    char why[256];
+    char why[512];
     if (exists < 0) {
         free(text);
         return;
     }
-    if (parse_options(r->srv, po ? xml_child(po, XMLNS_DATA, "x") : NULL, FORM_PUBLISH_OPTIONS,
+    if (pep_parse_options(r->srv, po ? xml_child(po, XMLNS_DATA, "x") : NULL, FORM_PUBLISH_OPTIONS,
                       &want, &given, why, sizeof why) < 0) {
         reply_error(r->origin, r->iq, "cancel", "conflict", "precondition-not-met", NULL, why);
         free(text);
         return;
     }
-    const char *differs = exists > 0 ? mismatch(given, &want, &have) : NULL;
+    const char *differs = exists > 0 ? pep_cfg_mismatch(given, &want, &have) : NULL;
     if (differs) {
         snprintf(why, sizeof why, "publish option %s does not match the configuration of node %.200s",
                  differs, node);
@@ -612,7 +194,7 @@ static void publish(request *r, const xml_node *pubsub, const xml_node *pub)
     }
     if (want.persist &&
         store_pep_item_put(r->srv->store, r->owner, node, id, r->owner, text,
-                           keep_items(r->srv, &want)) != STORE_OK) {
+                           pep_keep_items(r->srv, &want)) != STORE_OK) {
         store_failed(r->srv, r->origin, r->iq, "publish");
         free(text);
         return;
@@ -628,7 +210,7 @@ static void publish(request *r, const xml_node *pubsub, const xml_node *pub)
     xml_node *ev_item = xml_add_child(items, NULL, "item");
     xml_set_attr(ev_item, "id", id);
     xml_append(ev_item, xml_copy(payload));
-    notify(r->srv, r->owner, node, &want, items);
+    pep_notify(r->srv, r->owner, node, &want, items);
     free(text);
 }
 
@@ -665,24 +247,14 @@ static void retract(request *r, const xml_node *ret)
         xml_node *items = xml_new(XMLNS_PUBSUB_EVENT, "items");
         xml_set_attr(items, "node", node);
         xml_set_attr(xml_add_child(items, NULL, "retract"), "id", id);
-        notify(r->srv, r->owner, node, &c, items);
+        pep_notify(r->srv, r->owner, node, &c, items);
     }
-}
-
-/* Does contact receive owner's presence? */
-static int subscribed(server *srv, const char *owner, const char *contact)
-{
-    roster_item it;
-    int ok = store_roster_get_item(srv->store, owner, contact, &it) == STORE_OK &&
-             (it.sub == SUB_FROM || it.sub == SUB_BOTH);
-    roster_item_clear(&it);
-    return ok;
 }
 
 /* May the requester read this node? */
 static int may_read(request *r, const node_cfg *c)
 {
-    return r->own || c->open || subscribed(r->srv, r->owner, r->origin->user);
+    return r->own || c->open || pep_subscribed(r->srv, r->owner, r->origin->user);
 }
 
 typedef struct item_rows {
@@ -736,10 +308,12 @@ static void items(request *r, const xml_node *req)
     item_rows rows = {0};
     store_status st = STORE_OK;
     int by_id = 0;
-    for (const xml_node *it = xml_child(req, XMLNS_PUBSUB, "item"); it && st == STORE_OK;
+    /* No more ids than a node may hold: each costs a store query. */
+    for (const xml_node *it = xml_child(req, XMLNS_PUBSUB, "item");
+         it && st == STORE_OK && by_id < r->srv->cfg.pep_max_items;
          it = xml_next(it, XMLNS_PUBSUB, "item")) {
         const char *id = xml_get_attr(it, "id");
-        by_id = 1;
+        by_id++;
         if (id && *id)
             st = store_pep_items(r->srv->store, r->owner, node, id, 0, collect_item, &rows);
     }
@@ -758,7 +332,7 @@ static void items(request *r, const xml_node *req)
         xml_node *list = xml_add_child(ps, NULL, "items");
         xml_set_attr(list, "node", node);
         for (size_t i = first; i < rows.n; i++) {
-            xml_node *item = item_element(r->srv, XMLNS_PUBSUB, rows.ids[i], rows.payloads[i]);
+            xml_node *item = pep_item_element(r->srv, XMLNS_PUBSUB, rows.ids[i], rows.payloads[i]);
             if (item)
                 xml_append(list, item);
         }
@@ -777,11 +351,11 @@ static void create(request *r, const xml_node *pubsub, const xml_node *cr)
     const char *node = node_attr(r, cr);
     if (!node)
         return;
-    node_cfg c = default_cfg;
+    node_cfg c = pep_default_cfg;
     const xml_node *conf = xml_child(pubsub, XMLNS_PUBSUB, "configure");
     unsigned given;
     char why[256];
-    if (parse_options(r->srv, conf ? xml_child(conf, XMLNS_DATA, "x") : NULL, FORM_NODE_CONFIG,
+    if (pep_parse_options(r->srv, conf ? xml_child(conf, XMLNS_DATA, "x") : NULL, FORM_NODE_CONFIG,
                       &c, &given, why, sizeof why) < 0) {
         reply_error(r->origin, r->iq, "modify", "not-acceptable", NULL, NULL, why);
         return;
@@ -798,38 +372,6 @@ static void create(request *r, const xml_node *pubsub, const xml_node *cr)
         reply_result(r, NULL);
 }
 
-/* <x type='form'> describing c, for configure requests. */
-static xml_node *config_form(const node_cfg *c)
-{
-    xml_node *x = xml_new(XMLNS_DATA, "x");
-    xml_set_attr(x, "type", "form");
-    static const char *const vars[] = {"FORM_TYPE", "pubsub#max_items", "pubsub#access_model",
-                                       "pubsub#persist_items"};
-    static const char *const types[] = {"hidden", "text-single", "list-single", "boolean"};
-    char max[16];
-    if (c->max_items)
-        snprintf(max, sizeof max, "%d", c->max_items);
-    else
-        snprintf(max, sizeof max, "max");
-    const char *values[] = {FORM_NODE_CONFIG, max, c->open ? "open" : "presence",
-                            c->persist ? "1" : "0"};
-    for (size_t i = 0; i < ARRAY_LEN(vars); i++) {
-        xml_node *f = xml_add_child(x, NULL, "field");
-        xml_set_attr(f, "var", vars[i]);
-        xml_set_attr(f, "type", types[i]);
-        if (i == 2) {
-            static const char *const models[] = {"open", "presence"};
-            for (size_t k = 0; k < 2; k++) {
-                xml_node *o = xml_add_child(f, NULL, "option");
-                xml_node *v = xml_add_child(o, NULL, "value");
-                xml_add_text(v, models[k], strlen(models[k]));
-            }
-        }
-        xml_node *v = xml_add_child(f, NULL, "value");
-        xml_add_text(v, values[i], strlen(values[i]));
-    }
-    return x;
-}
 
 static void owner_request(request *r, const xml_node *pubsub, int get)
 {
@@ -863,10 +405,10 @@ static void owner_request(request *r, const xml_node *pubsub, int get)
         reply_result(r, NULL);
         xml_node *del = xml_new(XMLNS_PUBSUB_EVENT, "delete");
         xml_set_attr(del, "node", node);
-        notify(r->srv, r->owner, node, &c, del);
+        pep_notify(r->srv, r->owner, node, &c, del);
     } else if (!get && strcmp(name, "purge") == 0) {
         /* Delete and re-create with the same configuration (no cap: it existed). */
-        char *text = cfg_text(&c);
+        char *text = pep_cfg_text(&c);
         store_status st = store_pep_node_del(r->srv->store, r->owner, node);
         if (st == STORE_OK)
             st = store_pep_node_put(r->srv->store, r->owner, node, text, -1);
@@ -878,12 +420,12 @@ static void owner_request(request *r, const xml_node *pubsub, int get)
         reply_result(r, NULL);
         xml_node *purge = xml_new(XMLNS_PUBSUB_EVENT, "purge");
         xml_set_attr(purge, "node", node);
-        notify(r->srv, r->owner, node, &c, purge);
+        pep_notify(r->srv, r->owner, node, &c, purge);
     } else if (get && strcmp(name, "configure") == 0) {
         xml_node *ps = xml_new(XMLNS_PUBSUB_OWNER, "pubsub");
         xml_node *conf = xml_add_child(ps, NULL, "configure");
         xml_set_attr(conf, "node", node);
-        xml_append(conf, config_form(&c));
+        xml_append(conf, pep_config_form(&c));
         reply_result(r, ps);
     } else if (!get && strcmp(name, "configure") == 0) {
         const xml_node *x = xml_child(op, XMLNS_DATA, "x");
@@ -893,11 +435,11 @@ static void owner_request(request *r, const xml_node *pubsub, int get)
             reply_result(r, NULL);
             return;
         }
-        if (parse_options(r->srv, x, FORM_NODE_CONFIG, &c, &given, why, sizeof why) < 0) {
+        if (pep_parse_options(r->srv, x, FORM_NODE_CONFIG, &c, &given, why, sizeof why) < 0) {
             reply_error(r->origin, r->iq, "modify", "not-acceptable", NULL, NULL, why);
             return;
         }
-        char *text = cfg_text(&c);
+        char *text = pep_cfg_text(&c);
         store_status st = store_pep_node_put(r->srv->store, r->owner, node, text, -1);
         free(text);
         if (st != STORE_OK)
@@ -993,20 +535,18 @@ void pep_disco_info(xml_node *query)
 
 void pep_disco_items(server *srv, const char *requester, const char *owner, xml_node *query)
 {
-    node_list nodes = {0};
-    if (store_pep_node_list(srv->store, owner, collect_node, &nodes) != STORE_OK) {
-        log_error("PEP nodes of %s: %s", owner, store_last_error(srv->store));
+    node_list nodes;
+    if (pep_nodes_of(srv, owner, &nodes) < 0)
         return;
-    }
     for (size_t i = 0; i < nodes.n; i++) {
         /* A requester that is neither the owner nor a subscribed contact (iq.c asks only
          * for those) sees the open nodes alone. */
-        if (strcmp(requester, owner) != 0 && !cfg_parse(nodes.configs[i]).open &&
-            !subscribed(srv, owner, requester))
+        if (strcmp(requester, owner) != 0 && !pep_cfg_parse(nodes.configs[i]).open &&
+            !pep_subscribed(srv, owner, requester))
             continue;
         xml_node *it = xml_add_child(query, NULL, "item");
         xml_set_attr(it, "jid", owner);
         xml_set_attr(it, "node", nodes.names[i]);
     }
-    node_list_free(&nodes);
+    pep_node_list_free(&nodes);
 }

@@ -131,6 +131,12 @@ static const policy_effective *effective(server *srv, const char *user)
     policy_effective *e = dict_get(c->users, user);
     if (e)
         return e;
+    /* The version before the values: a change in between is seen again by the tick. */
+    int64_t v;
+    if (!c->version_known && store_policy_version(srv->store, &v) == STORE_OK) {
+        c->version = v;
+        c->version_known = 1;
+    }
     rows_ctx rc = {0};
     if (store_policy_for_user(srv->store, user, add_row, &rc) != STORE_OK) {
         log_error("policy of %s: %s", user, store_last_error(srv->store));
@@ -239,10 +245,10 @@ void policy_service_tick(server *srv)
     c->store_failing = 0;
     if (c->version_known && v == c->version)
         return;
-    int first = !c->version_known;
+    int had_version = c->version_known;
     c->version_known = 1;
     c->version = v;
-    if (first)
+    if (!had_version && dict_size(c->users) == 0)
         return; /* nothing cached yet could be stale */
 
     dict *old = c->users;
@@ -282,7 +288,7 @@ static int is_encrypted(const xml_node *stanza)
 /* Why the policy of user (the sender, or else the recipient) forbids the message, or NULL.
  * *failed is set when the policy could not be read. */
 static const char *verdict(server *srv, const char *user, int sender, int encrypted,
-                           int *failed, char *buf, size_t len)
+                           int *failed, char *text, size_t len)
 {
     const policy_effective *e = effective(srv, user);
     if (!e) {
@@ -293,17 +299,17 @@ static const char *verdict(server *srv, const char *user, int sender, int encryp
         if (sender)
             return "your policy does not allow end-to-end encrypted messages (e2e_aes=false); "
                    "send it unencrypted";
-        snprintf(buf, len, "the policy of %s does not allow end-to-end encrypted messages "
-                           "(e2e_aes=false)", user);
-        return buf;
+        snprintf(text, len, "the policy of %s does not allow end-to-end encrypted messages "
+                            "(e2e_aes=false)", user);
+        return text;
     }
     if (!encrypted && !policy_true(e, POLICY_E2E_PLAIN)) {
         if (sender)
             return "your policy does not allow unencrypted messages (e2e_plain=false); "
                    "encrypt it (OMEMO)";
-        snprintf(buf, len, "the policy of %s does not allow unencrypted messages "
-                           "(e2e_plain=false)", user);
-        return buf;
+        snprintf(text, len, "the policy of %s does not allow unencrypted messages "
+                            "(e2e_plain=false)", user);
+        return text;
     }
     return NULL;
 }
@@ -347,13 +353,14 @@ int policy_service_refuses(server *srv, xml_node *stanza, const char *bare)
     if (!sender)
         return 0;
 
-    char buf[512];
+    char text[512];
     int failed = 0;
-    const char *why = verdict(srv, sender, 1, encrypted, &failed, buf, sizeof buf);
+    const char *why = verdict(srv, sender, 1, encrypted, &failed, text, sizeof text);
     /* The recipient's policy too: a client whose policy forbids a kind of message refuses
      * it anyway, and the sender should learn that now rather than never. */
-    if (!why && (router_sessions(srv, bare) || store_user_exists(srv->store, bare) == STORE_OK))
-        why = verdict(srv, bare, 0, encrypted, &failed, buf, sizeof buf);
+    if (!why && (dict_get(cache_of(srv)->users, bare) || router_sessions(srv, bare) ||
+                 store_user_exists(srv->store, bare) == STORE_OK))
+        why = verdict(srv, bare, 0, encrypted, &failed, text, sizeof text);
     if (!why) {
         free(sender);
         return 0;

@@ -421,7 +421,7 @@ static int policy_show(store *st, const char *user)
     for (int k = 0; k < POLICY_NKEYS; k++) {
         char shown[POLICY_MAX_VALUE + 64];
         format_value(k, e.value[k], shown, sizeof shown);
-        printf("  %-20s %-24s %s\n", policy_keys[k].name, shown, e.source[k]);
+        printf("  %-20s %-24s  %s\n", policy_keys[k].name, shown, e.source[k]);
     }
     char why[512];
     int rc = 0;
