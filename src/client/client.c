@@ -381,7 +381,6 @@ parley_error parley_disconnect(parley *p)
     p->want_online = 0;
     p->reconnect_at_ms = 0;
     if (p->phase == PH_STREAM && p->neg == NEG_ONLINE) {
-        omemo_on_disconnect(p);
         session_close_stream(p);
         p->phase = PH_CLOSING;
         p->closing_deadline_ms = time_mono_ms() + CLOSE_WAIT_MS;

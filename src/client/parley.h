@@ -187,8 +187,8 @@ typedef struct parley_options {
     /* End-to-end encryption (OMEMO, urn:xmpp:omemo:2), used as the admin policy says */
     int e2e;                    /* 0: no OMEMO at all, whatever the policy (default 1) */
     const char *e2e_store;      /* SQLCipher file for this device's keys and sessions;
-                                   NULL: memory only (a new device every session, removed
-                                   from the device list at a polite sign-out) */
+                                   NULL: memory only (a new device every session; it stays
+                                   listed so that its messages remain decryptable) */
     const unsigned char *e2e_store_key; /* its 32-byte raw key, or: */
     const char *e2e_store_passphrase;   /* a passphrase (PBKDF2) */
     const char *e2e_label;      /* device label published with the device list ("Parley") */

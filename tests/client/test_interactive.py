@@ -175,6 +175,11 @@ def test_chat_default_mode(parleyd, tmux_dir):  # noqa: F811
     assert "🔐" in msg
     assert re.search(rf"\d\d:\d\d 🔐 <bob@{DOMAIN}> hello from bob", msg), msg
 
+    # the keys: this device's fingerprint and bob's devices with their trust
+    alice.type("/fingerprint")
+    s = alice.wait(r"this device \(\d+\): [0-9a-f]{8} ")
+    assert re.search(rf"bob@{DOMAIN} device \d+", s) and "[trusted" in s, s
+
     # a reply reaches bob's client
     alice.type("thanks bob")
     bob.wait(r"win: \[1\] 2\(1\)")

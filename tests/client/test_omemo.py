@@ -160,7 +160,12 @@ def test_parley_starts_the_session(server, tmp_path):
         assert "end-to-end encrypted" in err, err
         got = await bob.next_message(20)
         assert got["error"] is None and got["body"] == "first contact", got
-        assert b"kex='true'" in got["raw"] or b'kex="true"' in got["raw"], got["raw"]
+        raw = got["raw"]
+        assert b"kex='true'" in raw or b'kex="true"' in raw, raw
+        # XEP-0380 label, a fallback body for clients without OMEMO, the store hint
+        assert b"urn:xmpp:eme:0" in raw and b'name="OMEMO"' in raw, raw
+        assert b"your client cannot decrypt it" in raw and b"urn:xmpp:hints" in raw, raw
+        assert b"first contact" not in raw
         # the peer answers on the same session
         lis = await AsyncListener.start(*alice, "--count", "1", "--timeout", "40")
         await bob.send_omemo(f"alice@{DOMAIN}", "answer")
@@ -440,4 +445,27 @@ def test_fingerprints_trust_and_changed_identity(parleyd, tmp_path):
         err = await la.stop()
         assert "CHANGED" in err, err
         bob2.disconnect()
+    run(scenario())
+
+
+def test_memory_only_device_messages_stay_decryptable(parleyd):
+    """Without a history key the OMEMO keys live for one session; the device stays listed
+    after it signs out, so a message it sent can still be decrypted (here after the sender
+    is gone)."""
+    async def scenario():
+        rc, _, err = await parley_async("send", "--to", f"bob@{DOMAIN}", "--message",
+                                        "from a passing device", *parleyd.account("alice"))
+        assert rc == 0, err
+        # bob has no OMEMO device yet: plaintext; now he gets one and alice comes again
+        bob = await peer_for(parleyd, "bob").start()
+        got = await bob.next_message(20)  # the offline plaintext message
+        assert got["body"] == "from a passing device" and not got["encrypted"], got
+        rc, _, err = await parley_async("send", "--to", f"bob@{DOMAIN}", "--message",
+                                        "encrypted, then gone", "-v", *parleyd.account("alice"))
+        assert rc == 0 and "end-to-end encrypted" in err, err
+        got = await bob.next_message(20)
+        assert got["error"] is None and got["body"] == "encrypted, then gone", got
+        # both of alice's passing devices are still listed
+        assert len(await device_list(bob, "alice")) == 2
+        bob.disconnect()
     run(scenario())

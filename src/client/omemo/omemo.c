@@ -181,7 +181,9 @@ static void on_list_published(parley *p, const parley_stanza *res, parley_error 
 
 static void publish_list(parley *p, const om_device_entry *d, size_t n, parley_iq_fn cb)
 {
-    xml_node *iq = om_publish_iq(OMEMO_NODE_DEVICES, "current", om_devices_xml(d, n), 0);
+    /* XEP-0384's schema wants at least one <device/>: an empty list is no list at all */
+    xml_node *iq = n ? om_publish_iq(OMEMO_NODE_DEVICES, "current", om_devices_xml(d, n), 0)
+                     : om_retract_iq(OMEMO_NODE_DEVICES, "current");
     omemo_send_iq(p, iq, cb, NULL);
 }
 
@@ -380,25 +382,6 @@ void omemo_on_offline(parley *p, parley_error err)
     c->ready = 0;
     c->published = 0;
     omemo_queue_fail_all(p, err, "the connection was lost before the message could be sent");
-}
-
-void omemo_on_disconnect(parley *p)
-{
-    omemo_ctx *c = p->omemo;
-    if (!c || c->persistent || !c->published || !c->have_own || !is_online(p))
-        return;
-    /* A memory-only device is gone for good after this session: take it off the list
-     * so peers stop encrypting to it. */
-    om_devlist *l = omemo_list(c, p->account_bare);
-    om_device_entry d[OM_MAX_DEVICES];
-    size_t k = 0;
-    for (size_t i = 0; i < l->n; i++)
-        if (l->d[i].id != c->own.device_id)
-            d[k++] = l->d[i];
-    publish_list(p, d, k, on_withdrawn);
-    char id[16];
-    snprintf(id, sizeof id, "%u", (unsigned)c->own.device_id);
-    omemo_send_iq(p, om_retract_iq(OMEMO_NODE_BUNDLES, id), on_withdrawn, NULL);
 }
 
 void omemo_timers(parley *p, int64_t now_ms)

@@ -25,8 +25,6 @@ void omemo_free(omemo_ctx *c);
 void omemo_on_online(parley *p);
 void omemo_on_policy(parley *p);
 void omemo_on_offline(parley *p, parley_error err);
-/* Before a polite close: a memory-only device removes itself from the device list. */
-void omemo_on_disconnect(parley *p);
 
 parley_error omemo_send(parley *p, const char *to, const char *type, const char *body,
                         const char *id);
