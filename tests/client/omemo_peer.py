@@ -136,6 +136,13 @@ class OmemoPeer(slixmpp.ClientXMPP):
         mechs.sasl_callback = creds
         self.add_event_handler("session_start", self._session_start)
         self.add_event_handler("message", self._on_message)
+        # slixmpp's "message" event needs a <body/>: OMEMO's empty messages (key exchange
+        # answers, heartbeats) have none, so encrypted messages get their own handler
+        from slixmpp.xmlstream.handler import CoroutineCallback
+        from slixmpp.xmlstream.matcher import MatchXPath
+        self.register_handler(CoroutineCallback(
+            "omemo", MatchXPath("{jabber:client}message/{%s}encrypted" % NS),
+            self._on_encrypted))
 
     # ---------------------------------------------------------------- PEP
     async def publish(self, node, item_id, payload, bundle):
@@ -240,12 +247,14 @@ class OmemoPeer(slixmpp.ClientXMPP):
             await self.inbox.put({"from": str(msg["from"]), "error": msg["error"]["condition"],
                                   "body": None, "encrypted": False, "raw": ET.tostring(msg.xml)})
             return
-        el = msg.xml.find("{%s}encrypted" % NS)
-        if el is None:
-            if msg["body"]:
-                await self.inbox.put({"from": str(msg["from"]), "body": msg["body"],
-                                      "encrypted": False, "error": None})
+        if msg.xml.find("{%s}encrypted" % NS) is None and msg["body"]:
+            await self.inbox.put({"from": str(msg["from"]), "body": msg["body"],
+                                  "encrypted": False, "error": None})
+
+    async def _on_encrypted(self, msg):
+        if msg["type"] == "error":
             return
+        el = msg.xml.find("{%s}encrypted" % NS)
         sender = msg["from"].bare
         entry = {"from": str(msg["from"]), "encrypted": True, "body": None, "error": None,
                  "raw": ET.tostring(msg.xml)}

@@ -469,3 +469,51 @@ def test_memory_only_device_messages_stay_decryptable(parleyd):
         assert len(await device_list(bob, "alice")) == 2
         bob.disconnect()
     run(scenario())
+
+
+def test_session_healing(parleyd, tmp_path):
+    """A message from a device we have no session with (and no key exchange) is reported,
+    and answered by a new key exchange (XEP-0384 session healing): the next message
+    decrypts."""
+    alice = parleyd.account("alice") + history_args(tmp_path, "alice")
+
+    async def scenario():
+        import base64
+        import copy
+        import twomemo.etree
+        from twomemo.twomemo_pb2 import OMEMOKeyExchange
+        bob = await peer_for(parleyd, "bob").start()
+        la = await AsyncListener.start(*alice, "--count", "2", "--timeout", "60")
+        to = f"alice@{DOMAIN}"
+        await wait_devices(bob, "alice")
+        msgs, _ = await bob.sm.encrypt(frozenset([to]), {bob_ns(): bob.envelope(
+            "lost", f"bob@{DOMAIN}", to)})
+        el = twomemo.etree.serialize_message(next(iter(msgs)))
+        # the key exchange stripped: as if alice had lost the session
+        for keys in el.iter("{urn:xmpp:omemo:2}keys"):
+            for k in keys:
+                if k.get("kex") == "true":
+                    kex = OMEMOKeyExchange.FromString(base64.b64decode(k.text))
+                    k.text = base64.b64encode(kex.message.SerializeToString()).decode()
+                    del k.attrib["kex"]
+        bob.send_element(to, copy.deepcopy(el))
+        m = await la.message()
+        assert m["body"] is None and "no session" in m["e2e_error"], m
+        # alice's new key exchange reaches bob (an empty message) and replaces his session
+        deadline = time.monotonic() + 15
+        backend = bob.sm._SessionManager__backends[0]
+        dev = next(iter(await bob.sm.get_device_information(to)))
+        while True:
+            session = await backend.load_session(to, dev.device_id)
+            if session is not None and session.initiation.name == "PASSIVE":
+                break  # bob's session now comes from alice's key exchange
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no new session from alice: {session.initiation} {[bob.inbox.get_nowait() for _ in range(bob.inbox.qsize())]} " + await la.stop())
+            await asyncio.sleep(0.2)
+        assert not await bob.send_omemo(to, "after healing")
+        m = await la.message()
+        assert m["body"] == "after healing" and m["encrypted"], m
+        err = await la.stop()
+        assert "new OMEMO session" in err, err
+        bob.disconnect()
+    run(scenario())

@@ -45,6 +45,7 @@ omemo_ctx *omemo_new(parley *p, char *why, size_t whylen)
     c->bundles = dict_new();
     c->inflight = dict_new();
     c->failed = dict_new();
+    c->healed = dict_new();
     snprintf(c->label, sizeof c->label, "%s", o->e2e_label ? o->e2e_label : "Parley");
     return c;
 }
@@ -58,6 +59,7 @@ void omemo_free(omemo_ctx *c)
     dict_free(c->bundles, free);
     dict_free(c->inflight, NULL);
     dict_free(c->failed, free);
+    dict_free(c->healed, NULL);
     om_store_close(c->st);
     secure_wipe(&c->own, sizeof c->own);
     free(c);
@@ -350,6 +352,8 @@ void omemo_on_online(parley *p)
     c->lists = dict_new();
     dict_free(c->failed, free);
     c->failed = dict_new();
+    dict_free(c->healed, NULL);
+    c->healed = dict_new();
     if (!p->policy.e2e_aes) {
         c->ready = 1; /* sends go out in plaintext at once */
         if (c->have_own)

@@ -46,6 +46,7 @@ struct omemo_ctx {
     dict *bundles;       /* "jid/id" -> om_bundle (fetched, not yet used) */
     dict *inflight;      /* "jid/id" -> (void *)1: bundle fetches in flight */
     dict *failed;        /* "jid/id" -> om_failure: bundles that could not be had */
+    dict *healed;        /* "jid/id" -> (void *)1: sessions healed in this sign-in */
     int pumping;
     om_out *queue, *queue_tail;
     int64_t next_maintain_ms;
@@ -73,5 +74,9 @@ void omemo_queue_free(omemo_ctx *c);
  * JID it wrote from, so other resources of the account are not bothered): confirms a
  * session / keeps it fresh. */
 void omemo_send_empty(parley *p, const char *bare, uint32_t device, const char *to);
+/* XEP-0384 session healing: a message from a device we have no session with gets an
+ * empty message with a fresh key exchange (its bundle fetched first), once per device
+ * and sign-in. */
+void omemo_heal(parley *p, const char *bare, uint32_t device, const char *to);
 
 #endif

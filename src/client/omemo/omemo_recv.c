@@ -155,6 +155,8 @@ static void decrypt(parley *p, const xml_node *msg, const xml_node *enc, const c
         snprintf(text, sizeof text, "an end-to-end encrypted message from %s (device %u) could "
                  "not be decrypted: %s", sender, (unsigned)d.sender_device, om_strerror(e));
         report(p, msg, 1, d.sender_device, text);
+        if (e == OM_ERR_NO_SESSION)
+            omemo_heal(p, sender, d.sender_device, xml_get_attr(msg, "from"));
         if (!in_list(c, sender, d.sender_device))
             omemo_send_iq(p, om_items_iq(sender, OMEMO_NODE_DEVICES, NULL), on_refreshed,
                           xstrdup(sender));

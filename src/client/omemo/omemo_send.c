@@ -25,6 +25,7 @@ enum { ST_LISTS = 0, ST_WAIT_LISTS, ST_BUNDLES, ST_WAIT_BUNDLES, ST_SEND };
 struct om_out {
     char *id, *to, *bare, *type, *body;
     int stage;
+    uint32_t heal;  /* != 0: an empty message with a new key exchange to this device */
     om_out *next;
 };
 
@@ -85,7 +86,8 @@ void omemo_queue_fail_all(parley *p, parley_error err, const char *why)
     while (c->queue) {
         om_out *o = c->queue;
         c->queue = o->next;
-        emit_refused(p, o->id, o->to, err, why);
+        if (!o->heal)
+            emit_refused(p, o->id, o->to, err, why);
         out_free(o);
     }
     c->queue_tail = NULL;
@@ -376,9 +378,39 @@ static xml_node *encrypted_message(const char *to, const char *type, const char 
     return m;
 }
 
+/* Session healing: a new session with one device, announced by an empty message. */
+static void heal_now(parley *p, om_out *o)
+{
+    omemo_ctx *c = p->omemo;
+    char *key = xasprintf("%s/%u", o->bare, (unsigned)o->heal);
+    om_target t = {o->bare, o->heal, dict_get(c->bundles, key), OM_OK};
+    size_t nkeys = 0;
+    om_err err = OM_OK;
+    xml_node *enc = t.bundle ? om_message_encrypt(c->st, &c->own, p->account_bare, o->bare, NULL,
+                                                  &t, 1, &nkeys, &err)
+                             : NULL;
+    if (enc) {
+        free(dict_del(c->bundles, key));
+        xml_node *m = encrypted_message(o->to, "chat", o->id, enc, 0);
+        session_send(p, m);
+        xml_free(m);
+        omemo_notice(p, o->bare, o->heal, 0, "a new OMEMO session was started with %s device %u "
+                     "(the old one was unusable); ask them to send again", o->bare,
+                     (unsigned)o->heal);
+    } else {
+        client_log(p, 2, "could not start a new OMEMO session with %s device %u", o->bare,
+                   (unsigned)o->heal);
+    }
+    free(key);
+}
+
 static void encrypt_and_send(parley *p, om_out *o)
 {
     omemo_ctx *c = p->omemo;
+    if (o->heal) {
+        heal_now(p, o);
+        return;
+    }
     om_devlist *rl = omemo_list(c, o->bare);
     targets *ts = xcalloc(1, sizeof *ts);
     add_targets(p, ts, o->bare, 1);
@@ -457,8 +489,9 @@ static int advance(parley *p, om_out *o)
     if (!c->ready)
         return 0;
     if (!p->policy.e2e_aes || !c->published) {
-        without_e2e(p, o, p->policy.e2e_aes ? "your OMEMO keys could not be published"
-                                            : "end-to-end encryption is disabled by policy");
+        if (!o->heal)
+            without_e2e(p, o, p->policy.e2e_aes ? "your OMEMO keys could not be published"
+                                                : "end-to-end encryption is disabled by policy");
         return 1;
     }
     switch (o->stage) {
@@ -507,6 +540,36 @@ void omemo_pump(parley *p)
     c->pumping = 0;
 }
 
+static void enqueue(omemo_ctx *c, om_out *o)
+{
+    if (c->queue_tail)
+        c->queue_tail->next = o;
+    else
+        c->queue = o;
+    c->queue_tail = o;
+}
+
+void omemo_heal(parley *p, const char *bare, uint32_t device, const char *to)
+{
+    omemo_ctx *c = p->omemo;
+    char *key = xasprintf("%s/%u", bare, (unsigned)device);
+    /* at most once per device and sign-in: a stream of garbage must not eat pre-keys */
+    int done = dict_get(c->healed, key) != NULL;
+    if (!done)
+        dict_set(c->healed, key, (void *)1);
+    free(key);
+    if (done || !c->published)
+        return;
+    om_out *o = xcalloc(1, sizeof *o);
+    o->id = session_new_id(p);
+    o->to = xstrdup(to ? to : bare);
+    o->bare = xstrdup(bare);
+    o->type = xstrdup("chat");
+    o->heal = device;
+    enqueue(c, o);
+    omemo_pump(p);
+}
+
 parley_error omemo_send(parley *p, const char *to, const char *type, const char *body,
                         const char *id)
 {
@@ -529,11 +592,7 @@ parley_error omemo_send(parley *p, const char *to, const char *type, const char 
     o->bare = jid_normalize_bare(to);
     o->type = xstrdup(type);
     o->body = xstrdup(body);
-    if (p->omemo->queue_tail)
-        p->omemo->queue_tail->next = o;
-    else
-        p->omemo->queue = o;
-    p->omemo->queue_tail = o;
+    enqueue(p->omemo, o);
     omemo_pump(p);
     return PARLEY_OK;
 }
