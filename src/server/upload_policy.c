@@ -26,6 +26,9 @@ int upload_policy_get(server *srv, const char *user, upload_policy *out)
     memset(out, 0, sizeof *out);
     /* The effective policy as the admin policy service computes it: the user's own
      * values over its groups' over the global ones over the defaults (docs/policy.md). */
+    /* Slot requests are rare: catch up with parleyctl now rather than at the next tick, so
+     * a transfer the admin has just forbidden is refused at once. */
+    policy_service_tick(srv);
     const policy_effective *e = policy_service_effective(srv, user);
     if (!e)
         return -1;

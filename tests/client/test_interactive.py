@@ -46,7 +46,9 @@ class Term:
                f"UBSAN_OPTIONS=print_stacktrace=1:log_path={self.asan}/ubsan-{self.name}")
         # The shell stays after parley exits, so the exit code can be read off the screen.
         cmd = f"{env} {PARLEY} --config {self.conf}; echo PARLEY-EXIT=$?; sleep 60"
-        self.tmux("new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", cmd)
+        # In the test's directory: downloads (/get) land there, never in the source tree.
+        self.tmux("new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", "-c", self.tmp,
+                  cmd)
         return self
 
     def keys(self, *keys):
