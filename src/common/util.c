@@ -96,6 +96,54 @@ void time_format_utc(int64_t us, char out[TIME_UTC_LEN])
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
+int time_parse_iso8601(const char *s, int64_t *us)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = s ? strptime(s, "%Y-%m-%d", &tm) : NULL;
+    if (!p)
+        return -1;
+    int64_t frac = 0;
+    if (*p == 'T' || *p == ' ') {
+        p = strptime(p + 1, "%H:%M", &tm);
+        if (!p)
+            return -1;
+        if (*p == ':') {
+            p = strptime(p + 1, "%S", &tm);
+            if (!p)
+                return -1;
+            if (*p == '.') {
+                p++;
+                if (*p < '0' || *p > '9')
+                    return -1;
+                /* Digits past microseconds are read and ignored. */
+                for (int64_t scale = 100000; *p >= '0' && *p <= '9'; p++, scale /= 10)
+                    frac += (*p - '0') * scale;
+            }
+        }
+    }
+    int64_t offset = 0;
+    if (*p == 'Z') {
+        p++;
+    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        for (int i = 1; i <= 5; i++)
+            if (i != 3 && (p[i] < '0' || p[i] > '9'))
+                return -1;
+        int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
+        if (hh > 23 || mm > 59)
+            return -1;
+        offset = (*p == '+' ? 1 : -1) * (int64_t)(hh * 3600 + mm * 60);
+        p += 6;
+    }
+    if (*p)
+        return -1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -1;
+    *us = ((int64_t)t - offset) * 1000000 + frac;
+    return 0;
+}
+
 int ct_equal(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n) == 0;

@@ -25,6 +25,10 @@ int64_t time_mono_ms(void);
 #define TIME_UTC_LEN 64
 /* "2026-05-01T12:00:00.123456Z" (XEP-0082) from microseconds since the epoch. */
 void time_format_utc(int64_t us, char out[TIME_UTC_LEN]);
+/* ISO 8601 / XEP-0082 into microseconds since the epoch: DATE, or DATE then 'T' (or a
+ * space) and hh:mm[:ss[.fraction]], then optionally 'Z' or +hh:mm / -hh:mm (UTC when
+ * absent). Returns 0, or -1 if s is anything else. */
+int time_parse_iso8601(const char *s, int64_t *us);
 
 /* Constant-time equality of two byte strings of the same length (0 = different). */
 int ct_equal(const void *a, const void *b, size_t n);

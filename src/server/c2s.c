@@ -13,6 +13,7 @@
 #include "presence.h"
 #include "router.h"
 #include "sasl.h"
+#include "sm.h"
 #include "stanza.h"
 
 #include <stdlib.h>
@@ -65,12 +66,18 @@ static void write_str(c2s *s, const char *text)
     conn_write(s->conn, text, strlen(text));
 }
 
+int c2s_is_live(const c2s *s)
+{
+    return !conn_is_closing(s->conn) || sm_may_resume(s);
+}
+
 void c2s_send(c2s *s, const xml_node *stanza)
 {
     buf out;
     buf_init(&out);
     xml_serialize(stanza, XMLNS_CLIENT, &out);
-    conn_write(s->conn, out.data, out.len);
+    if (sm_track_outbound(s, out.data, out.len))
+        conn_write(s->conn, out.data, out.len);
     buf_free(&out);
 }
 
@@ -96,6 +103,15 @@ static void send_stream_header(c2s *s, const char *client_from)
 
 void c2s_stream_error(c2s *s, const char *condition, const char *text)
 {
+    if (!s->conn) {
+        /* Detached: nobody to tell; the session ends (replaced, shut down). */
+        c2s_end_detached(s, condition);
+        return;
+    }
+    /* A client that merely went silent may come back and resume; any other stream error
+     * (shutdown included) ends the session for good. */
+    if (strcmp(condition, "connection-timeout") != 0)
+        sm_forbid_resume(s);
     if (conn_is_closing(s->conn))
         return;
     /* RFC 6120 4.9.1.1: an error before the peer's header is sent inside our own header. */
@@ -132,6 +148,7 @@ static void send_features(c2s *s)
         s->state = C2S_WAIT_AUTH;
     } else {
         xml_add_child(f, XMLNS_BIND, "bind");
+        sm_add_feature(s, f);
         xml_node *sess = xml_add_child(f, XMLNS_SESSION, "session");
         xml_add_child(sess, NULL, "optional");
         xml_add_child(f, XMLNS_ROSTERVER, "ver");
@@ -175,6 +192,7 @@ static xs_action on_stream_open(void *ud, const xml_node *root)
 static xs_action on_stream_close(void *ud)
 {
     c2s *s = ud;
+    sm_forbid_resume(s); /* a clean close ends the session (XEP-0198 section 5) */
     write_str(s, "</stream:stream>");
     conn_close_after_flush(s->conn, "client closed the stream");
     return XS_STOP;
@@ -227,6 +245,7 @@ static xs_action stanza_while_bound(c2s *s, xml_node *stanza)
         c2s_stream_error(s, "unsupported-stanza-type", NULL);
         return XS_STOP;
     }
+    sm_count_inbound(s);
     /* RFC 6120 8.1.2.1: the server stamps the sender's full JID, whatever the client said. */
     xml_set_attr(stanza, "from", s->full);
     router_route(s->srv, s, stanza);
@@ -268,6 +287,8 @@ static xs_action on_stanza(void *ud, xml_node *stanza)
         c2s_stream_error(s, "not-authorized", "authenticate first");
         return XS_STOP;
     case C2S_WAIT_BIND:
+        if (str_eq(stanza->ns, XMLNS_SM))
+            return sm_handle(s, stanza) < 0 ? XS_STOP : XS_CONTINUE;
         if (str_eq(stanza->name, "iq") && str_eq(xml_get_attr(stanza, "type"), "set") &&
             xml_child(stanza, XMLNS_BIND, "bind")) {
             handle_bind(s, stanza);
@@ -278,7 +299,11 @@ static xs_action on_stanza(void *ud, xml_node *stanza)
         c2s_stream_error(s, "not-authorized", "bind a resource first");
         return XS_STOP;
     case C2S_BOUND:
+        if (str_eq(stanza->ns, XMLNS_SM))
+            return sm_handle(s, stanza) < 0 ? XS_STOP : XS_CONTINUE;
         return stanza_while_bound(s, stanza);
+    case C2S_HUSK:
+        break;
     }
     xml_free(stanza);
     return XS_STOP;
@@ -319,19 +344,9 @@ static void on_tls_ready(void *ud)
     s->state = C2S_STREAM_START;
 }
 
-static void on_close(void *ud, const char *reason)
+static void free_session(c2s *s)
 {
-    c2s *s = ud;
     server *srv = s->srv;
-    log_info("c2s %s%s%s: closed: %s", conn_peer(s->conn), s->full ? " " : "",
-             s->full ? s->full : "", reason);
-    if (s->user) /* authenticated, bound or not: every sign-in has its sign-out */
-        compliance_audit(srv, s->full ? s->full : s->user, "sign-out", s->user,
-                         conn_peer(s->conn), reason);
-    if (s->state == C2S_BOUND) {
-        presence_session_end(srv, s);
-        router_unbind(srv, s);
-    }
     if (s->prev_all)
         s->prev_all->next_all = s->next_all;
     else
@@ -348,17 +363,86 @@ static void on_close(void *ud, const char *reason)
     free(s);
 }
 
+static void end_session(c2s *s, const char *reason)
+{
+    server *srv = s->srv;
+    if (s->user) /* authenticated, bound or not: every sign-in has its sign-out */
+        compliance_audit(srv, s->full ? s->full : s->user, "sign-out", s->user,
+                         conn_peer(s->conn), reason);
+    if (s->state == C2S_BOUND) {
+        presence_session_end(srv, s);
+        router_unbind(srv, s);
+    }
+    /* After unbinding: what the client never acknowledged goes elsewhere, not back here. */
+    sm_session_end(s);
+    free_session(s);
+}
+
+static void on_close(void *ud, const char *reason)
+{
+    c2s *s = ud;
+    log_info("c2s %s%s%s: closed: %s", conn_peer(s->conn), s->full ? " " : "",
+             s->full ? s->full : "", reason);
+    if (s->state == C2S_HUSK) {
+        free_session(s);
+        return;
+    }
+    if (sm_detach(s, reason)) {
+        s->conn = NULL; /* freed by conn.c right after this callback */
+        return;
+    }
+    end_session(s, reason);
+}
+
+void c2s_end_detached(c2s *s, const char *reason)
+{
+    log_info("c2s %s: detached session ends: %s", s->full ? s->full : "?", reason);
+    end_session(s, reason);
+}
+
+void c2s_take_over(c2s *s, c2s *old)
+{
+    server *srv = s->srv;
+    router_unbind(srv, old);
+    s->resource = old->resource;
+    s->full = old->full;
+    s->available = old->available;
+    s->priority = old->priority;
+    s->roster_loaded = old->roster_loaded;
+    s->carbons = old->carbons;
+    s->presence = old->presence;
+    s->directed = old->directed;
+    s->sm = old->sm;
+    old->resource = old->full = NULL;
+    old->presence = NULL;
+    old->directed = NULL;
+    old->sm = NULL;
+    old->available = 0;
+    old->state = C2S_HUSK;
+    s->state = C2S_BOUND;
+    router_bind(srv, s);
+    conn_tls_compact(s->conn); /* resumed (XEP-0198): settled as after a bind */
+    if (old->conn)
+        conn_close(old->conn, "its session was resumed on a new connection");
+    else
+        free_session(old);
+}
+
 void c2s_housekeeping(server *srv)
 {
     int64_t now = time_mono_ms();
     int64_t handshake_ms = (int64_t)srv->cfg.handshake_timeout * 1000;
     int64_t idle_ms = (int64_t)srv->cfg.idle_timeout * 1000;
     size_t released = 0;
-    for (c2s *s = srv->sessions; s; s = s->next_all) {
-        if (conn_is_closing(s->conn))
+    c2s *next;
+    for (c2s *s = srv->sessions; s; s = next) {
+        next = s->next_all; /* s may end here */
+        if (sm_housekeeping(s, now))
             continue;
-        if (now - s->last_input_ms >= PARSER_IDLE_MS)
+        if (now - s->last_input_ms >= PARSER_IDLE_MS) /* detached sessions too */
             released += xmlstream_release_parser(s->xs);
+        if (!s->conn || conn_is_closing(s->conn))
+            continue;
         if (s->state != C2S_BOUND) {
             if (now - s->connected_ms > handshake_ms) {
                 if (conn_in_handshake(s->conn))
@@ -396,10 +480,14 @@ void c2s_housekeeping(server *srv)
 
 void c2s_shutdown_all(server *srv)
 {
-    for (c2s *s = srv->sessions; s; s = s->next_all)
+    c2s *next;
+    for (c2s *s = srv->sessions; s; s = next) {
+        next = s->next_all; /* a detached session ends (and is freed) here */
         c2s_stream_error(s, "system-shutdown", "the server is shutting down");
+    }
     conn_flush_all(srv);
     for (c2s *s = srv->sessions; s; s = s->next_all)
-        conn_close(s->conn, "server shutdown");
+        if (s->conn)
+            conn_close(s->conn, "server shutdown");
     conn_flush_all(srv);
 }

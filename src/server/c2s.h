@@ -11,6 +11,7 @@
 struct conn;
 struct xmlstream;
 struct sasl_state;
+struct sm_state;
 
 typedef enum {
     C2S_STREAM_START, /* waiting for the stream header */
@@ -18,17 +19,19 @@ typedef enum {
     C2S_WAIT_AUTH,    /* TLS up: SASL negotiation */
     C2S_WAIT_BIND,    /* authenticated: resource binding */
     C2S_BOUND,        /* a full JID: stanzas flow */
+    C2S_HUSK,         /* its session was resumed on another connection (sm.c) */
 } c2s_state;
 
 typedef struct c2s {
     server *srv;
-    struct conn *conn;
+    struct conn *conn;  /* NULL while detached, waiting for resumption (sm.h) */
     struct xmlstream *xs;
     c2s_state state;
     int stream_open;    /* header received in the current stream */
     int direct_tls;     /* came in on the XEP-0368 port */
     char stream_id[17];
     struct sasl_state *sasl; /* SASL negotiation in progress (sasl.c) */
+    struct sm_state *sm;     /* XEP-0198 stream management, once enabled (sm.c) */
     /* identity once authenticated / bound */
     char *user;     /* bare JID */
     char *resource;
@@ -37,6 +40,7 @@ typedef struct c2s {
     int available;        /* sent initial presence */
     int priority;
     int roster_loaded;    /* requested the roster: an "interested resource" (RFC 6121 2.1.6) */
+    int carbons;          /* XEP-0280 copies enabled */
     xml_node *presence;   /* last broadcast available presence */
     struct dict *directed; /* JIDs sent directed presence, told unavailable at the end */
     /* time-keeping */
@@ -50,10 +54,18 @@ typedef struct c2s {
 
 /* Accept a new client connection (fd non-blocking). direct_tls: XEP-0368 port. */
 void c2s_accept(server *srv, int fd, const char *peer, int direct_tls);
+/* Does the session still take stanzas? False once its connection is closing, unless the
+ * session will wait for resumption (sm.h): then what is sent to it is queued. */
+int c2s_is_live(const c2s *s);
 /* Serialize stanza into this session's stream (the stanza is not consumed). */
 void c2s_send(c2s *s, const xml_node *stanza);
 /* End the session with a stream error (condition from RFC 6120 4.9.3) and optional text. */
 void c2s_stream_error(c2s *s, const char *condition, const char *text);
+/* Resumption (sm.c): s, authenticated as the same account, takes over old's bound
+ * session (resource, presence, queue); old is discarded without ending the session. */
+void c2s_take_over(c2s *s, c2s *old);
+/* End a detached session that was not resumed (frees it). */
+void c2s_end_detached(c2s *s, const char *reason);
 /* Timer: handshake time-outs and idle pings for every session. */
 void c2s_housekeeping(server *srv);
 /* Server shutdown: every session gets <system-shutdown/>. */

@@ -32,6 +32,7 @@ struct conn {
     int handshaking;
     int handshake_wants_write;
     const conn_handlers *h;
+    void (*on_drain)(void *ud);
     void *ud;
     buf out;
     int closing;     /* queued for reaping: no more reads or writes */
@@ -68,18 +69,24 @@ conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, vo
     return c;
 }
 
-SSL *conn_ssl(const conn *c) { return c->ssl; }
-int conn_is_tls(const conn *c) { return (c->ssl != NULL && !c->handshaking) || c->rec != NULL; }
+/* A NULL conn is a detached session's (sm.c): it has no peer, and it is not closing —
+ * stanzas routed to it are queued for its resumption. */
+SSL *conn_ssl(const conn *c) { return c ? c->ssl : NULL; }
+int conn_is_tls(const conn *c)
+{
+    return c && ((c->ssl != NULL && !c->handshaking) || c->rec != NULL);
+}
 
 void conn_tls_describe(const conn *c, char *out, size_t outlen)
 {
-    if (c->rec)
+    if (c && c->rec)
         snprintf(out, outlen, "%s", tls_rec_describe(c->rec));
     else
-        tls_describe(c->ssl, out, outlen);
+        tls_describe(c ? c->ssl : NULL, out, outlen);
 }
-const char *conn_peer(const conn *c) { return c->peer; }
-int conn_is_closing(const conn *c) { return c->closing || c->flush_close; }
+const char *conn_peer(const conn *c) { return c ? c->peer : "(detached)"; }
+int conn_is_closing(const conn *c) { return c && (c->closing || c->flush_close); }
+void conn_set_drain(conn *c, void (*fn)(void *ud)) { c->on_drain = fn; }
 int conn_in_handshake(const conn *c) { return c->handshaking; }
 
 static void mark_dirty(conn *c)
@@ -117,6 +124,8 @@ void conn_close_after_flush(conn *c, const char *reason)
 
 void conn_write(conn *c, const char *data, size_t len)
 {
+    if (!c)
+        return; /* a detached session (sm.c) queues instead */
     if (c->closing)
         return;
     if (c->out.len + c->ct.len + len > c->srv->cfg.max_output_buffer) {
@@ -201,6 +210,8 @@ static void try_compact(conn *c)
 
 void conn_tls_compact(conn *c)
 {
+    if (!c)
+        return; /* a detached session's (sm.c) */
     c->want_compact = 1;
     mark_dirty(c);
 }
@@ -275,6 +286,8 @@ static int flush_out(conn *c)
             return 0;
         }
         try_compact(c);
+        if (c->on_drain && !c->closing && !c->handshaking && !c->tls_pending)
+            c->on_drain(c->ud);
     }
     if (!c->closing)
         set_interest(c);

@@ -25,9 +25,12 @@ typedef struct conn_handlers {
 
 /* Take over an accepted, non-blocking fd. */
 conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, void *ud);
+/* Call fn(ud) whenever all queued output has been written (a streamed response then
+ * queues its next part). */
+void conn_set_drain(conn *c, void (*fn)(void *ud));
 /* Begin a server-side TLS handshake on this connection. Returns 0 or -1. */
 int conn_start_tls(conn *c, SSL_CTX *ctx);
-/* Queue bytes for the peer. If the queue would exceed the server's max_output_buffer the
+/* Queue bytes for the peer (nothing for NULL). If the queue would exceed the server's max_output_buffer the
  * connection is closed (a peer that does not read must not make the server hold
  * unbounded data). */
 void conn_write(conn *c, const char *data, size_t len);
@@ -38,12 +41,13 @@ void conn_close(conn *c, const char *reason);
 
 /* The connection is settled (for c2s: authenticated and bound): a TLS 1.3 connection may
  * give up its OpenSSL object for the compact record layer of tlsrec.c once quiescent.
- * conn_ssl() returns NULL from then on. */
+ * conn_ssl() returns NULL from then on. Nothing for NULL. */
 void conn_tls_compact(conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384 (256-bit)", compacted or not; "no TLS" without. */
 void conn_tls_describe(const conn *c, char *out, size_t outlen);
 
-/* The OpenSSL object during and after the handshake; NULL without TLS or once compacted. */
+/* These accept NULL: the connection of a detached session (sm.h). conn_ssl is the
+ * OpenSSL object during and after the handshake; NULL without TLS or once compacted. */
 SSL *conn_ssl(const conn *c);
 int conn_is_tls(const conn *c);
 const char *conn_peer(const conn *c);

@@ -77,6 +77,7 @@ int iq_out_answer(server *srv, const xml_node *reply)
 
 typedef struct expiry {
     int64_t now;
+    const char *to;     /* non-NULL: every request to this address, whatever its deadline */
     char **ids;         /* expired ids, collected first: fn may send new requests */
     size_t n, cap;
 } expiry;
@@ -85,7 +86,7 @@ static int collect(void *ud, const char *id, void *value)
 {
     expiry *e = ud;
     pending *p = value;
-    if (p->deadline_ms <= e->now) {
+    if (e->to ? strcmp(p->to, e->to) == 0 : p->deadline_ms <= e->now) {
         if (e->n == e->cap) {
             e->cap = e->cap ? 2 * e->cap : 16;
             e->ids = xrealloc(e->ids, e->cap * sizeof *e->ids);
@@ -95,16 +96,19 @@ static int collect(void *ud, const char *id, void *value)
     return 0;
 }
 
-static void expire_before(server *srv, int64_t now)
+static void expire(server *srv, int64_t now, const char *to)
 {
     if (!srv->iq_out || dict_size(srv->iq_out->by_id) == 0)
         return;
-    expiry e = {now, NULL, 0, 0};
+    expiry e = {now, to, NULL, 0, 0};
     dict_each(srv->iq_out->by_id, collect, &e);
     for (size_t i = 0; i < e.n; i++) {
         pending *p = dict_del(srv->iq_out->by_id, e.ids[i]);
         if (p) {
-            log_warn("IQ %s to %s: no answer in time", e.ids[i], p->to);
+            if (to)
+                log_info("IQ %s to %s: the addressee went away", e.ids[i], p->to);
+            else
+                log_warn("IQ %s to %s: no answer in time", e.ids[i], p->to);
             p->fn(srv, p->ud, NULL);
             free_pending(p);
         }
@@ -115,14 +119,19 @@ static void expire_before(server *srv, int64_t now)
 
 void iq_out_expire(server *srv)
 {
-    expire_before(srv, time_mono_ms());
+    expire(srv, time_mono_ms(), NULL);
+}
+
+void iq_out_fail_to(server *srv, const char *to)
+{
+    expire(srv, 0, to);
 }
 
 void iq_out_free(server *srv)
 {
     if (!srv->iq_out)
         return;
-    expire_before(srv, INT64_MAX);
+    expire(srv, INT64_MAX, NULL);
     dict_free(srv->iq_out->by_id, NULL);
     free(srv->iq_out);
     srv->iq_out = NULL;

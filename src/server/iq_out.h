@@ -24,6 +24,9 @@ void iq_out_send(server *srv, xml_node *iq, int timeout_ms, iq_reply_fn fn, void
 int iq_out_answer(server *srv, const xml_node *reply);
 /* Expire requests past their time-out (a 100 ms timer: verdict time-outs are short). */
 void iq_out_expire(server *srv);
+/* The addressee to (a component) disconnected: its pending requests get NULL now rather
+ * than at their time-out. */
+void iq_out_fail_to(server *srv, const char *to);
 /* Shutdown: every pending callback gets NULL, then the table is freed. */
 void iq_out_free(server *srv);
 

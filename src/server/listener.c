@@ -1,7 +1,10 @@
-/* listener.c - bind, listen and accept; hands each client to c2s. */
+/* listener.c - bind, listen and accept; hands each client to c2s and each component
+ * to component.c. */
 #include "listener.h"
 #include "../common/log.h"
 #include "c2s.h"
+#include "component.h"
+#include "http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -77,7 +80,12 @@ static void on_accept(ev_loop *loop, int lfd, void *ud, int mask)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        c2s_accept(srv, fd, peer, kind == LISTEN_C2S_DIRECT_TLS);
+        if (kind == LISTEN_COMPONENT_TLS || kind == LISTEN_COMPONENT_PLAIN)
+            component_accept(srv, fd, peer, kind == LISTEN_COMPONENT_TLS);
+        else if (kind == LISTEN_HTTPS)
+            http_accept(srv, fd, peer);
+        else
+            c2s_accept(srv, fd, peer, kind == LISTEN_C2S_DIRECT_TLS);
     }
 }
 
@@ -115,8 +123,10 @@ int listener_open(server *srv, const char *address, int port, listen_kind kind)
     }
     srv->listen_kinds[srv->nlisten] = (int)kind;
     srv->listen_fds[srv->nlisten++] = fd;
-    log_info("listening on %s port %d (%s)", address, port,
-             kind == LISTEN_C2S_DIRECT_TLS ? "client, direct TLS" : "client, STARTTLS");
+    static const char *const what[] = {"client, STARTTLS", "client, direct TLS",
+                                       "components, direct TLS", "components, plain",
+                                       "HTTPS file transfer"};
+    log_info("listening on %s port %d (%s)", address, port, what[kind]);
     return 0;
 }
 

@@ -8,8 +8,11 @@
 #include "message.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "carbons.h"
 #include "compliance.h"
+#include "mam.h"
 #include "conn.h"
+#include "policy_service.h"
 #include "router.h"
 #include "store.h"
 
@@ -47,20 +50,23 @@ static void store_offline(server *srv, xml_node *stanza, const char *bare)
 }
 
 /* Resources eligible for a message to the bare JID: the highest non-negative priority. */
-static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, const char *type)
+static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, const char *type,
+                            int carbons)
 {
     if (strcmp(type, "error") == 0)
         return; /* RFC 6121 8.5.2.1.1: an error for a bare JID is silently ignored */
     int best = -1;
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
-        if (s->available && !conn_is_closing(s->conn) && s->priority > best)
+        if (s->available && c2s_is_live(s) && s->priority > best)
             best = s->priority;
     if (best >= 0) {
         int all = strcmp(type, "headline") == 0;
         for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
-            if (s->available && !conn_is_closing(s->conn) &&
+            if (s->available && c2s_is_live(s) &&
                 (all ? s->priority >= 0 : s->priority == best))
                 c2s_send(s, stanza);
+        if (carbons)
+            carbons_copy_received(srv, stanza, bare, NULL);
         return;
     }
     if (strcmp(type, "headline") == 0 || strcmp(type, "groupchat") == 0)
@@ -83,7 +89,7 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
     }
     if (resource) {
         c2s *target = router_session(srv, bare, resource);
-        if (target && !conn_is_closing(target->conn))
+        if (target && c2s_is_live(target))
             return "delivered";
         if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
             *reason = "the addressed resource is not online";
@@ -91,7 +97,7 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
         }
     }
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
-        if (s->available && !conn_is_closing(s->conn) && s->priority >= 0)
+        if (s->available && c2s_is_live(s) && s->priority >= 0)
             return "delivered";
     if (strcmp(type, "headline") == 0 || strcmp(type, "groupchat") == 0) {
         *reason = "the recipient is offline and this type is not stored";
@@ -106,7 +112,10 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
     return "offline";
 }
 
-void message_deliver(server *srv, xml_node *stanza, const char *bare, const char *resource)
+/* carbons: copy to the account's other devices (XEP-0280); not for redeliveries and
+ * services' messages, whose copies (if any) went out the first time. */
+static void deliver(server *srv, xml_node *stanza, const char *bare, const char *resource,
+                    int carbons)
 {
     const char *type = xml_get_attr(stanza, "type");
     if (!type)
@@ -120,8 +129,10 @@ void message_deliver(server *srv, xml_node *stanza, const char *bare, const char
     }
     if (resource) {
         c2s *target = router_session(srv, bare, resource);
-        if (target && !conn_is_closing(target->conn)) {
+        if (target && c2s_is_live(target)) {
             c2s_send(target, stanza);
+            if (carbons)
+                carbons_copy_received(srv, stanza, bare, target);
             xml_free(stanza);
             return;
         }
@@ -133,8 +144,22 @@ void message_deliver(server *srv, xml_node *stanza, const char *bare, const char
             return;
         }
     }
-    deliver_to_bare(srv, stanza, bare, type);
+    deliver_to_bare(srv, stanza, bare, type, carbons);
     xml_free(stanza);
+}
+
+void message_deliver(server *srv, xml_node *stanza, const char *bare, const char *resource)
+{
+    deliver(srv, stanza, bare, resource, 0);
+}
+
+/* A user's message reaches its recipient, and both users' other devices get copies. */
+static void deliver_from_user(server *srv, xml_node *stanza, const char *bare,
+                              const char *resource)
+{
+    mam_archive(srv, stanza, bare);
+    carbons_copy_sent(srv, stanza);
+    deliver(srv, stanza, bare, resource, 1);
 }
 
 /* Where a held message goes when it is released. */
@@ -154,12 +179,14 @@ static void free_target(void *ud)
 static void release(server *srv, xml_node *stanza, void *ud)
 {
     target *t = ud;
-    message_deliver(srv, stanza, t->bare, t->resource);
+    deliver_from_user(srv, stanza, t->bare, t->resource);
     free_target(t);
 }
 
 void message_to_local(server *srv, xml_node *stanza, const char *bare, const char *resource)
 {
+    if (policy_service_refuses(srv, stanza, bare))
+        return;
     if (compliance_enabled(srv)) {
         int record = compliance_wants(stanza);
         /* Content-free messages (chat states, receipts) need no record but must not
@@ -177,13 +204,13 @@ void message_to_local(server *srv, xml_node *stanza, const char *bare, const cha
             return;
         }
     }
-    message_deliver(srv, stanza, bare, resource);
+    deliver_from_user(srv, stanza, bare, resource);
 }
 
 static int send_stored(void *ud, const char *text)
 {
     c2s *s = ud;
-    if (conn_is_closing(s->conn))
+    if (!c2s_is_live(s))
         return -1;
     xml_node *stanza = xml_parse_document(text, strlen(text), XMLNS_CLIENT,
                                           s->srv->cfg.max_stanza_size * 2);

@@ -7,6 +7,7 @@
 #include "../common/util.h"
 #include "conn.h"
 #include "message.h"
+#include "pep.h"
 #include "roster.h"
 #include "router.h"
 #include "store.h"
@@ -211,8 +212,10 @@ static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type
         xml_set_attr(stanza, "from", s->user);
         if (is_local_account(srv, to))
             inbound_subscription(srv, contact, s->user, type, stanza);
-        if (strcmp(type, "subscribed") == 0 && is_local_account(srv, to))
+        if (strcmp(type, "subscribed") == 0 && is_local_account(srv, to)) {
             send_current_presence(srv, s->user, NULL, contact);
+            pep_subscription_approved(srv, s->user, contact);
+        }
     }
     roster_item_clear(&item);
     free(contact);
@@ -324,17 +327,23 @@ static void available_presence(server *srv, c2s *s, xml_node *stanza)
     roster_items_free(items, n);
     if (priority >= 0)
         message_flush_offline(srv, s);
+    pep_presence(srv, s, s->presence);
 }
 
 void presence_session_end(server *srv, c2s *s)
 {
-    if (!s->available)
+    /* Directed presence counts even without a broadcast one: a client may join a room
+     * before (or without) its initial presence, and the room must hear it go. */
+    if (!s->available && !s->directed)
         return;
     xml_node *p = xml_new(XMLNS_CLIENT, "presence");
     xml_set_attr(p, "type", "unavailable");
     xml_set_attr(p, "from", s->full);
-    s->available = 0;
-    broadcast(srv, s, p);
+    if (s->available) {
+        s->available = 0;
+        pep_session_end(srv, s);
+        broadcast(srv, s, p);
+    }
     if (s->directed) {
         broadcast_ctx ctx = {srv, p};
         dict_each(s->directed, send_directed_unavailable, &ctx);

@@ -204,7 +204,7 @@ void router_route(server *srv, c2s *origin, xml_node *stanza)
         } else {
             c2s *target = router_session(srv, bare, to.resource);
             const char *type = xml_get_attr(stanza, "type");
-            if (target && !conn_is_closing(target->conn))
+            if (target && c2s_is_live(target))
                 c2s_send(target, stanza);
             else if (str_eq(type, "get") || str_eq(type, "set")) /* RFC 6120 10.5.3.1 */
                 router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
@@ -237,7 +237,7 @@ static void send_to_account(server *srv, xml_node *stanza, const jid *to)
         message_deliver(srv, stanza, bare, to->resource);
     } else if (to->resource) {
         c2s *target = router_session(srv, bare, to->resource);
-        if (target && !conn_is_closing(target->conn))
+        if (target && c2s_is_live(target))
             c2s_send(target, stanza);
         else if (strcmp(stanza->name, "iq") == 0 && (str_eq(type, "get") || str_eq(type, "set")))
             router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
@@ -245,7 +245,7 @@ static void send_to_account(server *srv, xml_node *stanza, const jid *to)
     } else if (strcmp(stanza->name, "presence") == 0) {
         /* Directed presence to a bare JID reaches every available resource. */
         for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
-            if (s->available && !conn_is_closing(s->conn))
+            if (s->available && c2s_is_live(s))
                 c2s_send(s, stanza);
         xml_free(stanza);
     } else {

@@ -6,9 +6,17 @@
 #include "authlimit.h"
 #include "c2s.h"
 #include "compliance.h"
+#include "component.h"
 #include "conn.h"
+#include "http.h"
 #include "iq_out.h"
 #include "listener.h"
+#include "mam.h"
+#include "muc.h"
+#include "upload.h"
+#include "verdict.h"
+#include "pep.h"
+#include "policy_service.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -20,8 +28,17 @@ static void on_tick(ev_loop *loop, void *ud)
 {
     server *srv = ud;
     c2s_housekeeping(srv);
+    component_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
+    policy_service_tick(srv);
+    http_housekeeping(srv);
+    upload_housekeeping(srv);
+}
+
+static void on_hourly(ev_loop *loop, void *ud)
+{
+    mam_expire(ud);
 }
 
 static void on_fast_tick(ev_loop *loop, void *ud)
@@ -105,7 +122,9 @@ int server_init(server *srv, const config *cfg)
     }
     srv->store = store_open(cfg->store, err, sizeof err);
     if (!srv->store) {
-        log_error("store %s: %s", cfg->store, err);
+        char shown[512];
+        store_uri_redacted(cfg->store, shown, sizeof shown);
+        log_error("store %s: %s", shown, err);
         return -1;
     }
     if (compliance_open(srv) < 0)
@@ -118,10 +137,19 @@ int server_init(server *srv, const config *cfg)
     srv->users = dict_new();
     srv->authlimit = authlimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (muc_init(srv) < 0)
+        return -1;
 
     if (cfg->c2s_port && listener_open(srv, cfg->bind_address, cfg->c2s_port, LISTEN_C2S_STARTTLS) < 0)
         return -1;
     if (cfg->tls_port && listener_open(srv, cfg->bind_address, cfg->tls_port, LISTEN_C2S_DIRECT_TLS) < 0)
+        return -1;
+    if (cfg->ncomponents && cfg->component_port &&
+        listener_open(srv, cfg->bind_address, cfg->component_port,
+                      cfg->component_tls ? LISTEN_COMPONENT_TLS : LISTEN_COMPONENT_PLAIN) < 0)
+        return -1;
+    if (cfg->https_port && (upload_open(srv) < 0 ||
+                            listener_open(srv, cfg->bind_address, cfg->https_port, LISTEN_HTTPS) < 0))
         return -1;
 
     static const int signals[] = {SIGHUP, SIGTERM, SIGINT, 0};
@@ -132,8 +160,12 @@ int server_init(server *srv, const config *cfg)
     signal(SIGPIPE, SIG_IGN);
     ev_every(srv->loop, 1000, on_tick, srv);
     ev_every(srv->loop, 100, on_fast_tick, srv);
+    ev_every(srv->loop, 3600 * 1000, on_hourly, srv);
+    mam_expire(srv);
     ev_before_sleep(srv->loop, before_sleep, srv);
-    log_info("serving %s (store %s)", cfg->domain, cfg->store);
+    char shown[512];
+    store_uri_redacted(cfg->store, shown, sizeof shown);
+    log_info("serving %s (store %s)", cfg->domain, shown);
     return 0;
 }
 
@@ -148,14 +180,27 @@ void server_shutdown(server *srv)
     compliance_flush(srv);
     if (srv->loop) {
         listener_close_all(srv);
+        /* Components first: checks waiting for the compliance server fail now, and the
+         * messages they held are delivered or bounced while their senders are online. */
+        component_shutdown_all(srv);
+        compliance_flush(srv);
         c2s_shutdown_all(srv);
+        http_close_all(srv);
+        conn_flush_all(srv); /* reaps them: their requests end before upload_close */
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
+    muc_free(srv);
     iq_out_free(srv);
+    mam_free(srv);
     compliance_close(srv);
+    verdict_free(srv);
+    policy_service_free(srv);
+    pep_free(srv);
+    upload_close(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
+    dict_free(srv->sm_sessions, NULL);
     authlimit_free(srv->authlimit);
     store_close(srv->store);
     SSL_CTX_free(srv->tls_ctx);

@@ -15,6 +15,12 @@ struct dict;
 struct authlimit;
 struct compliance;
 struct iq_out;
+struct mam_cache;
+struct verdicts;
+struct component;
+struct muc;
+struct policy_cache;
+struct pep;
 
 typedef struct server {
     config cfg;
@@ -24,15 +30,24 @@ typedef struct server {
     struct dict *users;         /* bare JID -> user_sessions (router.c) */
     struct dict *services;      /* domain -> service served in or beside parleyd (router.c) */
     struct iq_out *iq_out;      /* IQs the server sent and awaits answers to (iq_out.h) */
+    struct dict *sm_sessions;   /* XEP-0198 resumption id -> c2s (sm.c) */
+    struct mam_cache *mam;      /* archive preferences in memory (mam.c) */
+    struct verdicts *verdicts;  /* messages waiting for the compliance server (verdict.h) */
+    struct component *components; /* every external component connection (component.h) */
     struct c2s *sessions;       /* every c2s session, for housekeeping and shutdown */
     struct conn *dirty;         /* connections with output to flush before sleeping */
     struct conn *closing;       /* connections to reap outside any callback */
     struct conn *lingering;     /* closing once their output is flushed, with a deadline */
     struct authlimit *authlimit;
     struct compliance *compliance; /* the compliance archive, NULL when off (compliance.h) */
+    struct muc *muc;            /* multi-user chat, NULL when off (muc.h) */
+    struct policy_cache *policy; /* effective admin policies (policy_service.h) */
+    struct pep *pep;            /* PEP interest and entity caps (pep.h) */
+    struct upload *upload;      /* XEP-0363 file transfer, NULL when off (upload.h) */
+    struct http_conn *http_conns; /* connections of the HTTPS listener (http.h) */
     int nconns;
-    int listen_fds[4];
-    int listen_kinds[4];        /* listen_kind of each fd (listener.h) */
+    int listen_fds[8];
+    int listen_kinds[8];        /* listen_kind of each fd (listener.h) */
     int nlisten;
     int spare_fd;               /* reserve fd released to shed connections on EMFILE */
     int exit_code;

@@ -1,0 +1,316 @@
+/* sm.c - XEP-0198 stream management (see sm.h): counters, the queue of unacknowledged
+ * stanzas, enable / r / a / resume, detached sessions and their end. */
+#include "sm.h"
+#include "../common/dict.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "compliance.h"
+#include "conn.h"
+#include "message.h"
+#include "router.h"
+#include "stanza.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Ask for an acknowledgement once this many stanzas are unacknowledged. */
+#define ACK_REQUEST_EVERY 5
+
+struct sm_state {
+    char id[25];             /* the resumption id (previd) */
+    int resumable;           /* resumption was requested, granted and not forbidden */
+    uint32_t h_in;           /* stanzas received from the client (mod 2^32) */
+    uint32_t acked;          /* stanzas the client acknowledged (mod 2^32) */
+    char **queue;            /* unacknowledged stanzas as text: acked + 1 ... */
+    size_t head, count, cap; /* queue[head .. head + count) */
+    int ack_requested;       /* an <r/> is outstanding */
+    int64_t detach_deadline; /* monotonic ms; 0 while attached */
+};
+
+static void write_nonza(c2s *s, const char *text)
+{
+    if (s->conn)
+        conn_write(s->conn, text, strlen(text));
+}
+
+static void request_ack(c2s *s)
+{
+    write_nonza(s, "<r xmlns='" XMLNS_SM "'/>");
+    s->sm->ack_requested = 1;
+}
+
+void sm_add_feature(c2s *s, xml_node *features)
+{
+    xml_add_child(features, XMLNS_SM, "sm");
+}
+
+void sm_count_inbound(c2s *s)
+{
+    if (s->sm)
+        s->sm->h_in++;
+}
+
+static void queue_push(sm_state *sm, char *text)
+{
+    if (sm->head + sm->count == sm->cap) {
+        if (sm->head > sm->cap / 2) {
+            memmove(sm->queue, sm->queue + sm->head, sm->count * sizeof *sm->queue);
+            sm->head = 0;
+        } else {
+            sm->cap = sm->cap ? 2 * sm->cap : 16;
+            sm->queue = xrealloc(sm->queue, sm->cap * sizeof *sm->queue);
+        }
+    }
+    sm->queue[sm->head + sm->count++] = text;
+}
+
+static void queue_drop(sm_state *sm, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(sm->queue[sm->head + i]);
+    sm->head += n;
+    sm->count -= n;
+    if (sm->count == 0)
+        sm->head = 0;
+}
+
+int sm_track_outbound(c2s *s, const char *text, size_t len)
+{
+    sm_state *sm = s->sm;
+    if (!sm)
+        return 1;
+    if (sm->count >= (size_t)s->srv->cfg.sm_max_queue) {
+        /* A client that never acknowledges must not make the server hold unbounded data;
+         * ending the session hands the queue back to the router, so nothing is lost. */
+        if (s->conn) {
+            sm_forbid_resume(s);
+            c2s_stream_error(s, "policy-violation", "too many unacknowledged stanzas");
+        } else {
+            sm->detach_deadline = 1; /* ends at the next tick */
+        }
+    }
+    queue_push(sm, xstrndup(text, len));
+    if (!s->conn)
+        return 0;
+    if (!sm->ack_requested && sm->count >= ACK_REQUEST_EVERY)
+        request_ack(s);
+    return 1;
+}
+
+/* The client says it has received h stanzas. -1 if h acknowledges stanzas never sent. */
+static int apply_ack(sm_state *sm, uint32_t h)
+{
+    uint32_t newly = h - sm->acked; /* modular: the counter wraps at 2^32 */
+    if (newly > sm->count)
+        return -1;
+    queue_drop(sm, newly);
+    sm->acked = h;
+    return 0;
+}
+
+static int parse_h(const char *text, uint32_t *out)
+{
+    if (!text || !*text)
+        return -1;
+    unsigned long long v = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9' || p - text > 10)
+            return -1;
+        v = v * 10 + (unsigned)(*p - '0');
+    }
+    if (v > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static void send_failed(c2s *s, const char *condition, int with_h, uint32_t h)
+{
+    char text[256];
+    if (with_h)
+        snprintf(text, sizeof text,
+                 "<failed xmlns='" XMLNS_SM "' h='%u'><%s xmlns='" XMLNS_STANZAS "'/></failed>",
+                 (unsigned)h, condition);
+    else
+        snprintf(text, sizeof text,
+                 "<failed xmlns='" XMLNS_SM "'><%s xmlns='" XMLNS_STANZAS "'/></failed>",
+                 condition);
+    write_nonza(s, text);
+}
+
+static void handle_enable(c2s *s, const xml_node *enable)
+{
+    if (s->state != C2S_BOUND || s->sm) {
+        send_failed(s, "unexpected-request", 0, 0);
+        return;
+    }
+    sm_state *sm = xcalloc(1, sizeof *sm);
+    s->sm = sm;
+    const char *resume = xml_get_attr(enable, "resume");
+    int timeout = s->srv->cfg.sm_resume_timeout;
+    sm->resumable = timeout > 0 && (str_eq(resume, "true") || str_eq(resume, "1"));
+    char text[256];
+    if (sm->resumable) {
+        random_token(sm->id, sizeof sm->id - 1);
+        if (!s->srv->sm_sessions)
+            s->srv->sm_sessions = dict_new();
+        dict_set(s->srv->sm_sessions, sm->id, s);
+        snprintf(text, sizeof text,
+                 "<enabled xmlns='" XMLNS_SM "' id='%s' resume='true' max='%d'/>", sm->id,
+                 timeout);
+    } else {
+        snprintf(text, sizeof text, "<enabled xmlns='" XMLNS_SM "'/>");
+    }
+    write_nonza(s, text);
+    log_debug("c2s %s: stream management enabled%s", s->full, sm->resumable ? ", resumable" : "");
+}
+
+static void handle_resume(c2s *s, const xml_node *resume)
+{
+    server *srv = s->srv;
+    const char *previd = xml_get_attr(resume, "previd");
+    uint32_t h;
+    if (s->state != C2S_WAIT_BIND || !previd || parse_h(xml_get_attr(resume, "h"), &h) < 0) {
+        send_failed(s, s->state != C2S_WAIT_BIND ? "unexpected-request" : "bad-request", 0, 0);
+        return;
+    }
+    c2s *old = srv->sm_sessions ? dict_get(srv->sm_sessions, previd) : NULL;
+    /* Only the same account may take a session over; say nothing else about it. */
+    if (!old || !old->sm || strcmp(old->user, s->user) != 0) {
+        send_failed(s, "item-not-found", 0, 0);
+        return;
+    }
+    if (apply_ack(old->sm, h) < 0) {
+        send_failed(s, "undefined-condition", 0, 0);
+        return;
+    }
+    c2s_take_over(s, old);
+    sm_state *sm = s->sm;
+    dict_set(srv->sm_sessions, sm->id, s);
+    sm->detach_deadline = 0;
+    sm->ack_requested = 0;
+    char text[128];
+    snprintf(text, sizeof text, "<resumed xmlns='" XMLNS_SM "' h='%u' previd='%s'/>",
+             (unsigned)sm->h_in, sm->id);
+    write_nonza(s, text);
+    for (size_t i = 0; i < sm->count; i++)
+        conn_write(s->conn, sm->queue[sm->head + i], strlen(sm->queue[sm->head + i]));
+    if (sm->count)
+        request_ack(s);
+    compliance_audit(srv, s->full, "session-resumed", s->user, conn_peer(s->conn), NULL);
+    log_info("c2s %s: resumed %s, %zu stanzas sent again", conn_peer(s->conn), s->full,
+             sm->count);
+}
+
+int sm_handle(c2s *s, xml_node *nonza)
+{
+    sm_state *sm = s->sm;
+    int rc = 0;
+    if (strcmp(nonza->name, "enable") == 0) {
+        handle_enable(s, nonza);
+    } else if (strcmp(nonza->name, "resume") == 0) {
+        handle_resume(s, nonza);
+    } else if (strcmp(nonza->name, "r") == 0 && sm) {
+        char text[64];
+        snprintf(text, sizeof text, "<a xmlns='" XMLNS_SM "' h='%u'/>", (unsigned)sm->h_in);
+        write_nonza(s, text);
+    } else if (strcmp(nonza->name, "a") == 0 && sm) {
+        uint32_t h;
+        if (parse_h(xml_get_attr(nonza, "h"), &h) < 0 || apply_ack(sm, h) < 0) {
+            c2s_stream_error(s, "undefined-condition",
+                             "the acknowledgement counts stanzas that were never sent");
+            rc = -1;
+        } else {
+            sm->ack_requested = 0;
+        }
+    } else {
+        c2s_stream_error(s, "unsupported-stanza-type",
+                         sm ? "unknown stream management element"
+                            : "stream management is not enabled");
+        rc = -1;
+    }
+    xml_free(nonza);
+    return rc;
+}
+
+int sm_may_resume(const c2s *s)
+{
+    return s->sm && s->sm->resumable && s->state == C2S_BOUND;
+}
+
+void sm_forbid_resume(c2s *s)
+{
+    if (s->sm)
+        s->sm->resumable = 0;
+}
+
+int sm_detach(c2s *s, const char *reason)
+{
+    sm_state *sm = s->sm;
+    if (!sm || !sm->resumable || s->state != C2S_BOUND)
+        return 0;
+    sm->detach_deadline = time_mono_ms() + (int64_t)s->srv->cfg.sm_resume_timeout * 1000;
+    sm->ack_requested = 0;
+    compliance_audit(s->srv, s->full, "session-detached", s->user, conn_peer(s->conn), reason);
+    log_info("c2s %s: connection lost (%s); session kept %d s for resumption, %zu "
+             "stanzas unacknowledged",
+             s->full, reason, s->srv->cfg.sm_resume_timeout, sm->count);
+    return 1;
+}
+
+/* Give a queued stanza back to the router as if the session had never existed. */
+static void redeliver(server *srv, c2s *s, const char *text)
+{
+    xml_node *stanza = xml_parse_document(text, strlen(text), XMLNS_CLIENT,
+                                          srv->cfg.max_stanza_size * 2);
+    if (!stanza) {
+        log_error("c2s %s: a queued stanza could not be parsed again; dropped", s->full);
+        return;
+    }
+    const char *type = xml_get_attr(stanza, "type");
+    if (strcmp(stanza->name, "message") == 0 && !str_eq(type, "error") &&
+        !str_eq(type, "groupchat") && !str_eq(type, "headline")) {
+        /* Its record was written when it was first routed: deliver without a new one. */
+        message_deliver(srv, stanza, s->user, NULL);
+        return;
+    }
+    if (strcmp(stanza->name, "iq") == 0 && (str_eq(type, "get") || str_eq(type, "set")))
+        router_bounce(srv, stanza, "cancel", "service-unavailable",
+                      "the recipient's session ended before it answered");
+    xml_free(stanza);
+}
+
+void sm_session_end(c2s *s)
+{
+    sm_state *sm = s->sm;
+    if (!sm)
+        return;
+    s->sm = NULL; /* the redelivered stanzas must not come back into this queue */
+    if (sm->id[0] && s->srv->sm_sessions && dict_get(s->srv->sm_sessions, sm->id) == s)
+        dict_del(s->srv->sm_sessions, sm->id);
+    if (sm->count)
+        log_info("c2s %s: %zu unacknowledged stanzas handed back for delivery", s->full,
+                 sm->count);
+    for (size_t i = 0; i < sm->count; i++)
+        redeliver(s->srv, s, sm->queue[sm->head + i]);
+    queue_drop(sm, sm->count);
+    free(sm->queue);
+    free(sm);
+}
+
+int sm_housekeeping(c2s *s, int64_t now_ms)
+{
+    sm_state *sm = s->sm;
+    if (!sm)
+        return 0;
+    if (!s->conn) {
+        if (now_ms < sm->detach_deadline)
+            return 0;
+        c2s_end_detached(s, "not resumed in time");
+        return 1;
+    }
+    if (sm->count && !sm->ack_requested)
+        request_ack(s);
+    return 0;
+}
