@@ -6,6 +6,7 @@
  *               stream errors, keep-alive, failure classification
  *   sasl.c      mechanism choice and the SCRAM / PLAIN exchanges
  *   im.c        messages, presence, subscriptions, roster, IQ tracking, stanza hooks
+ *   ext.c       group chat, the message archive and carbons on top of these (ext.h)
  *
  * Nothing here is exported: applications see only parley.h. */
 #ifndef PARLEY_CLIENT_INTERNAL_H
@@ -136,6 +137,8 @@ struct parley {
     int in_feed;
     parley_error err;
     char errtext[512];
+
+    struct ext_state *ext; /* group chat, archive, carbons (ext.h); NULL until used */
 };
 
 /* ---- client.c */
@@ -202,5 +205,17 @@ void im_hooks_free(parley *p);
 /* Text of a stanza error's condition ("policy-violation: text"), freshly allocated. */
 char *im_error_text(const xml_node *stanza);
 parley_error im_error_code(const xml_node *stanza);
+
+/* ---- ext.c: group chat, the archive and carbons (ext.h), as the core sees them */
+/* A received stanza after the application's hooks: 1 if handled there. */
+int client_ext_dispatch(parley *p, const xml_node *st);
+void client_ext_online(parley *p);   /* after CONNECTED: carbons, archive sync, rejoins */
+void client_ext_offline(parley *p);  /* the session ended */
+void client_ext_sent(parley *p, const xml_node *st); /* every stanza sent */
+/* Mark the MESSAGE event of a forwarded message (a carbon, an archive result). */
+void client_ext_emit(const parley *p, parley_event *ev);
+void client_ext_free(parley *p);
+/* im.c: the core's handling of a message, for those unwrapped from carbons and results. */
+void im_message(parley *p, const xml_node *msg);
 
 #endif

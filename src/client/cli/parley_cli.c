@@ -7,6 +7,7 @@
 #include "../parley.h"
 #include "chat.h"
 #include "cli_history.h"
+#include "cli_rooms.h"
 #include "exit_codes.h"
 #include "json.h"
 #include "options.h"
@@ -35,6 +36,8 @@ static const char usage_text[] =
     "  history search TEXT | history show --with JID | history wipe\n"
     "                      the local history (encrypted), as JSON lines:\n"
     "                      {\"id\",\"with\",\"direction\",\"from\",\"time\",\"body\",\"encrypted\"}\n"
+    "  rooms [--service S] the group chats the server's service (or S) lists, as JSON\n"
+    "                      lines {\"jid\",\"name\"}; /join in the interactive client\n"
     "\n"
     "Account (or the same keys in the configuration file):\n"
     "  --jid JID               user@domain[/resource]           (jid)\n"
@@ -373,6 +376,11 @@ int main(int argc, char **argv)
     }
     if (!o.command)
         o.command = xstrdup("chat");
+    if (!strcmp(o.command, "rooms")) { /* cli_rooms_cmd.c: reads the configuration itself */
+        rc = cmd_rooms(&o);
+        cli_opts_free(&o);
+        return rc;
+    }
     int is_send = !strcmp(o.command, "send"), is_listen = !strcmp(o.command, "listen");
     int is_info = !strcmp(o.command, "tls-info"), is_chat = !strcmp(o.command, "chat");
     int is_history = !strcmp(o.command, "history");
