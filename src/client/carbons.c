@@ -59,6 +59,8 @@ int carbons_handle(parley *p, const xml_node *msg)
     const char *sid = sent ? NULL : ext_stanza_id(inner, p->account_bare);
     if (archive_seen(p, NULL, sid))
         return 1;
+    if (sid)
+        parley_archive_set_last(p, NULL, sid); /* live: the newest of our archive */
     if (sent && xml_get_attr(inner, "id"))
         archive_note_sent(p, xml_get_attr(inner, "id")); /* its archived copy is known */
     fwd_ctx ctx = {.carbon = sent ? PARLEY_CARBON_SENT : PARLEY_CARBON_RECEIVED,

@@ -96,7 +96,12 @@ int ext_live_message(parley *p, const xml_node *msg)
     const char *sid = ext_stanza_id(msg, p->account_bare);
     if (archive_seen(p, NULL, sid))
         return 1; /* already delivered from the archive */
-    fwd_ctx ctx = {.stanza_id = sid, .timestamp_ms = ext_delay_ms(msg)};
+    long long ts = ext_delay_ms(msg);
+    /* the newest message of our archive, unless it waited offline (older than what the
+     * sign-in sync has fetched) */
+    if (sid && !ts)
+        parley_archive_set_last(p, NULL, sid);
+    fwd_ctx ctx = {.stanza_id = sid, .timestamp_ms = ts};
     ext_deliver(p, msg, &ctx);
     return 1;
 }

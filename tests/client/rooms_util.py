@@ -89,6 +89,10 @@ class Driver:
             assert not bad, f"{self.name}: unexpected {what}: {bad}"
             await asyncio.sleep(0.05)
 
+    def clear(self):
+        with self.lock:
+            self.events.clear()
+
     def all(self, kind):
         with self.lock:
             return [ev for ev in self.events if ev["event"] == kind]
@@ -132,11 +136,12 @@ class Peer(slixmpp.ClientXMPP):
         self.got = []
         self.ready = None
         self.add_event_handler("session_start", self._start)
-        # every message straight from the stream (slixmpp gives subjects and room
-        # messages other events)
+        # every message and presence straight from the stream (slixmpp gives subjects,
+        # room messages and room presence other events, or none)
         self.register_handler(Callback("record-message", MatchXPath("{jabber:client}message"),
                                        lambda m: self.got.append(m)))
-        self.add_event_handler("presence", lambda p: self.got.append(p))
+        self.register_handler(Callback("record-presence", MatchXPath("{jabber:client}presence"),
+                                       lambda p: self.got.append(p)))
         self.add_event_handler("failed_all_auth", self._fail)
 
         # slixmpp 1.8 only knows tls-unique: no channel binding (as test_client does)

@@ -333,8 +333,9 @@ void fmt_room_header(char *out, size_t len, int n, const char *room, const char 
                  occupants == 1 ? "" : "s", nick);
     else
         snprintf(who, sizeof who, "not joined");
-    snprintf(out, len, "[%d] %s (%s) [server-readable] group chat, not end-to-end encrypted%s%s",
-             n, room, who, subject && *subject ? " | topic: " : "", subject ? subject : "");
+    /* the room first, then what protects it: readable by the server, like every room */
+    snprintf(out, len, "[%d] %s [server-readable] group chat | %s%s%s", n, room, who,
+             subject && *subject ? " | topic: " : "", subject ? subject : "");
 }
 
 void fmt_carbon_who(char *out, size_t len, int sent, const char *sender, int utf8)

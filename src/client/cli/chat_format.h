@@ -71,9 +71,9 @@ int fmt_next_word(const char **p, char *out, size_t len);
 
 /* ---- group chat, carbons */
 
-/* Header of room window n: "[3] team@conference.x (4 occupants, you are alice)
- * [server-readable] group chat, not end-to-end encrypted | topic: ...". Never the
- * end-to-end lock: rooms are readable by the server. nick NULL: not (yet) in the room. */
+/* Header of room window n: "[3] team@conference.x [server-readable] group chat |
+ * 4 occupants, you are alice | topic: ...". Never the end-to-end lock: rooms are
+ * readable by the server. nick NULL: not (yet) in the room. */
 void fmt_room_header(char *out, size_t len, int n, const char *room, const char *nick,
                      size_t occupants, const char *subject);
 
