@@ -21,9 +21,9 @@ int ext_online(const parley *p)
     return p && p->phase == PH_STREAM && p->neg == NEG_ONLINE;
 }
 
-int ext_is_own(const parley *p, const char *jid)
+int ext_is_own(const parley *p, const char *addr)
 {
-    char *bare = jid ? jid_normalize_bare(jid) : NULL;
+    char *bare = addr ? jid_normalize_bare(addr) : NULL;
     int own = bare && strcmp(bare, p->account_bare) == 0;
     free(bare);
     return own;

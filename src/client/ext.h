@@ -56,8 +56,8 @@ int ext_online(const parley *p);
 long long ext_delay_ms(const xml_node *msg);
 /* The id of the message's <stanza-id/> given by `by` (a bare JID), or NULL. */
 const char *ext_stanza_id(const xml_node *msg, const char *by);
-/* Is jid (any form) the account's bare JID, or one of its full JIDs? */
-int ext_is_own(const parley *p, const char *jid);
+/* Is addr (any form) the account's bare JID, or one of its full JIDs? */
+int ext_is_own(const parley *p, const char *addr);
 /* Send an IQ built here, tracked with cb (which gets every outcome, a disconnect
  * included, so it can free ud). */
 void ext_send_iq(parley *p, xml_node *iq, parley_iq_fn cb, void *ud);

@@ -15,7 +15,7 @@
 typedef struct muc_info {
     int codes[MAX_CODES];
     size_t ncodes;
-    const xml_node *item;   /* <item affiliation role jid nick/> */
+    const xml_node *item;   /* <item affiliation role addr nick/> */
     const char *actor;      /* the moderator's nick (kick, ban) */
     char *reason;
     const xml_node *destroy;
@@ -112,11 +112,11 @@ static void presence_event(parley *p, room *r, const xml_node *pres, const muc_i
 static void join_refused(parley *p, room *r, const xml_node *pres)
 {
     char *text = im_error_text(pres);
-    char *jid = xstrdup(r->jid);
-    rooms_forget(p, jid); /* before the event: the application may try again from it */
-    rooms_error(p, jid, im_error_code(pres), PARLEY_ROOM_REFUSED, xml_get_attr(pres, "id"),
-                "cannot join %s: %s (%s)", jid, rooms_refusal_words(pres), text);
-    free(jid);
+    char *addr = xstrdup(r->jid);
+    rooms_forget(p, addr); /* before the event: the application may try again from it */
+    rooms_error(p, addr, im_error_code(pres), PARLEY_ROOM_REFUSED, xml_get_attr(pres, "id"),
+                "cannot join %s: %s (%s)", addr, rooms_refusal_words(pres), text);
+    free(addr);
     free(text);
 }
 
@@ -182,12 +182,12 @@ static void self_unavailable(parley *p, room *r, const xml_node *pres, const muc
         r->nick = xstrdup(item_attr(m, "nick"));
         return;
     }
-    char *jid = xstrdup(r->jid), *nick = xstrdup(r->nick);
-    rooms_forget(p, jid); /* not rejoined: we left, or were put out */
+    char *addr = xstrdup(r->jid), *nick = xstrdup(r->nick);
+    rooms_forget(p, addr); /* not rejoined: we left, or were put out */
     parley_event ev = {0};
     ev.type = PARLEY_EV_ROOM_LEFT;
     ev.from = xml_get_attr(pres, "from");
-    ev.room = jid;
+    ev.room = addr;
     ev.nick = nick;
     ev.is_self = 1;
     ev.room_change = exit_change(m);
@@ -195,7 +195,7 @@ static void self_unavailable(parley *p, room *r, const xml_node *pres, const muc
     ev.reason = m->reason;
     ev.stanza = (const parley_stanza *)pres;
     rooms_emit(p, &ev);
-    free(jid);
+    free(addr);
     free(nick);
 }
 

@@ -54,7 +54,7 @@ static void discovery_step(parley *p)
 
 static void on_service_info(parley *p, const parley_stanza *res, parley_error err, void *ud)
 {
-    char *jid = ud;
+    char *addr = ud;
     rooms_state *rs = rooms_of(p);
     const xml_node *q = err == PARLEY_OK ? xml_child((const xml_node *)res, XMLNS_DISCO_INFO,
                                                      "query") : NULL;
@@ -62,10 +62,10 @@ static void on_service_info(parley *p, const parley_stanza *res, parley_error er
          id && !rs->service; id = xml_next(id, XMLNS_DISCO_INFO, "identity"))
         if (str_eq(xml_get_attr(id, "category"), "conference") &&
             str_eq(xml_get_attr(id, "type"), "text")) {
-            rs->service = jid;
-            jid = NULL;
+            rs->service = addr;
+            addr = NULL;
         }
-    free(jid);
+    free(addr);
     discovery_step(p);
 }
 
@@ -77,17 +77,17 @@ static void on_server_items(parley *p, const parley_stanza *res, parley_error er
     for (const xml_node *it = q ? xml_child(q, XMLNS_DISCO_ITEMS, "item") : NULL;
          it && n < MAX_DISCO_ITEMS && ext_online(p);
          it = xml_next(it, XMLNS_DISCO_ITEMS, "item"), n++) {
-        char *jid = xml_get_attr(it, "jid") ? jid_normalize(xml_get_attr(it, "jid")) : NULL;
-        if (!jid || xml_get_attr(it, "node")) {
-            free(jid);
+        char *addr = xml_get_attr(it, "jid") ? jid_normalize(xml_get_attr(it, "jid")) : NULL;
+        if (!addr || xml_get_attr(it, "node")) {
+            free(addr);
             continue;
         }
         xml_node *iq = xml_new(XMLNS_CLIENT, "iq");
         xml_set_attr(iq, "type", "get");
-        xml_set_attr(iq, "to", jid);
+        xml_set_attr(iq, "to", addr);
         xml_add_child(iq, XMLNS_DISCO_INFO, "query");
         rooms_of(p)->disco_pending++;
-        ext_send_iq(p, iq, on_service_info, jid);
+        ext_send_iq(p, iq, on_service_info, addr);
     }
     discovery_step(p);
 }
@@ -136,11 +136,11 @@ char *room_ops_jid(const parley *p, const char *name)
 /* The room, if we are in it (for what needs us to be). */
 static room *joined(parley *p, const char *name, parley_error *e)
 {
-    char *jid = p ? room_ops_jid(p, name) : NULL;
-    room *r = jid ? rooms_get(p, jid) : NULL;
-    free(jid);
-    *e = !p || !jid ? PARLEY_ERR_INVALID : !r || r->phase != ROOM_JOINED || !ext_online(p)
-                                               ? PARLEY_ERR_STATE : PARLEY_OK;
+    char *addr = p ? room_ops_jid(p, name) : NULL;
+    room *r = addr ? rooms_get(p, addr) : NULL;
+    *e = !addr ? PARLEY_ERR_INVALID
+               : !r || r->phase != ROOM_JOINED || !ext_online(p) ? PARLEY_ERR_STATE : PARLEY_OK;
+    free(addr);
     return *e == PARLEY_OK ? r : NULL;
 }
 

@@ -25,11 +25,11 @@ rooms_state *rooms_of(parley *p)
     return x->rooms;
 }
 
-room *rooms_get(const parley *p, const char *jid)
+room *rooms_get(const parley *p, const char *addr)
 {
-    if (!p->ext || !p->ext->rooms || !jid)
+    if (!p->ext || !p->ext->rooms || !addr)
         return NULL;
-    return dict_get(p->ext->rooms->rooms, jid);
+    return dict_get(p->ext->rooms->rooms, addr);
 }
 
 int rooms_known(const parley *p, const char *bare)
@@ -86,9 +86,9 @@ void rooms_free(parley *p)
     p->ext->rooms = NULL;
 }
 
-void rooms_forget(parley *p, const char *jid)
+void rooms_forget(parley *p, const char *addr)
 {
-    room_free(dict_del(rooms_of(p)->rooms, jid));
+    room_free(dict_del(rooms_of(p)->rooms, addr));
 }
 
 /* ------------------------------------------------------------------ events */
@@ -177,9 +177,9 @@ static void start_join(parley *p, room *r)
 
 static void on_room_info(parley *p, const parley_stanza *res, parley_error err, void *ud)
 {
-    char *jid = ud;
-    room *r = rooms_get(p, jid);
-    free(jid);
+    char *addr = ud;
+    room *r = rooms_get(p, addr);
+    free(addr);
     if (!r || r->phase != ROOM_DISCO || !ext_online(p))
         return; /* left meanwhile, or the session ended (rejoined at the next one) */
     r->has_mam = 0;
@@ -209,9 +209,9 @@ parley_error parley_room_join(parley *p, const char *room_name, const char *nick
 {
     if (!p || !room_name)
         return PARLEY_ERR_INVALID;
-    char *jid = room_ops_jid(p, room_name);
+    char *addr = room_ops_jid(p, room_name);
     const char *n = nick ? nick : p->account.local;
-    char *full = jid && n && *n ? xasprintf("%s/%s", jid, n) : NULL;
+    char *full = addr && n && *n ? xasprintf("%s/%s", addr, n) : NULL;
     char *norm = full ? jid_normalize(full) : NULL;
     free(full);
     parley_error e = PARLEY_ERR_INVALID;
@@ -219,7 +219,7 @@ parley_error parley_room_join(parley *p, const char *room_name, const char *nick
         goto out;
     const char *nk = strchr(norm, '/') + 1;
     rooms_state *rs = rooms_of(p);
-    room *r = dict_get(rs->rooms, jid);
+    room *r = dict_get(rs->rooms, addr);
     if (r) {
         e = strcmp(r->nick, nk) == 0 ? PARLEY_OK : PARLEY_ERR_STATE;
         goto out;
@@ -229,7 +229,7 @@ parley_error parley_room_join(parley *p, const char *room_name, const char *nick
         goto out;
     }
     r = xcalloc(1, sizeof *r);
-    r->jid = xstrdup(jid);
+    r->jid = xstrdup(addr);
     r->nick = xstrdup(nk);
     r->password = password && *password ? xstrdup(password) : NULL;
     r->occupants = dict_new();
@@ -239,7 +239,7 @@ parley_error parley_room_join(parley *p, const char *room_name, const char *nick
     e = PARLEY_OK;
 out:
     free(norm);
-    free(jid);
+    free(addr);
     return e;
 }
 
@@ -247,9 +247,9 @@ parley_error parley_room_leave(parley *p, const char *room_name, const char *sta
 {
     if (!p || !room_name || (status && strlen(status) > EXT_MAX_TEXT))
         return PARLEY_ERR_INVALID;
-    char *jid = room_ops_jid(p, room_name);
-    room *r = jid ? rooms_get(p, jid) : NULL;
-    free(jid);
+    char *addr = room_ops_jid(p, room_name);
+    room *r = addr ? rooms_get(p, addr) : NULL;
+    free(addr);
     if (!r)
         return PARLEY_ERR_STATE;
     if (r->phase == ROOM_JOINED || r->phase == ROOM_JOINING) {
@@ -320,17 +320,17 @@ void rooms_on_offline(parley *p)
 
 const char *parley_room_nick(const parley *p, const char *room_name)
 {
-    char *jid = p && room_name ? jid_normalize_bare(room_name) : NULL;
-    room *r = rooms_get(p, jid);
-    free(jid);
+    char *addr = p && room_name ? jid_normalize_bare(room_name) : NULL;
+    room *r = rooms_get(p, addr);
+    free(addr);
     return r && r->phase == ROOM_JOINED ? r->nick : NULL;
 }
 
 const char *parley_room_subject(const parley *p, const char *room_name)
 {
-    char *jid = p && room_name ? jid_normalize_bare(room_name) : NULL;
-    room *r = rooms_get(p, jid);
-    free(jid);
+    char *addr = p && room_name ? jid_normalize_bare(room_name) : NULL;
+    room *r = rooms_get(p, addr);
+    free(addr);
     return r && r->subject && *r->subject ? r->subject : NULL;
 }
 
@@ -354,9 +354,9 @@ parley_error parley_room_occupants(const parley *p, const char *room_name,
 {
     if (!p || !room_name || !fn)
         return PARLEY_ERR_INVALID;
-    char *jid = jid_normalize_bare(room_name);
-    room *r = rooms_get(p, jid);
-    free(jid);
+    char *addr = jid_normalize_bare(room_name);
+    room *r = rooms_get(p, addr);
+    free(addr);
     if (!r || r->phase != ROOM_JOINED)
         return PARLEY_ERR_STATE;
     each_ctx c = {r, fn, ud};
