@@ -360,8 +360,8 @@ int rooms_message(parley *p, const xml_node *msg)
             ev.subject = r->subject;
             ev.stanza = (const parley_stanza *)msg;
             rooms_emit(p, &ev);
-        } else if (xml_child(msg, XMLNS_CLIENT, "body") && nick &&
-                   !archive_hold(p, r->jid, msg)) {
+        } else if (xml_child(msg, XMLNS_CLIENT, "body") && !archive_hold(p, r->jid, msg)) {
+            /* nick NULL: the room itself speaking (a notice) */
             const char *sid = ext_stanza_id(msg, r->jid);
             long long ts = ext_delay_ms(msg);
             /* a live message is the newest of the room's archive */

@@ -340,6 +340,10 @@ static void on_room_message(ui *u, const parley_event *ev)
         return; /* already shown and kept (live, then from the archive, or across runs) */
     size_t i = room_window(u, ev->room);
     win *w = &u->wins[i];
+    if (!ev->nick) { /* the room itself speaking: a notice, not someone's message */
+        win_info(u, w, "%s", ev->body);
+        return;
+    }
     int private_msg = ev->msg_type && strcmp(ev->msg_type, "chat") == 0;
     char *who = xasprintf("%s%s", ev->nick ? ev->nick : "?", private_msg ? " (private)" : "");
     time_t ts = ev->timestamp_ms ? (time_t)(ev->timestamp_ms / 1000) : time(NULL);

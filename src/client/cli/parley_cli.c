@@ -454,6 +454,7 @@ int main(int argc, char **argv)
     po.initial_presence = is_listen;   /* only a listener needs to be available */
     po.fetch_roster = is_listen;
     po.reconnect = is_listen ? 1 : 0;  /* a listener survives a lost session */
+    po.carbons = 0; /* scripts see what reaches them, not their other devices' traffic */
     if (o.keepalive > 0) {
         po.ping_interval_ms = (int)(o.keepalive * 1000.0);
         po.ping_timeout_ms = po.ping_interval_ms;
