@@ -361,7 +361,7 @@ int archive_result(parley *p, const xml_node *msg)
         return 1;
     }
     const char *type = xml_get_attr(inner, "type");
-    if (str_eq(type, "groupchat") || str_eq(type, "error") || !xml_child(inner, XMLNS_CLIENT, "body"))
+    if (str_eq(type, "groupchat") || str_eq(type, "error") || !ext_has_content(inner))
         return 1;
     int outgoing = ext_is_own(p, xml_get_attr(inner, "from"));
     const char *mid = xml_get_attr(inner, "id");

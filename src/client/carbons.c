@@ -50,7 +50,7 @@ int carbons_handle(parley *p, const xml_node *msg)
     const char *type = xml_get_attr(inner, "type");
     if (str_eq(type, "groupchat") || str_eq(type, "error"))
         return 1; /* rooms send to each device themselves */
-    if (!xml_child(inner, XMLNS_CLIENT, "body")) {
+    if (!ext_has_content(inner)) {
         /* chat states and receipts of the other device: nothing to show */
         return 1;
     }

@@ -51,6 +51,22 @@ const char *ext_stanza_id(const xml_node *msg, const char *by)
     return NULL;
 }
 
+int ext_has_content(const xml_node *msg)
+{
+    /* a body, or an end-to-end encrypted payload (which may come without a fallback body) */
+    return xml_child(msg, XMLNS_CLIENT, "body") || xml_child(msg, "urn:xmpp:omemo:2", "encrypted");
+}
+
+int client_ext_forwarded(const parley *p)
+{
+    return p->ext && p->ext->fwd && (p->ext->fwd->carbon || p->ext->fwd->archived);
+}
+
+int client_ext_outgoing(const parley *p)
+{
+    return client_ext_forwarded(p) && p->ext->fwd->outgoing;
+}
+
 void ext_send_iq(parley *p, xml_node *iq, parley_iq_fn cb, void *ud)
 {
     char *id = session_new_id(p);
@@ -88,8 +104,7 @@ void client_ext_emit(const parley *p, parley_event *ev)
 int ext_live_message(parley *p, const xml_node *msg)
 {
     const char *type = xml_get_attr(msg, "type");
-    if (str_eq(type, "error") || str_eq(type, "groupchat") ||
-        !xml_child(msg, XMLNS_CLIENT, "body"))
+    if (str_eq(type, "error") || str_eq(type, "groupchat") || !ext_has_content(msg))
         return 0; /* errors, chat states, receipts, PEP...: the core's as before */
     if (archive_hold(p, NULL, msg))
         return 1;

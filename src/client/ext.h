@@ -56,6 +56,8 @@ int ext_online(const parley *p);
 long long ext_delay_ms(const xml_node *msg);
 /* The id of the message's <stanza-id/> given by `by` (a bare JID), or NULL. */
 const char *ext_stanza_id(const xml_node *msg, const char *by);
+/* Has the message something to show (a body, or an end-to-end encrypted payload)? */
+int ext_has_content(const xml_node *msg);
 /* Is addr (any form) the account's bare JID, or one of its full JIDs? */
 int ext_is_own(const parley *p, const char *addr);
 /* Send an IQ built here, tracked with cb (which gets every outcome, a disconnect

@@ -6,6 +6,8 @@
  *               stream errors, keep-alive, failure classification
  *   sasl.c      mechanism choice and the SCRAM / PLAIN exchanges
  *   im.c        messages, presence, subscriptions, roster, IQ tracking, stanza hooks
+ *   policy.c    the admin policy (urn:parley:policy:0): fetched at sign-in, pushed later
+ *   omemo/      end-to-end encryption (XEP-0384 OMEMO, urn:xmpp:omemo:2), omemo.h
  *   ext.c       group chat, the message archive and carbons on top of these (ext.h)
  *
  * Nothing here is exported: applications see only parley.h. */
@@ -45,6 +47,7 @@ typedef enum {
     NEG_BIND,         /* bind IQ sent */
     NEG_SESSION,      /* legacy session IQ sent */
     NEG_ROSTER,       /* initial roster fetch */
+    NEG_POLICY,       /* admin policy fetch */
     NEG_ONLINE,
 } neg_step;
 
@@ -77,6 +80,7 @@ typedef struct roster_entry {
 } roster_entry;
 
 typedef struct sasl_ctx sasl_ctx;
+typedef struct omemo_ctx omemo_ctx;
 
 struct parley {
     /* options (copied) */
@@ -124,6 +128,8 @@ struct parley {
     parley_show show;
     char *status;
     int priority;
+    parley_policy policy;
+    omemo_ctx *omemo;  /* NULL when e2e is off */
     int64_t last_rx_ms;
     int64_t ping_deadline_ms; /* 0: no ping outstanding */
 
@@ -185,6 +191,14 @@ pending_iq *session_track_iq(parley *p, const char *id, const char *to, parley_i
                              void *ud, int timeout_ms, int internal);
 char *session_new_id(parley *p);
 
+/* ---- policy.c */
+/* The policy a server without one implies (known 0). */
+void policy_defaults(parley *p);
+/* Ask for the policy; `then` runs once it arrived (or the server has none). */
+void policy_request(parley *p, void (*then)(parley *p));
+/* An IQ set pushing a new policy: answered, applied, announced. 1 if it was one. */
+int policy_handle_push(parley *p, const xml_node *iq);
+
 /* ---- sasl.c */
 typedef enum { SASL_CONTINUE = 0, SASL_SUCCESS, SASL_FAILED } sasl_result;
 /* Choose a mechanism from <stream:features/> and send <auth/>. SASL_FAILED if none is
@@ -202,6 +216,11 @@ void im_send_current_presence(parley *p);
 void im_fail_pending_iqs(parley *p, parley_error err);
 void im_roster_free(parley *p);
 void im_hooks_free(parley *p);
+/* Send a plain <message/> (no end-to-end encryption) with the given id. */
+void im_send_plain(parley *p, const char *to, const char *type, const char *body,
+                   const char *id);
+void im_send_iq_error(parley *p, const xml_node *iq, const char *type, const char *cond);
+void im_send_iq_result(parley *p, const xml_node *iq);
 /* Text of a stanza error's condition ("policy-violation: text"), freshly allocated. */
 char *im_error_text(const xml_node *stanza);
 parley_error im_error_code(const xml_node *stanza);
@@ -215,6 +234,11 @@ void client_ext_sent(parley *p, const xml_node *st); /* every stanza sent */
 /* Mark the MESSAGE event of a forwarded message (a carbon, an archive result). */
 void client_ext_emit(const parley *p, parley_event *ev);
 void client_ext_free(parley *p);
+/* Is the message being handled a copy (carbon) or from the archive? Such a message was
+ * answered (receipts, refusals) when it was live: never answer it again. */
+int client_ext_forwarded(const parley *p);
+/* ... and one this account sent (from another device): addressed to the peer, not to us. */
+int client_ext_outgoing(const parley *p);
 /* im.c: the core's handling of a message, for those unwrapped from carbons and results. */
 void im_message(parley *p, const xml_node *msg);
 

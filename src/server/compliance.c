@@ -231,6 +231,25 @@ void compliance_hold_room(server *srv, xml_node *stanza, const char *room,
          free_ud);
 }
 
+void compliance_record(server *srv, clog_record *rec, compliance_done_fn done, void *ud)
+{
+    compliance *c = srv->compliance;
+    if (!c) {
+        clog_record_clear(rec);
+        if (done)
+            done(srv, 1, ud);
+        return;
+    }
+    held h;
+    memset(&h, 0, sizeof h);
+    h.has_record = 1;
+    h.rec = *rec;
+    h.done = done;
+    h.ud = ud;
+    memset(rec, 0, sizeof *rec);
+    compliance_enqueue(srv, &h);
+}
+
 void compliance_audit(server *srv, const char *actor, const char *event, const char *target,
                       const char *peer, const char *detail)
 {
@@ -297,7 +316,10 @@ void compliance_flush(server *srv)
 
     for (size_t i = 0; i < n; i++) {
         held *h = &batch[i];
-        if (rc == 0 || !h->has_record) {
+        if (!h->stanza) {
+            if (h->done)
+                h->done(srv, rc == 0, h->ud);
+        } else if (rc == 0 || !h->has_record) {
             h->release(srv, h->stanza, h->ud);
         } else {
             router_bounce(srv, h->stanza, "wait", "resource-constraint", BOUNCE_TEXT);

@@ -25,6 +25,9 @@ typedef struct conn_handlers {
 
 /* Take over an accepted, non-blocking fd. */
 conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, void *ud);
+/* Call fn(ud) whenever all queued output has been written (a streamed response then
+ * queues its next part). */
+void conn_set_drain(conn *c, void (*fn)(void *ud));
 /* Begin a server-side TLS handshake on this connection. Returns 0 or -1. */
 int conn_start_tls(conn *c, SSL_CTX *ctx);
 /* Queue bytes for the peer (nothing for NULL). If the queue would exceed the server's max_output_buffer the

@@ -10,6 +10,7 @@ typedef enum {
     LISTEN_C2S_DIRECT_TLS,
     LISTEN_COMPONENT_TLS,   /* XEP-0114 components, direct TLS */
     LISTEN_COMPONENT_PLAIN, /* XEP-0114 components, plain (loopback only, config.c) */
+    LISTEN_HTTPS,           /* XEP-0363 file transfer, direct TLS (http.c) */
 } listen_kind;
 
 /* Listen on address:port for kind; the fd is recorded in srv->listen_fds.

@@ -7,6 +7,7 @@
 #include "../common/util.h"
 #include "conn.h"
 #include "message.h"
+#include "pep.h"
 #include "roster.h"
 #include "router.h"
 #include "store.h"
@@ -211,8 +212,10 @@ static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type
         xml_set_attr(stanza, "from", s->user);
         if (is_local_account(srv, to))
             inbound_subscription(srv, contact, s->user, type, stanza);
-        if (strcmp(type, "subscribed") == 0 && is_local_account(srv, to))
+        if (strcmp(type, "subscribed") == 0 && is_local_account(srv, to)) {
             send_current_presence(srv, s->user, NULL, contact);
+            pep_subscription_approved(srv, s->user, contact);
+        }
     }
     roster_item_clear(&item);
     free(contact);
@@ -311,6 +314,7 @@ static void available_presence(server *srv, c2s *s, xml_node *stanza)
         initial_presence(srv, s);
     if (priority >= 0)
         message_flush_offline(srv, s);
+    pep_presence(srv, s, s->presence);
 }
 
 void presence_session_end(server *srv, c2s *s)
@@ -324,6 +328,7 @@ void presence_session_end(server *srv, c2s *s)
     xml_set_attr(p, "from", s->full);
     if (s->available) {
         s->available = 0;
+        pep_session_end(srv, s);
         broadcast(srv, s, p);
     }
     if (s->directed) {

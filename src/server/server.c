@@ -8,11 +8,15 @@
 #include "compliance.h"
 #include "component.h"
 #include "conn.h"
+#include "http.h"
 #include "iq_out.h"
 #include "listener.h"
 #include "mam.h"
 #include "muc.h"
+#include "upload.h"
 #include "verdict.h"
+#include "pep.h"
+#include "policy_service.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -27,6 +31,9 @@ static void on_tick(ev_loop *loop, void *ud)
     component_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
+    policy_service_tick(srv);
+    http_housekeeping(srv);
+    upload_housekeeping(srv);
 }
 
 static void on_hourly(ev_loop *loop, void *ud)
@@ -141,6 +148,9 @@ int server_init(server *srv, const config *cfg)
         listener_open(srv, cfg->bind_address, cfg->component_port,
                       cfg->component_tls ? LISTEN_COMPONENT_TLS : LISTEN_COMPONENT_PLAIN) < 0)
         return -1;
+    if (cfg->https_port && (upload_open(srv) < 0 ||
+                            listener_open(srv, cfg->bind_address, cfg->https_port, LISTEN_HTTPS) < 0))
+        return -1;
 
     static const int signals[] = {SIGHUP, SIGTERM, SIGINT, 0};
     if (ev_signals(srv->loop, signals, on_signal, srv) < 0) {
@@ -175,6 +185,8 @@ void server_shutdown(server *srv)
         component_shutdown_all(srv);
         compliance_flush(srv);
         c2s_shutdown_all(srv);
+        http_close_all(srv);
+        conn_flush_all(srv); /* reaps them: their requests end before upload_close */
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
@@ -183,6 +195,9 @@ void server_shutdown(server *srv)
     mam_free(srv);
     compliance_close(srv);
     verdict_free(srv);
+    policy_service_free(srv);
+    pep_free(srv);
+    upload_close(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
     dict_free(srv->sm_sessions, NULL);

@@ -29,6 +29,9 @@ static const char *event_name(parley_event_type t)
     case PARLEY_EV_PRESENCE: return "presence";
     case PARLEY_EV_SUBSCRIPTION: return "subscription";
     case PARLEY_EV_ROSTER: return "roster";
+    case PARLEY_EV_SENT: return "sent";
+    case PARLEY_EV_SECURITY: return "security";
+    case PARLEY_EV_POLICY: return "policy";
     case PARLEY_EV_ROOM_JOINED: return "room_joined";
     case PARLEY_EV_ROOM_LEFT: return "room_left";
     case PARLEY_EV_ROOM_MESSAGE: return "room_message";

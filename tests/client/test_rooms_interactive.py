@@ -10,6 +10,7 @@ messages of the account's other devices marked as such.
 import asyncio
 import json
 import re
+import subprocess
 import time
 
 from rooms_util import Peer, room, run
@@ -225,3 +226,31 @@ def test_parley_rooms_lists_the_services_rooms(parleyd):  # noqa: F811
         finally:
             await bob.close()
     run(scenario)
+
+
+def test_interactive_encrypted_message_of_other_device_decrypted_and_marked(parleyd, tmux_dir):  # noqa: F811
+    """A carbon of an OMEMO message another device of ours sent is addressed to the peer,
+    not to us: still decrypted, shown with the end-to-end lock and as ours."""
+    alice = Term(tmux_dir, "alice", parleyd, "alice").start()
+    bob = subprocess.Popen([PARLEY, *parleyd.account("bob"), "listen", "--count", "1",
+                            "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        assert "listening as" in bob.stderr.readline()  # bob's OMEMO keys are published
+        alice.wait(r"signed in as")
+        time.sleep(1.0)  # alice's terminal publishes its keys after signing in
+        r = parley_cmd(*parleyd.account("alice"), "send", "--to", BOB, "--message",
+                       "sealed from the other device", "-v")
+        assert r.returncode == 0, r.stderr
+        assert "end-to-end encrypted" in r.stderr, r.stderr
+        alice.wait(r"win: \[1\] 2")
+        alice.keys("M-2")
+        line = alice.wait(r"sealed from the other device") and alice.line(r"sealed from the")
+        assert re.search(r"🔐 <me \(other device\)> sealed from the other device", line), line
+        out, _ = bob.communicate(timeout=60)
+        assert json.loads(out.splitlines()[0])["encrypted"] is True
+        assert "PARLEY-EXIT=0" in alice.quit()
+    finally:
+        if bob.poll() is None:
+            bob.kill()
+            bob.wait(timeout=10)

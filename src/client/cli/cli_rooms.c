@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-static rooms_ui *rui(ui *u)
+rooms_ui *rooms_ui_of(ui *u)
 {
     if (!u->rooms)
         u->rooms = xcalloc(1, sizeof *u->rooms);
@@ -144,7 +144,7 @@ static void cmd_join(ui *u, const char *args)
     fmt_next_word(&rest, nick, sizeof nick);
     fmt_next_word(&rest, password, sizeof password);
     char *jid = room_jid(u, name);
-    rooms_ui *r = rui(u);
+    rooms_ui *r = rooms_ui_of(u);
     /* an invitation's password serves when none is typed */
     const char *pw = password[0] ? password
                      : r->invite_room && strcmp(r->invite_room, jid) == 0 ? r->invite_password
@@ -436,7 +436,7 @@ static void on_joined(ui *u, const parley_event *ev)
 
 static void on_invite(ui *u, const parley_event *ev)
 {
-    rooms_ui *r = rui(u);
+    rooms_ui *r = rooms_ui_of(u);
     forget_invite(r);
     r->invite_room = bare_of(ev->room);
     r->invite_password = ev->password ? xstrdup(ev->password) : NULL;

@@ -15,6 +15,7 @@ enum { SYNC_MESSAGES = 50 };
 typedef struct rooms_ui {
     char *invite_room;      /* the last invitation, and the password it carried */
     char *invite_password;
+    int undecryptable;      /* archived end-to-end messages this device cannot read */
 } rooms_ui;
 
 /* ---- cli_rooms.c */
@@ -31,6 +32,8 @@ size_t room_window(ui *u, const char *room);
  * handled. */
 int rooms_on_event(ui *u, const parley_event *ev);
 void rooms_ui_free(ui *u);
+/* The group chat state of the ui (made on first use). */
+rooms_ui *rooms_ui_of(ui *u);
 
 /* ---- cli_sync.c */
 /* Carbons on, and the archive sync unless the history is disabled. */

@@ -127,6 +127,12 @@ static void archive_done(ui *u, const parley_event *ev)
 {
     win *w = ev->room ? find_window(u, ev->room) : NULL;
     w = w ? w : &u->wins[0];
+    rooms_ui *r = rooms_ui_of(u);
+    if (r->undecryptable) /* one line, not one per message the archive gave */
+        win_info(u, &u->wins[0], "%d end-to-end encrypted message%s from the server archive "
+                 "cannot be read on this device (not encrypted for it, or already read once)",
+                 r->undecryptable, r->undecryptable == 1 ? "" : "s");
+    r->undecryptable = 0;
     if (ev->error != PARLEY_OK && ev->error != PARLEY_ERR_UNREACHABLE &&
         ev->error != PARLEY_ERR_CLOSED)
         win_info(u, w, "history from the server archive%s%s could not be fetched: %s",
@@ -144,14 +150,23 @@ int sync_on_event(ui *u, const parley_event *ev)
         archive_done(u, ev);
         return 1;
     }
-    if (ev->type != PARLEY_EV_MESSAGE || !(ev->carbon || ev->archived) || !ev->body ||
-        ev->error != PARLEY_OK)
+    if (ev->type != PARLEY_EV_MESSAGE || !(ev->carbon || ev->archived) ||
+        ev->error != PARLEY_OK || (!ev->body && !ev->e2e_error))
         return 0;
     int sent = ev->carbon == PARLEY_CARBON_SENT || ev->outgoing;
     const char *other = sent ? ev->to : ev->from;
     if (!other)
         return 1;
     char *peer = bare_of(other);
+    if (!ev->body) { /* end-to-end encrypted, and not readable here */
+        if (ev->archived)
+            rooms_ui_of(u)->undecryptable++;
+        else
+            win_info(u, &u->wins[conv_window(u, peer)], "%s (another device of yours)",
+                     ev->e2e_error);
+        free(peer);
+        return 1;
+    }
     if (!sync_known(u, peer, ev->stanza_id, ev->id)) {
         if (ev->carbon)
             carbon(u, ev, peer, ev->carbon == PARLEY_CARBON_SENT);
