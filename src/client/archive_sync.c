@@ -124,10 +124,16 @@ static void after_done(parley *p, const query *q, parley_error err, const char *
         sync_end(p, err, text);
 }
 
+int archive_sync_wanted(const parley *p)
+{
+    /* the organisation's Disable_IM_History: no earlier messages shown, from anywhere */
+    return p->opt.archive_sync > 0 && !(p->policy.known && p->policy.disable_im_history);
+}
+
 void archive_sync_account(parley *p)
 {
     sync_state *s = sync_of(p);
-    if (p->opt.archive_sync <= 0 || s->running)
+    if (!archive_sync_wanted(p) || s->running)
         return;
     s->running = 1;
     s->count = 0;
@@ -183,7 +189,7 @@ static void room_after_done(parley *p, const query *q, parley_error err, const c
 
 void archive_sync_room(parley *p, const char *room)
 {
-    if (p->opt.archive_sync <= 0)
+    if (!archive_sync_wanted(p))
         return;
     room_sync *rs = xcalloc(1, sizeof *rs);
     rs->room = xstrdup(room);

@@ -152,8 +152,8 @@ void client_ext_offline(parley *p)
 void client_ext_sent(parley *p, const xml_node *st)
 {
     /* the archived copy of what we send comes back in a later sync: known by its id */
-    if (p->ext && str_eq(st->name, "message") && xml_get_attr(st, "id") &&
-        xml_child(st, XMLNS_CLIENT, "body"))
+    if (str_eq(st->name, "message") && xml_get_attr(st, "id") && ext_has_content(st) &&
+        !str_eq(xml_get_attr(st, "type"), "error"))
         archive_note_sent(p, xml_get_attr(st, "id"));
 }
 

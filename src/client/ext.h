@@ -83,6 +83,8 @@ void archive_note_sent(parley *p, const char *id);
 int archive_hold(parley *p, const char *archive, const xml_node *msg);
 
 /* ---- archive_sync.c: what is fetched at sign-in and on joining a room */
+/* archive_sync > 0, and the admin policy does not disable history. */
+int archive_sync_wanted(const parley *p);
 void archive_sync_account(parley *p);
 void archive_sync_room(parley *p, const char *room);
 /* The session ended: running fetches end with it, held messages are delivered. */
@@ -95,8 +97,6 @@ int rooms_presence(parley *p, const xml_node *pres);
  * was a duplicate or not a room message. */
 int rooms_archived(parley *p, const char *room, const xml_node *msg, const char *id,
                    long long ts_ms);
-/* Is bare a room we joined or are joining? */
-int rooms_known(const parley *p, const char *bare);
 void rooms_on_online(parley *p);
 void rooms_on_offline(parley *p);
 void rooms_free(parley *p);

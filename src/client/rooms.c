@@ -1,8 +1,8 @@
-/* rooms.c - XEP-0045 rooms as an occupant: joining (after asking the room whether it
- * keeps an archive, which then supplies the history), leaving, the occupants and our own
- * place among them, and what a room sends (messages, subject, invitations, errors) turned
- * into events. Rooms are joined again after a reconnect. Nothing a room sends is ever
- * marked end-to-end encrypted: group chats are readable by the server. */
+/* rooms.c - XEP-0045 rooms as an occupant: the rooms of a handle, joining (after asking
+ * the room whether it keeps an archive, which then supplies the history), leaving, what
+ * the application may read of them (occupants, subject, our nickname), rejoining after a
+ * reconnect. What rooms send is room_events.c. Nothing a room sends is ever marked
+ * end-to-end encrypted: group chats are readable by the server. */
 #include "../common/util.h"
 #include "rooms_internal.h"
 
@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_CODES 16 /* status codes read from one presence */
 
 /* ------------------------------------------------------------------ state */
 
@@ -30,11 +28,6 @@ room *rooms_get(const parley *p, const char *addr)
     if (!p->ext || !p->ext->rooms || !addr)
         return NULL;
     return dict_get(p->ext->rooms->rooms, addr);
-}
-
-int rooms_known(const parley *p, const char *bare)
-{
-    return rooms_get(p, bare) != NULL;
 }
 
 void rooms_occupant_free(void *v)
@@ -154,10 +147,12 @@ static void send_join(parley *p, room *r)
     xml_node *x = xml_add_child(pr, XMLNS_MUC, "x");
     if (r->password)
         xml_add_text(xml_add_child(x, NULL, "password"), r->password, strlen(r->password));
-    if (p->opt.archive_sync > 0) {
-        /* the archive supplies the history when the room has one: none twice */
+    int policy_off = p->policy.known && p->policy.disable_im_history;
+    if (p->opt.archive_sync > 0 || policy_off) {
+        /* the archive supplies the history when the room has one (none twice); none at
+         * all when the organisation disables history */
         char n[16];
-        snprintf(n, sizeof n, "%d", r->has_mam ? 0 : p->opt.archive_sync);
+        snprintf(n, sizeof n, "%d", r->has_mam || policy_off ? 0 : p->opt.archive_sync);
         xml_set_attr(xml_add_child(x, NULL, "history"), "maxstanzas", n);
     }
     r->phase = ROOM_JOINING;

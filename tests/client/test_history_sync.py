@@ -216,3 +216,29 @@ def test_bad_input_forged_carbon_and_archive_result_from_another_account(parleyd
             await desk.close()
             await bob.close()
     run(scenario)
+
+
+def test_admin_policy_disabling_history_fetches_none(parleyd, logdir):  # noqa: F811
+    parleyd.ctl("policy", "set", "--user", ALICE, "disable_im_history", "true")
+
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "b").login()
+        try:
+            await bob.join(room("minutes"), "bob", create=True)
+            bob.send_message(mto=room("minutes"), mbody="said before", mtype="groupchat")
+            bob.send_message(mto=ALICE, mbody="archived before", mtype="chat")
+            await bob.plugin["xep_0199"].ping(jid=DOMAIN, timeout=10)
+            phone = Driver(parleyd, "alice", "phone", logdir, "--archive-sync", "50")
+            await phone.online()
+            await phone.cmd(f"join {room('minutes')} alice")
+            await phone.event("room_joined")
+            bob.send_message(mto=room("minutes"), mbody="said after", mtype="groupchat")
+            await phone.event("room_message", body="said after")
+            # neither the archive nor the room's join history: the organisation says no
+            assert not phone.all("archive_done")
+            assert [e for e in phone.all("room_message") if e["archived"]] == []
+            assert archived_bodies(phone) == []
+            await phone.close()
+        finally:
+            await bob.close()
+    run(scenario)
