@@ -168,7 +168,7 @@ def test_carbons_of_the_other_device_are_delivered_and_marked(parleyd, logdir): 
         try:
             await desk.online()
             await phone.online()
-            await phone.expect_none(lambda e: False, 0.3)  # carbons enabled meanwhile
+            await phone.expect_none(lambda e: False, 0.5)  # carbons enabled meanwhile
             # what the phone sends shows on the desk as sent by another device
             assert await phone.cmd(f"msg {BOB} from my phone") == 0
             c = await desk.event("message", body="from my phone")
