@@ -6,6 +6,7 @@
  * message_deliver() then does it, deciding afresh (a session that vanished in between means
  * offline storage, not a lost message). */
 #include "message.h"
+#include "../common/jid.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "carbons.h"
@@ -13,6 +14,7 @@
 #include "mam.h"
 #include "conn.h"
 #include "router.h"
+#include "s2s.h"
 #include "store.h"
 
 #include <stdlib.h>
@@ -202,6 +204,34 @@ void message_to_local(server *srv, xml_node *stanza, const char *bare, const cha
         }
     }
     deliver_from_user(srv, stanza, bare, resource);
+}
+
+static void release_remote(server *srv, xml_node *stanza, void *ud)
+{
+    carbons_copy_sent(srv, stanza);
+    s2s_send(srv, stanza);
+}
+
+void message_to_remote(server *srv, xml_node *stanza)
+{
+    if (compliance_enabled(srv)) {
+        int record = compliance_wants(stanza);
+        if (record || compliance_pending(srv)) {
+            /* The record says where it went: the remote server has it from here on. */
+            const char *outcome = NULL, *reason = NULL;
+            jid to;
+            if (record && jid_parse(xml_get_attr(stanza, "to"), &to) == 0) {
+                int ok = s2s_allowed(srv, to.domain);
+                outcome = ok ? "sent-remote" : "bounced";
+                reason = ok ? NULL : "federation with that domain is not allowed";
+                jid_clear(&to);
+            }
+            compliance_hold(srv, stanza, xml_get_attr(stanza, "to"), outcome, reason,
+                            release_remote, NULL, NULL);
+            return;
+        }
+    }
+    release_remote(srv, stanza, NULL);
 }
 
 static int send_stored(void *ud, const char *text)

@@ -9,6 +9,10 @@
 /* Deliver a message addressed to bare (and resource, or NULL) of this server. Takes
  * ownership. */
 void message_to_local(server *srv, xml_node *stanza, const char *bare, const char *resource);
+/* A message from a local user to another domain: recorded (outcome sent-remote) when it
+ * leaves, copied to the sender's other devices, then sent over the server link. Takes
+ * ownership. */
+void message_to_remote(server *srv, xml_node *stanza);
 /* The delivery itself, without a compliance record or hold: for services that recorded
  * the message already (router_send). Takes ownership. */
 void message_deliver(server *srv, xml_node *stanza, const char *bare, const char *resource);

@@ -1,5 +1,6 @@
 /* presence.c - subscriptions, availability broadcast, probes and directed presence for
- * local accounts (RFC 6121 sections 3 and 4). Remote contacts wait for s2s links. */
+ * local accounts (RFC 6121 sections 3 and 4), with contacts here or in other domains
+ * (reached over server links, s2s.h; their presence comes in via presence_from_remote). */
 #include "presence.h"
 #include "../common/dict.h"
 #include "../common/jid.h"
@@ -9,6 +10,7 @@
 #include "message.h"
 #include "roster.h"
 #include "router.h"
+#include "s2s.h"
 #include "store.h"
 
 #include <stdlib.h>
@@ -25,6 +27,36 @@ static void to_available(server *srv, const char *bare, const xml_node *stanza)
             c2s_send(s, stanza);
 }
 
+static int is_remote_bare(server *srv, const char *bare)
+{
+    const char *at = strchr(bare, '@');
+    return router_is_remote_domain(srv, at ? at + 1 : bare);
+}
+
+/* A copy of stanza to a contact (bare JID): its available resources here, or its
+ * domain's server. */
+static void to_contact(server *srv, const char *contact, const xml_node *stanza)
+{
+    if (!is_remote_bare(srv, contact)) {
+        to_available(srv, contact, stanza);
+        return;
+    }
+    xml_node *copy = xml_copy(stanza);
+    xml_set_attr(copy, "to", contact);
+    s2s_send(srv, copy);
+}
+
+/* A presence of type (probe, subscribe...) from a local bare JID to a remote one. */
+static void send_remote(server *srv, const char *type, const char *from, const char *to)
+{
+    xml_node *p = xml_new(XMLNS_CLIENT, "presence");
+    if (type)
+        xml_set_attr(p, "type", type);
+    xml_set_attr(p, "from", from);
+    xml_set_attr(p, "to", to);
+    s2s_send(srv, p);
+}
+
 /* Deliver the current presence of every available resource of `of` to `to` (a session or,
  * when to_session is NULL, every available resource of to_bare): answers a probe. */
 static void send_current_presence(server *srv, const char *of, c2s *to_session, const char *to_bare)
@@ -39,7 +71,7 @@ static void send_current_presence(server *srv, const char *of, c2s *to_session, 
             c2s_send(to_session, p);
         } else {
             xml_set_attr(p, "to", to_bare);
-            to_available(srv, to_bare, p);
+            to_contact(srv, to_bare, p);
         }
         xml_free(p);
     }
@@ -55,7 +87,7 @@ static void send_unavailable_from_all(server *srv, const char *of, const char *t
         xml_set_attr(p, "type", "unavailable");
         xml_set_attr(p, "from", r->full);
         xml_set_attr(p, "to", to_bare);
-        to_available(srv, to_bare, p);
+        to_contact(srv, to_bare, p);
         xml_free(p);
     }
 }
@@ -200,7 +232,7 @@ static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type
     } else { /* unsubscribed */
         int had_from = cancel_from(&item);
         changed = route = had_from >= 0;
-        if (had_from > 0 && is_local_account(srv, to))
+        if (had_from > 0 && (is_local_account(srv, to) || router_is_remote_domain(srv, to->domain)))
             send_unavailable_from_all(srv, s->user, contact);
     }
     if (changed)
@@ -209,9 +241,12 @@ static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type
         /* Subscription stanzas go to the bare JID, from the bare JID (RFC 6121 3.1.2). */
         xml_set_attr(stanza, "to", contact);
         xml_set_attr(stanza, "from", s->user);
+        int remote = router_is_remote_domain(srv, to->domain);
         if (is_local_account(srv, to))
             inbound_subscription(srv, contact, s->user, type, stanza);
-        if (strcmp(type, "subscribed") == 0 && is_local_account(srv, to))
+        else if (remote)
+            s2s_send(srv, xml_copy(stanza));
+        if (strcmp(type, "subscribed") == 0 && (remote || is_local_account(srv, to)))
             send_current_presence(srv, s->user, NULL, contact);
     }
     roster_item_clear(&item);
@@ -237,7 +272,7 @@ static void broadcast(server *srv, c2s *s, xml_node *stanza)
         if (!has_from(items[i].sub))
             continue;
         xml_set_attr(stanza, "to", items[i].contact);
-        to_available(srv, items[i].contact, stanza);
+        to_contact(srv, items[i].contact, stanza);
         if (s->directed)
             free(dict_del(s->directed, items[i].contact));
     }
@@ -264,8 +299,10 @@ static void initial_presence(server *srv, c2s *s)
     if (store_roster_get(srv->store, s->user, &items, &n) != STORE_OK)
         n = 0;
     for (size_t i = 0; i < n; i++) {
-        /* Probe: the contacts we are subscribed to are all local today, so answer directly. */
-        if (has_to(items[i].sub))
+        /* Probe: local contacts are answered directly, remote ones by their server. */
+        if (has_to(items[i].sub) && is_remote_bare(srv, items[i].contact))
+            send_remote(srv, "probe", s->user, items[i].contact);
+        else if (has_to(items[i].sub))
             send_current_presence(srv, items[i].contact, s, NULL);
         /* Subscription requests that arrived while we were away (RFC 6121 3.1.3). */
         if (items[i].pending_in && items[i].pending_in_stanza) {
@@ -352,6 +389,10 @@ static void directed_presence(server *srv, c2s *s, jid *to, xml_node *stanza)
         router_deliver(srv, stanza);
         return;
     }
+    if (router_is_remote_domain(srv, to->domain)) {
+        s2s_send(srv, stanza);
+        return;
+    }
     xml_free(stanza);
 }
 
@@ -359,8 +400,12 @@ static void probe(server *srv, c2s *s, jid *to)
 {
     char *contact = jid_bare(to);
     roster_item item;
-    if (load_item(srv, s->user, contact, &item) > 0 && has_to(item.sub))
-        send_current_presence(srv, contact, s, NULL);
+    if (load_item(srv, s->user, contact, &item) > 0 && has_to(item.sub)) {
+        if (router_is_remote_domain(srv, to->domain))
+            send_remote(srv, "probe", s->user, contact);
+        else
+            send_current_presence(srv, contact, s, NULL);
+    }
     roster_item_clear(&item);
     free(contact);
 }
@@ -403,4 +448,81 @@ void presence_from_client(server *srv, c2s *s, xml_node *stanza)
         xml_free(stanza);
     }
     jid_clear(&to);
+}
+
+/* ---- presence from other domains ---- */
+
+/* A contact's server probes a local user (RFC 6121 4.3.2): the current presence of each
+ * available resource if the contact is subscribed, else unavailable; nothing at all to
+ * a prober without a subscription (the user's presence is private). */
+static void answer_probe(server *srv, const char *user, const char *contact, const char *prober)
+{
+    roster_item item;
+    if (load_item(srv, user, contact, &item) <= 0 || !has_from(item.sub)) {
+        roster_item_clear(&item);
+        return;
+    }
+    roster_item_clear(&item);
+    int any = 0;
+    for (c2s *r = router_sessions(srv, user); r; r = r->next_resource) {
+        if (!r->available || !r->presence)
+            continue;
+        xml_node *p = xml_copy(r->presence);
+        xml_set_attr(p, "from", r->full);
+        xml_set_attr(p, "to", prober);
+        s2s_send(srv, p);
+        any = 1;
+    }
+    if (!any)
+        send_remote(srv, "unavailable", user, prober);
+}
+
+void presence_from_remote(server *srv, xml_node *stanza)
+{
+    const char *type = xml_get_attr(stanza, "type");
+    jid to, from;
+    if (jid_parse(xml_get_attr(stanza, "to"), &to) < 0) {
+        xml_free(stanza);
+        return;
+    }
+    if (jid_parse(xml_get_attr(stanza, "from"), &from) < 0) {
+        jid_clear(&to);
+        xml_free(stanza);
+        return;
+    }
+    char *user = jid_bare(&to), *contact = jid_bare(&from);
+    int subscription = type && (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
+                                strcmp(type, "unsubscribe") == 0 ||
+                                strcmp(type, "unsubscribed") == 0);
+    if (store_user_exists(srv->store, user) != STORE_OK) {
+        /* RFC 6121 3.1.3: a request for an account that does not exist is declined. */
+        if (str_eq(type, "subscribe"))
+            send_remote(srv, "unsubscribed", user, contact);
+    } else if (subscription) {
+        xml_set_attr(stanza, "from", contact); /* subscriptions are between bare JIDs */
+        inbound_subscription(srv, user, contact, type, stanza);
+    } else if (str_eq(type, "probe")) {
+        char *prober = jid_full(&from);
+        answer_probe(srv, user, contact, prober);
+        free(prober);
+    } else if (!type || strcmp(type, "unavailable") == 0 || strcmp(type, "error") == 0) {
+        if (to.resource) {
+            c2s *target = router_session(srv, user, to.resource);
+            if (target && c2s_is_live(target))
+                c2s_send(target, stanza);
+        } else {
+            /* Broadcast presence reaches the user only from contacts it subscribed to. */
+            roster_item item;
+            if (str_eq(type, "error") ||
+                (load_item(srv, user, contact, &item) > 0 && has_to(item.sub)))
+                to_available(srv, user, stanza);
+            if (!str_eq(type, "error"))
+                roster_item_clear(&item);
+        }
+    }
+    free(user);
+    free(contact);
+    jid_clear(&to);
+    jid_clear(&from);
+    xml_free(stanza);
 }
