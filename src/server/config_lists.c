@@ -70,6 +70,7 @@ int config_parse_list(char **slot, const char *value, int with_hosts, const char
             break;
         size_t len = strcspn(p, ", \t");
         char *item = xstrndup(p, len);
+        char *shown = xstrndup(p, len);
         p += len;
         char *eq = with_hosts ? strchr(item, '=') : NULL;
         if (eq)
@@ -84,7 +85,8 @@ int config_parse_list(char **slot, const char *value, int with_hosts, const char
             snprintf(why, whylen,
                      with_hosts ? "bad entry '%s' in '%s' (expected name=host:port, ...)"
                                 : "bad domain '%s' in '%s' (expected domain, domain, ...)",
-                     item, key);
+                     shown, key);
+            free(shown);
             free(item);
             free(dom);
             buf_free(&out);
@@ -97,6 +99,7 @@ int config_parse_list(char **slot, const char *value, int with_hosts, const char
             int v6 = strchr(host, ':') != NULL;
             buf_appendf(&out, "=%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
         }
+        free(shown);
         free(item);
         free(dom);
     }

@@ -278,6 +278,15 @@ static xs_action on_stanza(void *ud, xml_node *el)
 {
     s2s_link *l = ud;
     server *srv = l->srv;
+    if (xml_is(el, XMLNS_STREAM, "error")) {
+        xml_node *c = xml_first_element(el);
+        log_info("s2s in %s %s: the peer sent a stream error <%s/>", conn_peer(l->conn),
+                 l->remote ? l->remote : "?", c ? c->name : "?");
+        xml_free(el);
+        s2s_write_str(l, "</stream:stream>");
+        conn_close_after_flush(l->conn, "peer sent a stream error");
+        return XS_STOP;
+    }
     switch (l->state) {
     case L_WAIT_TLS:
         if (xml_is(el, XMLNS_TLS, "starttls")) {

@@ -97,9 +97,10 @@ class DomainServer(Server):
         raise AssertionError(f"no log line matching {pattern!r}\n" + self.log_tail())
 
 
-async def login(domain, port, ca, user, pw, resource="r", presence=True, timeout=15):
+async def login(domain, port, ca, user, pw, resource="r", presence=True, timeout=15,
+                mech="SCRAM-SHA-256"):
     """A slixmpp session on any server (parleyd or Prosody) on 127.0.0.1:port."""
-    c = Client(f"{user}@{domain}/{resource}", pw, ca, mech=None)
+    c = Client(f"{user}@{domain}/{resource}", pw, ca, mech=mech)
     c.session = asyncio.get_running_loop().create_future()
     c.connect((HOST, port), force_starttls=True)
     await asyncio.wait_for(asyncio.shield(c.session), timeout)
