@@ -289,11 +289,32 @@ void s2s_link_send(server *srv, const char *remote, int node, xml_node *stanza)
             link_free(l);
         return;
     }
-    if (l->state == L_READY) {
+    /* A dialback verification may use a link that is itself waiting for dialback (once
+     * our key is sent): otherwise two servers verifying each other would wait forever. */
+    if (l->state == L_READY || (l->state == L_WAIT_DIALBACK && str_eq(stanza->ns, XMLNS_DIALBACK))) {
         s2s_write_stanza(l, stanza);
         xml_free(stanza);
     } else {
         enqueue(l, stanza);
+    }
+}
+
+void s2s_flush_dialback(s2s_link *l)
+{
+    queued **p = &l->queue;
+    l->queue_tail = NULL;
+    while (*p) {
+        queued *q = *p;
+        if (str_eq(q->stanza->ns, XMLNS_DIALBACK)) {
+            s2s_write_stanza(l, q->stanza);
+            xml_free(q->stanza);
+            *p = q->next;
+            free(q);
+            l->nqueued--;
+        } else {
+            l->queue_tail = q;
+            p = &q->next;
+        }
     }
 }
 
@@ -423,10 +444,14 @@ static void on_close(void *ud, const char *reason)
         if (s2s_out_start(l) == 0)
             return;
     }
-    if (l->outbound && (l->queue || !l->failed))
+    if (l->outbound && (l->queue || !l->failed)) {
+        char why[300];
+        snprintf(why, sizeof why, "%s the server of %s: %s",
+                 l->state == L_READY ? "lost the link to" : "could not connect to",
+                 link_name(l), reason);
         s2s_link_fail(l, l->state == L_READY ? "remote-server-timeout" : "remote-server-not-found",
-                      l->state == L_READY ? "the link to the remote server was closed"
-                                          : "could not connect to the remote server");
+                      why);
+    }
     if (l->node)
         node_link_down(srv, l->remote, l->outbound);
     link_free(l);

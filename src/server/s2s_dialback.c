@@ -78,6 +78,7 @@ void s2s_dialback_start(s2s_link *l)
     s2s_write_stanza(l, el);
     xml_free(el);
     l->state = L_WAIT_DIALBACK;
+    s2s_flush_dialback(l);
     log_info("s2s out %s: certificate not usable, authenticating by dialback", l->remote);
 }
 

@@ -52,7 +52,7 @@ typedef struct s2s_link {
     int authed;                /* the peer (in) or we (out) are authenticated */
     int secure;                /* authenticated by certificate (else by dialback) */
     char *remote;              /* out: the domain (or node) we link to; in: peer's 'from' */
-    char stream_id[S2S_STREAM_ID_LEN + 1];
+    char stream_id[128];       /* ours (in), or the peer's (out: keys are bound to it) */
     /* outbound */
     s2s_target targets[S2S_MAX_TARGETS];
     int ntargets, next_target;
@@ -90,6 +90,8 @@ void s2s_write_stanza(s2s_link *l, xml_node *stanza);
 void s2s_write_str(s2s_link *l, const char *text);
 /* Close with a stream error, logged with its reason. */
 void s2s_stream_error(s2s_link *l, const char *condition, const char *text);
+/* Write the dialback verifications queued on an outbound link that sent its key. */
+void s2s_flush_dialback(s2s_link *l);
 /* The link authenticated: record it, flush its queue (out), replace an older inbound
  * link from the same peer (in). */
 void s2s_link_ready(s2s_link *l);

@@ -164,6 +164,8 @@ class Prosody:
         self.dir = str(root)
         self.domain = domain
         self.ca = ca
+        # the CA of Prosody's own certificate, for its clients
+        self.ca_own = os.path.join(os.path.dirname(cert), "ca.crt")
         os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
         os.makedirs(os.path.join(self.dir, "plugins"), exist_ok=True)
         with open(os.path.join(self.dir, "plugins", "mod_test_s2s_hosts.lua"), "w") as f:

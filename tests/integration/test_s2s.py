@@ -166,3 +166,176 @@ def test_federation_with_prosody(parley, prosody, run):
     assert f"s2s domain out to {PROSODY}: authenticated by certificate" in log
     assert f"s2s domain in from {PROSODY}: authenticated by certificate" in log
     assert "SASL EXTERNAL" in pro.log_text()
+
+
+# --------------------------------------------------------------------------- refusals
+
+def peer_cert(srv, tmp_path, domain, same_ca=True):
+    d = str(tmp_path / f"peer-{domain}-{'same' if same_ca else 'other'}")
+    return issue_cert(d, domain, ca_from=srv.dir if same_ca else None)
+
+
+def stream_error(text):
+    import re
+    m = re.search(r"<stream:error>\s*<([a-z-]+)", text)
+    return m.group(1) if m else None
+
+
+def test_certificate_from_another_ca_refused(parley, tmp_path, run):
+    srv = parley()
+    cert, key = peer_cert(srv, tmp_path, PROSODY, same_ca=False)
+    peer = RawPeer(srv.s2s_port)
+    feats = peer.open(PROSODY, PARLEY)
+    assert "starttls" in feats and "<required/>" in feats, feats
+    peer.starttls(cert, key, srv.ca, PARLEY)
+    out = peer.open(PROSODY, PARLEY) + peer.read_all(3)
+    assert stream_error(out) == "not-authorized", out
+    assert "not trusted" in out and "EXTERNAL" not in out, out
+    peer.close()
+    srv.wait_log(r"stream error <not-authorized/>: the peer's certificate is not trusted")
+
+    # and still serving everyone else
+    async def scenario():
+        a = await login(PARLEY, srv.c2s_port, srv.ca, "alice", P_USERS["alice"])
+        await a.close()
+    run(scenario)
+
+
+def test_certificate_not_naming_the_domain_refused(parley, tmp_path):
+    """A valid certificate for prosody.test, used to claim evil.test."""
+    srv = parley()
+    cert, key = peer_cert(srv, tmp_path, PROSODY)
+    peer = RawPeer(srv.s2s_port)
+    peer.open("evil.test", PARLEY)
+    peer.starttls(cert, key, srv.ca, PARLEY)
+    out = peer.open("evil.test", PARLEY) + peer.read_all(3)
+    assert stream_error(out) == "not-authorized", out
+    assert "does not name evil.test" in out, out
+    peer.close()
+
+    # the same certificate with its own domain but a different SASL identity
+    peer = RawPeer(srv.s2s_port)
+    peer.open(PROSODY, PARLEY)
+    peer.starttls(cert, key, srv.ca, PARLEY)
+    feats = peer.open(PROSODY, PARLEY)
+    assert "EXTERNAL" in feats, feats
+    out = peer.external("evil.test")
+    assert "<not-authorized/>" in out and "evil.test" in out, out
+    peer.close()
+
+
+def authenticated_peer(srv, tmp_path, domain=PROSODY):
+    cert, key = peer_cert(srv, tmp_path, domain)
+    peer = RawPeer(srv.s2s_port)
+    peer.open(domain, PARLEY)
+    peer.starttls(cert, key, srv.ca, PARLEY)
+    feats = peer.open(domain, PARLEY)
+    assert "EXTERNAL" in feats, feats
+    out = peer.external(domain)
+    assert "<success" in out, out
+    peer.open(domain, PARLEY)
+    return peer
+
+
+def test_spoofed_from_refused(parley, tmp_path, run):
+    srv = parley()
+
+    async def scenario():
+        a = await login(PARLEY, srv.c2s_port, srv.ca, "alice", P_USERS["alice"])
+        peer = authenticated_peer(srv, tmp_path)
+        # a stanza in its own domain is delivered
+        peer.send(f"<message from='pat@{PROSODY}/x' to='alice@{PARLEY}' type='chat'>"
+                  "<body>genuine</body></message>")
+        await a.wait_for("message", lambda m: m["body"] == "genuine", timeout=5)
+        # one claiming another domain closes the stream
+        peer.send(f"<message from='boss@{PARLEY}/x' to='alice@{PARLEY}' type='chat'>"
+                  "<body>spoofed</body></message>")
+        out = peer.read_all(3)
+        assert stream_error(out) == "invalid-from", out
+        await a.expect_none("message", lambda m: m["body"] == "spoofed", duration=1)
+        peer.close()
+        await a.close()
+    run(scenario)
+    srv.wait_log(r"spoofed 'from' domain parley.test refused")
+
+
+def test_deny_list(parley, tmp_path, run):
+    srv = parley(extra=[f"s2s_deny = {PROSODY}, other.test",
+                        f"s2s_hosts = {PROSODY}={HOST}:{free_port()}"])
+    cert, key = peer_cert(srv, tmp_path, PROSODY)
+    peer = RawPeer(srv.s2s_port)
+    out = peer.open(PROSODY, PARLEY) + peer.read_all(2)
+    assert stream_error(out) == "policy-violation", out
+    assert "not allowed" in out, out
+    peer.close()
+
+    async def scenario():
+        a = await login(PARLEY, srv.c2s_port, srv.ca, "alice", P_USERS["alice"])
+        a.send_message(mto=f"pat@{PROSODY}", mbody="to a denied domain", mtype="chat")
+        err = await a.wait_for("message_error", timeout=5)
+        assert err["error"]["condition"] == "remote-server-not-found", err
+        assert "not allowed" in err["error"]["text"], err
+        await a.close()
+    run(scenario)
+    rows = compliance_rows(srv, "to a denied domain")
+    assert len(rows) == 1 and rows[0]["outcome"] == "bounced", rows
+
+
+def test_unreachable_domain_bounces(parley, run):
+    closed = free_port()
+    srv = parley(extra=[f"s2s_hosts = nowhere.test={HOST}:{closed}"])
+
+    async def scenario():
+        a = await login(PARLEY, srv.c2s_port, srv.ca, "alice", P_USERS["alice"])
+        for i in range(3):
+            a.send_message(mto=f"x@nowhere.test", mbody=f"lost {i}", mtype="chat")
+        for i in range(3):
+            err = await a.wait_for("message_error", lambda m: m["body"] == f"lost {i}",
+                                   timeout=10)
+            assert err["error"]["condition"] == "remote-server-not-found", err
+            assert "nowhere.test" in err["error"]["text"], err
+        await a.close()
+    run(scenario)
+
+
+def test_outbound_to_untrusted_prosody_refused(parley, prosody, run):
+    """Prosody with a certificate from a CA parleyd does not trust: parleyd will not
+    authenticate it, messages bounce with the reason, the log says why."""
+    srv = parley(start=False)
+    pro = prosody(srv, ca_from=None)
+    srv.set_config([f"s2s_hosts = {PROSODY}={HOST}:{pro.s2s_port}"])
+    srv.start()
+
+    async def scenario():
+        a = await login(PARLEY, srv.c2s_port, srv.ca, "alice", P_USERS["alice"])
+        a.send_message(mto=f"pat@{PROSODY}", mbody="to an untrusted server", mtype="chat")
+        err = await a.wait_for("message_error", timeout=15)
+        assert err["error"]["condition"] == "remote-server-timeout", err
+        assert "not trusted" in err["error"]["text"], err
+        await a.close()
+    run(scenario, timeout=60)
+    srv.wait_log(r"s2s out prosody.test: failed: the peer's certificate is not trusted")
+
+
+def test_dialback_when_allowed(parley, prosody, run):
+    """s2s_secure = no with s2s_dialback = yes: a Prosody whose certificate parleyd cannot
+    verify (and which does not insist on certificates itself) federates by dialback."""
+    srv = parley(extra=["s2s_secure = no", "s2s_dialback = yes"], start=False)
+    pro = prosody(srv, ca_from=None, secure=False)
+    srv.set_config([f"s2s_hosts = {PROSODY}={HOST}:{pro.s2s_port}"])
+    srv.start()
+
+    async def scenario():
+        alice = await login(PARLEY, srv.c2s_port, srv.ca, "alice", P_USERS["alice"])
+        pat = await login(PROSODY, pro.c2s_port, pro.ca_own, "pat", X_USERS["pat"],
+                          mech="SCRAM-SHA-1")
+        alice.send_message(mto=f"pat@{PROSODY}/r", mbody="by dialback", mtype="chat")
+        await pat.wait_for("message", lambda m: m["body"] == "by dialback", timeout=20)
+        pat.send_message(mto=f"alice@{PARLEY}/r", mbody="dialback back", mtype="chat")
+        await alice.wait_for("message", lambda m: m["body"] == "dialback back", timeout=20)
+        await alice.close()
+        await pat.close()
+    run(scenario, timeout=90)
+    log = srv.log_text()
+    assert "s2s domain out to prosody.test: authenticated by dialback" in log, log[-3000:]
+    assert "s2s domain in from prosody.test: authenticated by dialback" in log, log[-3000:]
