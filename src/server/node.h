@@ -18,10 +18,13 @@ int node_address(server *srv, const char *name, char *host, size_t hostlen, int 
 /* A stanza for bare/resource, which has no session here: if another node holds that
  * session, send it there and return 1 (stanza taken); else 0 (stanza still the caller's). */
 int node_route(server *srv, const char *bare, const char *resource, xml_node *stanza);
-/* Copies of stanza for the sessions of bare on other nodes: the available ones
- * (available_only) or all. Returns how many nodes got one. stanza is not consumed. */
-int node_copy_to_user(server *srv, const char *bare, const xml_node *stanza,
-                      int available_only);
+/* Which sessions node_copy_to_user reaches. */
+enum { NODE_ANY = 0, NODE_AVAILABLE = 1, NODE_DELIVERABLE = 2 /* available, priority >= 0 */ };
+/* Copies of stanza for the sessions of bare on other nodes (one per node holding a session
+ * of the kind want says). Returns how many nodes got one. stanza is not consumed. */
+int node_copy_to_user(server *srv, const char *bare, const xml_node *stanza, int want);
+/* Does another (live) node hold bare/resource? */
+int node_has_session(server *srv, const char *bare, const char *resource);
 /* Does bare have an available session with priority >= 0 on another node? */
 int node_user_available(server *srv, const char *bare);
 /* A session was bound / ended here, or its availability changed: the directory. */

@@ -8,6 +8,7 @@
 #include "../common/util.h"
 #include "conn.h"
 #include "message.h"
+#include "node.h"
 #include "roster.h"
 #include "router.h"
 #include "s2s.h"
@@ -19,12 +20,14 @@
 static int has_to(sub_state s) { return s == SUB_TO || s == SUB_BOTH; }
 static int has_from(sub_state s) { return s == SUB_FROM || s == SUB_BOTH; }
 
-/* Send a copy of stanza to every available resource of a local bare JID. */
+/* Send a copy of stanza to every available resource of a local bare JID, on this node
+ * and on the others (node.h). */
 static void to_available(server *srv, const char *bare, const xml_node *stanza)
 {
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
         if (s->available)
             c2s_send(s, stanza);
+    node_copy_to_user(srv, bare, stanza, NODE_AVAILABLE);
 }
 
 static int is_remote_bare(server *srv, const char *bare)
@@ -282,6 +285,7 @@ static void broadcast(server *srv, c2s *s, xml_node *stanza)
     for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource)
         if (r->available || r == s)
             c2s_send(r, stanza);
+    node_copy_to_user(srv, s->user, stanza, NODE_AVAILABLE);
 }
 
 static int send_directed_unavailable(void *ud, const char *target, void *value)
@@ -292,6 +296,17 @@ static int send_directed_unavailable(void *ud, const char *target, void *value)
     return 0;
 }
 
+/* Ask the other nodes for the presence of their sessions of bare (answered to s). */
+static void probe_nodes(server *srv, c2s *s, const char *bare)
+{
+    xml_node *p = xml_new(XMLNS_CLIENT, "presence");
+    xml_set_attr(p, "type", "probe");
+    xml_set_attr(p, "from", s->full);
+    xml_set_attr(p, "to", bare);
+    node_copy_to_user(srv, bare, p, NODE_AVAILABLE);
+    xml_free(p);
+}
+
 static void initial_presence(server *srv, c2s *s)
 {
     roster_item *items = NULL;
@@ -300,10 +315,12 @@ static void initial_presence(server *srv, c2s *s)
         n = 0;
     for (size_t i = 0; i < n; i++) {
         /* Probe: local contacts are answered directly, remote ones by their server. */
-        if (has_to(items[i].sub) && is_remote_bare(srv, items[i].contact))
+        if (has_to(items[i].sub) && is_remote_bare(srv, items[i].contact)) {
             send_remote(srv, "probe", s->user, items[i].contact);
-        else if (has_to(items[i].sub))
+        } else if (has_to(items[i].sub)) {
             send_current_presence(srv, items[i].contact, s, NULL);
+            probe_nodes(srv, s, items[i].contact);
+        }
         /* Subscription requests that arrived while we were away (RFC 6121 3.1.3). */
         if (items[i].pending_in && items[i].pending_in_stanza) {
             xml_node *req = xml_parse_document(items[i].pending_in_stanza,
@@ -316,6 +333,7 @@ static void initial_presence(server *srv, c2s *s)
         }
     }
     roster_items_free(items, n);
+    probe_nodes(srv, s, s->user);
     /* The user's other resources are also presences this session should know. */
     for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource) {
         if (r == s || !r->available || !r->presence)
@@ -343,6 +361,7 @@ static void available_presence(server *srv, c2s *s, xml_node *stanza)
     xml_free(s->presence);
     s->presence = xml_copy(stanza);
     xml_set_attr(s->presence, "to", NULL);
+    node_session_update(srv, s->full, 1, priority);
     broadcast(srv, s, stanza);
     if (initial)
         initial_presence(srv, s);
@@ -358,6 +377,7 @@ void presence_session_end(server *srv, c2s *s)
     xml_set_attr(p, "type", "unavailable");
     xml_set_attr(p, "from", s->full);
     s->available = 0;
+    node_session_update(srv, s->full, 0, 0);
     broadcast(srv, s, p);
     if (s->directed) {
         broadcast_ctx ctx = {srv, p};

@@ -100,6 +100,8 @@ void router_unbind(server *srv, c2s *s)
         p = &(*p)->next_resource;
     if (!*p)
         return;
+    if (s->full)
+        node_session_gone(srv, s->full);
     *p = s->next_resource;
     s->next_resource = NULL;
     if (head)
@@ -121,6 +123,7 @@ void router_bind(server *srv, c2s *s)
     }
     s->next_resource = dict_get(srv->users, s->user);
     dict_set(srv->users, s->user, s);
+    node_session_update(srv, s->full, s->available, s->priority);
 }
 
 void router_deliver(server *srv, xml_node *stanza)

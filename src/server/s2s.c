@@ -275,8 +275,6 @@ static void enqueue(s2s_link *l, xml_node *stanza)
     l->nqueued++;
 }
 
-/* Send or queue on the outbound link to remote (created on first use). */
-void s2s_link_send(server *srv, const char *remote, int node, xml_node *stanza);
 void s2s_link_send(server *srv, const char *remote, int node, xml_node *stanza)
 {
     s2s_link *l = s2s_find_out(srv, remote, node);
@@ -335,6 +333,15 @@ void s2s_send(server *srv, xml_node *stanza)
         s2s_link_send(srv, to.domain, 0, stanza);
     }
     jid_clear(&to);
+}
+
+void s2s_node_send(server *srv, const char *node, xml_node *stanza)
+{
+    if (!srv->s2s) {
+        node_undeliverable(srv, stanza);
+        return;
+    }
+    s2s_link_send(srv, node, 1, stanza);
 }
 
 void s2s_link_ready(s2s_link *l)

@@ -19,6 +19,9 @@ int s2s_allowed(server *srv, const char *domain);
  * domain's link, queued while it connects; bounced to the sender if that fails. Takes
  * ownership. */
 void s2s_send(server *srv, xml_node *stanza);
+/* Send a stanza to another node of this domain over the node link (node.h). Takes
+ * ownership; if the link fails the stanza goes to node_undeliverable. */
+void s2s_node_send(server *srv, const char *node, xml_node *stanza);
 /* Timer: connect and handshake time-outs, idle links, keepalives. */
 void s2s_housekeeping(server *srv);
 /* Shutdown: queued stanzas bounced, every link closed with <system-shutdown/>. */

@@ -82,8 +82,6 @@ void s2s_dialback_start(s2s_link *l)
     log_info("s2s out %s: certificate not usable, authenticating by dialback", l->remote);
 }
 
-void s2s_link_send(server *srv, const char *remote, int node, xml_node *stanza);
-
 /* The peer asks us to verify a key we (as originating server) gave it. */
 static void answer_verify(s2s_link *l, xml_node *el)
 {

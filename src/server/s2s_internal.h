@@ -90,6 +90,9 @@ void s2s_write_stanza(s2s_link *l, xml_node *stanza);
 void s2s_write_str(s2s_link *l, const char *text);
 /* Close with a stream error, logged with its reason. */
 void s2s_stream_error(s2s_link *l, const char *condition, const char *text);
+/* Send or queue on the outbound link to remote (a domain, or a node), made on first use.
+ * Takes ownership. */
+void s2s_link_send(server *srv, const char *remote, int node, xml_node *stanza);
 /* Write the dialback verifications queued on an outbound link that sent its key. */
 void s2s_flush_dialback(s2s_link *l);
 /* The link authenticated: record it, flush its queue (out), replace an older inbound

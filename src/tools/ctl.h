@@ -52,5 +52,7 @@ int ctl_compliance(const char *conf_path, int argc, char **argv);
 void ctl_compliance_usage(FILE *out);
 int ctl_archive(const char *conf_path, int argc, char **argv);
 void ctl_archive_usage(FILE *out);
+int ctl_node(const char *conf_path, int argc, char **argv);
+void ctl_node_usage(FILE *out);
 
 #endif

@@ -85,6 +85,7 @@ static void usage(FILE *out)
     /* Each command group describes itself. */
     ctl_compliance_usage(out);
     ctl_archive_usage(out);
+    ctl_node_usage(out);
     fputs("\nexit status: 0 success, 1 usage error, 2 failure, 3 archive does not verify\n",
           out);
 }
@@ -977,5 +978,7 @@ int main(int argc, char **argv)
         return ctl_compliance(conf, rest, args);
     if (strcmp(cmd, "archive") == 0)
         return ctl_archive(conf, rest, args);
+    if (strcmp(cmd, "node") == 0)
+        return ctl_node(conf, rest, args);
     return usage_error("unknown command '%s'", cmd);
 }
