@@ -18,6 +18,7 @@
 #include "../common/util.h"
 #include "c2s.h"
 #include "message.h"
+#include "roster.h"
 #include "router.h"
 #include "s2s.h"
 #include "stanza.h"
@@ -377,6 +378,9 @@ void node_from_link(server *srv, const char *node, xml_node *stanza)
         stanza = NULL;
     } else if (strcmp(stanza->name, "presence") == 0) {
         presence_here(srv, stanza, bare, to.resource);
+    } else if (!to.resource && str_eq(xml_get_attr(stanza, "type"), "set") &&
+               xml_child(stanza, XMLNS_ROSTER, "query")) {
+        roster_push_here(srv, bare, stanza);
     } else {
         c2s *s = to.resource ? router_session(srv, bare, to.resource) : NULL;
         const char *type = xml_get_attr(stanza, "type");

@@ -116,6 +116,15 @@ static xs_action on_stream_open(void *ud, const xml_node *root)
         send_features(l);
         return conn_is_closing(l->conn) ? XS_STOP : XS_CONTINUE;
     }
+    if (!l->tls) {
+        free(l->pre_tls_from);
+        l->pre_tls_from = xstrdup(from);
+    } else if (!l->pre_tls_from || strcmp(from, l->pre_tls_from) != 0) {
+        /* The TLS context (and so the trusted CAs) was chosen for the first sender. */
+        free(from);
+        s2s_stream_error(l, "invalid-from", "the sending domain changed after STARTTLS");
+        return XS_STOP;
+    }
     if (router_is_local_domain(srv, from)) {
         /* Another node of this domain, or someone pretending to be us. */
         if (!srv->cfg.node_name) {
