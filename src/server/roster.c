@@ -76,6 +76,7 @@ void roster_push(server *srv, const char *user, const roster_item *item, int rem
     xml_node *iq = xml_new(XMLNS_CLIENT, "iq");
     xml_set_attr(iq, "type", "set");
     xml_set_attr(iq, "id", "node-push");
+    xml_set_attr(iq, "from", user); /* links between servers carry both addresses */
     xml_set_attr(iq, "to", user);
     xml_node *q = xml_add_child(iq, XMLNS_ROSTER, "query");
     if (ver)

@@ -162,6 +162,10 @@ def test_chat_and_presence_across_three_nodes(cluster, run):
         # the user's own resources on other nodes see each other
         await alice2.wait_for("presence", lambda p: str(p["from"]) == f"alice@{DOMAIN}/r",
                               timeout=10, what="alice's other resource")
+        # a roster change on node1 is pushed to the user's session on node3
+        await asyncio.wait_for(alice.update_roster(f"bob@{DOMAIN}", name="Bob B."), 10)
+        await alice2.wait_for("roster_push", lambda iq: iq["roster"]["items"].get(
+            f"bob@{DOMAIN}", {}).get("name") == "Bob B.", timeout=10, what="roster push")
         await bob.close()
         await alice.wait_for("presence", lambda p: str(p["from"]) == f"bob@{DOMAIN}/r" and
                              p["type"] == "unavailable", timeout=10, what="bob unavailable")

@@ -339,3 +339,32 @@ def test_dialback_when_allowed(parley, prosody, run):
     log = srv.log_text()
     assert "s2s domain out to prosody.test: authenticated by dialback" in log, log[-3000:]
     assert "s2s domain in from prosody.test: authenticated by dialback" in log, log[-3000:]
+
+
+def test_silent_peer_queue_bounded_and_timed_out(parley, run):
+    """A peer that accepts the connection and never speaks: the queue is bounded
+    (s2s_max_queue), and what waited is bounced when the handshake times out."""
+    import socket
+    lsock = socket.socket()
+    lsock.bind((HOST, 0))
+    lsock.listen(4)
+    port = lsock.getsockname()[1]
+    srv = parley(extra=[f"s2s_hosts = silent.test={HOST}:{port}", "s2s_max_queue = 2",
+                        "handshake_timeout = 3"])
+    try:
+        async def scenario():
+            a = await login(PARLEY, srv.c2s_port, srv.ca, "alice", P_USERS["alice"])
+            for i in range(3):
+                a.send_message(mto="x@silent.test", mbody=f"q{i}", mtype="chat")
+            err = await a.wait_for("message_error", lambda m: m["body"] == "q2", timeout=5)
+            assert err["error"]["condition"] == "remote-server-timeout", err
+            assert "too many" in err["error"]["text"], err
+            for i in range(2):
+                err = await a.wait_for("message_error", lambda m, i=i: m["body"] == f"q{i}",
+                                       timeout=10)
+                assert err["error"]["condition"] == "remote-server-timeout", err
+                assert "in time" in err["error"]["text"], err
+            await a.close()
+        run(scenario)
+    finally:
+        lsock.close()
