@@ -3,6 +3,7 @@
 #include "../common/tls.h"
 #include "../common/util.h"
 #include "internal.h"
+#include "omemo/omemo.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -45,6 +46,8 @@ void parley_options_init(parley_options *o)
     o->reconnect_min_ms = 1000;
     o->reconnect_max_ms = 60000;
     o->max_stanza = 1024 * 1024;
+    o->e2e = 1;
+    o->e2e_plain_default = 1;
 }
 
 void client_log(parley *p, int level, const char *fmt, ...)
@@ -282,6 +285,17 @@ parley *parley_new(const parley_options *o, parley_error *err, char *why, size_t
         goto fail;
     }
     p->nservers = (size_t)n;
+    policy_defaults(p);
+    if (o->e2e) {
+        /* the key store is opened here: a wrong key or a damaged file stops parley_new */
+        p->omemo = omemo_new(p, reason, sizeof reason);
+        if (!p->omemo)
+            goto fail;
+    }
+    p->opt.e2e_store_key = NULL;
+    p->opt.e2e_store_passphrase = NULL;
+    p->opt.e2e_store = NULL;
+    p->opt.e2e_label = NULL;
     if (p->opt.max_stanza < 4096)
         p->opt.max_stanza = 4096;
     if (p->opt.connect_timeout_ms <= 0)
@@ -311,6 +325,8 @@ void parley_free(parley *p)
     transport_close(p);
     session_reset(p);
     im_fail_pending_iqs(p, PARLEY_ERR_CLOSED);
+    omemo_free(p->omemo); /* after the IQ callbacks above, which still look at it */
+    p->omemo = NULL;
     im_roster_free(p);
     im_hooks_free(p);
     dict_free(p->roster, NULL);
@@ -398,6 +414,7 @@ static void handle_failure(parley *p)
     transport_close(p);
     session_reset(p);
     im_fail_pending_iqs(p, p->err == PARLEY_ERR_CLOSED ? PARLEY_ERR_CLOSED : PARLEY_ERR_UNREACHABLE);
+    omemo_on_offline(p, p->err == PARLEY_ERR_CLOSED ? PARLEY_ERR_CLOSED : PARLEY_ERR_UNREACHABLE);
 
     if (closing) {
         parley_event ev = {0};
@@ -577,8 +594,3 @@ parley_error parley_tls_info_get(const parley *p, parley_tls_info *out)
     return PARLEY_OK;
 }
 
-int parley_conversation_encrypted(const parley *p, const char *with)
-{
-    (void)p, (void)with;
-    return 0; /* filled in by the end-to-end encryption work (OMEMO) */
-}

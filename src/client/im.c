@@ -4,6 +4,7 @@
  * extensions (OMEMO, MUC, MAM, carbons, policy IQ) build on; read access to stanzas. */
 #include "../common/util.h"
 #include "internal.h"
+#include "omemo/omemo.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +79,7 @@ parley_error im_error_code(const xml_node *stanza)
     return PARLEY_ERR_PROTOCOL;
 }
 
-static void send_iq_error(parley *p, const xml_node *iq, const char *type, const char *cond)
+void im_send_iq_error(parley *p, const xml_node *iq, const char *type, const char *cond)
 {
     xml_node *r = xml_new(XMLNS_CLIENT, "iq");
     xml_set_attr(r, "type", "error");
@@ -98,6 +99,13 @@ static xml_node *iq_result_for(const xml_node *iq)
     xml_set_attr(r, "id", xml_get_attr(iq, "id"));
     xml_set_attr(r, "to", xml_get_attr(iq, "from"));
     return r;
+}
+
+void im_send_iq_result(parley *p, const xml_node *iq)
+{
+    xml_node *r = iq_result_for(iq);
+    session_send(p, r);
+    xml_free(r);
 }
 
 /* ---------------------------------------------------------------- roster */
@@ -233,11 +241,11 @@ static void roster_push(parley *p, const xml_node *iq)
     const xml_node *q = xml_child(iq, XMLNS_ROSTER, "query");
     const xml_node *item = q ? xml_child(q, XMLNS_ROSTER, "item") : NULL;
     if (!ok) {
-        send_iq_error(p, iq, "cancel", "service-unavailable");
+        im_send_iq_error(p, iq, "cancel", "service-unavailable");
         return;
     }
     if (!item || xml_next(item, XMLNS_ROSTER, "item") || apply_item(p, item, iq) < 0) {
-        send_iq_error(p, iq, "modify", "bad-request");
+        im_send_iq_error(p, iq, "modify", "bad-request");
         return;
     }
     xml_node *r = iq_result_for(iq);
@@ -341,6 +349,8 @@ static void handle_iq(parley *p, const xml_node *iq)
         roster_push(p, iq);
         return;
     }
+    if (policy_handle_push(p, iq))
+        return;
     if (str_eq(type, "get") && payload && xml_is(payload, XMLNS_DISCO_INFO, "query") &&
         !xml_get_attr(payload, "node")) {
         xml_node *r = iq_result_for(iq);
@@ -349,7 +359,9 @@ static void handle_iq(parley *p, const xml_node *iq)
         xml_set_attr(id, "category", "client");
         xml_set_attr(id, "type", "console");
         xml_set_attr(id, "name", "Parley");
-        static const char *features[] = {XMLNS_DISCO_INFO, XMLNS_PING};
+        /* +notify: PEP sends us OMEMO device list changes (XEP-0163 filtered notifications) */
+        static const char *features[] = {XMLNS_DISCO_INFO, XMLNS_PING, "urn:xmpp:omemo:2",
+                                         "urn:xmpp:omemo:2:devices+notify"};
         for (size_t i = 0; i < ARRAY_LEN(features); i++)
             xml_set_attr(xml_add_child(q, NULL, "feature"), "var", features[i]);
         session_send(p, r);
@@ -357,7 +369,7 @@ static void handle_iq(parley *p, const xml_node *iq)
         return;
     }
     /* RFC 6120 8.4: an IQ we do not understand still gets an answer. */
-    send_iq_error(p, iq, "cancel", "service-unavailable");
+    im_send_iq_error(p, iq, "cancel", "service-unavailable");
 }
 
 /* ---------------------------------------------------------------- messages, presence */
@@ -375,6 +387,9 @@ static char *body_of(const xml_node *msg)
 
 static void handle_message(parley *p, const xml_node *msg)
 {
+    /* end-to-end encrypted, PEP notifications, and what the policy refuses */
+    if (omemo_handle_message(p, msg))
+        return;
     const char *type = xml_get_attr(msg, "type");
     char *body = body_of(msg);
     int is_error = str_eq(type, "error");
@@ -392,7 +407,7 @@ static void handle_message(parley *p, const xml_node *msg)
     ev.msg_type = type ? type : "normal";
     ev.body = body;
     ev.thread = thread;
-    ev.encrypted = 0; /* set by the end-to-end work */
+    ev.encrypted = 0; /* encrypted messages are delivered by omemo_handle_message */
     ev.error = is_error ? im_error_code(msg) : PARLEY_OK;
     ev.error_text = errtext;
     ev.stanza = (const parley_stanza *)msg;
@@ -541,6 +556,19 @@ static void copy_id(const char *id, char *out, size_t len)
         snprintf(out, len, "%s", id);
 }
 
+void im_send_plain(parley *p, const char *to, const char *type, const char *body,
+                   const char *id)
+{
+    xml_node *m = xml_new(XMLNS_CLIENT, "message");
+    xml_set_attr(m, "to", to);
+    xml_set_attr(m, "type", type);
+    xml_set_attr(m, "id", id);
+    xml_node *b = xml_add_child(m, NULL, "body");
+    xml_add_text(b, body, strlen(body));
+    session_send(p, m);
+    xml_free(m);
+}
+
 parley_error parley_send_message(parley *p, const char *to, const char *type, const char *body,
                                  char *id_out, size_t id_len)
 {
@@ -555,18 +583,12 @@ parley_error parley_send_message(parley *p, const char *to, const char *type, co
         return PARLEY_ERR_INVALID;
     if (!is_online(p))
         return PARLEY_ERR_STATE;
-    xml_node *m = xml_new(XMLNS_CLIENT, "message");
     char *id = session_new_id(p);
-    xml_set_attr(m, "to", to);
-    xml_set_attr(m, "type", type);
-    xml_set_attr(m, "id", id);
-    xml_node *b = xml_add_child(m, NULL, "body");
-    xml_add_text(b, body, strlen(body));
-    session_send(p, m);
-    xml_free(m);
     copy_id(id, id_out, id_len);
+    /* the end-to-end layer decides (policy, devices) and reports PARLEY_EV_SENT */
+    parley_error e = omemo_send(p, to, type, body, id);
     free(id);
-    return PARLEY_OK;
+    return e;
 }
 
 void im_send_current_presence(parley *p)

@@ -6,6 +6,8 @@
  *               stream errors, keep-alive, failure classification
  *   sasl.c      mechanism choice and the SCRAM / PLAIN exchanges
  *   im.c        messages, presence, subscriptions, roster, IQ tracking, stanza hooks
+ *   policy.c    the admin policy (urn:parley:policy:0): fetched at sign-in, pushed later
+ *   omemo/      end-to-end encryption (XEP-0384 OMEMO, urn:xmpp:omemo:2), omemo.h
  *
  * Nothing here is exported: applications see only parley.h. */
 #ifndef PARLEY_CLIENT_INTERNAL_H
@@ -44,6 +46,7 @@ typedef enum {
     NEG_BIND,         /* bind IQ sent */
     NEG_SESSION,      /* legacy session IQ sent */
     NEG_ROSTER,       /* initial roster fetch */
+    NEG_POLICY,       /* admin policy fetch */
     NEG_ONLINE,
 } neg_step;
 
@@ -76,6 +79,7 @@ typedef struct roster_entry {
 } roster_entry;
 
 typedef struct sasl_ctx sasl_ctx;
+typedef struct omemo_ctx omemo_ctx;
 
 struct parley {
     /* options (copied) */
@@ -123,6 +127,8 @@ struct parley {
     parley_show show;
     char *status;
     int priority;
+    parley_policy policy;
+    omemo_ctx *omemo;  /* NULL when e2e is off */
     int64_t last_rx_ms;
     int64_t ping_deadline_ms; /* 0: no ping outstanding */
 
@@ -182,6 +188,14 @@ pending_iq *session_track_iq(parley *p, const char *id, const char *to, parley_i
                              void *ud, int timeout_ms, int internal);
 char *session_new_id(parley *p);
 
+/* ---- policy.c */
+/* The policy a server without one implies (known 0). */
+void policy_defaults(parley *p);
+/* Ask for the policy; `then` runs once it arrived (or the server has none). */
+void policy_request(parley *p, void (*then)(parley *p));
+/* An IQ set pushing a new policy: answered, applied, announced. 1 if it was one. */
+int policy_handle_push(parley *p, const xml_node *iq);
+
 /* ---- sasl.c */
 typedef enum { SASL_CONTINUE = 0, SASL_SUCCESS, SASL_FAILED } sasl_result;
 /* Choose a mechanism from <stream:features/> and send <auth/>. SASL_FAILED if none is
@@ -199,6 +213,11 @@ void im_send_current_presence(parley *p);
 void im_fail_pending_iqs(parley *p, parley_error err);
 void im_roster_free(parley *p);
 void im_hooks_free(parley *p);
+/* Send a plain <message/> (no end-to-end encryption) with the given id. */
+void im_send_plain(parley *p, const char *to, const char *type, const char *body,
+                   const char *id);
+void im_send_iq_error(parley *p, const xml_node *iq, const char *type, const char *cond);
+void im_send_iq_result(parley *p, const xml_node *iq);
 /* Text of a stanza error's condition ("policy-violation: text"), freshly allocated. */
 char *im_error_text(const xml_node *stanza);
 parley_error im_error_code(const xml_node *stanza);

@@ -99,6 +99,15 @@ typedef enum {
                                 "unsubscribed": answer with parley_subscription() */
     PARLEY_EV_ROSTER,        /* a roster item was added, changed (roster_removed 0) or
                                 removed (roster_removed 1), incl. the initial load */
+    PARLEY_EV_SENT,          /* a message given to parley_send_message left: id, to and
+                                encrypted (1: end-to-end encrypted). A message that could
+                                not be sent is a MESSAGE event of msg_type "error" with
+                                the same id instead. */
+    PARLEY_EV_SECURITY,      /* an end-to-end encryption notice for the user (error_text):
+                                an identity key changed, a device was added, a bundle was
+                                refused, a replayed message was ignored, keys could not be
+                                published... from: the account concerned */
+    PARLEY_EV_POLICY,        /* the admin policy arrived or changed: parley_policy_get */
 } parley_event_type;
 
 typedef struct parley_event {
@@ -110,8 +119,13 @@ typedef struct parley_event {
     const char *msg_type;      /* "chat", "normal", "headline", "groupchat", "error" */
     const char *body;
     const char *thread;
-    int encrypted;             /* client-to-client encrypted: always 0 until the
-                                  end-to-end work fills it in */
+    int encrypted;             /* client-to-client (OMEMO) encrypted */
+    const char *e2e_error;     /* MESSAGE: why there is no body: an encrypted message that
+                                  could not be decrypted, or a message the policy refuses
+                                  (never a silently dropped message) */
+    unsigned long e2e_device;  /* MESSAGE, SECURITY: the sender's OMEMO device id (or 0) */
+    int e2e_trust;             /* MESSAGE: that device's trust: PARLEY_TRUST_* */
+    int e2e_key_changed;       /* MESSAGE, SECURITY: its identity key changed */
     /* PRESENCE / SUBSCRIPTION */
     const char *pres_type;     /* NULL = available */
     const char *show;          /* NULL, "away", "chat", "dnd", "xa" */
@@ -170,6 +184,15 @@ typedef struct parley_options {
     int reconnect_max_ms;       /* back-off cap (default 60000) */
     int reconnect_max_attempts; /* 0 = unlimited (default) */
     size_t max_stanza;          /* largest stanza accepted (default 1 MiB) */
+    /* End-to-end encryption (OMEMO, urn:xmpp:omemo:2), used as the admin policy says */
+    int e2e;                    /* 0: no OMEMO at all, whatever the policy (default 1) */
+    const char *e2e_store;      /* SQLCipher file for this device's keys and sessions;
+                                   NULL: memory only (a new device every session; it stays
+                                   listed so that its messages remain decryptable) */
+    const unsigned char *e2e_store_key; /* its 32-byte raw key, or: */
+    const char *e2e_store_passphrase;   /* a passphrase (PBKDF2) */
+    const char *e2e_label;      /* device label published with the device list ("Parley") */
+    int e2e_plain_default;      /* e2e_plain when the server has no policy (default 1) */
     parley_event_fn on_event;
     parley_log_fn on_log;
     void *userdata;             /* passed to on_event and on_log */
@@ -234,14 +257,69 @@ typedef struct parley_tls_info {
 /* PARLEY_OK and *out filled while online; PARLEY_ERR_STATE otherwise. */
 parley_error parley_tls_info_get(const parley *p, parley_tls_info *out);
 
-/* Is the conversation with bare JID `with` client-to-client encrypted? Always 0 until
- * the end-to-end encryption work (OMEMO) fills it in. */
+/* Is the conversation with bare JID `with` client-to-client encrypted: does the policy
+ * allow end-to-end encryption, are our keys published, and has `with` a device we can
+ * encrypt to (known from its device list or an existing session)? */
 int parley_conversation_encrypted(const parley *p, const char *with);
+
+/* ------------------------------------------------------------------ admin policy */
+
+/* The effective admin policy (urn:parley:policy:0), fetched at sign-in before CONNECTED
+ * and updated by the server's pushes (PARLEY_EV_POLICY). Without a policy from the
+ * server (known 0): end-to-end encryption on, plaintext as e2e_plain_default says. */
+typedef struct parley_policy {
+    int known;              /* the server sent one */
+    int e2e_aes;            /* end-to-end encryption allowed (keys published) */
+    int e2e_plain;          /* plaintext one-to-one chat allowed */
+    int disable_im_history;
+    int chat_archive;
+    int file_transfer;
+    int screen_capture;
+} parley_policy;
+
+parley_error parley_policy_get(const parley *p, parley_policy *out);
+
+/* ------------------------------------------------------------------ end-to-end keys */
+
+enum { PARLEY_TRUST_UNTRUSTED = -1, PARLEY_TRUST_BLIND = 0, PARLEY_TRUST_VERIFIED = 1 };
+
+typedef struct parley_e2e_device {
+    const char *jid;          /* bare JID of the account */
+    unsigned long device_id;
+    const char *fingerprint;  /* "0a1b2c3d 4e5f6a7b ..." (8 groups of 8 hex digits), or
+                                 "" when the identity key is not known yet */
+    int trust;                /* PARLEY_TRUST_*: blind trust until the user verifies a device
+                                 of the account; then new devices are untrusted until
+                                 verified; a changed key is untrusted if it was verified */
+    int key_changed;          /* its identity key changed and was not verified since */
+    int active;               /* in the account's current device list */
+    int has_session;
+    const char *label;        /* "" if none */
+} parley_e2e_device;
+
+/* This device: its OMEMO device id and fingerprint (fp may be NULL). PARLEY_ERR_STATE if
+ * no identity exists yet (it is made at the first sign-in that allows encryption). Works
+ * without a connection. */
+parley_error parley_e2e_own(parley *p, unsigned long *device_id, char *fp, size_t fplen);
+/* Online and done with this sign-in's key publication (or withdrawal, or no OMEMO): from
+ * now on peers can encrypt to this device (if the policy allows). */
+int parley_e2e_ready(const parley *p);
+/* The devices known for bare JID jid (NULL: every account), from the key store. */
+parley_error parley_e2e_devices(parley *p, const char *jid,
+                                int (*fn)(const parley_e2e_device *d, void *ud), void *ud);
+/* Mark the device of jid whose fingerprint is fp (spaces ignored) verified
+ * (PARLEY_TRUST_VERIFIED) or untrusted. PARLEY_ERR_INVALID if jid has no such device. */
+parley_error parley_e2e_trust(parley *p, const char *jid, const char *fp, int trust);
 
 /* ------------------------------------------------------------------ instant messaging */
 
-/* Send a message (type NULL: "chat"). If id_out is given, the stanza id is copied there
- * (a later PARLEY_EV_MESSAGE with msg_type "error" carries the same id). */
+/* Send a message (type NULL: "chat"). If id_out is given, the stanza id is copied there.
+ * One-to-one messages follow the admin policy: end-to-end encrypted (OMEMO) to every
+ * device of the recipient and our own other devices when allowed and possible (the
+ * device lists and bundles are fetched first, so the message may leave a little later),
+ * otherwise plaintext if allowed. PARLEY_EV_SENT says when it left and whether it was
+ * encrypted; a refusal (policy: no plaintext and no usable device) or a bounce is a
+ * PARLEY_EV_MESSAGE of msg_type "error" with the same id. Group chat is never encrypted. */
 parley_error parley_send_message(parley *p, const char *to, const char *type,
                                  const char *body, char *id_out, size_t id_len);
 
@@ -303,6 +381,35 @@ parley_error parley_send_xml(parley *p, const char *xml);
  * (<= 0: 30000). */
 parley_error parley_send_iq(parley *p, const char *xml, parley_iq_fn cb, void *ud,
                             int timeout_ms, char *id_out, size_t id_len);
+
+/* ------------------------------------------------------------------ file transfer */
+
+/* XEP-0363 HTTP File Upload on the account's server (service upload.DOMAIN): ask for a
+ * slot, PUT the bytes, send the GET URL in a message. docs/file-transfer.md. */
+
+/* The slot (put_url and get_url), or err != PARLEY_OK with error_text saying why
+ * (PARLEY_ERR_POLICY with the refusing policy's sentence when the server refused it). */
+typedef void (*parley_slot_fn)(parley *p, const char *put_url, const char *get_url,
+                               parley_error err, const char *error_text, void *userdata);
+/* Ask for an upload slot for a file of size bytes called name (content_type may be
+ * NULL). screen_capture marks a screen capture (judged by that policy); recipient (may
+ * be NULL) is the intended recipient or room, for the compliance record. */
+parley_error parley_request_upload_slot(parley *p, const char *name, long long size,
+                                        const char *content_type, int screen_capture,
+                                        const char *recipient, parley_slot_fn cb, void *ud);
+/* Send a file's URL to `to` (body and XEP-0066 out-of-band data; desc may be NULL). */
+parley_error parley_send_file_link(parley *p, const char *to, const char *url,
+                                   const char *desc, char *id_out, size_t id_len);
+/* Blocking HTTPS transfers under the same TLS policy and certificate verification as the
+ * XMPP connection (ca_file NULL: the system store). PUT sends the whole file at path with
+ * its exact length; GET writes the body to dest (through a temporary file, renamed when
+ * complete; dest is never overwritten). timeout_ms bounds every wait for the network.
+ * PARLEY_OK, or an error with the server's answer or the failure in err. */
+parley_error parley_https_put(const char *url, const char *ca_file, const char *path,
+                              const char *content_type, int timeout_ms, char *err,
+                              size_t errlen);
+parley_error parley_https_get(const char *url, const char *ca_file, const char *dest,
+                              int timeout_ms, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
  * passes through session_send() (the one place later work such as XEP-0198 counts). */
 #include "../common/util.h"
 #include "internal.h"
+#include "omemo/omemo.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,7 +153,21 @@ static void go_online(parley *p)
     p->last_rx_ms = time_mono_ms();
     if (p->opt.initial_presence)
         im_send_current_presence(p);
+    omemo_on_online(p); /* publishes (or withdraws) our keys as the policy says */
     client_online(p);
+}
+
+/* The admin policy before CONNECTED: nothing is sent against a policy not yet known. */
+static void after_policy(parley *p)
+{
+    if (p->neg == NEG_POLICY)
+        go_online(p);
+}
+
+static void fetch_policy(parley *p)
+{
+    p->neg = NEG_POLICY;
+    policy_request(p, after_policy);
 }
 
 static void fail_iq(parley *p, const char *what, const parley_stanza *res, parley_error err)
@@ -176,13 +191,13 @@ static void on_roster(parley *p, const parley_stanza *res, parley_error err, voi
     else
         client_log(p, 2, "roster fetch failed (continuing without it)");
     if (p->neg == NEG_ROSTER)
-        go_online(p);
+        fetch_policy(p);
 }
 
 static void after_session(parley *p)
 {
     if (!p->opt.fetch_roster) {
-        go_online(p);
+        fetch_policy(p);
         return;
     }
     p->neg = NEG_ROSTER;
@@ -405,7 +420,10 @@ void session_timers(parley *p, int64_t now)
     if (p->phase != PH_STREAM)
         return;
     expire_iqs(p, now);
-    if (p->fail_pending || p->neg != NEG_ONLINE || p->opt.ping_interval_ms <= 0)
+    if (p->fail_pending || p->neg != NEG_ONLINE)
+        return;
+    omemo_timers(p, now);
+    if (p->opt.ping_interval_ms <= 0)
         return;
     if (p->ping_deadline_ms && now >= p->ping_deadline_ms) {
         client_fail(p, PARLEY_ERR_TIMEOUT, 0, "%s: no answer to a keep-alive ping within %d ms",

@@ -5,6 +5,7 @@
  * Everything that decides what the archive proves lives here, once, so every back end
  * produces byte-identical chains and the same verification. */
 #include "clog_backend.h"
+#include "store.h"
 
 #include "../common/buf.h"
 #include "../common/log.h"
@@ -18,18 +19,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* scheme prefix -> back end ("postgresql:" joins here). */
+/* scheme prefix -> back end. */
 static const struct {
     const char *prefix;
     const struct clog_ops *ops;
 } backends[] = {
     {"sqlite:", &clog_sqlite_ops},
+    {"postgresql:", &clog_pg_ops},
+    {"postgres:", &clog_pg_ops},
 };
 
-/* Domain separation: a message record can never hash like an audit event. */
+/* Domain separation: a message record can never hash like an audit event, nor a head
+ * checkpoint sign like a purge checkpoint. */
 #define TAG_MESSAGE "parley-clog-message-v1"
 #define TAG_AUDIT "parley-clog-audit-v1"
 #define TAG_CHECKPOINT "parley-clog-checkpoint-v1"
+#define TAG_PURGE "parley-clog-purge-v1"
 
 int clog_set_error(clog *c, const char *fmt, ...)
 {
@@ -207,6 +212,13 @@ char *clog_checkpoint_message(clog_chain chain, int64_t seq,
     return xasprintf(TAG_CHECKPOINT "|%s|%lld|%s", clog_chain_name(chain), (long long)seq, hex);
 }
 
+char *clog_purge_message(clog_chain chain, int64_t seq, const unsigned char hash[CLOG_HASH_LEN])
+{
+    char hex[2 * CLOG_HASH_LEN + 1];
+    clog_hex(hash, CLOG_HASH_LEN, hex);
+    return xasprintf(TAG_PURGE "|%s|%lld|%s", clog_chain_name(chain), (long long)seq, hex);
+}
+
 /* ---- signatures ---- */
 
 /* Ed25519/Ed448 sign the message itself; every other key type signs its SHA-256. */
@@ -305,13 +317,24 @@ clog *clog_open(const char *uri, EVP_PKEY *key, int checkpoint_every, int flags,
         c->checkpoint_every = checkpoint_every > 0 ? checkpoint_every : 1000;
         return c;
     }
-    if (strncmp(uri, "postgresql:", 11) == 0 || strncmp(uri, "postgres:", 9) == 0)
-        snprintf(err, errlen,
-                 "compliance store '%.200s': the PostgreSQL back end is not available yet", uri);
-    else
-        snprintf(err, errlen, "compliance store '%.200s': unknown scheme (expected sqlite:PATH)",
-                 uri);
+    char shown[256];
+    store_uri_redacted(uri, shown, sizeof shown);
+    snprintf(err, errlen,
+             "compliance store '%.200s': unknown scheme (expected sqlite:PATH or "
+             "postgresql://...)",
+             shown);
     return NULL;
+}
+
+/* The chain's head; when every record was purged, the record the latest purge checkpoint
+ * pins, so the chain goes on from there instead of starting again at 1. */
+static int chain_head(clog *c, clog_chain chain, int64_t *seq, unsigned char hash[CLOG_HASH_LEN])
+{
+    if (c->ops->head(c, chain, seq, hash) < 0)
+        return -1;
+    if (*seq == 0 && c->ops->last_purge(c, chain, seq, hash) < 0)
+        return -1;
+    return 0;
 }
 
 /* Inside a transaction: pin the chain's head with a signed checkpoint if it is at least
@@ -323,7 +346,7 @@ static int maybe_checkpoint(clog *c, clog_chain chain, int every)
     int64_t head, last;
     clog_checkpoint cp;
     memset(&cp, 0, sizeof cp);
-    if (c->ops->head(c, chain, &head, cp.hash) < 0 || c->ops->last_checkpoint(c, chain, &last) < 0)
+    if (chain_head(c, chain, &head, cp.hash) < 0 || c->ops->last_checkpoint(c, chain, &last) < 0)
         return -1;
     if (head == 0 || head - last < every)
         return 0;
@@ -360,56 +383,195 @@ void clog_close(clog *c)
 
 /* ---- append ---- */
 
-int clog_append(clog *c, clog_record *recs, size_t nrecs, clog_audit *evs, size_t nevs)
+/* What the schema requires is checked before anything is written, so the hash never
+ * covers a value the back end would store differently. */
+static int check_batch(clog *c, const clog_record *recs, size_t nrecs, const clog_audit *evs,
+                       size_t nevs)
 {
     if (c->readonly)
         return clog_set_error(c, "compliance store opened read-only");
-    if (nrecs == 0 && nevs == 0)
-        return 0;
-    /* What the schema requires is checked here, so the hash never covers a value the
-     * back end would store differently. */
     for (size_t i = 0; i < nrecs; i++)
         if (!recs[i].kind)
             return clog_set_error(c, "compliance record without a kind");
     for (size_t i = 0; i < nevs; i++)
         if (!evs[i].event)
             return clog_set_error(c, "audit event without an event name");
-    if (c->ops->begin(c) < 0)
-        return -1;
-    /* The head is read inside the write transaction: another appender (parleyctl) may
-     * have extended the chain since our last batch. */
+    return 0;
+}
+
+/* Inside the write transaction. The head is read here, not remembered: another appender
+ * (parleyctl, another node) may have extended the chain since our last batch. */
+static int append_locked(clog *c, clog_record *recs, size_t nrecs, clog_audit *evs, size_t nevs)
+{
     int64_t seq;
     unsigned char prev[CLOG_HASH_LEN];
     if (nrecs) {
-        if (c->ops->head(c, CLOG_MESSAGES, &seq, prev) < 0)
-            goto fail;
+        if (chain_head(c, CLOG_MESSAGES, &seq, prev) < 0)
+            return -1;
         for (size_t i = 0; i < nrecs; i++) {
             recs[i].seq = ++seq;
             memcpy(recs[i].prev_hash, prev, CLOG_HASH_LEN);
             clog_record_hash(&recs[i], recs[i].hash);
             if (c->ops->insert_record(c, &recs[i]) < 0)
-                goto fail;
+                return -1;
             memcpy(prev, recs[i].hash, CLOG_HASH_LEN);
         }
         if (maybe_checkpoint(c, CLOG_MESSAGES, c->checkpoint_every) < 0)
-            goto fail;
+            return -1;
     }
     if (nevs) {
-        if (c->ops->head(c, CLOG_AUDIT, &seq, prev) < 0)
-            goto fail;
+        if (chain_head(c, CLOG_AUDIT, &seq, prev) < 0)
+            return -1;
         for (size_t i = 0; i < nevs; i++) {
             evs[i].seq = ++seq;
             memcpy(evs[i].prev_hash, prev, CLOG_HASH_LEN);
             clog_audit_hash(&evs[i], evs[i].hash);
             if (c->ops->insert_audit(c, &evs[i]) < 0)
-                goto fail;
+                return -1;
             memcpy(prev, evs[i].hash, CLOG_HASH_LEN);
         }
         if (maybe_checkpoint(c, CLOG_AUDIT, c->checkpoint_every) < 0)
-            goto fail;
+            return -1;
     }
-    if (c->ops->commit(c) < 0)
+    return 0;
+}
+
+int clog_append(clog *c, clog_record *recs, size_t nrecs, clog_audit *evs, size_t nevs)
+{
+    if (check_batch(c, recs, nrecs, evs, nevs) < 0)
+        return -1;
+    if (nrecs == 0 && nevs == 0)
+        return 0;
+    if (c->ops->begin(c) < 0)
+        return -1;
+    if (append_locked(c, recs, nrecs, evs, nevs) < 0 || c->ops->commit(c) < 0) {
+        c->ops->rollback(c);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_source(clog *c, const char *source)
+{
+    if (!source || !*source || strlen(source) > CLOG_MARKER_MAX)
+        return clog_set_error(c, "replay marker: bad source id");
+    return 0;
+}
+
+int clog_append_marked(clog *c, clog_record *recs, size_t nrecs, clog_audit *evs, size_t nevs,
+                       const char *source, int64_t first, int64_t last)
+{
+    if (check_batch(c, recs, nrecs, evs, nevs) < 0 || check_source(c, source) < 0)
+        return -1;
+    if (first < 1 || last < first)
+        return clog_set_error(c, "replay marker: bad batch numbers %lld..%lld",
+                              (long long)first, (long long)last);
+    if (c->ops->begin(c) < 0)
+        return -1;
+    /* Read under the appenders' lock: the marker and the records it covers change
+     * together or not at all. */
+    int64_t done = 0;
+    if (c->ops->get_marker(c, source, &done) < 0)
         goto fail;
+    if (done >= last) {
+        c->ops->rollback(c);
+        return 1;
+    }
+    if (done >= first) {
+        clog_set_error(c, "replay marker of %s is at %lld, inside the batches %lld..%lld",
+                       source, (long long)done, (long long)first, (long long)last);
+        goto fail;
+    }
+    if (append_locked(c, recs, nrecs, evs, nevs) < 0 ||
+        c->ops->set_marker(c, source, last, time_now_us()) < 0 || c->ops->commit(c) < 0)
+        goto fail;
+    return 0;
+fail:
+    c->ops->rollback(c);
+    return -1;
+}
+
+int clog_marker(clog *c, const char *source, int64_t *last)
+{
+    *last = 0;
+    if (check_source(c, source) < 0)
+        return -1;
+    return c->ops->get_marker(c, source, last);
+}
+
+/* ---- retention ---- */
+
+int clog_purge(clog *c, int64_t before_us, EVP_PKEY *trusted, const char *actor,
+               const char *note, clog_purge_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (c->readonly)
+        return clog_set_error(c, "compliance store opened read-only");
+    if (!c->key)
+        return clog_set_error(c, "a purge must be signed, and the signing key is not "
+                                 "available (key_file)");
+    if (c->ops->begin(c) < 0)
+        return -1;
+    /* Under the appenders' lock: what is verified is what is purged. */
+    clog_verify_result vr;
+    if (clog_verify(c, CLOG_MESSAGES, trusted, &vr) < 0)
+        goto fail;
+    if (!vr.ok) {
+        char why[sizeof vr.problem];
+        snprintf(why, sizeof why, "%s", vr.problem);
+        clog_set_error(c, "the messages chain does not verify (%s): a purge would destroy the "
+                          "evidence, so nothing was removed",
+                       why);
+        goto fail;
+    }
+    int64_t first = 0, last = 0;
+    if (c->ops->purge_range(c, before_us, &first, &last) < 0)
+        goto fail;
+    if (first < 1 || last < first) {
+        c->ops->rollback(c); /* nothing older: nothing to write */
+        return 0;
+    }
+    clog_checkpoint cp;
+    memset(&cp, 0, sizeof cp);
+    int found = 0;
+    if (c->ops->record_hash(c, last, cp.hash, &found) < 0)
+        goto fail;
+    if (!found) {
+        clog_set_error(c, "record %lld vanished during the purge", (long long)last);
+        goto fail;
+    }
+    cp.chain = CLOG_MESSAGES;
+    cp.seq = last;
+    cp.ts_us = time_now_us();
+    char *msg = clog_purge_message(CLOG_MESSAGES, last, cp.hash);
+    int rc = sign_text(c, msg, &cp.sig, &cp.siglen);
+    free(msg);
+    if (rc == 0) {
+        cp.signer = c->signer_pem;
+        rc = c->ops->insert_purge(c, &cp);
+        cp.signer = NULL;
+    }
+    clog_checkpoint_clear(&cp);
+    if (rc < 0 || c->ops->delete_records(c, last) < 0)
+        goto fail;
+
+    char when[TIME_UTC_LEN], detail[512];
+    time_format_utc(before_us, when);
+    snprintf(detail, sizeof detail, "%.200s%srecords=%lld seq=%lld-%lld before=%s",
+             note ? note : "", note && *note ? " " : "", (long long)(last - first + 1),
+             (long long)first, (long long)last, when);
+    clog_audit ev;
+    memset(&ev, 0, sizeof ev);
+    ev.ts_us = time_now_us();
+    ev.actor = (char *)actor;
+    ev.event = (char *)"compliance-purge";
+    ev.target = (char *)"messages";
+    ev.detail = detail;
+    if (append_locked(c, NULL, 0, &ev, 1) < 0 || c->ops->commit(c) < 0)
+        goto fail;
+    res->count = last - first + 1;
+    res->first_seq = first;
+    res->last_seq = last;
     return 0;
 fail:
     c->ops->rollback(c);
@@ -447,6 +609,7 @@ typedef struct vstate {
     size_t next_cp;
     int64_t expect;
     unsigned char prev[CLOG_HASH_LEN];
+    int64_t purged; /* the latest purge checkpoint's seq (0: none) */
     clog_verify_result *res;
     int io_error;
 } vstate;
@@ -464,28 +627,67 @@ static int problem(vstate *v, int64_t seq, const char *fmt, ...)
     return 1; /* stops the scan */
 }
 
-static int check_checkpoint(vstate *v, const clog_checkpoint *cp, const unsigned char *stored)
+/* The signature of a (purge) checkpoint: valid, and by the trusted key if there is one. */
+static int check_signature(vstate *v, const clog_checkpoint *cp, int purge)
 {
     long long s = (long long)cp->seq;
+    const char *what = purge ? "purge checkpoint" : "checkpoint";
     EVP_PKEY *pub = cp->signer ? pem_public(cp->signer) : NULL;
     if (!pub)
-        return problem(v, 0, "checkpoint at %lld: unreadable signer key", s);
-    char *msg = clog_checkpoint_message(v->chain, cp->seq, cp->hash);
+        return problem(v, 0, "%s at %lld: unreadable signer key", what, s);
+    char *msg = purge ? clog_purge_message(v->chain, cp->seq, cp->hash)
+                      : clog_checkpoint_message(v->chain, cp->seq, cp->hash);
     int good = verify_sig(pub, msg, cp->sig, cp->siglen);
     free(msg);
     int trusted = !v->trusted || EVP_PKEY_eq(pub, v->trusted) == 1;
     EVP_PKEY_free(pub);
     ERR_clear_error();
     if (!good)
-        return problem(v, 0, "checkpoint at %lld: invalid signature (forged or altered)", s);
+        return problem(v, 0, "%s at %lld: invalid signature (forged or altered)", what, s);
     if (!trusted)
-        return problem(v, 0, "checkpoint at %lld: signed by a key that is not the server's", s);
-    if (memcmp(cp->hash, stored, CLOG_HASH_LEN) != 0)
+        return problem(v, 0, "%s at %lld: signed by a key that is not the server's", what, s);
+    return 0;
+}
+
+/* stored: the hash of the record the checkpoint pins (NULL: that record was purged, so
+ * only the signature can be checked). */
+static int check_checkpoint(vstate *v, const clog_checkpoint *cp, const unsigned char *stored)
+{
+    long long s = (long long)cp->seq;
+    if (check_signature(v, cp, 0))
+        return 1;
+    if (stored && memcmp(cp->hash, stored, CLOG_HASH_LEN) != 0)
         return problem(v, cp->seq,
                        "record %lld does not match the checkpoint at %lld (the chain was "
                        "rewritten up to there)",
                        s, s);
     v->res->checkpoints++;
+    return 0;
+}
+
+/* Purge checkpoints: every one signed; the latest is where the chain now starts. The
+ * head checkpoints of purged records can only have their signatures checked, but one
+ * that pins the purge point must agree with it. */
+static int check_purges(vstate *v, const cp_list *purges)
+{
+    const clog_checkpoint *latest = NULL;
+    for (size_t i = 0; i < purges->n; i++) {
+        if (check_signature(v, &purges->v[i], 1))
+            return 1;
+        if (!latest || purges->v[i].seq > latest->seq)
+            latest = &purges->v[i];
+    }
+    if (!latest)
+        return 0;
+    while (v->next_cp < v->cps.n && v->cps.v[v->next_cp].seq <= latest->seq) {
+        const clog_checkpoint *cp = &v->cps.v[v->next_cp++];
+        if (check_checkpoint(v, cp, cp->seq == latest->seq ? latest->hash : NULL))
+            return 1;
+    }
+    v->purged = latest->seq;
+    v->res->purged_seq = latest->seq;
+    v->expect = latest->seq + 1;
+    memcpy(v->prev, latest->hash, CLOG_HASH_LEN);
     return 0;
 }
 
@@ -497,6 +699,14 @@ static int check_one(vstate *v, const void *rec, int64_t seq, const unsigned cha
                      const unsigned char *hash, rehash_fn rehash)
 {
     long long s = (long long)seq;
+    if (seq < v->expect) {
+        if (v->purged && seq <= v->purged)
+            return problem(v, seq,
+                           "record %lld is still there although the purge checkpoint at %lld "
+                           "says it was removed (put back?)",
+                           s, (long long)v->purged);
+        return problem(v, seq, "record %lld out of place", s);
+    }
     if (seq != v->expect) {
         if (seq == v->expect + 1)
             return problem(v, v->expect, "record %lld missing", (long long)v->expect);
@@ -533,6 +743,11 @@ static int check_one(vstate *v, const void *rec, int64_t seq, const unsigned cha
     if (memcmp(prev_hash, v->prev, CLOG_HASH_LEN) != 0) {
         if (seq == 1)
             return problem(v, 1, "record 1 altered (it does not start the chain)");
+        if (seq - 1 == v->purged)
+            return problem(v, seq,
+                           "record %lld altered or replaced (it does not link to the purge "
+                           "checkpoint at %lld)",
+                           s, s - 1);
         return problem(v, seq - 1,
                        "record %lld altered or replaced (record %lld no longer links to it)",
                        s - 1, s);
@@ -583,8 +798,11 @@ int clog_verify(clog *c, clog_chain chain, EVP_PKEY *trusted, clog_verify_result
     v.trusted = trusted;
     v.expect = 1;
     v.res = res;
+    cp_list purges = {0};
     int rc = c->ops->scan_checkpoints(c, chain, collect_cp, &v.cps);
     if (rc == 0)
+        rc = c->ops->scan_purges(c, chain, collect_cp, &purges);
+    if (rc == 0 && check_purges(&v, &purges) == 0)
         rc = chain == CLOG_AUDIT ? c->ops->scan_audit(c, NULL, verify_audit, &v)
                                  : c->ops->scan_records(c, NULL, verify_record, &v);
     if (rc == 0 && v.io_error)
@@ -600,6 +818,9 @@ int clog_verify(clog *c, clog_chain chain, EVP_PKEY *trusted, clog_verify_result
     for (size_t i = 0; i < v.cps.n; i++)
         clog_checkpoint_clear(&v.cps.v[i]);
     free(v.cps.v);
+    for (size_t i = 0; i < purges.n; i++)
+        clog_checkpoint_clear(&purges.v[i]);
+    free(purges.v);
     return rc;
 }
 

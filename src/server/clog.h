@@ -8,9 +8,16 @@
  * that rewriting the whole chain from some point on is detectable too. The exact
  * encoding is in docs/compliance.md: auditors can re-verify with their own tools.
  *
- * The interface is back-end agnostic (clog_backend.h); "sqlite:PATH" is the embedded
- * back end. Appends read the chain head inside the write transaction, so parleyd and
- * parleyctl may append to the same store at the same time without forking the chain. */
+ * The interface is back-end agnostic (clog_backend.h): "sqlite:PATH" is the embedded
+ * back end, "postgresql://..." (or "postgres://...") the shared one. Appends read the
+ * chain head inside a write transaction that serialises appenders, so parleyd (several
+ * nodes, with PostgreSQL) and parleyctl may append at the same time without forking the
+ * chain.
+ *
+ * Retention: clog_purge removes the oldest message records (a prefix of the chain) and
+ * leaves a signed purge checkpoint pinning the last one removed, from which verification
+ * then starts. Spool mode (clog_spool.h) uses the replay markers below to put each
+ * spooled batch into the store exactly once. */
 #ifndef PARLEY_CLOG_H
 #define PARLEY_CLOG_H
 
@@ -112,15 +119,49 @@ typedef struct clog_verify_result {
     int64_t records;        /* records walked */
     int64_t checkpoints;    /* checkpoints checked */
     int64_t bad_seq;        /* the record the problem concerns (0: none / not a record) */
+    int64_t purged_seq;     /* records up to this one were purged (signed); 0: none */
     char problem[512];      /* the first problem found, e.g. "record 17 altered" */
 } clog_verify_result;
 
-/* Walk a chain in seq order and check: contiguous seq from 1, each prev_hash is the
- * previous record's hash, each hash recomputes, each checkpoint's signature is valid
- * (and by trusted, if given) and matches its record, and no record a checkpoint pinned is
- * gone. Returns 0 with res filled (res->ok says whether it verified), -1 if the store
- * could not be read. */
+/* Walk a chain in seq order and check: contiguous seq from 1 (or from just after the
+ * latest signed purge checkpoint, whose pinned hash the first record must link to), each
+ * prev_hash is the previous record's hash, each hash recomputes, each checkpoint's and
+ * purge checkpoint's signature is valid (and by trusted, if given) and matches its
+ * record, and no record a checkpoint pinned is gone. Returns 0 with res filled (res->ok
+ * says whether it verified), -1 if the store could not be read. */
 int clog_verify(clog *c, clog_chain chain, EVP_PKEY *trusted, clog_verify_result *res);
+
+/* ---- retention ---- */
+
+typedef struct clog_purge_result {
+    int64_t count;      /* records removed; 0: none was older (nothing was written) */
+    int64_t first_seq;  /* the range removed */
+    int64_t last_seq;
+} clog_purge_result;
+
+/* Remove the oldest message records with ts_us < before_us: the prefix of the chain up to
+ * (not including) the first younger record. In one transaction: verify the messages chain
+ * (as clog_verify with trusted; refused if it does not verify, since a purge would
+ * destroy the evidence), delete, write a signed purge checkpoint pinning the last record
+ * removed, and append the audit event "compliance-purge" (actor; detail: note, then the
+ * count, seq range and date). Needs the signing key. Audit events are never purged.
+ * Returns 0 (res filled) or -1. */
+int clog_purge(clog *c, int64_t before_us, EVP_PKEY *trusted, const char *actor,
+               const char *note, clog_purge_result *res);
+
+/* ---- replay markers (spool mode) ---- */
+
+#define CLOG_MARKER_MAX 64 /* longest source id */
+
+/* clog_append, plus in the same transaction: the batches numbered first..last of source
+ * (a spool's id) are in the store. If the marker of source already reaches last, nothing
+ * is written and 1 is returned (the batch went in before: a replay after a crash, or a
+ * commit whose answer was lost). 0: appended; -1: error (also for a marker between first
+ * and last: a batch is never partly in). */
+int clog_append_marked(clog *c, clog_record *recs, size_t nrecs, clog_audit *evs, size_t nevs,
+                       const char *source, int64_t first, int64_t last);
+/* The last batch number of source in the store (0: none). */
+int clog_marker(clog *c, const char *source, int64_t *last);
 
 /* ---- search ---- */
 
@@ -142,6 +183,9 @@ unsigned char *clog_record_encode(const clog_record *r, size_t *len);
 /* The text a checkpoint signs: "parley-clog-checkpoint-v1|CHAIN|SEQ|HEXHASH". */
 char *clog_checkpoint_message(clog_chain chain, int64_t seq,
                               const unsigned char hash[CLOG_HASH_LEN]);
+/* The text a purge checkpoint signs: "parley-clog-purge-v1|CHAIN|SEQ|HEXHASH" (another
+ * tag, so that a head checkpoint can never pass for a purge). */
+char *clog_purge_message(clog_chain chain, int64_t seq, const unsigned char hash[CLOG_HASH_LEN]);
 const char *clog_chain_name(clog_chain chain);
 void clog_hex(const unsigned char *bytes, size_t n, char *out); /* out: 2n+1 */
 

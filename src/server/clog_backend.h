@@ -13,7 +13,7 @@
 #define CLOG_ERRLEN 512
 
 struct clog_ops {
-    const char *name; /* "sqlite" */
+    const char *name; /* "sqlite", "postgresql" */
     /* location: the URI without its scheme. Creates and migrates the schema unless
      * readonly. */
     clog *(*open)(const char *location, int readonly, char *err, size_t errlen);
@@ -44,6 +44,24 @@ struct clog_ops {
     /* The seq of the record of chain whose stored hash is hash; 0 if none. */
     int (*find_hash)(clog *c, clog_chain chain, const unsigned char hash[CLOG_HASH_LEN],
                      int64_t *seq);
+
+    /* Retention (inside a write transaction, but last_purge and scan_purges). The first
+     * and last seq of the messages that come before the first one with ts_us >= before_us
+     * (*last < *first: none). */
+    int (*purge_range)(clog *c, int64_t before_us, int64_t *first, int64_t *last);
+    /* The stored hash of message record seq; *found 0 if there is none. */
+    int (*record_hash)(clog *c, int64_t seq, unsigned char hash[CLOG_HASH_LEN], int *found);
+    int (*delete_records)(clog *c, int64_t last); /* every message record with seq <= last */
+    int (*insert_purge)(clog *c, const clog_checkpoint *cp);
+    /* The latest purge checkpoint of the chain: *seq 0 (hash zeroed) if none. */
+    int (*last_purge)(clog *c, clog_chain chain, int64_t *seq, unsigned char hash[CLOG_HASH_LEN]);
+    int (*scan_purges)(clog *c, clog_chain chain,
+                       int (*fn)(void *ud, const clog_checkpoint *cp), void *ud);
+
+    /* Replay markers: the last batch number of a source (0: none); set inside the write
+     * transaction of the batch. */
+    int (*get_marker)(clog *c, const char *source, int64_t *last);
+    int (*set_marker)(clog *c, const char *source, int64_t last, int64_t ts_us);
 };
 
 struct clog {
@@ -59,5 +77,6 @@ struct clog {
 int clog_set_error(clog *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 extern const struct clog_ops clog_sqlite_ops;
+extern const struct clog_ops clog_pg_ops;
 
 #endif

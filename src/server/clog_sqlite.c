@@ -10,8 +10,10 @@
  * stays locked must turn into an error for the senders, not a frozen server.
  *
  * Schema: versioned migrations in schema_version, as in store_sqlite.c; a later version
- * appends a migration and never edits an applied one. docs/compliance.md documents it
- * for auditors. The file is created 0600 (it holds message content). */
+ * appends a migration and never edits an applied one (version 2 added purge checkpoints
+ * and spool replay markers; a read-only handle on a version 1 file sees neither).
+ * docs/compliance.md documents it for auditors. The file is created 0600 (it holds
+ * message content). */
 #include "clog_backend.h"
 #include "sqlite_db.h"
 
@@ -90,6 +92,19 @@ static const char *const migrations[] = {
     "  signature BLOB NOT NULL,"
     "  signer TEXT NOT NULL,"
     "  PRIMARY KEY (chain, seq));",
+    /* version 2: purge checkpoints (retention) and spool replay markers */
+    "CREATE TABLE purges ("
+    "  chain TEXT NOT NULL CHECK (chain IN ('messages', 'audit')),"
+    "  seq INTEGER NOT NULL,"
+    "  ts_us INTEGER NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  signature BLOB NOT NULL,"
+    "  signer TEXT NOT NULL,"
+    "  PRIMARY KEY (chain, seq));"
+    "CREATE TABLE spool_replay ("
+    "  spool_id TEXT PRIMARY KEY NOT NULL,"
+    "  last_entry INTEGER NOT NULL,"
+    "  ts_us INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -108,6 +123,14 @@ enum sid {
     S_SCAN_CP,
     S_FIND_MESSAGES,
     S_FIND_AUDIT,
+    S_PURGE_RANGE,
+    S_RECORD_HASH,
+    S_DELETE_RECORDS,
+    S_INSERT_PURGE,
+    S_LAST_PURGE,
+    S_SCAN_PURGES,
+    S_GET_MARKER,
+    S_SET_MARKER,
     S_COUNT
 };
 
@@ -135,12 +158,26 @@ static const char *const sql_text[S_COUNT] = {
                   " WHERE chain = ?1 ORDER BY seq",
     [S_FIND_MESSAGES] = "SELECT seq FROM messages WHERE hash = ?1 LIMIT 1",
     [S_FIND_AUDIT] = "SELECT seq FROM audit WHERE hash = ?1 LIMIT 1",
+    [S_PURGE_RANGE] = "SELECT min(seq), coalesce((SELECT min(seq) FROM messages WHERE ts_us >= ?1)"
+                      " - 1, max(seq)) FROM messages",
+    [S_RECORD_HASH] = "SELECT hash FROM messages WHERE seq = ?1",
+    [S_DELETE_RECORDS] = "DELETE FROM messages WHERE seq <= ?1",
+    [S_INSERT_PURGE] = "INSERT INTO purges(chain, seq, ts_us, hash, signature, signer)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_LAST_PURGE] = "SELECT seq, hash FROM purges WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
+    [S_SCAN_PURGES] = "SELECT seq, ts_us, hash, signature, signer FROM purges"
+                      " WHERE chain = ?1 ORDER BY seq",
+    [S_GET_MARKER] = "SELECT last_entry FROM spool_replay WHERE spool_id = ?1",
+    [S_SET_MARKER] = "INSERT INTO spool_replay(spool_id, last_entry, ts_us) VALUES (?1, ?2, ?3)"
+                     " ON CONFLICT (spool_id) DO UPDATE SET last_entry = excluded.last_entry,"
+                     " ts_us = excluded.ts_us",
 };
 
 typedef struct sqlite_clog {
     struct clog base; /* first: clog.c sees only this */
     sqlite3 *db;
     char *path;
+    int version; /* schema version of the file (a read-only handle cannot migrate it) */
     sqlite3_stmt *stmts[S_COUNT];
 } sqlite_clog;
 
@@ -252,8 +289,8 @@ static clog *sqlite_open(const char *path, int readonly, char *err, size_t errle
 
     char what[300];
     snprintf(what, sizeof what, "compliance store %.200s", path);
+    int v = SCHEMA_VERSION;
     if (readonly) {
-        int v = 0;
         if (sqlite_db_schema_version(db, &v, err, errlen) < 0)
             goto fail;
         if (v < 1 || v > SCHEMA_VERSION) {
@@ -281,6 +318,7 @@ static clog *sqlite_open(const char *path, int readonly, char *err, size_t errle
     sqlite_clog *s = xcalloc(1, sizeof *s);
     s->db = db;
     s->path = xstrdup(path);
+    s->version = v;
     return &s->base;
 fail:
     sqlite3_close(db);
@@ -570,11 +608,10 @@ static int sqlite_scan_audit(clog *c, const clog_filter *f,
     return r;
 }
 
-static int sqlite_scan_checkpoints(clog *c, clog_chain chain,
-                                   int (*fn)(void *ud, const clog_checkpoint *cp), void *ud)
+static int scan_cp_table(sqlite_clog *s, enum sid id, clog_chain chain,
+                         int (*fn)(void *ud, const clog_checkpoint *cp), void *ud)
 {
-    sqlite_clog *s = sc_of(c);
-    sqlite3_stmt *st = stmt(s, S_SCAN_CP);
+    sqlite3_stmt *st = stmt(s, id);
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, clog_chain_name(chain), -1, SQLITE_STATIC);
@@ -599,6 +636,12 @@ static int sqlite_scan_checkpoints(clog *c, clog_chain chain,
     return rc == SQLITE_DONE ? 0 : db_error(s, "reading checkpoints");
 }
 
+static int sqlite_scan_checkpoints(clog *c, clog_chain chain,
+                                   int (*fn)(void *ud, const clog_checkpoint *cp), void *ud)
+{
+    return scan_cp_table(sc_of(c), S_SCAN_CP, chain, fn, ud);
+}
+
 static int sqlite_find_hash(clog *c, clog_chain chain, const unsigned char hash[CLOG_HASH_LEN],
                             int64_t *seq)
 {
@@ -613,6 +656,131 @@ static int sqlite_find_hash(clog *c, clog_chain chain, const unsigned char hash[
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return db_error(s, "looking up a hash");
     return 0;
+}
+
+/* ---- retention ---- */
+
+static int sqlite_purge_range(clog *c, int64_t before_us, int64_t *first, int64_t *last)
+{
+    sqlite_clog *s = sc_of(c);
+    sqlite3_stmt *st = stmt(s, S_PURGE_RANGE);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, before_us);
+    int rc = sqlite3_step(st);
+    *first = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0; /* NULL (empty) is 0 */
+    *last = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
+    finish(st);
+    if (rc != SQLITE_ROW)
+        return db_error(s, "finding the records to purge");
+    return 0;
+}
+
+static int sqlite_record_hash(clog *c, int64_t seq, unsigned char hash[CLOG_HASH_LEN], int *found)
+{
+    sqlite_clog *s = sc_of(c);
+    sqlite3_stmt *st = stmt(s, S_RECORD_HASH);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, seq);
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (*found)
+        col_hash(st, 0, hash);
+    finish(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, "reading a record's hash");
+    return 0;
+}
+
+static int sqlite_delete_records(clog *c, int64_t last)
+{
+    sqlite_clog *s = sc_of(c);
+    sqlite3_stmt *st = stmt(s, S_DELETE_RECORDS);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, last);
+    return step_insert(s, st, "deleting purged records");
+}
+
+static int sqlite_insert_purge(clog *c, const clog_checkpoint *cp)
+{
+    sqlite_clog *s = sc_of(c);
+    sqlite3_stmt *st = stmt(s, S_INSERT_PURGE);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, clog_chain_name(cp->chain), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, cp->seq);
+    sqlite3_bind_int64(st, 3, cp->ts_us);
+    sqlite3_bind_blob(st, 4, cp->hash, CLOG_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, cp->sig, (int)cp->siglen, SQLITE_STATIC);
+    bind_str(st, 6, cp->signer);
+    return step_insert(s, st, "inserting a purge checkpoint");
+}
+
+static int sqlite_last_purge(clog *c, clog_chain chain, int64_t *seq,
+                             unsigned char hash[CLOG_HASH_LEN])
+{
+    sqlite_clog *s = sc_of(c);
+    *seq = 0;
+    memset(hash, 0, CLOG_HASH_LEN);
+    if (s->version < 2)
+        return 0; /* a version 1 file opened read-only: it has never been purged */
+    sqlite3_stmt *st = stmt(s, S_LAST_PURGE);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, clog_chain_name(chain), -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0);
+        col_hash(st, 1, hash);
+    }
+    finish(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, "reading the last purge checkpoint");
+    return 0;
+}
+
+static int sqlite_scan_purges(clog *c, clog_chain chain,
+                              int (*fn)(void *ud, const clog_checkpoint *cp), void *ud)
+{
+    sqlite_clog *s = sc_of(c);
+    if (s->version < 2)
+        return 0;
+    return scan_cp_table(s, S_SCAN_PURGES, chain, fn, ud);
+}
+
+/* ---- replay markers ---- */
+
+static int sqlite_get_marker(clog *c, const char *source, int64_t *last)
+{
+    sqlite_clog *s = sc_of(c);
+    *last = 0;
+    if (s->version < 2)
+        return 0;
+    sqlite3_stmt *st = stmt(s, S_GET_MARKER);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *last = sqlite3_column_int64(st, 0);
+    finish(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, "reading a replay marker");
+    return 0;
+}
+
+static int sqlite_set_marker(clog *c, const char *source, int64_t last, int64_t ts_us)
+{
+    sqlite_clog *s = sc_of(c);
+    sqlite3_stmt *st = stmt(s, S_SET_MARKER);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, last);
+    sqlite3_bind_int64(st, 3, ts_us);
+    return step_insert(s, st, "writing a replay marker");
 }
 
 const struct clog_ops clog_sqlite_ops = {
@@ -631,4 +799,12 @@ const struct clog_ops clog_sqlite_ops = {
     .scan_audit = sqlite_scan_audit,
     .scan_checkpoints = sqlite_scan_checkpoints,
     .find_hash = sqlite_find_hash,
+    .purge_range = sqlite_purge_range,
+    .record_hash = sqlite_record_hash,
+    .delete_records = sqlite_delete_records,
+    .insert_purge = sqlite_insert_purge,
+    .last_purge = sqlite_last_purge,
+    .scan_purges = sqlite_scan_purges,
+    .get_marker = sqlite_get_marker,
+    .set_marker = sqlite_set_marker,
 };

@@ -4,6 +4,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "clog.h"
+#include "clog_spool.h"
 #include "compliance_internal.h"
 #include "router.h"
 #include "verdict.h"
@@ -35,6 +36,7 @@ typedef compliance_item held;
 
 typedef struct compliance {
     clog *log;
+    clog_spool *spool; /* spool mode only */
     EVP_PKEY *key;
     held *held;
     size_t nheld, held_cap;
@@ -80,30 +82,37 @@ int compliance_open(server *srv)
         log_error("compliance: no private key to sign checkpoints with");
         return -1;
     }
-    char err[512];
+    char err[512], where[256];
+    store_uri_redacted(srv->cfg.compliance_store, where, sizeof where);
     clog *log = clog_open(srv->cfg.compliance_store, key, srv->cfg.compliance_checkpoint_every,
                           0, err, sizeof err);
+    clog_spool *spool = NULL;
+    if (log && srv->cfg.compliance_mode == COMPLIANCE_SPOOL &&
+        !(spool = clog_spool_open(srv->cfg.compliance_spool, err, sizeof err))) {
+        clog_close(log);
+        log = NULL;
+    }
     if (!log) {
-        log_error("compliance archive %s cannot be opened, refusing to start: %s",
-                  srv->cfg.compliance_store, err);
+        log_error("compliance archive %s cannot be opened, refusing to start: %s", where, err);
         EVP_PKEY_free(key);
         return -1;
     }
     compliance *c = xcalloc(1, sizeof *c);
     c->log = log;
+    c->spool = spool;
     c->key = key;
     srv->compliance = c;
     compliance_audit(srv, "server", "server-start", srv->cfg.domain, NULL, NULL);
     /* The start event proves the archive is writable now, not at the first message. */
     compliance_flush(srv);
     if (c->nevents) {
-        log_error("compliance archive %s is not writable, refusing to start: %s",
-                  srv->cfg.compliance_store, clog_last_error(log));
+        log_error("compliance archive %s is not writable, refusing to start: %s", where,
+                  clog_last_error(log));
         compliance_close(srv);
         return -1;
     }
-    log_info("compliance archive %s (strict mode, checkpoint every %d records)",
-             srv->cfg.compliance_store, srv->cfg.compliance_checkpoint_every);
+    log_info("compliance archive %s (%s mode, checkpoint every %d records)", where,
+             spool ? "spool" : "strict", srv->cfg.compliance_checkpoint_every);
     return 0;
 }
 
@@ -122,6 +131,7 @@ void compliance_close(server *srv)
         clog_audit_clear(&c->events[i]);
     free(c->events);
     free(c->held);
+    clog_spool_close(c->spool);
     clog_close(c->log);
     EVP_PKEY_free(c->key);
     free(c);
@@ -221,6 +231,25 @@ void compliance_hold_room(server *srv, xml_node *stanza, const char *room,
          free_ud);
 }
 
+void compliance_record(server *srv, clog_record *rec, compliance_done_fn done, void *ud)
+{
+    compliance *c = srv->compliance;
+    if (!c) {
+        clog_record_clear(rec);
+        if (done)
+            done(srv, 1, ud);
+        return;
+    }
+    held h;
+    memset(&h, 0, sizeof h);
+    h.has_record = 1;
+    h.rec = *rec;
+    h.done = done;
+    h.ud = ud;
+    memset(rec, 0, sizeof *rec);
+    compliance_enqueue(srv, &h);
+}
+
 void compliance_audit(server *srv, const char *actor, const char *event, const char *target,
                       const char *peer, const char *detail)
 {
@@ -253,7 +282,7 @@ void compliance_audit(server *srv, const char *actor, const char *event, const c
 void compliance_flush(server *srv)
 {
     compliance *c = srv->compliance;
-    if (!c || (c->nheld == 0 && c->nevents == 0))
+    if (!c || (c->nheld == 0 && c->nevents == 0 && !clog_spool_pending(c->spool)))
         return; /* the common idle case: nothing to do, no allocation */
     if (c->nheld == 0 && c->retry_after_ms && time_mono_ms() < c->retry_after_ms)
         return;
@@ -269,7 +298,9 @@ void compliance_flush(server *srv)
     for (size_t i = 0; i < n; i++)
         if (batch[i].has_record)
             recs[nrecs++] = batch[i].rec; /* shallow: the strings stay with batch[i] */
-    int rc = clog_append(c->log, recs, nrecs, c->events, c->nevents);
+    /* Spool mode: what the store cannot take goes to the fsync'd spool instead. */
+    int rc = c->spool ? clog_spool_commit(c->spool, c->log, recs, nrecs, c->events, c->nevents)
+                      : clog_append(c->log, recs, nrecs, c->events, c->nevents);
     free(recs);
     if (rc == 0) {
         for (size_t i = 0; i < c->nevents; i++)
@@ -285,7 +316,10 @@ void compliance_flush(server *srv)
 
     for (size_t i = 0; i < n; i++) {
         held *h = &batch[i];
-        if (rc == 0 || !h->has_record) {
+        if (!h->stanza) {
+            if (h->done)
+                h->done(srv, rc == 0, h->ud);
+        } else if (rc == 0 || !h->has_record) {
             h->release(srv, h->stanza, h->ud);
         } else {
             router_bounce(srv, h->stanza, "wait", "resource-constraint", BOUNCE_TEXT);

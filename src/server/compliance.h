@@ -77,6 +77,14 @@ void compliance_check_file(server *srv, xml_node *file, compliance_file_fn fn, v
  * fails). Any string may be NULL but event. */
 void compliance_audit(server *srv, const char *actor, const char *event, const char *target,
                       const char *peer, const char *detail);
+/* A record built by the caller (file transfers, kind "file": upload_http.c): committed
+ * with the next flush, in order with the messages. done (may be NULL) is then called
+ * with ok 1 if the record is durable, 0 if the archive failed. Takes ownership of the
+ * record's strings. With the archive off, done runs at once with ok 1. */
+struct clog_record;
+typedef void (*compliance_done_fn)(server *srv, int ok, void *ud);
+void compliance_record(server *srv, struct clog_record *rec, compliance_done_fn done, void *ud);
+
 /* The before-sleep hook: commit the batch, then release or bounce what was held. */
 void compliance_flush(server *srv);
 

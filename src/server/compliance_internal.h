@@ -12,6 +12,7 @@ typedef struct compliance_item {
     int has_record;
     clog_record rec;
     compliance_release_fn release;
+    compliance_done_fn done; /* a caller's record without a stanza (compliance_record) */
     void *ud;
     void (*free_ud)(void *ud);
 } compliance_item;

@@ -54,6 +54,13 @@
 #define DEFAULT_SM_RESUME_TIMEOUT 300
 #define DEFAULT_ARCHIVE_DAYS 365
 #define DEFAULT_SM_MAX_QUEUE 10000
+#define DEFAULT_PEP_MAX_NODES 100
+#define DEFAULT_PEP_MAX_ITEMS 256
+#define DEFAULT_PEP_MAX_PAYLOAD (128 * 1024)
+#define DEFAULT_UPLOAD_MAX_SIZE (100 * 1024 * 1024)
+#define DEFAULT_UPLOAD_EXPIRE_DAYS 30
+#define DEFAULT_HTTP_HEADER_TIMEOUT 10
+#define DEFAULT_HTTP_IDLE_TIMEOUT 30
 #define DEFAULT_S2S_PORT 5269
 #define DEFAULT_S2S_MAX_QUEUE 1000
 #define DEFAULT_S2S_IDLE 300
@@ -102,6 +109,13 @@ void config_init(config *cfg)
     cfg->archive_expires_after = DEFAULT_ARCHIVE_DAYS;
     cfg->sm_resume_timeout = DEFAULT_SM_RESUME_TIMEOUT;
     cfg->sm_max_queue = DEFAULT_SM_MAX_QUEUE;
+    cfg->pep_max_nodes = DEFAULT_PEP_MAX_NODES;
+    cfg->pep_max_items = DEFAULT_PEP_MAX_ITEMS;
+    cfg->pep_max_payload = DEFAULT_PEP_MAX_PAYLOAD;
+    cfg->upload_max_size = DEFAULT_UPLOAD_MAX_SIZE;
+    cfg->upload_expire_after = DEFAULT_UPLOAD_EXPIRE_DAYS;
+    cfg->http_header_timeout = DEFAULT_HTTP_HEADER_TIMEOUT;
+    cfg->http_idle_timeout = DEFAULT_HTTP_IDLE_TIMEOUT;
     cfg->s2s_port = DEFAULT_S2S_PORT;
     cfg->s2s_secure = 1;
     cfg->s2s_max_queue = DEFAULT_S2S_MAX_QUEUE;
@@ -132,6 +146,9 @@ void config_free(config *cfg)
     }
     free(cfg->components);
     free(cfg->muc_domain);
+    free(cfg->upload_domain);
+    free(cfg->upload_dir);
+    free(cfg->upload_url);
     free(cfg->s2s_allow);
     free(cfg->s2s_deny);
     free(cfg->s2s_hosts);
@@ -330,6 +347,7 @@ typedef enum {
     K_CHOICE,  /* one of key_def.choices, stored as its index */
     K_DAYS,    /* "forever" (0) or a number of days, optional 'd' suffix */
     K_COMPONENT, /* "DOMAIN SECRET"; the only key that may repeat */
+    K_URL,     /* https://host[:port][/path], no trailing slash, no query */
     K_DOMAINS, /* comma-separated domains, normalised */
     K_HOSTS,   /* comma-separated name=host:port */
 } key_type;
@@ -393,6 +411,16 @@ static const key_def keys[] = {
     KEY(archive_expires_after, K_DAYS),
     KEY(sm_resume_timeout, K_NONNEG),
     KEY(sm_max_queue, K_POSINT),
+    KEY(pep_max_nodes, K_NONNEG),
+    KEY(pep_max_items, K_POSINT),
+    KEY(pep_max_payload, K_SIZE),
+    KEY(upload_domain, K_DOMAIN),
+    KEY(upload_dir, K_PATH),
+    KEY(upload_url, K_URL),
+    KEY(upload_max_size, K_SIZE),
+    KEY(upload_expire_after, K_DAYS),
+    KEY(http_header_timeout, K_POSINT),
+    KEY(http_idle_timeout, K_POSINT),
     KEY(s2s_port, K_PORT),
     KEY(s2s_secure, K_BOOL),
     KEY(s2s_dialback, K_BOOL),
@@ -552,6 +580,19 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
                              "e.g. 2555d)", value, k->name);
         return -1;
     }
+    case K_URL: {
+        /* Slot URLs are built by appending to this; anything that could change their
+         * meaning (query, fragment, blanks, quotes) is refused here. */
+        size_t vlen = strlen(value);
+        if (strncmp(value, "https://", 8) != 0 || vlen <= 8 || vlen > 512 ||
+            strpbrk(value, "?#\"' \t<>") || value[vlen - 1] == '/') {
+            set_err(why, whylen, "bad URL '%s' for '%s' (https://host[:port][/path] "
+                                 "without a trailing slash)", value, k->name);
+            return -1;
+        }
+        replace_str(slot, xstrdup(value));
+        return 0;
+    }
     case K_COMPONENT: {
         const char *sp = strpbrk(value, " \t");
         if (!sp) {
@@ -635,6 +676,12 @@ static int check_consistency(const config *cfg, const char *path, char *err, siz
                              "network in the clear)", path);
         return -1;
     }
+    if (cfg->https_port && (strcmp(cfg->upload_domain, cfg->domain) == 0 ||
+                            (cfg->muc && strcmp(cfg->upload_domain, cfg->muc_domain) == 0))) {
+        set_err(err, errlen, "%s: upload_domain %s clashes with another domain the server "
+                             "serves", path, cfg->upload_domain);
+        return -1;
+    }
     if (cfg->nodes && !cfg->node_name) {
         set_err(err, errlen, "%s: nodes needs node_name (this node's own name)", path);
         return -1;
@@ -655,7 +702,8 @@ static int check_consistency(const config *cfg, const char *path, char *err, siz
     }
     for (size_t i = 0; i < cfg->ncomponents; i++) {
         const char *d = cfg->components[i].domain;
-        if (strcmp(d, cfg->domain) == 0 || (cfg->muc && strcmp(d, cfg->muc_domain) == 0)) {
+        if (strcmp(d, cfg->domain) == 0 || (cfg->muc && strcmp(d, cfg->muc_domain) == 0) ||
+            (cfg->https_port && strcmp(d, cfg->upload_domain) == 0)) {
             set_err(err, errlen, "%s: component %s clashes with a domain the server serves "
                                  "itself", path, d);
             return -1;
@@ -775,6 +823,12 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
                         xasprintf("%s/compliance.spool", cfg->data_dir));
         if (!cfg->muc_domain)
             cfg->muc_domain = xasprintf("conference.%s", cfg->domain);
+        if (!cfg->upload_domain)
+            cfg->upload_domain = xasprintf("upload.%s", cfg->domain);
+        if (!cfg->upload_dir)
+            cfg->upload_dir = xasprintf("%s/files", cfg->data_dir);
+        if (!cfg->upload_url)
+            cfg->upload_url = xasprintf("https://%s:%d", cfg->domain, cfg->https_port);
         char *abs = realpath(path, NULL);
         replace_str(&cfg->path, abs ? abs : xstrdup(path));
         rc = check_consistency(cfg, path, err, errlen);

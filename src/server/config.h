@@ -61,6 +61,16 @@ typedef struct config {
     int archive_expires_after; /* days archived messages are kept; default 365, 0: forever */
     int sm_resume_timeout;     /* XEP-0198: seconds a lost session waits; default 300, 0: none */
     int sm_max_queue;          /* unacknowledged stanzas kept per session; default 10000 */
+    int pep_max_nodes;         /* PEP nodes one account may have; default 100 */
+    int pep_max_items;         /* items one PEP node may keep ("max"); default 256 */
+    size_t pep_max_payload;    /* bytes of one PEP item's payload; default 128K */
+    char *upload_domain;       /* XEP-0363 service; default upload.<domain> */
+    char *upload_dir;          /* stored files; default <data_dir>/files */
+    char *upload_url;          /* base of slot URLs; default https://<domain>:<https_port> */
+    size_t upload_max_size;    /* ceiling on any file, over every policy; default 100M */
+    int upload_expire_after;   /* days a file is kept; 0 = forever; default 30 */
+    int http_header_timeout;   /* seconds to receive a request's headers; default 10 */
+    int http_idle_timeout;     /* seconds of silence in a body or between requests; default 30 */
     /* Server-to-server links (docs/federation.md). Lists are comma-separated. */
     int s2s_port;              /* s2s listener; default 5269, 0 disables federation */
     int s2s_secure;            /* peers authenticate with certificates only; default yes */

@@ -28,6 +28,7 @@ struct conn {
     int handshaking;
     int handshake_wants_write;
     const conn_handlers *h;
+    void (*on_drain)(void *ud);
     void *ud;
     buf out;
     int closing;     /* queued for reaping: no more reads or writes */
@@ -93,6 +94,7 @@ SSL *conn_ssl(const conn *c) { return c ? c->ssl : NULL; }
 int conn_is_tls(const conn *c) { return c && c->ssl != NULL && !c->handshaking; }
 const char *conn_peer(const conn *c) { return c ? c->peer : "(detached)"; }
 int conn_is_closing(const conn *c) { return c && (c->closing || c->flush_close); }
+void conn_set_drain(conn *c, void (*fn)(void *ud)) { c->on_drain = fn; }
 int conn_in_handshake(const conn *c) { return c->handshaking; }
 
 static void mark_dirty(conn *c)
@@ -255,6 +257,8 @@ static int flush_out(conn *c)
             conn_close(c, c->reason);
             return 0;
         }
+        if (c->on_drain && !c->closing && !c->handshaking && !c->tls_pending)
+            c->on_drain(c->ud);
     }
     if (!c->closing)
         set_interest(c);

@@ -26,6 +26,9 @@ typedef struct conn_handlers {
 
 /* Take over an accepted, non-blocking fd. */
 conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, void *ud);
+/* Call fn(ud) whenever all queued output has been written (a streamed response then
+ * queues its next part). */
+void conn_set_drain(conn *c, void (*fn)(void *ud));
 /* Connect out to sa (non-blocking). on_connected(ud) runs once the connection is up;
  * a failure closes the connection (on_close with the reason). NULL if no socket could be
  * made (errno set). */

@@ -5,6 +5,9 @@
 #include "../common/version.h"
 #include "carbons.h"
 #include "mam.h"
+#include "iq_out.h"
+#include "pep.h"
+#include "policy_service.h"
 #include "roster.h"
 #include "router.h"
 #include "stanza.h"
@@ -16,6 +19,7 @@
 /* What the server itself supports, in disco#info order. */
 static const char *server_features[] = {
     XMLNS_DISCO_INFO, XMLNS_DISCO_ITEMS, XMLNS_PING, XMLNS_VERSION, "msgoffline", XMLNS_CARBONS,
+    POLICY_NS,
 };
 static const char *account_features[] = {XMLNS_DISCO_INFO, XMLNS_DISCO_ITEMS, XMLNS_ROSTER,
                                          XMLNS_ROSTERVER, XMLNS_MAM, XMLNS_SID};
@@ -45,8 +49,10 @@ static xml_node *query_result(const xml_node *iq, const char *ns, const char *fr
     return r;
 }
 
+/* extra: adds more identities and features (PEP on accounts), or NULL. */
 static void disco_info(c2s *origin, const xml_node *iq, const char *from, const char *category,
-                       const char *type, const char *name, const char **features, size_t n)
+                       const char *type, const char *name, const char **features, size_t n,
+                       void (*extra)(xml_node *query))
 {
     if (xml_get_attr(xml_first_element(iq), "node")) {
         reply_error(origin, iq, "cancel", "item-not-found", "no such node");
@@ -61,7 +67,15 @@ static void disco_info(c2s *origin, const xml_node *iq, const char *from, const 
         xml_set_attr(id, "name", name);
     for (size_t i = 0; i < n; i++)
         xml_set_attr(xml_add_child(q, NULL, "feature"), "var", features[i]);
+    if (extra)
+        extra(q);
     reply(origin, r);
+}
+
+/* One service (rooms, file upload, components) in the server's disco#items. */
+static void add_item(void *ud, const char *domain)
+{
+    xml_set_attr(xml_add_child(ud, NULL, "item"), "jid", domain);
 }
 
 static void version(server *srv, c2s *origin, const xml_node *iq)
@@ -91,6 +105,7 @@ void iq_to_server(server *srv, c2s *origin, xml_node *iq)
 {
     const xml_node *p;
     if (!is_request(iq, &p)) {
+        iq_out_answer(srv, iq); /* an answer to a query the server sent (caps, pushes) */
         xml_free(iq);
         return;
     }
@@ -99,9 +114,13 @@ void iq_to_server(server *srv, c2s *origin, xml_node *iq)
         reply_error(origin, iq, "modify", "bad-request", "an IQ request carries one payload");
     } else if (get && xml_is(p, XMLNS_DISCO_INFO, "query")) {
         disco_info(origin, iq, srv->cfg.domain, "server", "im", PARLEY_NAME, server_features,
-                   ARRAY_LEN(server_features));
+                   ARRAY_LEN(server_features), NULL);
     } else if (get && xml_is(p, XMLNS_DISCO_ITEMS, "query")) {
-        reply(origin, query_result(iq, XMLNS_DISCO_ITEMS, srv->cfg.domain));
+        xml_node *r = query_result(iq, XMLNS_DISCO_ITEMS, srv->cfg.domain);
+        /* The services (group chat, components) are how clients find them (XEP-0030). */
+        if (!xml_get_attr(p, "node"))
+            router_each_service(srv, add_item, xml_first_element(r));
+        reply(origin, r);
     } else if (get && xml_is(p, XMLNS_PING, "ping")) {
         xml_node *r = stanza_iq_result(iq);
         xml_set_attr(r, "from", srv->cfg.domain);
@@ -116,6 +135,9 @@ void iq_to_server(server *srv, c2s *origin, xml_node *iq)
     } else if (xml_is(p, XMLNS_ROSTER, "query")) {
         /* Some clients address the roster to the domain; it is the account's business. */
         iq_to_account(srv, origin, iq, origin->user);
+        return;
+    } else if (xml_is(p, POLICY_NS, "policy")) {
+        policy_service_iq(srv, origin, iq);
         return;
     } else {
         reply_error(origin, iq, "cancel", "service-unavailable", NULL);
@@ -137,6 +159,8 @@ void iq_to_account(server *srv, c2s *origin, xml_node *iq, const char *bare)
 {
     const xml_node *p;
     if (!is_request(iq, &p)) {
+        if (!xml_get_attr(iq, "to"))
+            iq_out_answer(srv, iq); /* an answer to the server's query, without 'to' */
         xml_free(iq);
         return;
     }
@@ -154,15 +178,26 @@ void iq_to_account(server *srv, c2s *origin, xml_node *iq, const char *bare)
         mam_handle_iq(srv, origin, iq);
         return;
     }
+    if (own && p && xml_is(p, POLICY_NS, "policy")) {
+        policy_service_iq(srv, origin, iq);
+        return;
+    }
+    if (p && pep_is_request(p)) {
+        pep_handle_iq(srv, origin, iq, bare);
+        return;
+    }
     if (!own && store_user_exists(srv->store, bare) != STORE_OK) {
         reply_error(origin, iq, "cancel", "service-unavailable", NULL);
     } else if (p && get && xml_is(p, XMLNS_DISCO_INFO, "query") &&
                (own || subscribed_to(srv, origin->user, bare))) {
         disco_info(origin, iq, bare, "account", "registered", NULL, account_features,
-                   ARRAY_LEN(account_features));
+                   ARRAY_LEN(account_features), pep_disco_info);
     } else if (p && get && xml_is(p, XMLNS_DISCO_ITEMS, "query") &&
                (own || subscribed_to(srv, origin->user, bare))) {
-        reply(origin, query_result(iq, XMLNS_DISCO_ITEMS, bare));
+        xml_node *r = query_result(iq, XMLNS_DISCO_ITEMS, bare);
+        if (!xml_get_attr(p, "node"))
+            pep_disco_items(srv, origin->user, bare, xml_first_element(r));
+        reply(origin, r);
     } else if (own && p && get && xml_is(p, XMLNS_PING, "ping")) {
         xml_node *r = stanza_iq_result(iq);
         xml_set_attr(r, "from", bare);

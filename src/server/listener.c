@@ -4,6 +4,7 @@
 #include "../common/log.h"
 #include "c2s.h"
 #include "component.h"
+#include "http.h"
 #include "s2s.h"
 
 #include <arpa/inet.h>
@@ -84,6 +85,8 @@ static void on_accept(ev_loop *loop, int lfd, void *ud, int mask)
             s2s_accept(srv, fd, peer);
         else if (kind == LISTEN_COMPONENT_TLS || kind == LISTEN_COMPONENT_PLAIN)
             component_accept(srv, fd, peer, kind == LISTEN_COMPONENT_TLS);
+        else if (kind == LISTEN_HTTPS)
+            http_accept(srv, fd, peer);
         else
             c2s_accept(srv, fd, peer, kind == LISTEN_C2S_DIRECT_TLS);
     }
@@ -125,7 +128,7 @@ int listener_open(server *srv, const char *address, int port, listen_kind kind)
     srv->listen_fds[srv->nlisten++] = fd;
     static const char *const what[] = {"client, STARTTLS", "client, direct TLS",
                                        "components, direct TLS", "components, plain",
-                                       "servers, STARTTLS"};
+                                       "HTTPS file transfer", "servers, STARTTLS"};
     log_info("listening on %s port %d (%s)", address, port, what[kind]);
     return 0;
 }

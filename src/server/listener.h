@@ -10,6 +10,7 @@ typedef enum {
     LISTEN_C2S_DIRECT_TLS,
     LISTEN_COMPONENT_TLS,   /* XEP-0114 components, direct TLS */
     LISTEN_COMPONENT_PLAIN, /* XEP-0114 components, plain (loopback only, config.c) */
+    LISTEN_HTTPS,           /* XEP-0363 file transfer, direct TLS (http.c) */
     LISTEN_S2S,             /* server-to-server links (s2s.h) */
 } listen_kind;
 

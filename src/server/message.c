@@ -14,6 +14,7 @@
 #include "mam.h"
 #include "node.h"
 #include "conn.h"
+#include "policy_service.h"
 #include "router.h"
 #include "s2s.h"
 #include "store.h"
@@ -201,6 +202,8 @@ static void release(server *srv, xml_node *stanza, void *ud)
 
 void message_to_local(server *srv, xml_node *stanza, const char *bare, const char *resource)
 {
+    if (policy_service_refuses(srv, stanza, bare))
+        return;
     if (compliance_enabled(srv)) {
         int record = compliance_wants(stanza);
         /* Content-free messages (chat states, receipts) need no record but must not

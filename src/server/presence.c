@@ -8,6 +8,7 @@
 #include "../common/util.h"
 #include "conn.h"
 #include "message.h"
+#include "pep.h"
 #include "node.h"
 #include "roster.h"
 #include "router.h"
@@ -245,12 +246,15 @@ static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type
         xml_set_attr(stanza, "to", contact);
         xml_set_attr(stanza, "from", s->user);
         int remote = router_is_remote_domain(srv, to->domain);
-        if (is_local_account(srv, to))
+        int local = is_local_account(srv, to);
+        if (local)
             inbound_subscription(srv, contact, s->user, type, stanza);
         else if (remote)
             s2s_send(srv, xml_copy(stanza));
-        if (strcmp(type, "subscribed") == 0 && (remote || is_local_account(srv, to)))
+        if (strcmp(type, "subscribed") == 0 && (remote || local))
             send_current_presence(srv, s->user, NULL, contact);
+        if (strcmp(type, "subscribed") == 0 && local)
+            pep_subscription_approved(srv, s->user, contact);
     }
     roster_item_clear(&item);
     free(contact);
@@ -367,18 +371,24 @@ static void available_presence(server *srv, c2s *s, xml_node *stanza)
         initial_presence(srv, s);
     if (priority >= 0)
         message_flush_offline(srv, s);
+    pep_presence(srv, s, s->presence);
 }
 
 void presence_session_end(server *srv, c2s *s)
 {
-    if (!s->available)
+    /* Directed presence counts even without a broadcast one: a client may join a room
+     * before (or without) its initial presence, and the room must hear it go. */
+    if (!s->available && !s->directed)
         return;
     xml_node *p = xml_new(XMLNS_CLIENT, "presence");
     xml_set_attr(p, "type", "unavailable");
     xml_set_attr(p, "from", s->full);
-    s->available = 0;
-    node_session_update(srv, s->full, 0, 0);
-    broadcast(srv, s, p);
+    if (s->available) {
+        s->available = 0;
+        node_session_update(srv, s->full, 0, 0);
+        pep_session_end(srv, s);
+        broadcast(srv, s, p);
+    }
     if (s->directed) {
         broadcast_ctx ctx = {srv, p};
         dict_each(s->directed, send_directed_unavailable, &ctx);
@@ -493,6 +503,13 @@ static void answer_probe(server *srv, const char *user, const char *contact, con
         s2s_send(srv, p);
         any = 1;
     }
+    /* Sessions on other nodes answer for themselves (node.h). */
+    xml_node *probe = xml_new(XMLNS_CLIENT, "presence");
+    xml_set_attr(probe, "type", "probe");
+    xml_set_attr(probe, "from", prober);
+    xml_set_attr(probe, "to", user);
+    any |= node_copy_to_user(srv, user, probe, NODE_AVAILABLE) > 0;
+    xml_free(probe);
     if (!any)
         send_remote(srv, "unavailable", user, prober);
 }

@@ -8,12 +8,17 @@
 #include "compliance.h"
 #include "component.h"
 #include "conn.h"
+#include "http.h"
 #include "iq_out.h"
 #include "listener.h"
 #include "mam.h"
+#include "muc.h"
+#include "upload.h"
 #include "node.h"
 #include "s2s.h"
 #include "verdict.h"
+#include "pep.h"
+#include "policy_service.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -30,6 +35,9 @@ static void on_tick(ev_loop *loop, void *ud)
     node_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
+    policy_service_tick(srv);
+    http_housekeeping(srv);
+    upload_housekeeping(srv);
 }
 
 static void on_hourly(ev_loop *loop, void *ud)
@@ -118,7 +126,9 @@ int server_init(server *srv, const config *cfg)
     }
     srv->store = store_open(cfg->store, err, sizeof err);
     if (!srv->store) {
-        log_error("store %s: %s", cfg->store, err);
+        char shown[512];
+        store_uri_redacted(cfg->store, shown, sizeof shown);
+        log_error("store %s: %s", shown, err);
         return -1;
     }
     if (compliance_open(srv) < 0)
@@ -131,6 +141,8 @@ int server_init(server *srv, const config *cfg)
     srv->users = dict_new();
     srv->authlimit = authlimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (muc_init(srv) < 0)
+        return -1;
 
     if (cfg->c2s_port && listener_open(srv, cfg->bind_address, cfg->c2s_port, LISTEN_C2S_STARTTLS) < 0)
         return -1;
@@ -144,6 +156,9 @@ int server_init(server *srv, const config *cfg)
         listener_open(srv, cfg->bind_address, cfg->component_port,
                       cfg->component_tls ? LISTEN_COMPONENT_TLS : LISTEN_COMPONENT_PLAIN) < 0)
         return -1;
+    if (cfg->https_port && (upload_open(srv) < 0 ||
+                            listener_open(srv, cfg->bind_address, cfg->https_port, LISTEN_HTTPS) < 0))
+        return -1;
 
     static const int signals[] = {SIGHUP, SIGTERM, SIGINT, 0};
     if (ev_signals(srv->loop, signals, on_signal, srv) < 0) {
@@ -156,7 +171,9 @@ int server_init(server *srv, const config *cfg)
     ev_every(srv->loop, 3600 * 1000, on_hourly, srv);
     mam_expire(srv);
     ev_before_sleep(srv->loop, before_sleep, srv);
-    log_info("serving %s (store %s)", cfg->domain, cfg->store);
+    char shown[512];
+    store_uri_redacted(cfg->store, shown, sizeof shown);
+    log_info("serving %s (store %s)", cfg->domain, shown);
     return 0;
 }
 
@@ -176,17 +193,23 @@ void server_shutdown(server *srv)
         component_shutdown_all(srv);
         compliance_flush(srv);
         c2s_shutdown_all(srv);
+        http_close_all(srv);
+        conn_flush_all(srv); /* reaps them: their requests end before upload_close */
         /* After the users: their unavailable presence goes out before the links close. */
         s2s_shutdown_all(srv);
         node_shutdown(srv);
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
+    muc_free(srv);
     iq_out_free(srv);
     s2s_free(srv);
     mam_free(srv);
     compliance_close(srv);
     verdict_free(srv);
+    policy_service_free(srv);
+    pep_free(srv);
+    upload_close(srv);
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
     dict_free(srv->sm_sessions, NULL);

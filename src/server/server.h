@@ -18,6 +18,9 @@ struct iq_out;
 struct mam_cache;
 struct verdicts;
 struct component;
+struct muc;
+struct policy_cache;
+struct pep;
 struct s2s;
 
 typedef struct server {
@@ -40,6 +43,11 @@ typedef struct server {
     struct conn *lingering;     /* closing once their output is flushed, with a deadline */
     struct authlimit *authlimit;
     struct compliance *compliance; /* the compliance archive, NULL when off (compliance.h) */
+    struct muc *muc;            /* multi-user chat, NULL when off (muc.h) */
+    struct policy_cache *policy; /* effective admin policies (policy_service.h) */
+    struct pep *pep;            /* PEP interest and entity caps (pep.h) */
+    struct upload *upload;      /* XEP-0363 file transfer, NULL when off (upload.h) */
+    struct http_conn *http_conns; /* connections of the HTTPS listener (http.h) */
     int nconns;
     int listen_fds[8];
     int listen_kinds[8];        /* listen_kind of each fd (listener.h) */

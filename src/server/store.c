@@ -274,3 +274,196 @@ store_status store_mam_purge(store *st, const char *owner, int64_t before_us, in
     *deleted = 0;
     return st->ops->mam_purge(st, owner, before_us, deleted);
 }
+
+void store_uri_redacted(const char *uri, char *out, size_t len)
+{
+    if (!uri) {
+        snprintf(out, len, "(none)");
+        return;
+    }
+    const char *sep = strstr(uri, "://");
+    if (!sep) { /* sqlite:PATH holds no secret */
+        snprintf(out, len, "%s", uri);
+        return;
+    }
+    /* SCHEME://[user[:password]@]host[:port][/db][?params]: the query may carry a
+     * password= too, so it goes as well. Any scheme, so a misspelt one is safe too. */
+    const char *rest = sep + 3;
+    size_t auth_end = strcspn(rest, "@/?");
+    const char *host = rest[auth_end] == '@' ? rest + auth_end + 1 : rest;
+    size_t user_len = host == rest ? 0 : strcspn(rest, ":@");
+    size_t tail_len = strcspn(host, "?");
+    snprintf(out, len, "%.*s://%.*s%s%.*s%s", (int)(sep - uri > 32 ? 32 : sep - uri), uri,
+             (int)user_len, rest, user_len ? "@" : "", (int)tail_len, host,
+             host[tail_len] ? "?..." : "");
+}
+
+/* ---- admin policy ---- */
+
+/* A scope's name: required for groups and users, "" for global whatever was passed. */
+static store_status check_scope(store *st, policy_scope scope, const char **name)
+{
+    if (scope == POLICY_GLOBAL) {
+        *name = "";
+        return STORE_OK;
+    }
+    if (scope != POLICY_GROUP && scope != POLICY_USER)
+        return store_set_error(st, "bad policy scope %d", (int)scope);
+    if (!*name || !**name)
+        return store_set_error(st, "policy: empty %s name", policy_scope_name(scope));
+    return STORE_OK;
+}
+
+store_status store_policy_set(store *st, policy_scope scope, const char *name, const char *key,
+                              const char *value)
+{
+    if (check_scope(st, scope, &name) != STORE_OK)
+        return STORE_ERROR;
+    CHECK_STR(st, key, "key");
+    if (!value)
+        return store_set_error(st, "%s: no value", __func__);
+    return st->ops->policy_set(st, scope, name, key, value);
+}
+
+store_status store_policy_unset(store *st, policy_scope scope, const char *name,
+                                const char *key)
+{
+    if (check_scope(st, scope, &name) != STORE_OK)
+        return STORE_ERROR;
+    CHECK_STR(st, key, "key");
+    return st->ops->policy_unset(st, scope, name, key);
+}
+
+store_status store_policy_list(store *st, store_policy_fn fn, void *ud)
+{
+    if (!fn)
+        return store_set_error(st, "%s: no callback", __func__);
+    return st->ops->policy_list(st, NULL, fn, ud);
+}
+
+store_status store_policy_for_user(store *st, const char *user, store_policy_fn fn, void *ud)
+{
+    CHECK_STR(st, user, "user");
+    if (!fn)
+        return store_set_error(st, "%s: no callback", __func__);
+    return st->ops->policy_list(st, user, fn, ud);
+}
+
+store_status store_policy_version(store *st, int64_t *version)
+{
+    *version = 0;
+    return st->ops->policy_version(st, version);
+}
+
+store_status store_group_add(store *st, const char *group)
+{
+    CHECK_STR(st, group, "group");
+    return st->ops->group_add(st, group);
+}
+
+store_status store_group_del(store *st, const char *group)
+{
+    CHECK_STR(st, group, "group");
+    return st->ops->group_del(st, group);
+}
+
+store_status store_group_list(store *st, void (*fn)(void *ud, const char *group), void *ud)
+{
+    if (!fn)
+        return store_set_error(st, "%s: no callback", __func__);
+    return st->ops->group_list(st, fn, ud);
+}
+
+store_status store_group_member_add(store *st, const char *group, const char *user)
+{
+    CHECK_STR(st, group, "group");
+    CHECK_STR(st, user, "user");
+    return st->ops->group_member_add(st, group, user);
+}
+
+store_status store_group_member_del(store *st, const char *group, const char *user)
+{
+    CHECK_STR(st, group, "group");
+    CHECK_STR(st, user, "user");
+    return st->ops->group_member_del(st, group, user);
+}
+
+store_status store_group_members(store *st, const char *group,
+                                 void (*fn)(void *ud, const char *group, const char *user),
+                                 void *ud)
+{
+    if (group && !*group)
+        return store_set_error(st, "%s: empty group", __func__);
+    if (!fn)
+        return store_set_error(st, "%s: no callback", __func__);
+    return st->ops->group_members(st, group, fn, ud);
+}
+
+/* ---- PEP ---- */
+
+store_status store_pep_node_get(store *st, const char *owner, const char *node, char **config)
+{
+    *config = NULL;
+    CHECK_STR(st, owner, "owner");
+    CHECK_STR(st, node, "node");
+    return st->ops->pep_node_get(st, owner, node, config);
+}
+
+store_status store_pep_node_put(store *st, const char *owner, const char *node,
+                                const char *config, int max_nodes)
+{
+    CHECK_STR(st, owner, "owner");
+    CHECK_STR(st, node, "node");
+    if (!config)
+        return store_set_error(st, "%s: no configuration", __func__);
+    return st->ops->pep_node_put(st, owner, node, config, max_nodes);
+}
+
+store_status store_pep_node_del(store *st, const char *owner, const char *node)
+{
+    CHECK_STR(st, owner, "owner");
+    CHECK_STR(st, node, "node");
+    return st->ops->pep_node_del(st, owner, node);
+}
+
+store_status store_pep_node_list(store *st, const char *owner,
+                                 void (*fn)(void *ud, const char *node, const char *config),
+                                 void *ud)
+{
+    CHECK_STR(st, owner, "owner");
+    if (!fn)
+        return store_set_error(st, "%s: no callback", __func__);
+    return st->ops->pep_node_list(st, owner, fn, ud);
+}
+
+store_status store_pep_item_put(store *st, const char *owner, const char *node, const char *id,
+                                const char *publisher, const char *payload, int max_items)
+{
+    CHECK_STR(st, owner, "owner");
+    CHECK_STR(st, node, "node");
+    CHECK_STR(st, id, "item id");
+    CHECK_STR(st, publisher, "publisher");
+    if (!payload)
+        return store_set_error(st, "%s: no payload", __func__);
+    return st->ops->pep_item_put(st, owner, node, id, publisher, payload, max_items);
+}
+
+store_status store_pep_item_del(store *st, const char *owner, const char *node, const char *id)
+{
+    CHECK_STR(st, owner, "owner");
+    CHECK_STR(st, node, "node");
+    CHECK_STR(st, id, "item id");
+    return st->ops->pep_item_del(st, owner, node, id);
+}
+
+store_status store_pep_items(store *st, const char *owner, const char *node, const char *id,
+                             int max, store_pep_item_fn fn, void *ud)
+{
+    CHECK_STR(st, owner, "owner");
+    CHECK_STR(st, node, "node");
+    if (id && !*id)
+        return store_set_error(st, "%s: empty item id", __func__);
+    if (!fn)
+        return store_set_error(st, "%s: no callback", __func__);
+    return st->ops->pep_items(st, owner, node, id, max, fn, ud);
+}

@@ -1,4 +1,5 @@
-/* store.h - the storage interface: accounts, rosters, offline messages.
+/* store.h - the storage interface: accounts, rosters, offline messages, module documents,
+ * the admin policy with its groups, and PEP nodes.
  *
  * One interface, several back ends (embedded SQLite, or PostgreSQL shared by several nodes), chosen by the
  * config's store URI. Every function returns a store_status; callers check it. Calls are
@@ -6,6 +7,7 @@
 #ifndef PARLEY_STORE_H
 #define PARLEY_STORE_H
 
+#include "../common/policy.h"
 #include "../common/scram.h"
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +42,8 @@ typedef struct store store;
 /* Open by URI: "sqlite:PATH". Creates the schema if needed. NULL with a reason in err. */
 store *store_open(const char *uri, char *err, size_t errlen);
 void store_close(store *st);
+/* A store URI fit for logs: the password (and query) of a SCHEME://... URI left out. */
+void store_uri_redacted(const char *uri, char *out, size_t len);
 const char *store_last_error(const store *st);
 
 /* ---- accounts (user = normalised bare JID) ---- */
@@ -48,7 +52,8 @@ store_status store_user_create(store *st, const char *user, const scram_cred *cr
 store_status store_user_set_creds(store *st, const char *user, const scram_cred *creds, size_t ncreds);
 store_status store_user_get_cred(store *st, const char *user, scram_hash hash, scram_cred *out);
 store_status store_user_exists(store *st, const char *user);
-/* Deletes the account with its roster entries and offline messages. */
+/* Deletes the account with its roster entries, offline messages, PEP nodes, policy values
+ * and group memberships. */
 store_status store_user_delete(store *st, const char *user);
 store_status store_user_list(store *st, void (*fn)(void *ud, const char *user), void *ud);
 
@@ -116,5 +121,71 @@ store_status store_kv_list(store *st, const char *collection, const char *owner,
                            void (*fn)(void *ud, const char *owner, const char *key,
                                       const char *value),
                            void *ud);
+
+/* ---- admin policy (docs/policy.md) ----
+ * Values under (scope, name, key): name is the group or the user's bare JID, ignored for
+ * POLICY_GLOBAL. The store keeps values as given; callers validate them (policy.h). Every
+ * change of values, groups or memberships (and the deletion of an account) bumps one
+ * version counter, which a running server polls to notice changes made by parleyctl. */
+/* STORE_NOT_FOUND if the user or group does not exist. */
+store_status store_policy_set(store *st, policy_scope scope, const char *name, const char *key,
+                              const char *value);
+/* STORE_NOT_FOUND if the value is not set. */
+store_status store_policy_unset(store *st, policy_scope scope, const char *name,
+                                const char *key);
+typedef void (*store_policy_fn)(void *ud, policy_scope scope, const char *name,
+                                const char *key, const char *value);
+/* Every value, ordered by scope (global, group, user), name, key (byte order). */
+store_status store_policy_list(store *st, store_policy_fn fn, void *ud);
+/* The values that make up user's effective policy: the global ones, those of the groups
+ * user is a member of, and user's own; same order. */
+store_status store_policy_for_user(store *st, const char *user, store_policy_fn fn, void *ud);
+store_status store_policy_version(store *st, int64_t *version);
+
+/* Groups of accounts that policy values can be set for. STORE_EXISTS if present. */
+store_status store_group_add(store *st, const char *group);
+/* Deletes the group with its memberships and policy values; STORE_NOT_FOUND if absent. */
+store_status store_group_del(store *st, const char *group);
+/* Every group, in byte order. */
+store_status store_group_list(store *st, void (*fn)(void *ud, const char *group), void *ud);
+/* STORE_NOT_FOUND if the group or the account does not exist, STORE_EXISTS if a member. */
+store_status store_group_member_add(store *st, const char *group, const char *user);
+/* STORE_NOT_FOUND if user is not a member (or the group does not exist). */
+store_status store_group_member_del(store *st, const char *group, const char *user);
+/* The members of group (STORE_NOT_FOUND if it does not exist), or every membership when
+ * group is NULL; ordered by group, then member. */
+store_status store_group_members(store *st, const char *group,
+                                 void (*fn)(void *ud, const char *group, const char *user),
+                                 void *ud);
+
+/* ---- PEP (XEP-0163): an account's nodes with their items ----
+ * A node's configuration is text the store does not interpret (pep.c's format). Items
+ * are kept in publication order. */
+/* STORE_NOT_FOUND if the node does not exist; *config is the caller's to free. */
+store_status store_pep_node_get(store *st, const char *owner, const char *node, char **config);
+/* Create the node or replace its configuration. Creating: STORE_FULL if owner already has
+ * max_nodes nodes (max_nodes < 0: no cap), STORE_NOT_FOUND if there is no such account. */
+store_status store_pep_node_put(store *st, const char *owner, const char *node,
+                                const char *config, int max_nodes);
+/* Delete the node with its items; STORE_NOT_FOUND if absent. */
+store_status store_pep_node_del(store *st, const char *owner, const char *node);
+/* Every node of owner, in byte order. */
+store_status store_pep_node_list(store *st, const char *owner,
+                                 void (*fn)(void *ud, const char *node, const char *config),
+                                 void *ud);
+/* Publish: insert the item, or replace the one with the same id (it becomes the newest),
+ * then keep only the newest max_items (max_items <= 0: all). STORE_NOT_FOUND if the node
+ * does not exist. */
+store_status store_pep_item_put(store *st, const char *owner, const char *node, const char *id,
+                                const char *publisher, const char *payload, int max_items);
+/* STORE_NOT_FOUND if the node has no such item. */
+store_status store_pep_item_del(store *st, const char *owner, const char *node, const char *id);
+typedef void (*store_pep_item_fn)(void *ud, const char *id, const char *publisher,
+                                  const char *payload);
+/* Items of a node, oldest first: only the one with id (id non-NULL), else the newest max
+ * (max > 0), else all. STORE_NOT_FOUND if the node does not exist; an item id that does
+ * not exist is just not reported. */
+store_status store_pep_items(store *st, const char *owner, const char *node, const char *id,
+                             int max, store_pep_item_fn fn, void *ud);
 
 #endif

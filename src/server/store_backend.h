@@ -56,6 +56,38 @@ struct store_ops {
                             void (*fn)(void *ud, const char *owner, const char *key,
                                        const char *value),
                             void *ud);
+
+    store_status (*policy_set)(store *st, policy_scope scope, const char *name,
+                               const char *key, const char *value);
+    store_status (*policy_unset)(store *st, policy_scope scope, const char *name,
+                                 const char *key);
+    /* user NULL: every value (store_policy_list), else store_policy_for_user. */
+    store_status (*policy_list)(store *st, const char *user, store_policy_fn fn, void *ud);
+    store_status (*policy_version)(store *st, int64_t *version);
+    store_status (*group_add)(store *st, const char *group);
+    store_status (*group_del)(store *st, const char *group);
+    store_status (*group_list)(store *st, void (*fn)(void *ud, const char *group), void *ud);
+    store_status (*group_member_add)(store *st, const char *group, const char *user);
+    store_status (*group_member_del)(store *st, const char *group, const char *user);
+    store_status (*group_members)(store *st, const char *group,
+                                  void (*fn)(void *ud, const char *group, const char *user),
+                                  void *ud);
+
+    store_status (*pep_node_get)(store *st, const char *owner, const char *node,
+                                 char **config);
+    store_status (*pep_node_put)(store *st, const char *owner, const char *node,
+                                 const char *config, int max_nodes);
+    store_status (*pep_node_del)(store *st, const char *owner, const char *node);
+    store_status (*pep_node_list)(store *st, const char *owner,
+                                  void (*fn)(void *ud, const char *node, const char *config),
+                                  void *ud);
+    store_status (*pep_item_put)(store *st, const char *owner, const char *node,
+                                 const char *id, const char *publisher, const char *payload,
+                                 int max_items);
+    store_status (*pep_item_del)(store *st, const char *owner, const char *node,
+                                 const char *id);
+    store_status (*pep_items)(store *st, const char *owner, const char *node, const char *id,
+                              int max, store_pep_item_fn fn, void *ud);
 };
 
 struct store {

@@ -107,6 +107,44 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX mam_sid ON mam(owner, sid);"
     "CREATE INDEX mam_with ON mam(owner, with_jid, seq);"
     "CREATE INDEX mam_ts ON mam(ts_us);",
+    /* version 4: the admin policy: values per scope, groups, a change counter */
+    "CREATE TABLE policy_groups ("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  created BIGINT NOT NULL);"
+    "CREATE TABLE policy_group_members ("
+    "  grp TEXT NOT NULL REFERENCES policy_groups(name) ON DELETE CASCADE,"
+    "  member TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  PRIMARY KEY (grp, member));"
+    "CREATE INDEX policy_group_members_member ON policy_group_members(member);"
+    "CREATE TABLE policy ("
+    "  scope TEXT NOT NULL CHECK (scope IN ('global', 'group', 'user')),"
+    "  name TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  updated BIGINT NOT NULL,"
+    "  PRIMARY KEY (scope, name, key));"
+    "CREATE TABLE policy_version ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  version BIGINT NOT NULL);"
+    "INSERT INTO policy_version(id, version) VALUES (1, 0);",
+    /* version 5: PEP nodes and items (XEP-0163) */
+    "CREATE TABLE pep_nodes ("
+    "  owner TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  node TEXT NOT NULL,"
+    "  config TEXT NOT NULL,"
+    "  created BIGINT NOT NULL,"
+    "  PRIMARY KEY (owner, node));"
+    "CREATE TABLE pep_items ("
+    "  owner TEXT NOT NULL,"
+    "  node TEXT NOT NULL,"
+    "  item_id TEXT NOT NULL,"
+    "  publisher TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  seq BIGINT NOT NULL,"
+    "  published BIGINT NOT NULL,"
+    "  PRIMARY KEY (owner, node, item_id),"
+    "  FOREIGN KEY (owner, node) REFERENCES pep_nodes(owner, node) ON DELETE CASCADE);"
+    "CREATE INDEX pep_items_order ON pep_items(owner, node, seq);",
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -158,6 +196,41 @@ enum sid {
     S_KV_DEL_OWNER,
     S_KV_LIST,
     S_KV_LIST_OWNER,
+    S_POLICY_USER_DELETE,
+    S_MEMBERS_USER_DELETE,
+    S_PEP_ITEMS_USER_DELETE,
+    S_PEP_NODES_USER_DELETE,
+    S_POLICY_BUMP,
+    S_POLICY_VERSION,
+    S_POLICY_UPSERT,
+    S_POLICY_DELETE,
+    S_POLICY_LIST,
+    S_POLICY_FOR_USER,
+    S_PGROUP_LOCK_KEYSHARE,
+    S_PGROUP_LOCK_UPDATE,
+    S_PGROUP_INSERT,
+    S_PGROUP_DELETE,
+    S_PGROUP_POLICY_DELETE,
+    S_PGROUP_MEMBERS_DELETE,
+    S_PGROUP_LIST,
+    S_MEMBER_INSERT,
+    S_MEMBER_DELETE,
+    S_MEMBERS_OF,
+    S_MEMBERS_ALL,
+    S_PEP_NODE_GET,
+    S_PEP_NODE_LOCK,
+    S_PEP_NODE_COUNT,
+    S_PEP_NODE_INSERT,
+    S_PEP_NODE_UPDATE,
+    S_PEP_NODE_DELETE,
+    S_PEP_NODE_ITEMS_DELETE,
+    S_PEP_NODE_LIST,
+    S_PEP_ITEM_UPSERT,
+    S_PEP_ITEMS_TRIM,
+    S_PEP_ITEM_DELETE,
+    S_PEP_ITEM_GET,
+    S_PEP_ITEMS_ALL,
+    S_PEP_ITEMS_LAST,
     S_COUNT
 };
 
@@ -234,6 +307,63 @@ static const char *const sql_text[S_COUNT] = {
                   " ORDER BY owner COLLATE \"C\", key COLLATE \"C\"",
     [S_KV_LIST_OWNER] = "SELECT owner, key, value FROM kv WHERE collection = $1 AND owner = $2"
                         " ORDER BY key COLLATE \"C\"",
+    [S_POLICY_USER_DELETE] = "DELETE FROM policy WHERE scope = 'user' AND name = $1",
+    [S_MEMBERS_USER_DELETE] = "DELETE FROM policy_group_members WHERE member = $1",
+    [S_PEP_ITEMS_USER_DELETE] = "DELETE FROM pep_items WHERE owner = $1",
+    [S_PEP_NODES_USER_DELETE] = "DELETE FROM pep_nodes WHERE owner = $1",
+    [S_POLICY_BUMP] = "UPDATE policy_version SET version = version + 1 WHERE id = 1",
+    [S_POLICY_VERSION] = "SELECT version FROM policy_version WHERE id = 1",
+    [S_POLICY_UPSERT] = "INSERT INTO policy(scope, name, key, value, updated)"
+                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, name, key)"
+                        " DO UPDATE SET value = excluded.value, updated = excluded.updated",
+    [S_POLICY_DELETE] = "DELETE FROM policy WHERE scope = $1 AND name = $2 AND key = $3",
+    [S_POLICY_LIST] = "SELECT scope, name, key, value FROM policy"
+                      " ORDER BY scope COLLATE \"C\", name COLLATE \"C\", key COLLATE \"C\"",
+    [S_POLICY_FOR_USER] = "SELECT scope, name, key, value FROM policy WHERE scope = 'global'"
+                          " OR (scope = 'user' AND name = $1) OR (scope = 'group' AND name IN"
+                          " (SELECT grp FROM policy_group_members WHERE member = $1))"
+                          " ORDER BY scope COLLATE \"C\", name COLLATE \"C\","
+                          " key COLLATE \"C\"",
+    [S_PGROUP_LOCK_KEYSHARE] = "SELECT 1 FROM policy_groups WHERE name = $1 FOR KEY SHARE",
+    [S_PGROUP_LOCK_UPDATE] = "SELECT 1 FROM policy_groups WHERE name = $1 FOR UPDATE",
+    [S_PGROUP_INSERT] = "INSERT INTO policy_groups(name, created) VALUES ($1, $2)",
+    [S_PGROUP_DELETE] = "DELETE FROM policy_groups WHERE name = $1",
+    [S_PGROUP_POLICY_DELETE] = "DELETE FROM policy WHERE scope = 'group' AND name = $1",
+    [S_PGROUP_MEMBERS_DELETE] = "DELETE FROM policy_group_members WHERE grp = $1",
+    [S_PGROUP_LIST] = "SELECT name FROM policy_groups ORDER BY name COLLATE \"C\"",
+    [S_MEMBER_INSERT] = "INSERT INTO policy_group_members(grp, member) VALUES ($1, $2)",
+    [S_MEMBER_DELETE] = "DELETE FROM policy_group_members WHERE grp = $1 AND member = $2",
+    [S_MEMBERS_OF] = "SELECT grp, member FROM policy_group_members WHERE grp = $1"
+                     " ORDER BY member COLLATE \"C\"",
+    [S_MEMBERS_ALL] = "SELECT grp, member FROM policy_group_members"
+                      " ORDER BY grp COLLATE \"C\", member COLLATE \"C\"",
+    [S_PEP_NODE_GET] = "SELECT config FROM pep_nodes WHERE owner = $1 AND node = $2",
+    [S_PEP_NODE_LOCK] = "SELECT 1 FROM pep_nodes WHERE owner = $1 AND node = $2 FOR UPDATE",
+    [S_PEP_NODE_COUNT] = "SELECT count(*) FROM pep_nodes WHERE owner = $1",
+    [S_PEP_NODE_INSERT] = "INSERT INTO pep_nodes(owner, node, config, created)"
+                          " VALUES ($1, $2, $3, $4)",
+    [S_PEP_NODE_UPDATE] = "UPDATE pep_nodes SET config = $3 WHERE owner = $1 AND node = $2",
+    [S_PEP_NODE_DELETE] = "DELETE FROM pep_nodes WHERE owner = $1 AND node = $2",
+    [S_PEP_NODE_ITEMS_DELETE] = "DELETE FROM pep_items WHERE owner = $1 AND node = $2",
+    [S_PEP_NODE_LIST] = "SELECT node, config FROM pep_nodes WHERE owner = $1"
+                        " ORDER BY node COLLATE \"C\"",
+    [S_PEP_ITEM_UPSERT] =
+        "INSERT INTO pep_items(owner, node, item_id, publisher, payload, seq, published)"
+        " VALUES ($1, $2, $3, $4, $5,"
+        " (SELECT coalesce(max(seq), 0) + 1 FROM pep_items WHERE owner = $1 AND node = $2), $6)"
+        " ON CONFLICT (owner, node, item_id) DO UPDATE SET publisher = excluded.publisher,"
+        " payload = excluded.payload, seq = excluded.seq, published = excluded.published",
+    [S_PEP_ITEMS_TRIM] = "DELETE FROM pep_items WHERE owner = $1 AND node = $2 AND seq <="
+                         " (SELECT seq FROM pep_items WHERE owner = $1 AND node = $2"
+                         " ORDER BY seq DESC LIMIT 1 OFFSET $3::bigint)",
+    [S_PEP_ITEM_DELETE] = "DELETE FROM pep_items WHERE owner = $1 AND node = $2 AND item_id = $3",
+    [S_PEP_ITEM_GET] = "SELECT item_id, publisher, payload FROM pep_items"
+                       " WHERE owner = $1 AND node = $2 AND item_id = $3",
+    [S_PEP_ITEMS_ALL] = "SELECT item_id, publisher, payload FROM pep_items"
+                        " WHERE owner = $1 AND node = $2 ORDER BY seq",
+    [S_PEP_ITEMS_LAST] = "SELECT item_id, publisher, payload FROM (SELECT item_id, publisher,"
+                         " payload, seq FROM pep_items WHERE owner = $1 AND node = $2"
+                         " ORDER BY seq DESC LIMIT $3::bigint) AS newest ORDER BY seq",
 };
 
 /* SQLSTATEs the store maps to its own codes. */
@@ -845,10 +975,16 @@ static store_status user_delete(pg_store *s, const char *user)
     /* Explicit deletes, as in the SQLite back end: the order of the cascade is ours. */
     static const enum sid order[] = {S_ROSTER_GROUPS_DELETE_ALL, S_ROSTER_DELETE_ALL,
                                      S_ROSTER_VERSION_DELETE, S_OFFLINE_DELETE_ALL,
-                                     S_MAM_DELETE_ALL, S_CRED_DELETE_ALL, S_USER_DELETE};
+                                     S_PEP_ITEMS_USER_DELETE,  S_PEP_NODES_USER_DELETE,
+                                     S_MEMBERS_USER_DELETE,    S_POLICY_USER_DELETE,
+                                     S_MAM_DELETE_ALL,         S_CRED_DELETE_ALL,
+                                     S_USER_DELETE};
     for (size_t i = 0; i < ARRAY_LEN(order); i++)
         if (exec_simple(s, order[i], user, NULL) < 0)
             return rollback(s, STORE_ERROR);
+    /* The version row last, as in every policy write (one lock order). */
+    if (exec_simple(s, S_POLICY_BUMP, NULL, NULL) < 0)
+        return rollback(s, STORE_ERROR);
     return commit(s);
 }
 
@@ -1359,6 +1495,489 @@ PG_OP(kv_list,
        void (*fn)(void *ud, const char *owner, const char *key, const char *value), void *ud),
       (s, collection, owner, fn, ud))
 
+/* ---- admin policy ----
+ * Lock order: the account's or group's row first (FOR KEY SHARE to keep it while a value
+ * or membership refers to it, FOR UPDATE to delete a group), the policy_version row last
+ * (its bump serialises policy writers until they commit). */
+
+static store_status bump_policy(pg_store *s)
+{
+    return exec_simple(s, S_POLICY_BUMP, NULL, NULL) == 0 ? STORE_OK : STORE_ERROR;
+}
+
+/* Lock the group's row (lock: S_PGROUP_LOCK_*); STORE_NOT_FOUND if there is none. */
+static store_status group_row(pg_store *s, enum sid lock, const char *group)
+{
+    params p = {0};
+    p_text(&p, group);
+    PGresult *res = run(s, lock, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    int found = PQntuples(res) > 0;
+    PQclear(res);
+    if (!found) {
+        store_set_error(&s->base, "no such group %s", group);
+        return STORE_NOT_FOUND;
+    }
+    return STORE_OK;
+}
+
+static store_status scope_row(pg_store *s, policy_scope scope, const char *name)
+{
+    if (scope == POLICY_USER)
+        return user_row(s, S_USER_LOCK_KEYSHARE, name);
+    if (scope == POLICY_GROUP)
+        return group_row(s, S_PGROUP_LOCK_KEYSHARE, name);
+    return STORE_OK;
+}
+
+static store_status policy_set(pg_store *s, policy_scope scope, const char *name,
+                               const char *key, const char *value)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = scope_row(s, scope, name);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    params p = {0};
+    p_text(&p, policy_scope_name(scope));
+    p_text(&p, name);
+    p_text(&p, key);
+    p_text(&p, value);
+    p_text(&p, now);
+    PGresult *res = run(s, S_POLICY_UPSERT, &p, 0);
+    if (!res)
+        return rollback(s, STORE_ERROR);
+    PQclear(res);
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+/* Rows a write statement changed, or -1. */
+static int run_changes(pg_store *s, enum sid id, const params *p)
+{
+    PGresult *res = run(s, id, p, 0);
+    if (!res)
+        return -1;
+    int n = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return n;
+}
+
+static store_status policy_unset(pg_store *s, policy_scope scope, const char *name,
+                                 const char *key)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    params p = {0};
+    p_text(&p, policy_scope_name(scope));
+    p_text(&p, name);
+    p_text(&p, key);
+    int n = run_changes(s, S_POLICY_DELETE, &p);
+    if (n < 0)
+        return rollback(s, STORE_ERROR);
+    if (n == 0) {
+        store_set_error(&s->base, "%s is not set for %s%s%s", key, policy_scope_name(scope),
+                        *name ? " " : "", name);
+        return rollback(s, STORE_NOT_FOUND);
+    }
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status policy_list(pg_store *s, const char *user, store_policy_fn fn, void *ud)
+{
+    params p = {0};
+    if (user)
+        p_text(&p, user);
+    PGresult *res = run(s, user ? S_POLICY_FOR_USER : S_POLICY_LIST, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *scope = PQgetvalue(res, i, 0);
+        policy_scope sc = strcmp(scope, "user") == 0    ? POLICY_USER
+                          : strcmp(scope, "group") == 0 ? POLICY_GROUP
+                                                        : POLICY_GLOBAL;
+        fn(ud, sc, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+    }
+    PQclear(res);
+    return STORE_OK;
+}
+
+static store_status policy_version(pg_store *s, int64_t *version)
+{
+    PGresult *res = run(s, S_POLICY_VERSION, NULL, 0);
+    if (!res)
+        return STORE_ERROR;
+    store_status ret = STORE_OK;
+    if (PQntuples(res) == 1)
+        *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    else
+        ret = store_set_error(&s->base, "the policy version row is missing");
+    PQclear(res);
+    return ret;
+}
+
+static store_status group_add(pg_store *s, const char *group)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    params p = {0};
+    p_text(&p, group);
+    p_text(&p, now);
+    PGresult *res = run(s, S_PGROUP_INSERT, &p, 0);
+    if (!res) {
+        if (has_state(s, SQLSTATE_UNIQUE)) {
+            store_set_error(&s->base, "group %s already exists", group);
+            return rollback(s, STORE_EXISTS);
+        }
+        return rollback(s, STORE_ERROR);
+    }
+    PQclear(res);
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status group_del(pg_store *s, const char *group)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = group_row(s, S_PGROUP_LOCK_UPDATE, group);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    static const enum sid order[] = {S_PGROUP_POLICY_DELETE, S_PGROUP_MEMBERS_DELETE,
+                                     S_PGROUP_DELETE};
+    for (size_t i = 0; i < ARRAY_LEN(order); i++)
+        if (exec_simple(s, order[i], group, NULL) < 0)
+            return rollback(s, STORE_ERROR);
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status group_list(pg_store *s, void (*fn)(void *ud, const char *group), void *ud)
+{
+    PGresult *res = run(s, S_PGROUP_LIST, NULL, 0);
+    if (!res)
+        return STORE_ERROR;
+    for (int i = 0; i < PQntuples(res); i++)
+        fn(ud, PQgetvalue(res, i, 0));
+    PQclear(res);
+    return STORE_OK;
+}
+
+static store_status group_member_add(pg_store *s, const char *group, const char *user)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = group_row(s, S_PGROUP_LOCK_KEYSHARE, group);
+    if (ret == STORE_OK)
+        ret = user_row(s, S_USER_LOCK_KEYSHARE, user);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    params p = {0};
+    p_text(&p, group);
+    p_text(&p, user);
+    PGresult *res = run(s, S_MEMBER_INSERT, &p, 0);
+    if (!res) {
+        if (has_state(s, SQLSTATE_UNIQUE)) {
+            store_set_error(&s->base, "%s is already a member of group %s", user, group);
+            return rollback(s, STORE_EXISTS);
+        }
+        return rollback(s, STORE_ERROR);
+    }
+    PQclear(res);
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status group_member_del(pg_store *s, const char *group, const char *user)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = group_row(s, S_PGROUP_LOCK_KEYSHARE, group);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    params p = {0};
+    p_text(&p, group);
+    p_text(&p, user);
+    int n = run_changes(s, S_MEMBER_DELETE, &p);
+    if (n < 0)
+        return rollback(s, STORE_ERROR);
+    if (n == 0) {
+        store_set_error(&s->base, "%s is not a member of group %s", user, group);
+        return rollback(s, STORE_NOT_FOUND);
+    }
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status group_members(pg_store *s, const char *group,
+                                  void (*fn)(void *ud, const char *group, const char *user),
+                                  void *ud)
+{
+    /* One transaction, so that "no such group" and the list agree. */
+    if (group) {
+        if (begin(s) != STORE_OK)
+            return STORE_ERROR;
+        store_status ret = group_row(s, S_PGROUP_LOCK_KEYSHARE, group);
+        if (ret != STORE_OK)
+            return rollback(s, ret);
+    }
+    params p = {0};
+    if (group)
+        p_text(&p, group);
+    PGresult *res = run(s, group ? S_MEMBERS_OF : S_MEMBERS_ALL, &p, 0);
+    if (group)
+        rollback(s, STORE_OK); /* read-only: releases the lock */
+    if (!res)
+        return STORE_ERROR;
+    for (int i = 0; i < PQntuples(res); i++)
+        fn(ud, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+    PQclear(res);
+    return STORE_OK;
+}
+
+/* ---- PEP ----
+ * Creating a node locks the account's row FOR NO KEY UPDATE (creations per account take
+ * turns, so the node cap holds across nodes); publishing, retracting and deleting lock
+ * the node's row FOR UPDATE (publications to one node take turns, so the order numbers
+ * and the trimming stay consistent). */
+
+static store_status pep_node_row(pg_store *s, enum sid id, const char *owner, const char *node)
+{
+    params p = {0};
+    p_text(&p, owner);
+    p_text(&p, node);
+    PGresult *res = run(s, id, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    int found = PQntuples(res) > 0;
+    PQclear(res);
+    if (!found) {
+        store_set_error(&s->base, "%s has no PEP node %s", owner, node);
+        return STORE_NOT_FOUND;
+    }
+    return STORE_OK;
+}
+
+static store_status pep_node_get(pg_store *s, const char *owner, const char *node,
+                                 char **config)
+{
+    params p = {0};
+    p_text(&p, owner);
+    p_text(&p, node);
+    PGresult *res = run(s, S_PEP_NODE_GET, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    store_status ret = STORE_OK;
+    if (PQntuples(res) > 0) {
+        *config = val_dup(res, 0, 0);
+    } else {
+        store_set_error(&s->base, "%s has no PEP node %s", owner, node);
+        ret = STORE_NOT_FOUND;
+    }
+    PQclear(res);
+    return ret;
+}
+
+static store_status pep_node_put(pg_store *s, const char *owner, const char *node,
+                                 const char *config, int max_nodes)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = user_row(s, S_USER_LOCK_NOKEY, owner);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    params p = {0};
+    p_text(&p, owner);
+    p_text(&p, node);
+    p_text(&p, config);
+    int n = run_changes(s, S_PEP_NODE_UPDATE, &p);
+    if (n < 0)
+        return rollback(s, STORE_ERROR);
+    if (n > 0)
+        return commit(s);
+    params c = {0};
+    p_text(&c, owner);
+    PGresult *res = run(s, S_PEP_NODE_COUNT, &c, 0);
+    if (!res)
+        return rollback(s, STORE_ERROR);
+    long long count = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    PQclear(res);
+    if (max_nodes >= 0 && count >= max_nodes) {
+        store_set_error(&s->base, "%s already has %lld PEP nodes", owner, count);
+        return rollback(s, STORE_FULL);
+    }
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    p_text(&p, now);
+    res = run(s, S_PEP_NODE_INSERT, &p, 0);
+    if (!res)
+        return rollback(s, STORE_ERROR);
+    PQclear(res);
+    return commit(s);
+}
+
+static store_status pep_node_del(pg_store *s, const char *owner, const char *node)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = pep_node_row(s, S_PEP_NODE_LOCK, owner, node);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    params p = {0};
+    p_text(&p, owner);
+    p_text(&p, node);
+    if (run_changes(s, S_PEP_NODE_ITEMS_DELETE, &p) < 0 ||
+        run_changes(s, S_PEP_NODE_DELETE, &p) < 0)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status pep_node_list(pg_store *s, const char *owner,
+                                  void (*fn)(void *ud, const char *node, const char *config),
+                                  void *ud)
+{
+    params p = {0};
+    p_text(&p, owner);
+    PGresult *res = run(s, S_PEP_NODE_LIST, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    for (int i = 0; i < PQntuples(res); i++)
+        fn(ud, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+    PQclear(res);
+    return STORE_OK;
+}
+
+static store_status pep_item_put(pg_store *s, const char *owner, const char *node,
+                                 const char *id, const char *publisher, const char *payload,
+                                 int max_items)
+{
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = pep_node_row(s, S_PEP_NODE_LOCK, owner, node);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    params p = {0};
+    p_text(&p, owner);
+    p_text(&p, node);
+    p_text(&p, id);
+    p_text(&p, publisher);
+    p_text(&p, payload);
+    p_text(&p, now);
+    PGresult *res = run(s, S_PEP_ITEM_UPSERT, &p, 0);
+    if (!res)
+        return rollback(s, STORE_ERROR);
+    PQclear(res);
+    if (max_items > 0) {
+        char keep[16];
+        snprintf(keep, sizeof keep, "%d", max_items);
+        params t = {0};
+        p_text(&t, owner);
+        p_text(&t, node);
+        p_text(&t, keep);
+        if (run_changes(s, S_PEP_ITEMS_TRIM, &t) < 0)
+            return rollback(s, STORE_ERROR);
+    }
+    return commit(s);
+}
+
+static store_status pep_item_del(pg_store *s, const char *owner, const char *node,
+                                 const char *id)
+{
+    params p = {0};
+    p_text(&p, owner);
+    p_text(&p, node);
+    p_text(&p, id);
+    int n = run_changes(s, S_PEP_ITEM_DELETE, &p);
+    if (n < 0)
+        return STORE_ERROR;
+    if (n == 0) {
+        store_set_error(&s->base, "PEP node %s of %s has no item %s", node, owner, id);
+        return STORE_NOT_FOUND;
+    }
+    return STORE_OK;
+}
+
+static store_status pep_items(pg_store *s, const char *owner, const char *node, const char *id,
+                              int max, store_pep_item_fn fn, void *ud)
+{
+    /* A node deleted between the check and the read just reads as empty. */
+    store_status ret = pep_node_row(s, S_PEP_NODE_GET, owner, node);
+    if (ret != STORE_OK)
+        return ret;
+    params p = {0};
+    p_text(&p, owner);
+    p_text(&p, node);
+    char lim[16];
+    enum sid which = S_PEP_ITEMS_ALL;
+    if (id) {
+        p_text(&p, id);
+        which = S_PEP_ITEM_GET;
+    } else if (max > 0) {
+        snprintf(lim, sizeof lim, "%d", max);
+        p_text(&p, lim);
+        which = S_PEP_ITEMS_LAST;
+    }
+    PGresult *res = run(s, which, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    for (int i = 0; i < PQntuples(res); i++)
+        fn(ud, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+    PQclear(res);
+    return STORE_OK;
+}
+
+PG_OP(policy_set,
+      (store *base, policy_scope scope, const char *name, const char *key, const char *value),
+      (s, scope, name, key, value))
+PG_OP(policy_unset, (store *base, policy_scope scope, const char *name, const char *key),
+      (s, scope, name, key))
+PG_OP(policy_list, (store *base, const char *user, store_policy_fn fn, void *ud),
+      (s, user, fn, ud))
+PG_OP(policy_version, (store *base, int64_t *version), (s, version))
+PG_OP(group_add, (store *base, const char *group), (s, group))
+PG_OP(group_del, (store *base, const char *group), (s, group))
+PG_OP(group_list, (store *base, void (*fn)(void *ud, const char *group), void *ud), (s, fn, ud))
+PG_OP(group_member_add, (store *base, const char *group, const char *user), (s, group, user))
+PG_OP(group_member_del, (store *base, const char *group, const char *user), (s, group, user))
+PG_OP(group_members,
+      (store *base, const char *group,
+       void (*fn)(void *ud, const char *group, const char *user), void *ud),
+      (s, group, fn, ud))
+PG_OP(pep_node_get, (store *base, const char *owner, const char *node, char **config),
+      (s, owner, node, config))
+PG_OP(pep_node_put,
+      (store *base, const char *owner, const char *node, const char *config, int max_nodes),
+      (s, owner, node, config, max_nodes))
+PG_OP(pep_node_del, (store *base, const char *owner, const char *node), (s, owner, node))
+PG_OP(pep_node_list,
+      (store *base, const char *owner,
+       void (*fn)(void *ud, const char *node, const char *config), void *ud),
+      (s, owner, fn, ud))
+PG_OP(pep_item_put,
+      (store *base, const char *owner, const char *node, const char *id, const char *publisher,
+       const char *payload, int max_items),
+      (s, owner, node, id, publisher, payload, max_items))
+PG_OP(pep_item_del, (store *base, const char *owner, const char *node, const char *id),
+      (s, owner, node, id))
+PG_OP(pep_items,
+      (store *base, const char *owner, const char *node, const char *id, int max,
+       store_pep_item_fn fn, void *ud),
+      (s, owner, node, id, max, fn, ud))
+
 static store_status pg_user_exists(store *base, const char *user)
 {
     pg_store *s = ps_of(base);
@@ -1392,4 +2011,21 @@ const struct store_ops store_pg_ops = {
     .kv_get = pg_kv_get,
     .kv_del = pg_kv_del,
     .kv_list = pg_kv_list,
+    .policy_set = pg_policy_set,
+    .policy_unset = pg_policy_unset,
+    .policy_list = pg_policy_list,
+    .policy_version = pg_policy_version,
+    .group_add = pg_group_add,
+    .group_del = pg_group_del,
+    .group_list = pg_group_list,
+    .group_member_add = pg_group_member_add,
+    .group_member_del = pg_group_member_del,
+    .group_members = pg_group_members,
+    .pep_node_get = pg_pep_node_get,
+    .pep_node_put = pg_pep_node_put,
+    .pep_node_del = pg_pep_node_del,
+    .pep_node_list = pg_pep_node_list,
+    .pep_item_put = pg_pep_item_put,
+    .pep_item_del = pg_pep_item_del,
+    .pep_items = pg_pep_items,
 };

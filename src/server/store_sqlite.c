@@ -93,6 +93,44 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX mam_sid ON mam(owner, sid);"
     "CREATE INDEX mam_with ON mam(owner, with_jid, seq);"
     "CREATE INDEX mam_ts ON mam(ts_us);",
+    /* version 4: the admin policy: values per scope, groups, a change counter */
+    "CREATE TABLE policy_groups ("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE policy_group_members ("
+    "  grp TEXT NOT NULL REFERENCES policy_groups(name) ON DELETE CASCADE,"
+    "  member TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  PRIMARY KEY (grp, member));"
+    "CREATE INDEX policy_group_members_member ON policy_group_members(member);"
+    "CREATE TABLE policy ("
+    "  scope TEXT NOT NULL CHECK (scope IN ('global', 'group', 'user')),"
+    "  name TEXT NOT NULL," /* '' for global */
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  updated INTEGER NOT NULL,"
+    "  PRIMARY KEY (scope, name, key));"
+    "CREATE TABLE policy_version ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  version INTEGER NOT NULL);"
+    "INSERT INTO policy_version(id, version) VALUES (1, 0);",
+    /* version 5: PEP nodes and items (XEP-0163) */
+    "CREATE TABLE pep_nodes ("
+    "  owner TEXT NOT NULL REFERENCES users(jid) ON DELETE CASCADE,"
+    "  node TEXT NOT NULL,"
+    "  config TEXT NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  PRIMARY KEY (owner, node));"
+    "CREATE TABLE pep_items ("
+    "  owner TEXT NOT NULL,"
+    "  node TEXT NOT NULL,"
+    "  item_id TEXT NOT NULL,"
+    "  publisher TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL," /* publication order within the node */
+    "  published INTEGER NOT NULL,"
+    "  PRIMARY KEY (owner, node, item_id),"
+    "  FOREIGN KEY (owner, node) REFERENCES pep_nodes(owner, node) ON DELETE CASCADE);"
+    "CREATE INDEX pep_items_order ON pep_items(owner, node, seq);",
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -139,6 +177,39 @@ enum sid {
     S_KV_DEL_OWNER,
     S_KV_LIST,
     S_KV_LIST_OWNER,
+    S_POLICY_USER_DELETE,
+    S_MEMBERS_USER_DELETE,
+    S_PEP_ITEMS_USER_DELETE,
+    S_PEP_NODES_USER_DELETE,
+    S_POLICY_BUMP,
+    S_POLICY_VERSION,
+    S_POLICY_UPSERT,
+    S_POLICY_DELETE,
+    S_POLICY_LIST,
+    S_POLICY_FOR_USER,
+    S_PGROUP_EXISTS,
+    S_PGROUP_INSERT,
+    S_PGROUP_DELETE,
+    S_PGROUP_POLICY_DELETE,
+    S_PGROUP_MEMBERS_DELETE,
+    S_PGROUP_LIST,
+    S_MEMBER_INSERT,
+    S_MEMBER_DELETE,
+    S_MEMBERS_OF,
+    S_MEMBERS_ALL,
+    S_PEP_NODE_GET,
+    S_PEP_NODE_COUNT,
+    S_PEP_NODE_INSERT,
+    S_PEP_NODE_UPDATE,
+    S_PEP_NODE_DELETE,
+    S_PEP_NODE_ITEMS_DELETE,
+    S_PEP_NODE_LIST,
+    S_PEP_ITEM_UPSERT,
+    S_PEP_ITEMS_TRIM,
+    S_PEP_ITEM_DELETE,
+    S_PEP_ITEM_GET,
+    S_PEP_ITEMS_ALL,
+    S_PEP_ITEMS_LAST,
     S_COUNT
 };
 
@@ -200,6 +271,58 @@ static const char *const sql_text[S_COUNT] = {
     [S_KV_LIST] = "SELECT owner, key, value FROM kv WHERE collection = ?1 ORDER BY owner, key",
     [S_KV_LIST_OWNER] = "SELECT owner, key, value FROM kv WHERE collection = ?1 AND owner = ?2"
                         " ORDER BY key",
+    [S_POLICY_USER_DELETE] = "DELETE FROM policy WHERE scope = 'user' AND name = ?1",
+    [S_MEMBERS_USER_DELETE] = "DELETE FROM policy_group_members WHERE member = ?1",
+    [S_PEP_ITEMS_USER_DELETE] = "DELETE FROM pep_items WHERE owner = ?1",
+    [S_PEP_NODES_USER_DELETE] = "DELETE FROM pep_nodes WHERE owner = ?1",
+    [S_POLICY_BUMP] = "UPDATE policy_version SET version = version + 1 WHERE id = 1",
+    [S_POLICY_VERSION] = "SELECT version FROM policy_version WHERE id = 1",
+    [S_POLICY_UPSERT] = "INSERT INTO policy(scope, name, key, value, updated)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(scope, name, key)"
+                        " DO UPDATE SET value = excluded.value, updated = excluded.updated",
+    [S_POLICY_DELETE] = "DELETE FROM policy WHERE scope = ?1 AND name = ?2 AND key = ?3",
+    [S_POLICY_LIST] = "SELECT scope, name, key, value FROM policy ORDER BY scope, name, key",
+    [S_POLICY_FOR_USER] = "SELECT scope, name, key, value FROM policy WHERE scope = 'global'"
+                          " OR (scope = 'user' AND name = ?1) OR (scope = 'group' AND name IN"
+                          " (SELECT grp FROM policy_group_members WHERE member = ?1))"
+                          " ORDER BY scope, name, key",
+    [S_PGROUP_EXISTS] = "SELECT 1 FROM policy_groups WHERE name = ?1",
+    [S_PGROUP_INSERT] = "INSERT INTO policy_groups(name, created) VALUES (?1, ?2)",
+    [S_PGROUP_DELETE] = "DELETE FROM policy_groups WHERE name = ?1",
+    [S_PGROUP_POLICY_DELETE] = "DELETE FROM policy WHERE scope = 'group' AND name = ?1",
+    [S_PGROUP_MEMBERS_DELETE] = "DELETE FROM policy_group_members WHERE grp = ?1",
+    [S_PGROUP_LIST] = "SELECT name FROM policy_groups ORDER BY name",
+    [S_MEMBER_INSERT] = "INSERT INTO policy_group_members(grp, member) VALUES (?1, ?2)",
+    [S_MEMBER_DELETE] = "DELETE FROM policy_group_members WHERE grp = ?1 AND member = ?2",
+    [S_MEMBERS_OF] = "SELECT grp, member FROM policy_group_members WHERE grp = ?1"
+                     " ORDER BY member",
+    [S_MEMBERS_ALL] = "SELECT grp, member FROM policy_group_members ORDER BY grp, member",
+    [S_PEP_NODE_GET] = "SELECT config FROM pep_nodes WHERE owner = ?1 AND node = ?2",
+    [S_PEP_NODE_COUNT] = "SELECT count(*) FROM pep_nodes WHERE owner = ?1",
+    [S_PEP_NODE_INSERT] = "INSERT INTO pep_nodes(owner, node, config, created)"
+                          " VALUES (?1, ?2, ?3, ?4)",
+    [S_PEP_NODE_UPDATE] = "UPDATE pep_nodes SET config = ?3 WHERE owner = ?1 AND node = ?2",
+    [S_PEP_NODE_DELETE] = "DELETE FROM pep_nodes WHERE owner = ?1 AND node = ?2",
+    [S_PEP_NODE_ITEMS_DELETE] = "DELETE FROM pep_items WHERE owner = ?1 AND node = ?2",
+    [S_PEP_NODE_LIST] = "SELECT node, config FROM pep_nodes WHERE owner = ?1 ORDER BY node",
+    [S_PEP_ITEM_UPSERT] =
+        "INSERT INTO pep_items(owner, node, item_id, publisher, payload, seq, published)"
+        " VALUES (?1, ?2, ?3, ?4, ?5,"
+        " (SELECT coalesce(max(seq), 0) + 1 FROM pep_items WHERE owner = ?1 AND node = ?2), ?6)"
+        " ON CONFLICT(owner, node, item_id) DO UPDATE SET publisher = excluded.publisher,"
+        " payload = excluded.payload, seq = excluded.seq, published = excluded.published",
+    /* Everything from the (max+1)-th newest down; nothing when there are fewer. */
+    [S_PEP_ITEMS_TRIM] = "DELETE FROM pep_items WHERE owner = ?1 AND node = ?2 AND seq <="
+                         " (SELECT seq FROM pep_items WHERE owner = ?1 AND node = ?2"
+                         " ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+    [S_PEP_ITEM_DELETE] = "DELETE FROM pep_items WHERE owner = ?1 AND node = ?2 AND item_id = ?3",
+    [S_PEP_ITEM_GET] = "SELECT item_id, publisher, payload FROM pep_items"
+                       " WHERE owner = ?1 AND node = ?2 AND item_id = ?3",
+    [S_PEP_ITEMS_ALL] = "SELECT item_id, publisher, payload FROM pep_items"
+                        " WHERE owner = ?1 AND node = ?2 ORDER BY seq",
+    [S_PEP_ITEMS_LAST] = "SELECT item_id, publisher, payload FROM (SELECT item_id, publisher,"
+                         " payload, seq FROM pep_items WHERE owner = ?1 AND node = ?2"
+                         " ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
 };
 
 typedef struct sqlite_store {
@@ -513,10 +636,16 @@ static store_status sqlite_user_delete(store *base, const char *user)
      * from a database someone opened without foreign_keys. */
     static const enum sid order[] = {S_ROSTER_GROUPS_DELETE_ALL, S_ROSTER_DELETE_ALL,
                                      S_ROSTER_VERSION_DELETE, S_OFFLINE_DELETE_ALL,
-                                     S_MAM_DELETE_ALL, S_CRED_DELETE_ALL, S_USER_DELETE};
+                                     S_PEP_ITEMS_USER_DELETE,  S_PEP_NODES_USER_DELETE,
+                                     S_MEMBERS_USER_DELETE,    S_POLICY_USER_DELETE,
+                                     S_MAM_DELETE_ALL,         S_CRED_DELETE_ALL,
+                                     S_USER_DELETE};
     for (size_t i = 0; i < ARRAY_LEN(order); i++)
         if (exec_simple(s, order[i], user, NULL) < 0)
             return rollback(s, STORE_ERROR);
+    /* Its policy values and memberships are gone: a running server re-reads. */
+    if (exec_simple(s, S_POLICY_BUMP, NULL, NULL) < 0)
+        return rollback(s, STORE_ERROR);
     return commit(s);
 }
 
@@ -1083,6 +1212,505 @@ static store_status sqlite_kv_list(store *base, const char *collection, const ch
     return ret;
 }
 
+/* ---- helpers for the policy and PEP tables ---- */
+
+/* The cached statement id with texts bound to ?1..?n (a NULL text binds NULL). */
+static sqlite3_stmt *bound(sqlite_store *s, enum sid id, int n, const char *const *vals)
+{
+    sqlite3_stmt *st = stmt(s, id);
+    if (!st)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_text(st, i + 1, vals[i], -1, SQLITE_STATIC);
+    return st;
+}
+
+/* Rows of up to four text columns, read before any callback runs (a callback may use the
+ * store, which would reset the statement). */
+typedef struct text_rows {
+    char *(*cols)[4];
+    size_t n, cap;
+} text_rows;
+
+static store_status read_rows(sqlite_store *s, sqlite3_stmt *st, int ncols, text_rows *out,
+                              const char *what)
+{
+    memset(out, 0, sizeof *out);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == out->cap) {
+            out->cap = out->cap ? out->cap * 2 : 16;
+            out->cols = xrealloc(out->cols, out->cap * sizeof *out->cols);
+        }
+        for (int c = 0; c < 4; c++) {
+            char *v = c < ncols ? col_dup(st, c) : NULL;
+            out->cols[out->n][c] = v ? v : (c < ncols ? xstrdup("") : NULL);
+        }
+        out->n++;
+    }
+    store_status ret = rc == SQLITE_DONE ? STORE_OK : db_error(s, what);
+    finish(st);
+    return ret;
+}
+
+static void free_rows(text_rows *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        for (int c = 0; c < 4; c++)
+            free(r->cols[i][c]);
+    free(r->cols);
+    memset(r, 0, sizeof *r);
+}
+
+/* 1 if the one-row query id on vals finds a row, 0 if not, -1 on error. */
+static int row_exists(sqlite_store *s, enum sid id, int n, const char *const *vals)
+{
+    sqlite3_stmt *st = bound(s, id, n, vals);
+    if (!st)
+        return -1;
+    int rc = sqlite3_step(st);
+    int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    if (ret < 0)
+        db_error(s, sql_text[id]);
+    finish(st);
+    return ret;
+}
+
+/* Run a write statement on vals; the rows it changed, or -1. */
+static int exec_changes(sqlite_store *s, enum sid id, int n, const char *const *vals)
+{
+    sqlite3_stmt *st = bound(s, id, n, vals);
+    if (!st)
+        return -1;
+    int rc = sqlite3_step(st);
+    finish(st);
+    if (rc != SQLITE_DONE) {
+        db_error(s, sql_text[id]);
+        return -1;
+    }
+    return sqlite3_changes(s->db);
+}
+
+/* A read transaction, so that existence checks and lists agree. */
+static store_status begin_read(sqlite_store *s)
+{
+    return sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? STORE_OK
+                                                                       : db_error(s, "begin");
+}
+
+/* ---- admin policy ---- */
+
+static store_status bump_policy(sqlite_store *s)
+{
+    return exec_simple(s, S_POLICY_BUMP, NULL, NULL) == 0 ? STORE_OK : STORE_ERROR;
+}
+
+/* Inside a transaction: does the scope's user or group exist? */
+static store_status scope_exists(sqlite_store *s, policy_scope scope, const char *name)
+{
+    if (scope == POLICY_GLOBAL)
+        return STORE_OK;
+    int found = row_exists(s, scope == POLICY_USER ? S_USER_EXISTS : S_PGROUP_EXISTS, 1,
+                           (const char *[]){name});
+    if (found < 0)
+        return STORE_ERROR;
+    if (!found) {
+        store_set_error(&s->base, "no such %s %s", policy_scope_name(scope), name);
+        return STORE_NOT_FOUND;
+    }
+    return STORE_OK;
+}
+
+static store_status sqlite_policy_set(store *base, policy_scope scope, const char *name,
+                                      const char *key, const char *value)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = scope_exists(s, scope, name);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    sqlite3_stmt *st = bound(s, S_POLICY_UPSERT, 4,
+                             (const char *[]){policy_scope_name(scope), name, key, value});
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL));
+    int rc = sqlite3_step(st);
+    finish(st);
+    if (rc != SQLITE_DONE)
+        return rollback(s, db_error(s, "store a policy value"));
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status sqlite_policy_unset(store *base, policy_scope scope, const char *name,
+                                        const char *key)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    int n = exec_changes(s, S_POLICY_DELETE, 3,
+                         (const char *[]){policy_scope_name(scope), name, key});
+    if (n < 0)
+        return rollback(s, STORE_ERROR);
+    if (n == 0) {
+        store_set_error(base, "%s is not set for %s%s%s", key, policy_scope_name(scope),
+                        *name ? " " : "", name);
+        return rollback(s, STORE_NOT_FOUND);
+    }
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static policy_scope scope_of(const char *text)
+{
+    return strcmp(text, "user") == 0 ? POLICY_USER
+           : strcmp(text, "group") == 0 ? POLICY_GROUP
+                                        : POLICY_GLOBAL;
+}
+
+static store_status sqlite_policy_list(store *base, const char *user, store_policy_fn fn,
+                                       void *ud)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = user ? bound(s, S_POLICY_FOR_USER, 1, (const char *[]){user})
+                            : stmt(s, S_POLICY_LIST);
+    if (!st)
+        return STORE_ERROR;
+    text_rows r;
+    store_status ret = read_rows(s, st, 4, &r, "list policy values");
+    for (size_t i = 0; ret == STORE_OK && i < r.n; i++)
+        fn(ud, scope_of(r.cols[i][0]), r.cols[i][1], r.cols[i][2], r.cols[i][3]);
+    free_rows(&r);
+    return ret;
+}
+
+static store_status sqlite_policy_version(store *base, int64_t *version)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, S_POLICY_VERSION);
+    if (!st)
+        return STORE_ERROR;
+    int rc = sqlite3_step(st);
+    store_status ret = STORE_OK;
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int64(st, 0);
+    else
+        ret = db_error(s, "read the policy version");
+    finish(st);
+    return ret;
+}
+
+static store_status sqlite_group_add(store *base, const char *group)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    sqlite3_stmt *st = bound(s, S_PGROUP_INSERT, 1, (const char *[]){group});
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)time(NULL));
+    int rc = sqlite3_step(st);
+    finish(st);
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+        store_set_error(base, "group %s already exists", group);
+        return rollback(s, STORE_EXISTS);
+    }
+    if (rc != SQLITE_DONE)
+        return rollback(s, db_error(s, "create group"));
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status sqlite_group_del(store *base, const char *group)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = scope_exists(s, POLICY_GROUP, group);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    static const enum sid order[] = {S_PGROUP_POLICY_DELETE, S_PGROUP_MEMBERS_DELETE,
+                                     S_PGROUP_DELETE};
+    for (size_t i = 0; i < ARRAY_LEN(order); i++)
+        if (exec_simple(s, order[i], group, NULL) < 0)
+            return rollback(s, STORE_ERROR);
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status sqlite_group_list(store *base, void (*fn)(void *ud, const char *group),
+                                      void *ud)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, S_PGROUP_LIST);
+    if (!st)
+        return STORE_ERROR;
+    text_rows r;
+    store_status ret = read_rows(s, st, 1, &r, "list groups");
+    for (size_t i = 0; ret == STORE_OK && i < r.n; i++)
+        fn(ud, r.cols[i][0]);
+    free_rows(&r);
+    return ret;
+}
+
+static store_status sqlite_group_member_add(store *base, const char *group, const char *user)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = scope_exists(s, POLICY_GROUP, group);
+    if (ret == STORE_OK)
+        ret = scope_exists(s, POLICY_USER, user);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    sqlite3_stmt *st = bound(s, S_MEMBER_INSERT, 2, (const char *[]){group, user});
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    int rc = sqlite3_step(st);
+    finish(st);
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+        store_set_error(base, "%s is already a member of group %s", user, group);
+        return rollback(s, STORE_EXISTS);
+    }
+    if (rc != SQLITE_DONE)
+        return rollback(s, db_error(s, "add a group member"));
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status sqlite_group_member_del(store *base, const char *group, const char *user)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = scope_exists(s, POLICY_GROUP, group);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    int n = exec_changes(s, S_MEMBER_DELETE, 2, (const char *[]){group, user});
+    if (n < 0)
+        return rollback(s, STORE_ERROR);
+    if (n == 0) {
+        store_set_error(base, "%s is not a member of group %s", user, group);
+        return rollback(s, STORE_NOT_FOUND);
+    }
+    if (bump_policy(s) != STORE_OK)
+        return rollback(s, STORE_ERROR);
+    return commit(s);
+}
+
+static store_status sqlite_group_members(store *base, const char *group,
+                                         void (*fn)(void *ud, const char *group,
+                                                    const char *user),
+                                         void *ud)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin_read(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = group ? scope_exists(s, POLICY_GROUP, group) : STORE_OK;
+    text_rows r = {0};
+    if (ret == STORE_OK) {
+        sqlite3_stmt *st = group ? bound(s, S_MEMBERS_OF, 1, (const char *[]){group})
+                                 : stmt(s, S_MEMBERS_ALL);
+        ret = st ? read_rows(s, st, 2, &r, "list group members") : STORE_ERROR;
+    }
+    rollback(s, STORE_OK); /* read-only */
+    for (size_t i = 0; ret == STORE_OK && i < r.n; i++)
+        fn(ud, r.cols[i][0], r.cols[i][1]);
+    free_rows(&r);
+    return ret;
+}
+
+/* ---- PEP ---- */
+
+/* Inside a transaction: does the node exist? */
+static store_status pep_node_exists(sqlite_store *s, const char *owner, const char *node)
+{
+    int found = row_exists(s, S_PEP_NODE_GET, 2, (const char *[]){owner, node});
+    if (found < 0)
+        return STORE_ERROR;
+    if (!found) {
+        store_set_error(&s->base, "%s has no PEP node %s", owner, node);
+        return STORE_NOT_FOUND;
+    }
+    return STORE_OK;
+}
+
+static store_status sqlite_pep_node_get(store *base, const char *owner, const char *node,
+                                        char **config)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = bound(s, S_PEP_NODE_GET, 2, (const char *[]){owner, node});
+    if (!st)
+        return STORE_ERROR;
+    int rc = sqlite3_step(st);
+    store_status ret = STORE_OK;
+    if (rc == SQLITE_ROW) {
+        *config = col_dup(st, 0);
+    } else if (rc == SQLITE_DONE) {
+        store_set_error(base, "%s has no PEP node %s", owner, node);
+        ret = STORE_NOT_FOUND;
+    } else {
+        ret = db_error(s, "read a PEP node");
+    }
+    finish(st);
+    return ret;
+}
+
+static store_status sqlite_pep_node_put(store *base, const char *owner, const char *node,
+                                        const char *config, int max_nodes)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    int found = row_exists(s, S_PEP_NODE_GET, 2, (const char *[]){owner, node});
+    if (found < 0)
+        return rollback(s, STORE_ERROR);
+    if (found) {
+        if (exec_changes(s, S_PEP_NODE_UPDATE, 3, (const char *[]){owner, node, config}) < 0)
+            return rollback(s, STORE_ERROR);
+        return commit(s);
+    }
+    store_status ret = scope_exists(s, POLICY_USER, owner);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    sqlite3_stmt *st = bound(s, S_PEP_NODE_COUNT, 1, (const char *[]){owner});
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    int rc = sqlite3_step(st);
+    int count = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    finish(st);
+    if (count < 0)
+        return rollback(s, db_error(s, "count PEP nodes"));
+    if (max_nodes >= 0 && count >= max_nodes) {
+        store_set_error(base, "%s already has %d PEP nodes", owner, count);
+        return rollback(s, STORE_FULL);
+    }
+    st = bound(s, S_PEP_NODE_INSERT, 3, (const char *[]){owner, node, config});
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
+    rc = sqlite3_step(st);
+    finish(st);
+    if (rc != SQLITE_DONE)
+        return rollback(s, db_error(s, "create a PEP node"));
+    return commit(s);
+}
+
+static store_status sqlite_pep_node_del(store *base, const char *owner, const char *node)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    const char *const vals[] = {owner, node};
+    if (exec_changes(s, S_PEP_NODE_ITEMS_DELETE, 2, vals) < 0)
+        return rollback(s, STORE_ERROR);
+    int n = exec_changes(s, S_PEP_NODE_DELETE, 2, vals);
+    if (n < 0)
+        return rollback(s, STORE_ERROR);
+    if (n == 0) {
+        store_set_error(base, "%s has no PEP node %s", owner, node);
+        return rollback(s, STORE_NOT_FOUND);
+    }
+    return commit(s);
+}
+
+static store_status sqlite_pep_node_list(store *base, const char *owner,
+                                         void (*fn)(void *ud, const char *node,
+                                                    const char *config),
+                                         void *ud)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = bound(s, S_PEP_NODE_LIST, 1, (const char *[]){owner});
+    if (!st)
+        return STORE_ERROR;
+    text_rows r;
+    store_status ret = read_rows(s, st, 2, &r, "list PEP nodes");
+    for (size_t i = 0; ret == STORE_OK && i < r.n; i++)
+        fn(ud, r.cols[i][0], r.cols[i][1]);
+    free_rows(&r);
+    return ret;
+}
+
+static store_status sqlite_pep_item_put(store *base, const char *owner, const char *node,
+                                        const char *id, const char *publisher,
+                                        const char *payload, int max_items)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = pep_node_exists(s, owner, node);
+    if (ret != STORE_OK)
+        return rollback(s, ret);
+    sqlite3_stmt *st =
+        bound(s, S_PEP_ITEM_UPSERT, 5, (const char *[]){owner, node, id, publisher, payload});
+    if (!st)
+        return rollback(s, STORE_ERROR);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)time(NULL));
+    int rc = sqlite3_step(st);
+    finish(st);
+    if (rc != SQLITE_DONE)
+        return rollback(s, db_error(s, "store a PEP item"));
+    if (max_items > 0) {
+        st = bound(s, S_PEP_ITEMS_TRIM, 2, (const char *[]){owner, node});
+        if (!st)
+            return rollback(s, STORE_ERROR);
+        sqlite3_bind_int(st, 3, max_items);
+        rc = sqlite3_step(st);
+        finish(st);
+        if (rc != SQLITE_DONE)
+            return rollback(s, db_error(s, "trim PEP items"));
+    }
+    return commit(s);
+}
+
+static store_status sqlite_pep_item_del(store *base, const char *owner, const char *node,
+                                        const char *id)
+{
+    sqlite_store *s = ss_of(base);
+    int n = exec_changes(s, S_PEP_ITEM_DELETE, 3, (const char *[]){owner, node, id});
+    if (n < 0)
+        return STORE_ERROR;
+    if (n == 0) {
+        store_set_error(base, "PEP node %s of %s has no item %s", node, owner, id);
+        return STORE_NOT_FOUND;
+    }
+    return STORE_OK;
+}
+
+static store_status sqlite_pep_items(store *base, const char *owner, const char *node,
+                                     const char *id, int max, store_pep_item_fn fn, void *ud)
+{
+    sqlite_store *s = ss_of(base);
+    if (begin_read(s) != STORE_OK)
+        return STORE_ERROR;
+    store_status ret = pep_node_exists(s, owner, node);
+    text_rows r = {0};
+    if (ret == STORE_OK) {
+        sqlite3_stmt *st;
+        if (id) {
+            st = bound(s, S_PEP_ITEM_GET, 3, (const char *[]){owner, node, id});
+        } else if (max > 0) {
+            st = bound(s, S_PEP_ITEMS_LAST, 2, (const char *[]){owner, node});
+            if (st)
+                sqlite3_bind_int(st, 3, max);
+        } else {
+            st = bound(s, S_PEP_ITEMS_ALL, 2, (const char *[]){owner, node});
+        }
+        ret = st ? read_rows(s, st, 3, &r, "read PEP items") : STORE_ERROR;
+    }
+    rollback(s, STORE_OK); /* read-only */
+    for (size_t i = 0; ret == STORE_OK && i < r.n; i++)
+        fn(ud, r.cols[i][0], r.cols[i][1], r.cols[i][2]);
+    free_rows(&r);
+    return ret;
+}
+
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -1108,4 +1736,21 @@ const struct store_ops store_sqlite_ops = {
     .kv_get = sqlite_kv_get,
     .kv_del = sqlite_kv_del,
     .kv_list = sqlite_kv_list,
+    .policy_set = sqlite_policy_set,
+    .policy_unset = sqlite_policy_unset,
+    .policy_list = sqlite_policy_list,
+    .policy_version = sqlite_policy_version,
+    .group_add = sqlite_group_add,
+    .group_del = sqlite_group_del,
+    .group_list = sqlite_group_list,
+    .group_member_add = sqlite_group_member_add,
+    .group_member_del = sqlite_group_member_del,
+    .group_members = sqlite_group_members,
+    .pep_node_get = sqlite_pep_node_get,
+    .pep_node_put = sqlite_pep_node_put,
+    .pep_node_del = sqlite_pep_node_del,
+    .pep_node_list = sqlite_pep_node_list,
+    .pep_item_put = sqlite_pep_item_put,
+    .pep_item_del = sqlite_pep_item_del,
+    .pep_items = sqlite_pep_items,
 };

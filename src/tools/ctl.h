@@ -49,9 +49,15 @@ void admin_log_close(admin_log *al);
 
 /* Command groups. */
 int ctl_compliance(const char *conf_path, int argc, char **argv);
+int ctl_files(const char *conf_path, int argc, char **argv);
+void ctl_files_usage(FILE *out);
 void ctl_compliance_usage(FILE *out);
 int ctl_archive(const char *conf_path, int argc, char **argv);
 void ctl_archive_usage(FILE *out);
+/* ctl_policy.c: `policy` and `group` (one usage text for both). */
+int ctl_policy(const char *conf_path, int argc, char **argv);
+int ctl_group(const char *conf_path, int argc, char **argv);
+void ctl_policy_usage(FILE *out);
 int ctl_node(const char *conf_path, int argc, char **argv);
 void ctl_node_usage(FILE *out);
 

@@ -1,6 +1,7 @@
 /* ctl_compliance.c - `parleyctl compliance`: verify the archive's hash chains and signed
- * checkpoints, search and export message records, list audit events. Every command
- * opens the archive read-only: an audit must not change what it inspects. */
+ * checkpoints, search and export message records, list audit events, and purge records
+ * past their retention. Every command but purge opens the archive read-only: an audit
+ * must not change what it inspects. */
 #include "ctl.h"
 #include "common/jid.h"
 #include "common/util.h"
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void ctl_compliance_usage(FILE *out)
 {
@@ -27,51 +29,14 @@ void ctl_compliance_usage(FILE *out)
           "  compliance export --format csv|json [FILTERS]\n"
           "          every column of the matching records, for auditors' tools\n"
           "  compliance audit [FILTERS]\n"
-          "          list audit events (sign-ins, sign-outs, admin actions)\n",
+          "          list audit events (sign-ins, sign-outs, admin actions)\n"
+          "  compliance purge --before TIME\n"
+          "          delete the oldest message records older than TIME (up to the first\n"
+          "          younger one), leaving a signed purge checkpoint and an audit event;\n"
+          "          refused unless compliance_retention_days is set and TIME is at least\n"
+          "          that many days in the past, or if the archive does not verify; needs\n"
+          "          the signing key (key_file); audit events are never purged\n",
           out);
-}
-
-/* ISO 8601 in UTC: DATE, DATE"T"HH:MM, DATE"T"HH:MM:SS, with optional fraction and Z. */
-static int parse_time(const char *s, int64_t *out)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *p = strptime(s, "%Y-%m-%d", &tm);
-    if (!p)
-        return -1;
-    long frac_us = 0;
-    if (*p == 'T' || *p == ' ') {
-        const char *q = strptime(p + 1, "%H:%M", &tm);
-        if (!q)
-            return -1;
-        p = q;
-        if (*p == ':') {
-            q = strptime(p + 1, "%S", &tm);
-            if (!q)
-                return -1;
-            p = q;
-            if (*p == '.') {
-                p++;
-                long scale = 100000;
-                if (*p < '0' || *p > '9')
-                    return -1;
-                while (*p >= '0' && *p <= '9') {
-                    frac_us += (*p - '0') * scale;
-                    scale /= 10;
-                    p++;
-                }
-            }
-        }
-    }
-    if (*p == 'Z')
-        p++;
-    if (*p)
-        return -1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -1;
-    *out = (int64_t)t * 1000000 + frac_us;
-    return 0;
 }
 
 /* A JID argument normalised (lower case, nameprep) so it matches the stored form. */
@@ -120,7 +85,7 @@ static int parse_filters(const char *what, int argc, char **argv, int allow_form
             o->f.text = v;
         } else if (strcmp(a, "--since") == 0 || strcmp(a, "--until") == 0) {
             int64_t t;
-            if (parse_time(v, &t) < 0)
+            if (time_parse_iso8601(v, &t) < 0)
                 return usage_error("compliance %s: bad time '%s' for %s (ISO 8601 UTC, e.g. "
                                    "2024-05-01 or 2024-05-01T12:30:00Z)",
                                    what, v, a);
@@ -326,9 +291,13 @@ static int compliance_verify(const config *cfg, clog *log)
             break;
         }
         if (res.ok) {
-            printf("%s: all %lld records verify (%lld checkpoint%s)\n",
+            char purged[64] = "";
+            if (res.purged_seq)
+                snprintf(purged, sizeof purged, "; records up to %lld purged",
+                         (long long)res.purged_seq);
+            printf("%s: all %lld records verify (%lld checkpoint%s%s)\n",
                    clog_chain_name((clog_chain)ch), (long long)res.records,
-                   (long long)res.checkpoints, res.checkpoints == 1 ? "" : "s");
+                   (long long)res.checkpoints, res.checkpoints == 1 ? "" : "s", purged);
         } else {
             printf("%s: TAMPERED: %s\n", clog_chain_name((clog_chain)ch), res.problem);
             fprintf(stderr, "%s: %s chain: %s\n", progname, clog_chain_name((clog_chain)ch),
@@ -340,11 +309,94 @@ static int compliance_verify(const config *cfg, clog *log)
     return rc;
 }
 
+#define DAY_US (86400LL * 1000000LL)
+
+/* `compliance purge --before TIME`: the retention rule first, then the archive's own
+ * checks (it verifies before deleting, under the appenders' lock). */
+static int compliance_purge(const char *conf_path, int argc, char **argv)
+{
+    const char *when = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--before") == 0 && i + 1 < argc)
+            when = argv[++i];
+        else
+            return usage_error("compliance purge: unexpected argument '%s' (usage: compliance "
+                               "purge --before TIME)",
+                               argv[i]);
+    }
+    int64_t before;
+    if (!when)
+        return usage_error("compliance purge needs --before TIME");
+    if (time_parse_iso8601(when, &before) < 0)
+        return usage_error("compliance purge: bad time '%s' for --before (ISO 8601 UTC, e.g. "
+                           "2024-05-01 or 2024-05-01T12:30:00Z)",
+                           when);
+    config cfg;
+    if (load_config(conf_path, &cfg) < 0)
+        return EXIT_RUNTIME;
+    int rc = EXIT_RUNTIME;
+    EVP_PKEY *key = NULL, *trusted = NULL;
+    clog *log = NULL;
+    char latest[TIME_UTC_LEN];
+    int64_t limit = time_now_us() - (int64_t)cfg.compliance_retention_days * DAY_US;
+    time_format_utc(limit, latest);
+    if (cfg.compliance_retention_days == 0) {
+        fail("compliance purge refused: compliance_retention_days is forever in %s, so no "
+             "record may ever be deleted (set it to the number of days records must be kept)",
+             cfg.path);
+        goto out;
+    }
+    if (before > limit) {
+        fail("compliance purge refused: %s is less than compliance_retention_days (%d days) in "
+             "the past; the latest time allowed now is %s",
+             when, cfg.compliance_retention_days, latest);
+        goto out;
+    }
+    if (!(key = load_signing_key(&cfg))) {
+        fail("compliance purge: cannot read the signing key %s: a purge must be signed by the "
+             "server's key",
+             cfg.key_file);
+        goto out;
+    }
+    trusted = trusted_key(&cfg);
+    char err[512];
+    log = clog_open(cfg.compliance_store, key, cfg.compliance_checkpoint_every, 0, err, sizeof err);
+    if (!log) {
+        fail("%s", err);
+        goto out;
+    }
+    char note[64];
+    snprintf(note, sizeof note, "uid=%u", (unsigned)getuid());
+    clog_purge_result res;
+    if (clog_purge(log, before, trusted, "admin", note, &res) < 0) {
+        fail("compliance purge: %s", clog_last_error(log));
+        goto out;
+    }
+    if (res.count == 0)
+        printf("nothing to purge: no message record before %s comes before a younger one\n",
+               when);
+    else
+        printf("purged %lld message record%s (seq %lld to %lld) older than %s; the purge "
+               "checkpoint pins record %lld\n",
+               (long long)res.count, res.count == 1 ? "" : "s", (long long)res.first_seq,
+               (long long)res.last_seq, when, (long long)res.last_seq);
+    rc = 0;
+out:
+    clog_close(log);
+    EVP_PKEY_free(trusted);
+    EVP_PKEY_free(key);
+    config_free(&cfg);
+    return rc;
+}
+
 int ctl_compliance(const char *conf_path, int argc, char **argv)
 {
     if (argc < 1)
-        return usage_error("compliance needs a subcommand: verify, search, export or audit");
+        return usage_error(
+            "compliance needs a subcommand: verify, search, export, audit or purge");
     const char *sub = argv[0];
+    if (strcmp(sub, "purge") == 0)
+        return compliance_purge(conf_path, argc - 1, argv + 1);
     int is_verify = strcmp(sub, "verify") == 0, is_search = strcmp(sub, "search") == 0;
     int is_export = strcmp(sub, "export") == 0, is_audit = strcmp(sub, "audit") == 0;
     if (!is_verify && !is_search && !is_export && !is_audit)

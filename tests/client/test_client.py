@@ -320,7 +320,8 @@ def test_send_reaches_listen(parleyd, direct_tls, tmp_path):
     assert m["to"].startswith(f"bob@{DOMAIN}")
     assert m["type"] == "chat"
     assert m["body"] == TRICKY
-    assert m["encrypted"] is False
+    # both are Parley clients under the default policy: end-to-end encrypted (OMEMO)
+    assert m["encrypted"] is True
     assert m["tls"] == "TLSv1.3 TLS_AES_256_GCM_SHA384"
     assert m["id"]
     assert not [n for n in os.listdir(tmp_path) if n.startswith(("asan-client", "ubsan-client"))]

@@ -46,7 +46,9 @@ class Term:
                f"UBSAN_OPTIONS=print_stacktrace=1:log_path={self.asan}/ubsan-{self.name}")
         # The shell stays after parley exits, so the exit code can be read off the screen.
         cmd = f"{env} {PARLEY} --config {self.conf}; echo PARLEY-EXIT=$?; sleep 60"
-        self.tmux("new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", cmd)
+        # In the test's directory: downloads (/get) land there, never in the source tree.
+        self.tmux("new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", "-c", self.tmp,
+                  cmd)
         return self
 
     def keys(self, *keys):
@@ -165,15 +167,20 @@ def test_chat_default_mode(parleyd, tmux_dir):  # noqa: F811
     s = alice.wait(r"win: \[1\] 2\(2\)")
     assert re.search(rf"^bob@{DOMAIN} online \(2\)", s, re.M), s
 
-    # Alt-2 opens it: the messages carry no end-to-end lock, the header says so
+    # Alt-2 opens it: two Parley clients under the default policy encrypt (OMEMO), so
+    # the messages carry the end-to-end lock and the header says so
     alice.keys("M-2")
     s = alice.wait(r"hello from bob, periwinkle")
     assert re.search(r"win: 1 \[2\]", s), s
-    assert "[server-readable] not end-to-end encrypted" in s
+    alice.wait(r"🔐 end-to-end encrypted")
     msg = alice.line(r"hello from bob, periwinkle")
-    assert "🔐" not in msg and "[E2E]" not in msg
-    assert re.search(rf"\d\d:\d\d\s+<bob@{DOMAIN}> hello from bob", msg), msg
-    assert "🔐" not in s  # nothing on screen claims end-to-end encryption
+    assert "🔐" in msg
+    assert re.search(rf"\d\d:\d\d 🔐 <bob@{DOMAIN}> hello from bob", msg), msg
+
+    # the keys: this device's fingerprint and bob's devices with their trust
+    alice.type("/fingerprint")
+    s = alice.wait(r"this device \(\d+\): [0-9a-f]{8} ")
+    assert re.search(rf"bob@{DOMAIN} device \d+", s) and "[trusted" in s, s
 
     # a reply reaches bob's client
     alice.type("thanks bob")
@@ -221,6 +228,8 @@ def test_chat_archive_mode_keeps_history_ascii(parleyd, tmux_dir):  # noqa: F811
     # LANG=C: the ASCII forms of the locks
     alice = Term(tmux_dir, "alice", parleyd, "alice", mode="archive", lang="C").start()
     alice.wait(r"\[TLS1\.3 \*locked\*\] alice@localhost/\S+ online")
+    # bob's policy forbids end-to-end encryption: his message is server-readable
+    parleyd.ctl("policy", "set", "--user", f"bob@{DOMAIN}", "e2e_aes", "false")
     send_as(parleyd, "bob", f"alice@{DOMAIN}", "archived words: quince")
     alice.wait(r"win: \[1\] 2\(1\)")
     alice.type("/win 2")

@@ -260,10 +260,26 @@ static void test_bad_values(void **state)
     expect_error(f, MINIMAL "idle_timeout = 0\n", 4, "bad value '0'");
     expect_error(f, MINIMAL "offline_max = -1\n", 4, "bad value '-1'");
     expect_error(f, MINIMAL "store = mysql:x\n", 4, "unsupported store");
-    expect_error(f, MINIMAL "compliance_store = postgresql://db/x\n", 4,
-                 "unsupported compliance_store");
-    expect_error(f, MINIMAL "compliance_store = sqlite::memory:\n", 4,
-                 "unsupported compliance_store");
+    expect_error(f, MINIMAL "compliance_store = mysql://db/x\n", 4, "unsupported store");
+    expect_error(f, MINIMAL "compliance_store = sqlite::memory:\n", 4, "cannot be in memory");
+    expect_error(f, MINIMAL "compliance_mode = lax\n", 4, "strict or spool");
+    expect_error(f, MINIMAL "compliance_server_failure = maybe\n", 4, "block or allow");
+    expect_error(f, MINIMAL "compliance_retention_days = 0\n", 4, "'forever' or a number");
+    expect_error(f, MINIMAL "compliance_retention_days = soon\n", 4, "'forever' or a number");
+    expect_error(f, MINIMAL "component = c.example.org\n", 4, "a domain and a secret");
+    expect_error(f, MINIMAL "component = c.example.org short\n", 4, "at least 16");
+    expect_error(f, MINIMAL "component = a@b 0123456789abcdef\n", 4, "invalid component");
+    expect_error(f,
+                 MINIMAL "component = c.example.org 0123456789abcdef\n"
+                         "component = C.example.org 0123456789abcdef-2\n",
+                 5, "configured twice");
+    /* Rules between keys name the file, not a line. */
+    expect_error(f, MINIMAL "compliance_server = c.example.org\n", 0, "not a configured component");
+    expect_error(f,
+                 MINIMAL "bind_address = 0.0.0.0\ncomponent_tls = no\n"
+                         "component = c.example.org 0123456789abcdef\n",
+                 0, "loopback");
+    expect_error(f, MINIMAL "component = example.org 0123456789abcdef\n", 0, "clashes");
     expect_error(f, MINIMAL "compliance_store = sqlite:\n", 4, "needs a file path");
     expect_error(f, MINIMAL "compliance_checkpoint_every = 0\n", 4, "bad value '0'");
     expect_error(f, MINIMAL "compliance = sometimes\n", 4, "bad boolean 'sometimes'");
@@ -282,6 +298,41 @@ static void test_missing_required(void **state)
     expect_error(f, "cert_file = a\nkey_file = b\n", 0, "missing required key 'domain'");
     expect_error(f, "domain = example.org\nkey_file = b\n", 0, "missing required key 'cert_file'");
     expect_error(f, "domain = example.org\ncert_file = a\n", 0, "missing required key 'key_file'");
+}
+
+static void test_components_and_choices(void **state)
+{
+    fixture *f = *state;
+    config cfg;
+    char err[512];
+    assert_int_equal(load_text(f,
+                               MINIMAL "component = Comp.Example.org 0123456789abcdef-secret\n"
+                                       "component = other.example.org fedcba9876543210\n"
+                                       "compliance_server = comp.example.org\n"
+                                       "compliance_mode = SPOOL\n"
+                                       "compliance_server_failure = allow\n"
+                                       "compliance_retention_days = 2555d\n"
+                                       "compliance_store = postgresql://db/x\n",
+                               &cfg, err, sizeof err),
+                     0);
+    assert_int_equal(cfg.ncomponents, 2);
+    assert_non_null(config_find_component(&cfg, "comp.example.org"));
+    assert_string_equal(config_find_component(&cfg, "comp.example.org")->secret,
+                        "0123456789abcdef-secret");
+    assert_null(config_find_component(&cfg, "example.org"));
+    assert_int_equal(cfg.compliance_mode, COMPLIANCE_SPOOL);
+    assert_int_equal(cfg.compliance_server_failure, COMPLIANCE_FAIL_ALLOW);
+    assert_int_equal(cfg.compliance_retention_days, 2555);
+    assert_string_equal(cfg.compliance_store, "postgresql://db/x");
+    assert_string_equal(cfg.muc_domain, "conference.example.org");
+    config_free(&cfg);
+    /* Defaults. */
+    assert_int_equal(load_text(f, MINIMAL, &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.compliance_mode, COMPLIANCE_STRICT);
+    assert_int_equal(cfg.compliance_retention_days, 0);
+    assert_int_equal(cfg.compliance_server_failure, COMPLIANCE_FAIL_BLOCK);
+    assert_int_equal(cfg.ncomponents, 0);
+    config_free(&cfg);
 }
 
 static void test_missing_file(void **state)
@@ -389,6 +440,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_required, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_components_and_choices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_default_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_default_other_dir, setup, teardown),

@@ -1,5 +1,6 @@
 /* test_store.c - unit tests of the store (store.h): accounts, rosters, offline messages,
- * persistence, schema version, concurrent handles.
+ * persistence, schema version, concurrent handles, module documents, the admin policy
+ * with its groups, PEP nodes and items.
  *
  * The same cases run against every back end: SQLite on a temporary file always, and
  * PostgreSQL when PARLEY_TEST_PG_URI names a real server (tests/run.sh starts a throwaway
@@ -594,14 +595,14 @@ static void test_two_handles(void **state)
 static void test_schema_version(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_version"), 3);
+    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_version"), 5);
 
     /* Opening again applies nothing twice. */
     char err[256] = "";
     store *again = store_open(f->uri, err, sizeof err);
     assert_non_null(again);
     store_close(again);
-    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_version"), 3);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_version"), 5);
 
     /* A database from a newer Parley is refused rather than misread. */
     db_exec(f, "INSERT INTO schema_version VALUES (99, 0)");
@@ -906,8 +907,10 @@ static void test_pg_schema(void **state)
     assert_int_equal(db_int(f, "SELECT count(*) FROM information_schema.tables"
                                " WHERE table_schema = 'public' AND table_name IN ('users',"
                                " 'credentials', 'roster', 'roster_groups', 'roster_versions',"
-                               " 'offline', 'schema_version', 'kv', 'mam')"),
-                     9);
+                               " 'offline', 'schema_version', 'kv', 'mam', 'policy', 'policy_groups',"
+                               " 'policy_group_members', 'policy_version', 'pep_nodes',"
+                               " 'pep_items')"),
+                     15);
 }
 
 /* scripts/pg-cluster.sh, found from this file's path unless PARLEY_PG_CLUSTER says. */
@@ -1158,6 +1161,244 @@ static void test_mam_archive_query_pages(void **state)
     assert_int_equal(store_mam_query(f->st, &zero, append_mam, out, &complete), STORE_ERROR);
 }
 
+/* ---- admin policy ---- */
+
+static void append_policy(void *ud, policy_scope scope, const char *name, const char *key,
+                          const char *value)
+{
+    char *buf = ud;
+    size_t len = strlen(buf);
+    snprintf(buf + len, 1024 - len, "%s:%s:%s=%s;", policy_scope_name(scope), name, key, value);
+}
+
+static void append_member(void *ud, const char *group, const char *user)
+{
+    char *buf = ud;
+    size_t len = strlen(buf);
+    snprintf(buf + len, 1024 - len, "%s:%s;", group, user);
+}
+
+static void append_name(void *ud, const char *name)
+{
+    char *buf = ud;
+    size_t len = strlen(buf);
+    snprintf(buf + len, 1024 - len, "%s;", name);
+}
+
+static int64_t policy_version_of(store *st)
+{
+    int64_t v = -1;
+    assert_int_equal(store_policy_version(st, &v), STORE_OK);
+    return v;
+}
+
+static void test_policy_values(void **state)
+{
+    fixture *f = *state;
+    create_user(f->st, "alice@localhost");
+    create_user(f->st, "bob@localhost");
+    int64_t v0 = policy_version_of(f->st);
+
+    assert_int_equal(store_policy_set(f->st, POLICY_GLOBAL, NULL, "e2e_plain", "true"), STORE_OK);
+    assert_true(policy_version_of(f->st) > v0);
+    assert_int_equal(store_policy_set(f->st, POLICY_GLOBAL, "ignored", "max_file_size", "100"),
+                     STORE_OK);
+    assert_int_equal(store_group_add(f->st, "finance"), STORE_OK);
+    assert_int_equal(store_group_add(f->st, "all"), STORE_OK);
+    assert_int_equal(store_policy_set(f->st, POLICY_GROUP, "finance", "e2e_plain", "false"),
+                     STORE_OK);
+    assert_int_equal(store_policy_set(f->st, POLICY_GROUP, "all", "file_transfer", "false"),
+                     STORE_OK);
+    assert_int_equal(store_policy_set(f->st, POLICY_USER, "bob@localhost", "e2e_aes", "true"),
+                     STORE_OK);
+    /* Replacing keeps one value. */
+    assert_int_equal(store_policy_set(f->st, POLICY_USER, "bob@localhost", "e2e_aes", "false"),
+                     STORE_OK);
+    /* Unknown user or group. */
+    assert_int_equal(store_policy_set(f->st, POLICY_USER, "nobody@localhost", "e2e_aes", "true"),
+                     STORE_NOT_FOUND);
+    assert_non_null(strstr(store_last_error(f->st), "nobody@localhost"));
+    assert_int_equal(store_policy_set(f->st, POLICY_GROUP, "nogroup", "e2e_aes", "true"),
+                     STORE_NOT_FOUND);
+    assert_non_null(strstr(store_last_error(f->st), "no such group"));
+    assert_int_equal(store_policy_set(f->st, POLICY_GROUP, "", "e2e_aes", "true"), STORE_ERROR);
+
+    char all[1024] = "";
+    assert_int_equal(store_policy_list(f->st, append_policy, all), STORE_OK);
+    assert_string_equal(all, "global::e2e_plain=true;global::max_file_size=100;"
+                             "group:all:file_transfer=false;group:finance:e2e_plain=false;"
+                             "user:bob@localhost:e2e_aes=false;");
+
+    /* A user's rows: global, its groups', its own. */
+    assert_int_equal(store_group_member_add(f->st, "finance", "bob@localhost"), STORE_OK);
+    char bob[1024] = "";
+    assert_int_equal(store_policy_for_user(f->st, "bob@localhost", append_policy, bob), STORE_OK);
+    assert_string_equal(bob, "global::e2e_plain=true;global::max_file_size=100;"
+                             "group:finance:e2e_plain=false;user:bob@localhost:e2e_aes=false;");
+    char alice[1024] = "";
+    assert_int_equal(store_policy_for_user(f->st, "alice@localhost", append_policy, alice),
+                     STORE_OK);
+    assert_string_equal(alice, "global::e2e_plain=true;global::max_file_size=100;");
+
+    int64_t v1 = policy_version_of(f->st);
+    assert_int_equal(store_policy_unset(f->st, POLICY_GROUP, "finance", "e2e_plain"), STORE_OK);
+    assert_true(policy_version_of(f->st) > v1);
+    assert_int_equal(store_policy_unset(f->st, POLICY_GROUP, "finance", "e2e_plain"),
+                     STORE_NOT_FOUND);
+    assert_non_null(strstr(store_last_error(f->st), "not set"));
+
+    /* Deleting the account takes its values and memberships with it, and is a change. */
+    int64_t v2 = policy_version_of(f->st);
+    assert_int_equal(store_user_delete(f->st, "bob@localhost"), STORE_OK);
+    assert_true(policy_version_of(f->st) > v2);
+    all[0] = '\0';
+    assert_int_equal(store_policy_list(f->st, append_policy, all), STORE_OK);
+    assert_null(strstr(all, "bob@localhost"));
+    char members[1024] = "";
+    assert_int_equal(store_group_members(f->st, NULL, append_member, members), STORE_OK);
+    assert_string_equal(members, "");
+}
+
+static void test_policy_groups(void **state)
+{
+    fixture *f = *state;
+    create_user(f->st, "alice@localhost");
+    create_user(f->st, "bob@localhost");
+    assert_int_equal(store_group_add(f->st, "legal"), STORE_OK);
+    assert_int_equal(store_group_add(f->st, "finance"), STORE_OK);
+    assert_int_equal(store_group_add(f->st, "finance"), STORE_EXISTS);
+    char names[1024] = "";
+    assert_int_equal(store_group_list(f->st, append_name, names), STORE_OK);
+    assert_string_equal(names, "finance;legal;");
+
+    assert_int_equal(store_group_member_add(f->st, "finance", "bob@localhost"), STORE_OK);
+    assert_int_equal(store_group_member_add(f->st, "finance", "alice@localhost"), STORE_OK);
+    assert_int_equal(store_group_member_add(f->st, "legal", "alice@localhost"), STORE_OK);
+    assert_int_equal(store_group_member_add(f->st, "finance", "bob@localhost"), STORE_EXISTS);
+    assert_int_equal(store_group_member_add(f->st, "finance", "nobody@localhost"),
+                     STORE_NOT_FOUND);
+    assert_non_null(strstr(store_last_error(f->st), "no such user"));
+    assert_int_equal(store_group_member_add(f->st, "nogroup", "bob@localhost"), STORE_NOT_FOUND);
+    assert_non_null(strstr(store_last_error(f->st), "no such group"));
+
+    char members[1024] = "";
+    assert_int_equal(store_group_members(f->st, "finance", append_member, members), STORE_OK);
+    assert_string_equal(members, "finance:alice@localhost;finance:bob@localhost;");
+    members[0] = '\0';
+    assert_int_equal(store_group_members(f->st, NULL, append_member, members), STORE_OK);
+    assert_string_equal(members, "finance:alice@localhost;finance:bob@localhost;"
+                                 "legal:alice@localhost;");
+    assert_int_equal(store_group_members(f->st, "nogroup", append_member, members),
+                     STORE_NOT_FOUND);
+
+    assert_int_equal(store_group_member_del(f->st, "finance", "bob@localhost"), STORE_OK);
+    assert_int_equal(store_group_member_del(f->st, "finance", "bob@localhost"), STORE_NOT_FOUND);
+    assert_int_equal(store_group_member_del(f->st, "nogroup", "bob@localhost"), STORE_NOT_FOUND);
+
+    /* Deleting a group takes its members and values with it. */
+    assert_int_equal(store_policy_set(f->st, POLICY_GROUP, "finance", "e2e_aes", "false"),
+                     STORE_OK);
+    int64_t v = policy_version_of(f->st);
+    assert_int_equal(store_group_del(f->st, "finance"), STORE_OK);
+    assert_true(policy_version_of(f->st) > v);
+    assert_int_equal(store_group_del(f->st, "finance"), STORE_NOT_FOUND);
+    char all[1024] = "";
+    assert_int_equal(store_policy_list(f->st, append_policy, all), STORE_OK);
+    assert_string_equal(all, "");
+    members[0] = '\0';
+    assert_int_equal(store_group_members(f->st, NULL, append_member, members), STORE_OK);
+    assert_string_equal(members, "legal:alice@localhost;");
+    assert_int_equal(db_int(f, "SELECT count(*) FROM policy_groups"), 1);
+}
+
+/* ---- PEP ---- */
+
+static void append_item(void *ud, const char *id, const char *publisher, const char *payload)
+{
+    char *buf = ud;
+    size_t len = strlen(buf);
+    snprintf(buf + len, 1024 - len, "%s|%s|%s;", id, publisher, payload);
+}
+
+static void append_node(void *ud, const char *node, const char *config)
+{
+    char *buf = ud;
+    size_t len = strlen(buf);
+    snprintf(buf + len, 1024 - len, "%s=%s;", node, config);
+}
+
+static void test_pep_nodes_items(void **state)
+{
+    fixture *f = *state;
+    const char *a = "alice@localhost";
+    create_user(f->st, a);
+    char *cfg = NULL;
+    assert_int_equal(store_pep_node_get(f->st, a, "urn:x:tune", &cfg), STORE_NOT_FOUND);
+    assert_int_equal(store_pep_node_put(f->st, a, "urn:x:tune", "max_items=1", 2), STORE_OK);
+    assert_int_equal(store_pep_node_put(f->st, a, "urn:x:mood", "max_items=3", 2), STORE_OK);
+    /* The cap counts nodes; replacing a configuration is not creating. */
+    assert_int_equal(store_pep_node_put(f->st, a, "urn:x:third", "x", 2), STORE_FULL);
+    assert_int_equal(store_pep_node_put(f->st, a, "urn:x:mood", "max_items=2", 2), STORE_OK);
+    assert_int_equal(store_pep_node_put(f->st, "nobody@localhost", "n", "x", 2), STORE_NOT_FOUND);
+    assert_int_equal(store_pep_node_get(f->st, a, "urn:x:mood", &cfg), STORE_OK);
+    assert_string_equal(cfg, "max_items=2");
+    free(cfg);
+    char nodes[1024] = "";
+    assert_int_equal(store_pep_node_list(f->st, a, append_node, nodes), STORE_OK);
+    assert_string_equal(nodes, "urn:x:mood=max_items=2;urn:x:tune=max_items=1;");
+
+    /* Items keep publication order; the newest max_items stay. */
+    assert_int_equal(store_pep_item_put(f->st, a, "urn:x:mood", "1", a, "<a/>", 2), STORE_OK);
+    assert_int_equal(store_pep_item_put(f->st, a, "urn:x:mood", "2", a, "<b/>", 2), STORE_OK);
+    assert_int_equal(store_pep_item_put(f->st, a, "urn:x:mood", "3", a, "<c/>", 2), STORE_OK);
+    char items[1024] = "";
+    assert_int_equal(store_pep_items(f->st, a, "urn:x:mood", NULL, 0, append_item, items),
+                     STORE_OK);
+    assert_string_equal(items, "2|alice@localhost|<b/>;3|alice@localhost|<c/>;");
+    /* Republishing an id replaces it and makes it the newest. */
+    assert_int_equal(store_pep_item_put(f->st, a, "urn:x:mood", "2", a, "<b2 \xc3\xa9/>", 2),
+                     STORE_OK);
+    items[0] = '\0';
+    assert_int_equal(store_pep_items(f->st, a, "urn:x:mood", NULL, 0, append_item, items),
+                     STORE_OK);
+    assert_string_equal(items, "3|alice@localhost|<c/>;2|alice@localhost|<b2 \xc3\xa9/>;");
+    items[0] = '\0';
+    assert_int_equal(store_pep_items(f->st, a, "urn:x:mood", NULL, 1, append_item, items),
+                     STORE_OK);
+    assert_string_equal(items, "2|alice@localhost|<b2 \xc3\xa9/>;");
+    items[0] = '\0';
+    assert_int_equal(store_pep_items(f->st, a, "urn:x:mood", "3", 0, append_item, items),
+                     STORE_OK);
+    assert_string_equal(items, "3|alice@localhost|<c/>;");
+    items[0] = '\0';
+    assert_int_equal(store_pep_items(f->st, a, "urn:x:mood", "1", 0, append_item, items),
+                     STORE_OK);
+    assert_string_equal(items, "");
+    /* max_items <= 0 keeps everything. */
+    for (int i = 0; i < 5; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "t%d", i);
+        assert_int_equal(store_pep_item_put(f->st, a, "urn:x:tune", id, a, "<t/>", 0), STORE_OK);
+    }
+    assert_int_equal(db_int(f, "SELECT count(*) FROM pep_items WHERE node = 'urn:x:tune'"), 5);
+
+    assert_int_equal(store_pep_item_del(f->st, a, "urn:x:mood", "3"), STORE_OK);
+    assert_int_equal(store_pep_item_del(f->st, a, "urn:x:mood", "3"), STORE_NOT_FOUND);
+    assert_int_equal(store_pep_item_put(f->st, a, "urn:x:none", "1", a, "<a/>", 2),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_pep_items(f->st, a, "urn:x:none", NULL, 0, append_item, items),
+                     STORE_NOT_FOUND);
+
+    /* A node goes with its items; an account with its nodes. */
+    assert_int_equal(store_pep_node_del(f->st, a, "urn:x:mood"), STORE_OK);
+    assert_int_equal(store_pep_node_del(f->st, a, "urn:x:mood"), STORE_NOT_FOUND);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM pep_items WHERE node = 'urn:x:mood'"), 0);
+    assert_int_equal(store_user_delete(f->st, a), STORE_OK);
+    assert_int_equal(db_int(f, "SELECT (SELECT count(*) FROM pep_items)"
+                               " + (SELECT count(*) FROM pep_nodes)"),
+                     0);
+}
+
 #define BOTH(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -1184,6 +1425,9 @@ int main(void)
         BOTH(test_concurrent_push_cap),
         BOTH(test_kv_documents),
         BOTH(test_mam_archive_query_pages),
+        BOTH(test_policy_values),
+        BOTH(test_policy_groups),
+        BOTH(test_pep_nodes_items),
     };
     const struct CMUnitTest sqlite_only[] = {
         BOTH(test_sqlite_file_mode_wal),

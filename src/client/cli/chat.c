@@ -235,12 +235,21 @@ int chat_run(const cli_opts *o, hist_mode mode)
     po.on_event = chat_on_event;
     po.on_log = log_to_console;
     po.userdata = &u;
+    hist_key e2e_key;
+    char *e2e_path = NULL;
+    if ((rc = cli_e2e_options(o, &po, &e2e_key, &e2e_path, err, sizeof err)) != EXIT_OK) {
+        fprintf(stderr, "parley: %s\n", err);
+        hist_close(u.h);
+        return rc;
+    }
     parley_error e;
     u.p = parley_new(&po, &e, err, sizeof err);
+    hist_key_clear(&e2e_key);
+    free(e2e_path);
     if (!u.p) {
         fprintf(stderr, "parley: %s\n", err);
         hist_close(u.h);
-        return EXIT_USAGE;
+        return cli_history_has_key(o) ? EXIT_HISTORY : EXIT_USAGE;
     }
     u.wins = xcalloc(1, sizeof *u.wins);
     u.nwins = 1;
@@ -300,6 +309,7 @@ int chat_run(const cli_opts *o, hist_mode mode)
     for (size_t i = 0; i < u.npending; i++)
         free(u.pending[i]);
     free(u.pending);
+    sends_free(&u);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 
 #include "../../common/util.h"
 #include "chat_format.h"
+#include "cli_files.h"
 #include "chat_internal.h"
 
 #define NCURSES_WIDECHAR 1
@@ -21,19 +22,61 @@ static void send_text(ui *u, const char *text)
         return;
     }
     char id[64];
+    u->sending_text = text;
+    u->sending_jid = w->jid;
+    u->sent_now = 0;
     parley_error e = parley_send_message(u->p, w->jid, "chat", text, id, sizeof id);
+    u->sending_text = u->sending_jid = NULL;
     if (e != PARLEY_OK) {
         INFO(u, "not sent: %s", parley_strerror(e));
         return;
     }
-    int enc = parley_conversation_encrypted(u->p, w->jid);
-    win_message(u, w, time(NULL), "me", text, enc);
-    if (u->h) {
-        hist_msg m = {.peer = w->jid, .outgoing = 1, .sender = parley_bound_jid(u->p),
-                      .body = text, .encrypted = enc, .stanza_id = id};
-        if (hist_add(u->h, &m) != HIST_OK)
-            INFO(u, "history: %s", hist_errmsg(u->h));
+    /* shown (and kept) when PARLEY_EV_SENT says it left and how; the event may already
+     * have come, from inside parley_send_message */
+    if (!u->sent_now) {
+        u->sends = xrealloc(u->sends, (u->nsends + 1) * sizeof *u->sends);
+        u->sends[u->nsends++] = (pending_send){xstrdup(id), xstrdup(w->jid), xstrdup(text)};
     }
+}
+
+static int print_device(const parley_e2e_device *d, void *ud)
+{
+    ui *u = ud;
+    static const char *trust[] = {"untrusted", "trusted blindly", "verified"};
+    INFO(u, "%s device %lu%s%s: %s [%s%s%s]", d->jid, d->device_id, d->label[0] ? " " : "",
+         d->label, d->fingerprint[0] ? d->fingerprint : "(identity key not known yet)",
+         trust[d->trust + 1], d->key_changed ? ", KEY CHANGED" : "",
+         d->active ? "" : ", not in the device list");
+    return 0;
+}
+
+static void cmd_fingerprint(ui *u, const char *args)
+{
+    char jid[512], fp[80];
+    unsigned long id;
+    if (parley_e2e_own(u->p, &id, fp, sizeof fp) == PARLEY_OK)
+        INFO(u, "this device (%lu): %s", id, fp);
+    else
+        INFO(u, "this device has no OMEMO keys yet");
+    const char *rest = args;
+    const char *with = fmt_next_word(&rest, jid, sizeof jid) ? jid : u->wins[u->cur].jid;
+    if (with && parley_e2e_devices(u->p, with, print_device, u) != PARLEY_OK)
+        INFO(u, "no end-to-end keys known");
+}
+
+static void cmd_trust(ui *u, const char *args)
+{
+    char jid[512];
+    const char *rest = args;
+    if (!fmt_next_word(&rest, jid, sizeof jid) || !*rest) {
+        INFO(u, "usage: /trust JID FINGERPRINT (as /fingerprint JID shows it; compare it "
+                "with your contact first)");
+        return;
+    }
+    if (parley_e2e_trust(u->p, jid, rest, PARLEY_TRUST_VERIFIED) != PARLEY_OK)
+        INFO(u, "%s has no device with fingerprint %s", jid, rest);
+    else
+        INFO(u, "the device of %s with fingerprint %s is now verified", jid, rest);
 }
 
 static void on_iq_answer(parley *p, const parley_stanza *res, parley_error err, void *ud)
@@ -63,7 +106,9 @@ static int print_search_row(const hist_msg *m, void *ud)
 static const char help_text[] =
     "commands: /msg JID [TEXT] open a conversation | /close close it | /win N switch "
     "(also Alt-N, Ctrl-N/Ctrl-P) | /add JID [NAME] | /accept JID | /deny JID | /remove JID "
-    "| /status online|away|dnd|xa [TEXT] | /search TEXT | /tls the connection's security "
+    "| /status online|away|dnd|xa [TEXT] | /search TEXT | /sendfile PATH upload a file and "
+    "send its link | /get N download received file N here | /tls the connection's security "
+    "| /fingerprint [JID] end-to-end keys | /trust JID FINGERPRINT mark a device verified "
     "| /quit sign out | PageUp/PageDown scroll | //text sends /text\n"
     "locks: the status bar's lock is TLS to the server; a message or conversation marked "
     "with the end-to-end lock is readable only by its parties; unmarked messages "
@@ -83,6 +128,44 @@ static void cmd_tls(ui *u)
          ti.verified ? "chain and name verified" : "NOT verified");
     INFO(u, "signed in with %s%s%s%s", ti.sasl_mechanism,
          ti.channel_binding[0] ? ", channel binding " : "", ti.channel_binding, "");
+}
+
+/* Blocking for the transfer (the screen is redrawn after): a progress display is left
+ * for later. */
+static void cmd_sendfile(ui *u, const char *path)
+{
+    win *w = &u->wins[u->cur];
+    if (!w->jid || !*path) {
+        INFO(u, w->jid ? "usage: /sendfile PATH" : "open a conversation first (/msg JID)");
+        return;
+    }
+    char url[1024], why[800];
+    INFO(u, "uploading %s ...", path);
+    chat_draw(u);
+    if (cli_send_file(u->p, u->o->ca_file, w->jid, path, cli_base_name(path), 0, 60000, url,
+                      sizeof url, why, sizeof why) != 0) {
+        INFO(u, "not sent: %s", why);
+        return;
+    }
+    win_message(u, w, time(NULL), "me", url, 0);
+}
+
+static void cmd_get(ui *u, const char *arg)
+{
+    win *w = &u->wins[u->cur];
+    long n = atol(arg);
+    if (n < 1 || (size_t)n > w->nfiles) {
+        INFO(u, "no file %s here (%zu received in this window)", arg, w->nfiles);
+        return;
+    }
+    char out[4096], why[800];
+    INFO(u, "downloading file %ld ...", n);
+    chat_draw(u);
+    if (cli_get_file(w->files[n - 1], u->o->ca_file, ".", 60000, out, sizeof out, why,
+                     sizeof why) < 0)
+        INFO(u, "download failed: %s", why);
+    else
+        INFO(u, "saved %s", out);
 }
 
 static void cmd_close(ui *u)
@@ -192,6 +275,14 @@ static void run_command(ui *u, const char *name, const char *args)
         }
     } else if (!strcmp(name, "tls")) {
         cmd_tls(u);
+    } else if (!strcmp(name, "sendfile")) {
+        cmd_sendfile(u, args);
+    } else if (!strcmp(name, "get")) {
+        cmd_get(u, args);
+    } else if (!strcmp(name, "fingerprint") || !strcmp(name, "fp")) {
+        cmd_fingerprint(u, args);
+    } else if (!strcmp(name, "trust")) {
+        cmd_trust(u, args);
     } else {
         INFO(u, "unknown command /%s (/help lists them)", name);
     }

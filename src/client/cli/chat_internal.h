@@ -25,6 +25,8 @@ typedef struct win {
     size_t n, cap;
     int unread;
     int scroll; /* display lines scrolled back from the bottom */
+    char **files; /* URLs of files received here (XEP-0066), for /get N */
+    size_t nfiles;
 } win;
 
 typedef struct resource {
@@ -39,6 +41,12 @@ typedef struct contact {
     size_t nres;
 } contact;
 
+/* A message handed to libparley, shown once it has left (PARLEY_EV_SENT says whether it
+ * was end-to-end encrypted) or reported if it was refused. */
+typedef struct pending_send {
+    char *id, *jid, *text;
+} pending_send;
+
 typedef struct ui {
     const cli_opts *o;
     hist_mode mode;
@@ -51,6 +59,10 @@ typedef struct ui {
     size_t ncontacts;
     char **pending; /* bare JIDs asking to see our presence */
     size_t npending;
+    pending_send *sends;
+    size_t nsends;
+    const char *sending_text, *sending_jid; /* during parley_send_message */
+    int sent_now;                           /* its SENT (or refusal) came at once */
     wchar_t input[INPUT_MAX];
     size_t ilen;
     int esc;
@@ -79,6 +91,10 @@ void contact_free(contact *c);
 const char *contact_presence(const contact *c);
 int contact_unread(ui *u, const contact *c);
 void pending_remove(ui *u, const char *jid);
+
+/* The pending send with this id (removed from the list; caller frees), or 0. */
+int sends_take(ui *u, const char *id, pending_send *out);
+void sends_free(ui *u);
 
 /* libparley's event callback (userdata: the ui). */
 void chat_on_event(parley *p, const parley_event *ev, void *ud);

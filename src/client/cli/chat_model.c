@@ -68,6 +68,9 @@ void win_info(ui *u, win *w, const char *fmt, ...)
 
 void win_free(win *w)
 {
+    for (size_t i = 0; i < w->nfiles; i++)
+        free(w->files[i]);
+    free(w->files);
     for (size_t i = 0; i < w->n; i++)
         free(w->lines[i].text);
     free(w->lines);
@@ -225,14 +228,81 @@ static void on_presence(ui *u, const parley_event *ev)
     c->res[i].show = ev->show ? xstrdup(ev->show) : NULL;
 }
 
+int sends_take(ui *u, const char *id, pending_send *out)
+{
+    for (size_t i = 0; id && i < u->nsends; i++)
+        if (strcmp(u->sends[i].id, id) == 0) {
+            *out = u->sends[i];
+            u->sends[i] = u->sends[--u->nsends];
+            return 1;
+        }
+    return 0;
+}
+
+void sends_free(ui *u)
+{
+    for (size_t i = 0; i < u->nsends; i++) {
+        free(u->sends[i].id);
+        free(u->sends[i].jid);
+        free(u->sends[i].text);
+    }
+    free(u->sends);
+    u->sends = NULL;
+    u->nsends = 0;
+}
+
+/* The message with this id left: show it, with the end-to-end mark if it was encrypted. */
+static void on_sent(ui *u, const parley_event *ev)
+{
+    pending_send s = {0};
+    int owned = sends_take(u, ev->id, &s);
+    if (!owned) {
+        if (!u->sending_text)
+            return;
+        s.jid = (char *)u->sending_jid;
+        s.text = (char *)u->sending_text;
+        u->sent_now = 1;
+    }
+    size_t i = conv_window(u, s.jid);
+    win_message(u, &u->wins[i], time(NULL), "me", s.text, ev->encrypted);
+    if (u->h) {
+        hist_msg m = {.peer = s.jid, .outgoing = 1, .sender = parley_bound_jid(u->p),
+                      .body = s.text, .encrypted = ev->encrypted, .stanza_id = ev->id};
+        if (hist_add(u->h, &m) != HIST_OK)
+            CONSOLE(u, "history: %s", hist_errmsg(u->h));
+    }
+    if (owned) {
+        free(s.id);
+        free(s.jid);
+        free(s.text);
+    }
+}
+
 static void on_message(ui *u, const parley_event *ev)
 {
     if (!ev->from)
         return;
     if (ev->error != PARLEY_OK || (ev->msg_type && strcmp(ev->msg_type, "error") == 0)) {
+        pending_send s = {0};
+        int owned = sends_take(u, ev->id, &s);
+        if (!owned && u->sending_text)
+            u->sent_now = 1; /* refused at once: nothing is pending */
         size_t i = conv_window(u, ev->from);
-        win_info(u, &u->wins[i], "message not delivered: %s",
+        win_info(u, &u->wins[i], "message not %s: %s", owned || u->sent_now ? "sent" : "delivered",
                  ev->error_text ? ev->error_text : parley_strerror(ev->error));
+        if (owned) {
+            free(s.id);
+            free(s.jid);
+            free(s.text);
+        }
+        return;
+    }
+    if (ev->e2e_error) {
+        /* never an empty line: the user sees that something came and why it is not shown */
+        size_t i = conv_window(u, ev->from);
+        win_info(u, &u->wins[i], "%s", ev->e2e_error);
+        if (i != u->cur)
+            u->wins[i].unread++;
         return;
     }
     if (!ev->body)
@@ -243,6 +313,19 @@ static void on_message(ui *u, const parley_event *ev)
     free(bare);
     if (i != u->cur)
         u->wins[i].unread++;
+    /* A file (XEP-0066 out-of-band data with an https URL): offer /get N. */
+    const parley_stanza *x = ev->stanza ? parley_stanza_child(ev->stanza, "jabber:x:oob", "x") : NULL;
+    char *url = x && parley_stanza_child(x, "jabber:x:oob", "url")
+                    ? parley_stanza_text(parley_stanza_child(x, "jabber:x:oob", "url"))
+                    : NULL;
+    if (url && strncmp(url, "https://", 8) == 0 && strlen(url) < 2048) {
+        win *w = &u->wins[i];
+        w->files = xrealloc(w->files, (w->nfiles + 1) * sizeof *w->files);
+        w->files[w->nfiles++] = url;
+        url = NULL;
+        win_info(u, w, "file %zu received: /get %zu downloads it", w->nfiles, w->nfiles);
+    }
+    free(url);
     if (u->h) {
         hist_msg m = {.peer = ev->from, .sender = ev->from, .body = ev->body,
                       .encrypted = ev->encrypted, .stanza_id = ev->id};
@@ -311,6 +394,28 @@ void chat_on_event(parley *p, const parley_event *ev, void *ud)
     case PARLEY_EV_ROSTER:
         on_roster(u, ev);
         break;
+    case PARLEY_EV_SENT:
+        on_sent(u, ev);
+        break;
+    case PARLEY_EV_SECURITY: {
+        /* in the conversation it concerns, so it is seen where it matters */
+        char *bare = ev->from ? bare_of(ev->from) : NULL;
+        const char *own = parley_bound_jid(p);
+        int self = bare && own && strncmp(own, bare, strlen(bare)) == 0 &&
+                   (own[strlen(bare)] == '/' || own[strlen(bare)] == '\0');
+        /* the index first: opening the window may move u->wins */
+        size_t i = bare && !self ? conv_window(u, bare) : 0;
+        win_info(u, &u->wins[i], "%s%s", ev->e2e_key_changed ? "!!! " : "", ev->error_text);
+        free(bare);
+        break;
+    }
+    case PARLEY_EV_POLICY: {
+        parley_policy pol;
+        parley_policy_get(p, &pol);
+        CONSOLE(u, "admin policy: end-to-end encryption %s, plaintext %s",
+                pol.e2e_aes ? "allowed" : "disabled", pol.e2e_plain ? "allowed" : "forbidden");
+        break;
+    }
     }
 }
 

@@ -1,6 +1,7 @@
 /* cli_history.c - options to history database, and the `parley history` command. */
 #include "cli_history.h"
 #include "../../common/buf.h"
+#include "../../common/util.h"
 #include "exit_codes.h"
 #include "json.h"
 
@@ -49,6 +50,34 @@ int cli_history_open(const cli_opts *o, int memory, hist **out, char *err, size_
     hist_key_clear(&key);
     free(path);
     return rc;
+}
+
+int cli_e2e_options(const cli_opts *o, parley_options *po, hist_key *key, char **path,
+                    char *err, size_t errlen)
+{
+    memset(key, 0, sizeof *key);
+    *path = NULL;
+    if (!cli_history_has_key(o))
+        return EXIT_OK;
+    int pass = o->history_passphrase_file != NULL;
+    if (hist_key_load_file(key, pass ? o->history_passphrase_file : o->history_key_file, pass,
+                           err, errlen) != HIST_OK)
+        return EXIT_HISTORY;
+    char *db = hist_db_path(o->data_dir, o->jid, err, errlen);
+    if (!db) {
+        hist_key_clear(key);
+        return EXIT_HISTORY;
+    }
+    size_t n = strlen(db);
+    db[n - 3] = '\0'; /* drop ".db" */
+    *path = xasprintf("%s.omemo.db", db);
+    free(db);
+    po->e2e_store = *path;
+    if (key->is_passphrase)
+        po->e2e_store_passphrase = key->passphrase;
+    else
+        po->e2e_store_key = key->raw;
+    return EXIT_OK;
 }
 
 /* One history row as a JSON line. */

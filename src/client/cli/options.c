@@ -24,6 +24,7 @@ void cli_opts_free(cli_opts *o)
     free(o->to);
     free(o->message);
     free(o->type);
+    free(o->file);
     for (int i = 0; i < o->nargs; i++)
         free(o->args[i]);
     free(o->history);
@@ -79,6 +80,7 @@ static char **string_slot(cli_opts *o, const char *name)
         {"config", offsetof(cli_opts, config)},   {"to", offsetof(cli_opts, to)},
         {"message", offsetof(cli_opts, message)}, {"type", offsetof(cli_opts, type)},
         {"with", offsetof(cli_opts, with)},       {"history", offsetof(cli_opts, history)},
+        {"file", offsetof(cli_opts, file)},
         {"data-dir", offsetof(cli_opts, data_dir)},
         {"history-key-file", offsetof(cli_opts, history_key_file)},
         {"history-passphrase-file", offsetof(cli_opts, history_passphrase_file)},
@@ -98,8 +100,11 @@ int cli_parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errlen)
         const char *a = argv[i];
         if (a[0] != '-' || strcmp(a, "-") == 0) {
             if (o->command) {
-                /* only `history` takes words after the command (search TEXT...) */
-                if (strcmp(o->command, "history") == 0 && o->nargs < (int)ARRAY_LEN(o->args)) {
+                /* only `history` (search TEXT...), `send-file` (PATH) and `keys` take
+                 * words after the command */
+                if ((strcmp(o->command, "history") == 0 || strcmp(o->command, "send-file") == 0 ||
+                     strcmp(o->command, "keys") == 0) &&
+                    o->nargs < (int)ARRAY_LEN(o->args)) {
                     o->args[o->nargs++] = xstrdup(a);
                     continue;
                 }

@@ -6,7 +6,8 @@
 
 typedef struct cli_opts {
     char *command;       /* "send", "listen", "tls-info", "chat", "history" (NULL: chat) */
-    char *args[4];       /* words after "history": search TEXT, show, wipe */
+    char *args[4];       /* words after "history" (search TEXT, show, wipe) or "keys"
+                            (trust JID FINGERPRINT) */
     int nargs;
     /* account (command line beats the configuration file) */
     char *jid;
@@ -19,6 +20,8 @@ typedef struct cli_opts {
     char *to;
     char *message;
     char *type;
+    /* screenshot */
+    char *file;          /* --file IMAGE instead of capturing the screen */
     /* listen */
     long count;          /* 0: no limit */
     double timeout;      /* seconds; < 0: not given */

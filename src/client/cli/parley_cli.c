@@ -6,7 +6,9 @@
 #include "../../common/version.h"
 #include "../parley.h"
 #include "chat.h"
+#include "cli_files.h"
 #include "cli_history.h"
+#include "cli_keys.h"
 #include "exit_codes.h"
 #include "json.h"
 #include "options.h"
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char usage_text[] =
     "Usage: parley [COMMAND] [OPTIONS]\n"
@@ -26,12 +30,24 @@ static const char usage_text[] =
     "  listen [--count N] [--timeout S]\n"
     "                      print received messages as JSON lines:\n"
     "                      {\"from\",\"to\",\"type\",\"id\",\"body\",\"encrypted\",\"tls\"}\n"
+    "                      (+ \"e2e_error\" when an encrypted message could not be\n"
+    "                      decrypted or the policy refused it: then no body)\n"
     "                      exits after N messages, or after S seconds; reconnects\n"
     "                      (with back-off) if the session is lost\n"
     "      --keepalive S   ping the server after S seconds of silence; no answer within\n"
     "                      S more seconds: the connection is dead (default 60)\n"
+    "  send-file --to JID PATH\n"
+    "                      upload a file (XEP-0363, over HTTPS to your server) and send\n"
+    "                      its link; a refusal names the policy that refused it\n"
+    "  screenshot --to JID [--file IMAGE]\n"
+    "                      capture the screen (ImageMagick 'import' under X11) or send\n"
+    "                      IMAGE, marked as a screen capture (the screen_capture policy)\n"
     "  tls-info [--json]   print the client-to-server lock: TLS version, cipher, key size,\n"
     "                      certificate and authentication mechanism\n"
+    "  keys [--with JID]   this device's end-to-end (OMEMO) fingerprint and the devices\n"
+    "                      known, with their trust (from the local key store, offline)\n"
+    "  keys trust JID FINGERPRINT\n"
+    "                      mark the device of JID with this fingerprint verified\n"
     "  history search TEXT | history show --with JID | history wipe\n"
     "                      the local history (encrypted), as JSON lines:\n"
     "                      {\"id\",\"with\",\"direction\",\"from\",\"time\",\"body\",\"encrypted\"}\n"
@@ -94,10 +110,13 @@ typedef struct app {
     const cli_opts *opt;
     parley *p;
     int online;
+    int announced;      /* "listening as" printed for this session */
     long received;
     /* send */
     char msg_id[64];
     int msg_sent;
+    int left;           /* PARLEY_EV_SENT for msg_id */
+    int left_encrypted;
     int confirmed;
     parley_error send_err;
     char send_errtext[256];
@@ -134,6 +153,15 @@ static void print_message(app *a, const parley_event *ev)
     json_kv_string(&line, "body", ev->body, 0);
     json_kv_bool(&line, "encrypted", ev->encrypted, 0);
     json_kv_string(&line, "tls", tls, 0);
+    if (ev->e2e_error)
+        json_kv_string(&line, "e2e_error", ev->e2e_error, 0);
+    if (ev->encrypted && ev->e2e_device) {
+        json_kv_int(&line, "device", (long)ev->e2e_device, 0);
+        json_kv_string(&line, "trust", ev->e2e_trust > 0 ? "verified"
+                                        : ev->e2e_trust < 0 ? "untrusted" : "blind", 0);
+        if (ev->e2e_key_changed)
+            json_kv_bool(&line, "key_changed", 1, 0);
+    }
     if (ev->error_text)
         json_kv_string(&line, "error", ev->error_text, 0);
     buf_append_str(&line, "}\n");
@@ -153,18 +181,26 @@ static void on_event(parley *p, const parley_event *ev, void *ud)
             fprintf(stderr, "parley: online as %s via %s (%s %s, %d-bit, %s)\n",
                     parley_bound_jid(p), ti.server, ti.version, ti.cipher, ti.key_bits,
                     ti.sasl_mechanism);
-        if (a->opt->command && strcmp(a->opt->command, "listen") == 0)
-            fprintf(stderr, "parley: listening as %s\n", parley_bound_jid(p));
         break;
     }
     case PARLEY_EV_DISCONNECTED:
         a->online = 0;
+        a->announced = 0;
         if (ev->retry_in_ms >= 0)
             fprintf(stderr, "parley: disconnected (%s); reconnecting in %d ms\n",
                     ev->error_text ? ev->error_text : "", ev->retry_in_ms);
         break;
+    case PARLEY_EV_SENT:
+        if (ev->id && strcmp(ev->id, a->msg_id) == 0) {
+            a->left = 1;
+            a->left_encrypted = ev->encrypted;
+        }
+        break;
+    case PARLEY_EV_SECURITY:
+        fprintf(stderr, "parley: e2e: %s\n", ev->error_text ? ev->error_text : "");
+        break;
     case PARLEY_EV_MESSAGE:
-        if (a->msg_sent && ev->id && strcmp(ev->id, a->msg_id) == 0 && ev->error != PARLEY_OK) {
+        if (ev->id && strcmp(ev->id, a->msg_id) == 0 && ev->error != PARLEY_OK) {
             a->send_err = ev->error;
             snprintf(a->send_errtext, sizeof a->send_errtext, "%s",
                      ev->error_text ? ev->error_text : "refused");
@@ -172,7 +208,7 @@ static void on_event(parley *p, const parley_event *ev, void *ud)
         }
         if (strcmp(a->opt->command, "listen") == 0) {
             print_message(a, ev);
-            if (ev->body)
+            if (ev->body || ev->e2e_error)
                 a->received++;
             if (ev->body && ev->error == PARLEY_OK &&
                 (!ev->msg_type || strcmp(ev->msg_type, "error") != 0))
@@ -196,9 +232,20 @@ static int send_done(parley *p, void *ud)
     return a->confirmed || a->send_err != PARLEY_OK || stop_requested;
 }
 
+static int left_done(parley *p, void *ud)
+{
+    app *a = ud;
+    return a->left || a->send_err != PARLEY_OK || stop_requested;
+}
+
 static int listen_done(parley *p, void *ud)
 {
     app *a = ud;
+    /* "listening" once peers can reach us, end-to-end keys published included */
+    if (a->online && !a->announced && parley_e2e_ready(p)) {
+        a->announced = 1;
+        fprintf(stderr, "parley: listening as %s\n", parley_bound_jid(p));
+    }
     return (a->opt->count > 0 && a->received >= a->opt->count) || stop_requested;
 }
 
@@ -256,6 +303,19 @@ static int cmd_send(app *a)
     if (e != PARLEY_OK)
         return fail(p, e);
     a->msg_sent = 1;
+    /* end-to-end encryption may first fetch device lists and bundles */
+    e = parley_run_until(p, left_done, a, budget);
+    if (e == PARLEY_OK && a->send_err != PARLEY_OK) {
+        fprintf(stderr, "parley: message to %s refused: %s\n", o->to,
+                a->send_errtext[0] ? a->send_errtext : parley_strerror(a->send_err));
+        graceful_close(p);
+        return exit_code(a->send_err);
+    }
+    if (e != PARLEY_OK)
+        return fail(p, e);
+    if (o->verbose)
+        fprintf(stderr, "parley: sent %s\n", a->left_encrypted ? "end-to-end encrypted (OMEMO)"
+                                                                : "without end-to-end encryption");
     /* Stanzas are processed in order: the answer to a ping sent after the message means
      * the server has taken the message (or bounced it, which arrives first). */
     const char *bound = parley_bound_jid(p);
@@ -275,7 +335,7 @@ static int cmd_send(app *a)
     }
     if (e != PARLEY_OK)
         return fail(p, e);
-    record(a, o->to, 1, parley_bound_jid(p), o->message, 0, a->msg_id);
+    record(a, o->to, 1, parley_bound_jid(p), o->message, a->left_encrypted, a->msg_id);
     graceful_close(p);
     return EXIT_OK;
 }
@@ -346,6 +406,46 @@ static int cmd_tls_info(app *a)
     return EXIT_OK;
 }
 
+static int cmd_file(app *a, int screenshot)
+{
+    const cli_opts *o = a->opt;
+    char shot[512] = "", err[512];
+    const char *path = screenshot ? o->file : o->args[0];
+    if (screenshot && !path) {
+        if (cli_capture_screen(shot, sizeof shot, err, sizeof err) < 0) {
+            fprintf(stderr, "parley: %s\n", err);
+            graceful_close(a->p);
+            return EXIT_USAGE;
+        }
+        path = shot;
+    }
+    char name[300];
+    if (screenshot) {
+        char when[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(when, sizeof when, "%Y%m%d-%H%M%S", gmtime_r(&now, &tm) ? &tm : NULL);
+        const char *dot = strrchr(cli_base_name(path), '.');
+        snprintf(name, sizeof name, "screenshot-%s%s", when, dot ? dot : ".png");
+    } else {
+        snprintf(name, sizeof name, "%s", cli_base_name(path));
+    }
+    char url[1024], why[800];
+    int budget = timeout_ms(o, 30);
+    int rc = cli_send_file(a->p, o->ca_file, o->to, path, name, screenshot,
+                           budget > 0 ? budget : 30000, url, sizeof url, why, sizeof why);
+    if (shot[0])
+        unlink(shot);
+    if (rc != EXIT_OK)
+        fprintf(stderr, "parley: %s\n", why);
+    if (rc == EXIT_OK) {
+        printf("%s\n", url);
+        record(a, o->to, 1, parley_bound_jid(a->p), url, 0, NULL);
+    }
+    graceful_close(a->p);
+    return rc;
+}
+
 static int usage_error(const char *msg)
 {
     fprintf(stderr, "parley: %s\n\n%s", msg, usage_text);
@@ -375,8 +475,10 @@ int main(int argc, char **argv)
         o.command = xstrdup("chat");
     int is_send = !strcmp(o.command, "send"), is_listen = !strcmp(o.command, "listen");
     int is_info = !strcmp(o.command, "tls-info"), is_chat = !strcmp(o.command, "chat");
-    int is_history = !strcmp(o.command, "history");
-    if (!is_send && !is_listen && !is_info && !is_chat && !is_history) {
+    int is_history = !strcmp(o.command, "history"), is_keys = !strcmp(o.command, "keys");
+    int is_file = !strcmp(o.command, "send-file"), is_shot = !strcmp(o.command, "screenshot");
+    if (!is_send && !is_listen && !is_info && !is_chat && !is_history && !is_keys && !is_file &&
+        !is_shot) {
         snprintf(err, sizeof err, "unknown command '%s'", o.command);
         cli_opts_free(&o);
         return usage_error(err);
@@ -388,6 +490,11 @@ int main(int argc, char **argv)
         return usage_error(err);
     }
     free(cfg);
+    if ((is_file && (!o.to || o.nargs != 1)) || (is_shot && (!o.to || o.nargs))) {
+        cli_opts_free(&o);
+        return usage_error(is_file ? "send-file needs --to JID and one PATH"
+                                   : "screenshot needs --to JID (and --file IMAGE without X11)");
+    }
     if (is_send && (!o.to || !o.message)) {
         cli_opts_free(&o);
         return usage_error("send needs --to JID and --message TEXT");
@@ -397,13 +504,13 @@ int main(int argc, char **argv)
         cli_opts_free(&o);
         return usage_error(err);
     }
-    if (is_history) {
+    if (is_history || is_keys) {
         if (!o.jid) {
             cli_opts_free(&o);
             return usage_error("history needs the account: --jid (or jid in the "
                                "configuration file)");
         }
-        rc = cmd_history(&o);
+        rc = is_keys ? cmd_keys(&o) : cmd_history(&o);
         cli_opts_free(&o);
         return rc;
     }
@@ -453,15 +560,31 @@ int main(int argc, char **argv)
     po.on_event = on_event;
     po.on_log = o.verbose ? log_line : NULL;
     po.userdata = &a;
-    parley_error e;
-    a.p = parley_new(&po, &e, err, sizeof err);
-    if (!a.p) {
+    /* the end-to-end key store beside the history, with its key; tls-info needs none */
+    hist_key e2e_key;
+    char *e2e_path = NULL;
+    po.e2e = !is_info;
+    if (po.e2e && (rc = cli_e2e_options(&o, &po, &e2e_key, &e2e_path, err, sizeof err)) != EXIT_OK) {
+        fprintf(stderr, "parley: %s\n", err);
         hist_close(a.h);
         cli_opts_free(&o);
-        return usage_error(err);
+        return rc;
+    }
+    parley_error e;
+    a.p = parley_new(&po, &e, err, sizeof err);
+    if (po.e2e)
+        hist_key_clear(&e2e_key);
+    free(e2e_path);
+    if (!a.p) {
+        fprintf(stderr, "parley: %s\n", err);
+        hist_close(a.h);
+        cli_opts_free(&o);
+        return po.e2e && cli_history_has_key(&o) ? EXIT_HISTORY : EXIT_USAGE;
     }
     parley_connect(a.p);
-    if (is_send)
+    if (is_file || is_shot)
+        rc = cmd_file(&a, is_shot);
+    else if (is_send)
         rc = cmd_send(&a);
     else if (is_listen)
         rc = cmd_listen(&a);
