@@ -690,6 +690,11 @@ static int check_consistency(const config *cfg, const char *path, char *err, siz
         set_err(err, errlen, "%s: a node (node_name) needs s2s_port: nodes link over it", path);
         return -1;
     }
+    if (cfg->node_name && strncmp(cfg->store, "postgres", 8) != 0) {
+        set_err(err, errlen, "%s: a node (node_name) needs a postgresql:// store shared by "
+                             "every node of the domain", path);
+        return -1;
+    }
     if (cfg->node_name && !cfg->ca_file) {
         set_err(err, errlen, "%s: a node (node_name) needs ca_file, the cluster's CA that "
                              "signs every node's certificate", path);

@@ -151,115 +151,19 @@ out:
 
 /* ---- list ---- */
 
-typedef struct row {
-    char *name, *value;
-} row;
-
-typedef struct rows {
-    row *v;
-    size_t n;
-} rows;
-
-static void collect(void *ud, const char *owner, const char *key, const char *value)
+static void print_node(void *ud, const store_node *n)
 {
-    rows *r = ud;
-    r->v = xrealloc(r->v, (r->n + 1) * sizeof *r->v);
-    r->v[r->n].name = xstrdup(key);
-    r->v[r->n].value = xstrdup(value);
-    r->n++;
+    (void)ud;
+    printf("%-24s %-28s %-8s %d (%d)\n", n->name, n->address ? n->address : "(configured)",
+           n->alive ? "alive" : "down", n->sessions, n->available);
 }
 
-static void rows_free(rows *r)
+static int list(store *st)
 {
-    for (size_t i = 0; i < r->n; i++) {
-        free(r->v[i].name);
-        free(r->v[i].value);
-    }
-    free(r->v);
-}
-
-typedef struct count_ctx {
-    const char *node;
-    int sessions, available;
-} count_ctx;
-
-static void count(void *ud, const char *owner, const char *key, const char *value)
-{
-    count_ctx *c = ud;
-    size_t n = strlen(c->node);
-    if (strncmp(value, c->node, n) == 0 && value[n] == '\t') {
-        c->sessions++;
-        c->available += value[n + 1] == '1';
-    }
-}
-
-static const char *lease_of(const rows *leases, const char *name)
-{
-    for (size_t i = 0; i < leases->n; i++)
-        if (strcmp(leases->v[i].name, name) == 0)
-            return leases->v[i].value;
-    return NULL;
-}
-
-static int list(store *st, const config *cfg)
-{
-    rows nodes = {0}, leases = {0};
-    if (store_kv_list(st, "node", cfg->domain, collect, &nodes) != STORE_OK ||
-        store_kv_list(st, "node-lease", cfg->domain, collect, &leases) != STORE_OK) {
-        rows_free(&nodes);
-        rows_free(&leases);
-        return fail("reading the node registry: %s", store_last_error(st));
-    }
-    /* Nodes that run without being registered (listed in their nodes key) show too. */
-    for (size_t i = 0; i < leases.n; i++) {
-        int registered = 0;
-        for (size_t j = 0; j < nodes.n && !registered; j++)
-            registered = strcmp(nodes.v[j].name, leases.v[i].name) == 0;
-        if (!registered)
-            collect(&nodes, NULL, leases.v[i].name, "(from configuration)");
-    }
-    long long now = (long long)time(NULL);
     printf("%-24s %-28s %-8s %s\n", "NODE", "ADDRESS", "STATE", "SESSIONS (AVAILABLE)");
-    for (size_t i = 0; i < nodes.n; i++) {
-        const char *lease = lease_of(&leases, nodes.v[i].name);
-        long long until = lease ? atoll(lease) : 0;
-        count_ctx c = {nodes.v[i].name, 0, 0};
-        if (store_kv_list(st, "node-session", NULL, count, &c) != STORE_OK)
-            c.sessions = c.available = -1;
-        printf("%-24s %-28s %-8s %d (%d)\n", nodes.v[i].name, nodes.v[i].value,
-               !lease ? "down" : until > now ? "alive" : "expired", c.sessions, c.available);
-    }
-    rows_free(&nodes);
-    rows_free(&leases);
+    if (store_node_list(st, print_node, NULL) != STORE_OK)
+        return fail("reading the node registry: %s", store_last_error(st));
     return 0;
-}
-
-typedef struct doomed {
-    const char *node;
-    rows owners, keys;
-} doomed;
-
-static void pick(void *ud, const char *owner, const char *key, const char *value)
-{
-    doomed *d = ud;
-    size_t n = strlen(d->node);
-    if (strncmp(value, d->node, n) == 0 && value[n] == '\t') {
-        collect(&d->owners, NULL, owner, "");
-        collect(&d->keys, NULL, key, "");
-    }
-}
-
-/* Drop the directory entries of node. 0 or -1. */
-static int drop_sessions(store *st, const char *node)
-{
-    doomed d = {node, {0}, {0}};
-    int rc = store_kv_list(st, "node-session", NULL, pick, &d) == STORE_OK ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < d.owners.n; i++)
-        if (store_kv_del(st, "node-session", d.owners.v[i].name, d.keys.v[i].name) != STORE_OK)
-            rc = -1;
-    rows_free(&d.owners);
-    rows_free(&d.keys);
-    return rc;
 }
 
 /* ---- entry point ---- */
@@ -323,29 +227,26 @@ int ctl_node(const char *conf_path, int argc, char **argv)
     if (add) {
         if (cert_dir && issue(&cfg, name, cert_dir, ca_key) < 0)
             goto out;
-        if (store_kv_put(st, "node", cfg.domain, name, addr) != STORE_OK) {
+        if (store_node_register(st, name, addr) != STORE_OK) {
             fail("registering the node: %s", store_last_error(st));
             goto out;
         }
         printf("node %s registered at %s\n", name, addr);
         rc = 0;
     } else if (remove_) {
-        char *v = NULL;
-        if (store_kv_get(st, "node", cfg.domain, name, &v) != STORE_OK) {
+        store_status r = store_node_unregister(st, name);
+        if (r == STORE_NOT_FOUND) {
             fail("no node %s is registered", name);
             goto out;
         }
-        free(v);
-        if (store_kv_del(st, "node", cfg.domain, name) != STORE_OK ||
-            store_kv_del(st, "node-lease", cfg.domain, name) != STORE_OK ||
-            drop_sessions(st, name) < 0) {
+        if (r != STORE_OK) {
             fail("removing the node: %s", store_last_error(st));
             goto out;
         }
         printf("node %s removed with its session directory entries\n", name);
         rc = 0;
     } else {
-        rc = list(st, &cfg) == 0 ? 0 : EXIT_RUNTIME;
+        rc = list(st) == 0 ? 0 : EXIT_RUNTIME;
     }
 out:
     store_close(st);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #define MINIMAL "domain = example.org\ncert_file = server.crt\nkey_file = server.key\n"
+#define PG "store = postgresql://parley@127.0.0.1:5432/parley\n"
 
 static char path[64];
 
@@ -99,8 +100,9 @@ static void test_bad_values(void **state)
     expect_error(MINIMAL "s2s_deny = bad/domain\n", "bad domain 'bad/domain'");
     expect_error(MINIMAL "s2s_dialback = yes\n", "needs s2s_secure = no");
     expect_error(MINIMAL "nodes = n2=127.0.0.1:5270\n", "nodes needs node_name");
-    expect_error(MINIMAL "node_name = n1\n", "needs ca_file");
-    expect_error(MINIMAL "node_name = n1\nca_file = ca.crt\ns2s_port = 0\n", "needs s2s_port");
+    expect_error(MINIMAL "node_name = n1\nca_file = ca.crt\n", "needs a postgresql:// store");
+    expect_error(MINIMAL PG "node_name = n1\n", "needs ca_file");
+    expect_error(MINIMAL PG "node_name = n1\nca_file = ca.crt\ns2s_port = 0\n", "needs s2s_port");
 }
 
 static void test_dialback_allowed_when_not_secure(void **state)
@@ -133,7 +135,7 @@ static void test_nodes(void **state)
     (void)state;
     config cfg;
     char err[512];
-    assert_int_equal(load(MINIMAL "node_name = node1\nca_file = ca.crt\n"
+    assert_int_equal(load(MINIMAL PG "node_name = node1\nca_file = ca.crt\n"
                                   "nodes = node2=127.0.0.1:5270,node3=127.0.0.1:5271\n",
                           &cfg, err, sizeof err),
                      0);
