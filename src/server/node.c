@@ -316,9 +316,9 @@ void node_undeliverable(server *srv, xml_node *stanza)
     jid_clear(&to);
 }
 
-void node_link_up(server *srv, const char *node)
+void node_link_up(server *srv, const char *node, int outbound)
 {
-    log_info("node %s: linked", node);
+    log_info("node %s: %s link up", node, outbound ? "outbound" : "inbound");
 }
 
 void node_link_down(server *srv, const char *node, int outbound)

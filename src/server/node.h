@@ -34,7 +34,7 @@ void node_session_gone(server *srv, const char *full);
 void node_from_link(server *srv, const char *node, xml_node *stanza);
 /* A stanza queued for a node whose link failed: delivered as if the user were offline. */
 void node_undeliverable(server *srv, xml_node *stanza);
-void node_link_up(server *srv, const char *node);
+void node_link_up(server *srv, const char *node, int outbound);
 void node_link_down(server *srv, const char *node, int outbound);
 /* Timer: renew this node's leases, refresh the view of the others. */
 void node_housekeeping(server *srv);

@@ -108,7 +108,6 @@ static void link_free(s2s_link *l)
     free(l);
 }
 
-const conn_handlers *s2s_conn_handlers(void);
 const conn_handlers *s2s_conn_handlers(void) { return &link_conn_handlers; }
 
 s2s_link *s2s_find_out(server *srv, const char *remote, int node)
@@ -278,6 +277,15 @@ static void enqueue(s2s_link *l, xml_node *stanza)
 void s2s_link_send(server *srv, const char *remote, int node, xml_node *stanza)
 {
     s2s_link *l = s2s_find_out(srv, remote, node);
+    if (!l && srv->nconns >= srv->cfg.max_connections) {
+        /* Outbound links count against the same limit as everything else. */
+        if (node)
+            node_undeliverable(srv, stanza);
+        else
+            bounce(srv, stanza, "remote-server-timeout",
+                   "this server has too many connections open to link to another");
+        return;
+    }
     if (!l) {
         l = s2s_link_new(srv, 1);
         l->node = node;
@@ -356,6 +364,8 @@ void s2s_link_ready(s2s_link *l)
              l->outbound ? "out to" : "in from", l->remote, how, desc);
     compliance_audit(srv, l->remote, l->outbound ? "s2s-out-connect" : "s2s-in-connect",
                      l->remote, conn_peer(l->conn), how);
+    if (l->node)
+        node_link_up(srv, l->remote, l->outbound);
     if (l->outbound) {
         queued *q = l->queue;
         l->queue = l->queue_tail = NULL;
@@ -374,8 +384,6 @@ void s2s_link_ready(s2s_link *l)
         if (o != l && !o->outbound && o->node == l->node && o->state == L_READY &&
             o->remote && strcmp(o->remote, l->remote) == 0)
             s2s_stream_error(o, "conflict", "replaced by a new stream from the same server");
-    if (l->node)
-        node_link_up(srv, l->remote);
 }
 
 /* ---- inbound stanzas ---- */

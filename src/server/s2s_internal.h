@@ -5,6 +5,7 @@
 
 #include "../common/xml.h"
 #include "../common/xmlstream.h"
+#include "conn.h"
 #include "s2s.h"
 
 #include <openssl/ssl.h>
@@ -81,6 +82,8 @@ typedef struct s2s {
 
 /* ---- s2s.c ---- */
 s2s_link *s2s_link_new(server *srv, int outbound);
+/* The connection callbacks every link uses (conn.h). */
+const conn_handlers *s2s_conn_handlers(void);
 /* The outbound link to remote (a domain, or a node when node is set), or NULL. */
 s2s_link *s2s_find_out(server *srv, const char *remote, int node);
 /* Write our stream header (to: the peer's domain, or NULL; with an id when we answer). */

@@ -15,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const conn_handlers *s2s_conn_handlers(void);
-
 static void on_connected(void *ud)
 {
     s2s_link *l = ud;
@@ -146,8 +144,8 @@ static xs_action authenticate(s2s_link *l, xml_node *features)
 {
     server *srv = l->srv;
     char why[256];
-    int valid = s2s_tls_peer_valid(conn_ssl(l->conn), l->node ? l->remote : l->remote, why,
-                                   sizeof why) == 0;
+    /* l->remote is the domain we dialled, or the node's name. */
+    int valid = s2s_tls_peer_valid(conn_ssl(l->conn), l->remote, why, sizeof why) == 0;
     int external = offers_mechanism(features, "EXTERNAL");
     xml_free(features);
     if (valid && external) {

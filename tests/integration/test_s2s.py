@@ -368,3 +368,28 @@ def test_silent_peer_queue_bounded_and_timed_out(parley, run):
         run(scenario)
     finally:
         lsock.close()
+
+
+def test_allow_list(parley, tmp_path, run):
+    """With s2s_allow, every domain not listed is refused both ways."""
+    srv = parley(extra=["s2s_allow = partner.test"])
+    peer = RawPeer(srv.s2s_port)
+    out = peer.open(PROSODY, PARLEY) + peer.read_all(2)
+    assert stream_error(out) == "policy-violation", out
+    peer.close()
+    # a listed domain gets as far as TLS and authentication
+    cert, key = peer_cert(srv, tmp_path, "partner.test")
+    peer = RawPeer(srv.s2s_port)
+    feats = peer.open("partner.test", PARLEY)
+    assert "starttls" in feats, feats
+    peer.starttls(cert, key, srv.ca, PARLEY)
+    assert "EXTERNAL" in peer.open("partner.test", PARLEY)
+    peer.close()
+
+    async def scenario():
+        a = await login(PARLEY, srv.c2s_port, srv.ca, "alice", P_USERS["alice"])
+        a.send_message(mto=f"pat@{PROSODY}", mbody="not allowed", mtype="chat")
+        err = await a.wait_for("message_error", timeout=5)
+        assert err["error"]["condition"] == "remote-server-not-found", err
+        await a.close()
+    run(scenario)
