@@ -8,7 +8,7 @@ set -eu
 BUILD_PKGS="make cmake pkg-config clang libclang-rt-14-dev gcc libc6-dev libssl-dev openssl
 libexpat1-dev libsqlite3-dev sqlite3 libidn-dev libpq-dev libsqlcipher-dev libncurses-dev
 libhttp-parser-dev libmagic-dev"
-TEST_PKGS="libcmocka-dev python3 python3-slixmpp python3-pytest procps iproute2 prosody postgresql tmux python3-openssl python3-cryptography
+TEST_PKGS="libcmocka-dev python3 python3-slixmpp python3-aiohttp python3-pytest procps iproute2 prosody postgresql tmux python3-openssl python3-cryptography
 python3-omemo python3-twomemo python3-oldmemo python3-x3dh python3-doubleratchet python3-xeddsa python3-nacl
 python3-protobuf python3-pydantic python3-typing-extensions python3-xmlschema"
 

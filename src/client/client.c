@@ -36,6 +36,7 @@ const char *parley_strerror(parley_error err)
 void parley_options_init(parley_options *o)
 {
     memset(o, 0, sizeof *o);
+    o->carbons = 1;
     o->allow_plain = 1;
     o->initial_presence = 1;
     o->fetch_roster = 1;
@@ -64,8 +65,11 @@ void client_log(parley *p, int level, const char *fmt, ...)
 
 void client_emit(parley *p, const parley_event *ev)
 {
-    if (p->opt.on_event)
-        p->opt.on_event(p, ev, p->opt.userdata);
+    if (!p->opt.on_event)
+        return;
+    parley_event marked = *ev;
+    client_ext_emit(p, &marked); /* a carbon or an archived message says so */
+    p->opt.on_event(p, &marked, p->opt.userdata);
 }
 
 /* When several addresses fail in one attempt, report the most telling failure. */
@@ -329,6 +333,7 @@ void parley_free(parley *p)
     p->omemo = NULL;
     im_roster_free(p);
     im_hooks_free(p);
+    client_ext_free(p); /* after the IQ callbacks above, which free what they hold */
     dict_free(p->roster, NULL);
     if (p->ai_list)
         freeaddrinfo(p->ai_list);
@@ -402,6 +407,8 @@ void client_online(parley *p)
     ev.type = PARLEY_EV_CONNECTED;
     ev.from = p->bound;
     client_emit(p, &ev);
+    if (p->phase == PH_STREAM && p->neg == NEG_ONLINE) /* the callback may have closed */
+        client_ext_online(p);
 }
 
 /* The safe point: tear down a failed connection, then try the next address, schedule a
@@ -413,6 +420,7 @@ static void handle_failure(parley *p)
     int closing = p->phase == PH_CLOSING;
     transport_close(p);
     session_reset(p);
+    client_ext_offline(p); /* rooms left, held messages out, before the IQ callbacks */
     im_fail_pending_iqs(p, p->err == PARLEY_ERR_CLOSED ? PARLEY_ERR_CLOSED : PARLEY_ERR_UNREACHABLE);
     omemo_on_offline(p, p->err == PARLEY_ERR_CLOSED ? PARLEY_ERR_CLOSED : PARLEY_ERR_UNREACHABLE);
 

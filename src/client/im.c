@@ -448,6 +448,11 @@ static void handle_presence(parley *p, const xml_node *pres)
     free(errtext);
 }
 
+void im_message(parley *p, const xml_node *msg)
+{
+    handle_message(p, msg);
+}
+
 /* ---------------------------------------------------------------- hooks */
 
 void im_hooks_free(parley *p)
@@ -529,7 +534,9 @@ void im_dispatch(parley *p, xml_node *st)
         return;
     }
     if (p->neg == NEG_ONLINE && !run_hooks(p, st)) {
-        if (str_eq(st->name, "message"))
+        if (client_ext_dispatch(p, st))
+            ; /* rooms, carbons, archive results (ext.c) */
+        else if (str_eq(st->name, "message"))
             handle_message(p, st);
         else if (str_eq(st->name, "presence"))
             handle_presence(p, st);

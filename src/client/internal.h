@@ -8,6 +8,7 @@
  *   im.c        messages, presence, subscriptions, roster, IQ tracking, stanza hooks
  *   policy.c    the admin policy (urn:parley:policy:0): fetched at sign-in, pushed later
  *   omemo/      end-to-end encryption (XEP-0384 OMEMO, urn:xmpp:omemo:2), omemo.h
+ *   ext.c       group chat, the message archive and carbons on top of these (ext.h)
  *
  * Nothing here is exported: applications see only parley.h. */
 #ifndef PARLEY_CLIENT_INTERNAL_H
@@ -142,6 +143,8 @@ struct parley {
     int in_feed;
     parley_error err;
     char errtext[512];
+
+    struct ext_state *ext; /* group chat, archive, carbons (ext.h); NULL until used */
 };
 
 /* ---- client.c */
@@ -221,5 +224,22 @@ void im_send_iq_result(parley *p, const xml_node *iq);
 /* Text of a stanza error's condition ("policy-violation: text"), freshly allocated. */
 char *im_error_text(const xml_node *stanza);
 parley_error im_error_code(const xml_node *stanza);
+
+/* ---- ext.c: group chat, the archive and carbons (ext.h), as the core sees them */
+/* A received stanza after the application's hooks: 1 if handled there. */
+int client_ext_dispatch(parley *p, const xml_node *st);
+void client_ext_online(parley *p);   /* after CONNECTED: carbons, archive sync, rejoins */
+void client_ext_offline(parley *p);  /* the session ended */
+void client_ext_sent(parley *p, const xml_node *st); /* every stanza sent */
+/* Mark the MESSAGE event of a forwarded message (a carbon, an archive result). */
+void client_ext_emit(const parley *p, parley_event *ev);
+void client_ext_free(parley *p);
+/* Is the message being handled a copy (carbon) or from the archive? Such a message was
+ * answered (receipts, refusals) when it was live: never answer it again. */
+int client_ext_forwarded(const parley *p);
+/* ... and one this account sent (from another device): addressed to the peer, not to us. */
+int client_ext_outgoing(const parley *p);
+/* im.c: the core's handling of a message, for those unwrapped from carbons and results. */
+void im_message(parley *p, const xml_node *msg);
 
 #endif

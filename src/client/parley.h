@@ -108,6 +108,20 @@ typedef enum {
                                 refused, a replayed message was ignored, keys could not be
                                 published... from: the account concerned */
     PARLEY_EV_POLICY,        /* the admin policy arrived or changed: parley_policy_get */
+    /* group chat (XEP-0045) and the message archive (XEP-0313): see "group chat" below */
+    PARLEY_EV_ROOM_JOINED = 32, /* we are in room (nick, role, affiliation) */
+    PARLEY_EV_ROOM_LEFT,     /* we are out of room: room_change says why (left, kicked,
+                                banned, ..., DISCONNECTED: rejoined after the reconnect) */
+    PARLEY_EV_ROOM_MESSAGE,  /* a room message (msg_type "groupchat"), or a private one
+                                through the room ("chat"); never end-to-end encrypted */
+    PARLEY_EV_ROOM_PRESENCE, /* an occupant (nick) entered, changed or left (room_change) */
+    PARLEY_EV_ROOM_SUBJECT,  /* the room's subject (subject; nick: who set it, or NULL) */
+    PARLEY_EV_ROOM_ERROR,    /* the room refused something: a join (room_change
+                                PARLEY_ROOM_REFUSED: we are not in it), a message, a
+                                moderation request...; error and error_text say what */
+    PARLEY_EV_ROOM_INVITE,   /* an invitation to room from `from` (reason, password) */
+    PARLEY_EV_ARCHIVE_DONE,  /* an archive fetch ended (room: the room's archive, NULL: the
+                                account's); count messages delivered; error if it failed */
 } parley_event_type;
 
 typedef struct parley_event {
@@ -143,7 +157,56 @@ typedef struct parley_event {
     int retry_in_ms;
     /* the whole stanza (NULL for CONNECTED/DISCONNECTED) */
     const parley_stanza *stanza;
+    /* ---- group chat, archive and carbons (0/NULL for the other events) */
+    const char *room;          /* ROOM_*: the room's bare JID; ARCHIVE_DONE: its archive */
+    const char *nick;          /* ROOM_*: the occupant concerned (ours for JOINED/LEFT;
+                                  NULL: the room itself) */
+    const char *real_jid;      /* ROOM_PRESENCE: the occupant's real JID, when the room
+                                  shows it; ROOM_INVITE: the invitee */
+    const char *role;          /* ROOM_JOINED/PRESENCE: "moderator", "participant",
+                                  "visitor", "none" */
+    const char *affiliation;   /* "owner", "admin", "member", "outcast", "none" */
+    const char *subject;       /* ROOM_SUBJECT */
+    const char *new_nick;      /* ROOM_PRESENCE with room_change PARLEY_ROOM_NICK */
+    const char *actor;         /* ROOM_LEFT/PRESENCE: the moderator who kicked or banned */
+    const char *reason;        /* kick, ban, destruction, invitation */
+    const char *password;      /* ROOM_INVITE: the room's password, if the inviter sent it */
+    int room_change;           /* ROOM_*: a parley_room_change */
+    int is_self;               /* ROOM_*: about our own occupant (a message: our echo) */
+    int created;               /* ROOM_JOINED: the join created the room */
+    /* MESSAGE and ROOM_MESSAGE */
+    const char *stanza_id;     /* the server's id of the message (XEP-0359, the id in the
+                                  archive: the same live, as a carbon and from the archive) */
+    long long timestamp_ms;    /* when the server took it (Unix ms) for history and archive
+                                  results; 0: just now */
+    int archived;              /* 1: from the archive or a room's history, not live */
+    int carbon;                /* PARLEY_CARBON_*: a copy of a message another device of
+                                  this account sent or received (XEP-0280) */
+    int outgoing;              /* 1: this account sent it (from another device, or earlier) */
+    int count;                 /* ARCHIVE_DONE: messages delivered */
 } parley_event;
+
+/* room_change: what happened to an occupant (ROOM_PRESENCE) or to us (ROOM_LEFT/ERROR). */
+typedef enum {
+    PARLEY_ROOM_ENTERED = 1, /* an occupant came in */
+    PARLEY_ROOM_CHANGED,     /* its presence, role or affiliation changed */
+    PARLEY_ROOM_NICK,        /* it took new_nick */
+    PARLEY_ROOM_EXITED,      /* it left (or we did: parley_room_leave) */
+    PARLEY_ROOM_KICKED,      /* removed by a moderator (status 307) */
+    PARLEY_ROOM_BANNED,      /* banned (301) */
+    PARLEY_ROOM_REMOVED,     /* no longer a member of a members-only room (321, 322) */
+    PARLEY_ROOM_DESTROYED,   /* the room was destroyed (reason) */
+    PARLEY_ROOM_SHUTDOWN,    /* the service went away (332), or an error removed us (333) */
+    PARLEY_ROOM_DISCONNECTED, /* our connection was lost: rejoined after the reconnect */
+    PARLEY_ROOM_REFUSED,     /* ROOM_ERROR: the join was refused (wrong password, ...) */
+} parley_room_change;
+
+/* carbon: which copy of a message another device of this account handled. */
+enum {
+    PARLEY_CARBON_NONE = 0,
+    PARLEY_CARBON_RECEIVED = 1, /* received by another device (from: the sender) */
+    PARLEY_CARBON_SENT = 2,     /* sent by another device (to: the recipient) */
+};
 
 typedef void (*parley_event_fn)(parley *p, const parley_event *ev, void *userdata);
 
@@ -196,6 +259,13 @@ typedef struct parley_options {
     parley_event_fn on_event;
     parley_log_fn on_log;
     void *userdata;             /* passed to on_event and on_log */
+    /* ---- carbons and the archive */
+    int carbons;                /* XEP-0280: ask for copies of what the account's other
+                                   devices send and receive (default 1) */
+    int archive_sync;           /* XEP-0313 at sign-in: the messages after the newest one
+                                   known (parley_archive_set_last, or seen this session),
+                                   else the last archive_sync messages of each conversation
+                                   (and of each room on joining); 0: none (default) */
 } parley_options;
 
 /* Fill in the defaults above (everything else NULL/0). */
@@ -363,6 +433,83 @@ typedef struct parley_roster_item {
 /* Call fn for each roster item (the order is unspecified); fn returns non-zero to stop. */
 void parley_roster_foreach(const parley *p, int (*fn)(const parley_roster_item *it, void *ud),
                            void *ud);
+
+/* ------------------------------------------------------------------ group chat */
+
+/* XEP-0045 rooms. A room is "name@service"; a name without a service is completed with
+ * parley_room_service(). Rooms joined are joined again after a reconnect. Room messages
+ * are encrypted between client and server only: events never mark them encrypted.
+ * Errors from the room (wrong password, banned, members only, nickname taken, not a
+ * moderator, ...) arrive as PARLEY_EV_ROOM_ERROR with the server's explanation. */
+
+/* Join (or create) room under nick (NULL: the account's local part), with password (NULL:
+ * none). PARLEY_EV_ROOM_JOINED or PARLEY_EV_ROOM_ERROR follows. A new room is opened with
+ * the service's default configuration (an "instant room"). */
+parley_error parley_room_join(parley *p, const char *room, const char *nick,
+                              const char *password);
+/* Leave (status may be NULL): PARLEY_EV_ROOM_LEFT follows. */
+parley_error parley_room_leave(parley *p, const char *room, const char *status);
+/* A group chat message (our echo comes back as PARLEY_EV_ROOM_MESSAGE with is_self). */
+parley_error parley_room_send(parley *p, const char *room, const char *body, char *id_out,
+                              size_t id_len);
+parley_error parley_room_set_subject(parley *p, const char *room, const char *subject);
+/* Mediated invitation (XEP-0045 7.8.2) of jid, with a reason (may be NULL). */
+parley_error parley_room_invite(parley *p, const char *room, const char *jid,
+                                const char *reason);
+/* Moderation: kick an occupant by nickname (role none), ban a real JID (affiliation
+ * outcast). cb (may be NULL) gets the room's answer; with cb NULL a refusal arrives as
+ * PARLEY_EV_ROOM_ERROR. */
+parley_error parley_room_kick(parley *p, const char *room, const char *nick,
+                              const char *reason, parley_iq_fn cb, void *ud);
+parley_error parley_room_ban(parley *p, const char *room, const char *jid, const char *reason,
+                             parley_iq_fn cb, void *ud);
+
+typedef struct parley_room_item {
+    const char *jid;
+    const char *name; /* or NULL */
+} parley_room_item;
+/* The rooms a service lists (disco#items; service NULL: parley_room_service()). err is
+ * PARLEY_OK with items (n may be 0), or the error with its text. */
+typedef void (*parley_rooms_fn)(parley *p, const parley_room_item *items, size_t n,
+                                parley_error err, const char *error_text, void *ud);
+parley_error parley_room_list(parley *p, const char *service, parley_rooms_fn cb, void *ud);
+/* The group chat service found on the account's server at sign-in (the first disco item
+ * with identity conference/text), else NULL. */
+const char *parley_room_service(const parley *p);
+
+typedef struct parley_occupant {
+    const char *nick;
+    const char *jid;         /* real JID when the room shows it, else NULL */
+    const char *role;
+    const char *affiliation;
+    const char *show;        /* NULL: available */
+    int is_self;
+} parley_occupant;
+/* The occupants of a room we are in (fn returns non-zero to stop). PARLEY_ERR_STATE if
+ * we are not in it. */
+parley_error parley_room_occupants(const parley *p, const char *room,
+                                   int (*fn)(const parley_occupant *o, void *ud), void *ud);
+/* Our nickname in room once joined, else NULL; its subject (NULL if none). */
+const char *parley_room_nick(const parley *p, const char *room);
+const char *parley_room_subject(const parley *p, const char *room);
+
+/* ------------------------------------------------------------------ archive */
+
+/* XEP-0313. Results arrive as PARLEY_EV_MESSAGE (the account's archive) or
+ * PARLEY_EV_ROOM_MESSAGE (a room's), with archived 1, stanza_id and timestamp_ms, oldest
+ * first, without any message this handle already delivered; then PARLEY_EV_ARCHIVE_DONE.
+ * While a fetch runs, live messages of the same archive wait, so they come after it. */
+
+/* Fetch from archive (NULL: the account's; or a room's JID) the conversation with `with`
+ * (bare JID, NULL: all): the messages after after_id (NULL: the last max), at most max. */
+parley_error parley_archive_fetch(parley *p, const char *archive, const char *with,
+                                  const char *after_id, int max);
+/* The newest archive id the application already has for archive (from its own storage):
+ * the sign-in sync (archive_sync) fetches only what came after it. */
+parley_error parley_archive_set_last(parley *p, const char *archive, const char *id);
+/* The newest archive id this handle knows for archive (to keep for the next start), or
+ * NULL. */
+const char *parley_archive_last(const parley *p, const char *archive);
 
 /* ------------------------------------------------------------------ extension hooks */
 

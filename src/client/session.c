@@ -26,6 +26,7 @@ char *session_new_id(parley *p)
 
 void session_send(parley *p, const xml_node *stanza)
 {
+    client_ext_sent(p, stanza);
     buf out;
     buf_init(&out);
     xml_serialize(stanza, XMLNS_CLIENT, &out);

@@ -61,6 +61,10 @@
 #define DEFAULT_UPLOAD_EXPIRE_DAYS 30
 #define DEFAULT_HTTP_HEADER_TIMEOUT 10
 #define DEFAULT_HTTP_IDLE_TIMEOUT 30
+#define DEFAULT_S2S_PORT 5269
+#define DEFAULT_S2S_MAX_QUEUE 1000
+#define DEFAULT_S2S_IDLE 300
+#define DEFAULT_NODE_LEASE 30
 /* Secrets shorter than this are refused: a component secret is a password. */
 #define MIN_COMPONENT_SECRET 16
 
@@ -112,6 +116,11 @@ void config_init(config *cfg)
     cfg->upload_expire_after = DEFAULT_UPLOAD_EXPIRE_DAYS;
     cfg->http_header_timeout = DEFAULT_HTTP_HEADER_TIMEOUT;
     cfg->http_idle_timeout = DEFAULT_HTTP_IDLE_TIMEOUT;
+    cfg->s2s_port = DEFAULT_S2S_PORT;
+    cfg->s2s_secure = 1;
+    cfg->s2s_max_queue = DEFAULT_S2S_MAX_QUEUE;
+    cfg->s2s_idle_timeout = DEFAULT_S2S_IDLE;
+    cfg->node_lease = DEFAULT_NODE_LEASE;
 }
 
 void config_free(config *cfg)
@@ -140,6 +149,11 @@ void config_free(config *cfg)
     free(cfg->upload_domain);
     free(cfg->upload_dir);
     free(cfg->upload_url);
+    free(cfg->s2s_allow);
+    free(cfg->s2s_deny);
+    free(cfg->s2s_hosts);
+    free(cfg->node_name);
+    free(cfg->nodes);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -334,6 +348,8 @@ typedef enum {
     K_DAYS,    /* "forever" (0) or a number of days, optional 'd' suffix */
     K_COMPONENT, /* "DOMAIN SECRET"; the only key that may repeat */
     K_URL,     /* https://host[:port][/path], no trailing slash, no query */
+    K_DOMAINS, /* comma-separated domains, normalised */
+    K_HOSTS,   /* comma-separated name=host:port */
 } key_type;
 
 typedef struct key_def {
@@ -405,9 +421,23 @@ static const key_def keys[] = {
     KEY(upload_expire_after, K_DAYS),
     KEY(http_header_timeout, K_POSINT),
     KEY(http_idle_timeout, K_POSINT),
+    KEY(s2s_port, K_PORT),
+    KEY(s2s_secure, K_BOOL),
+    KEY(s2s_dialback, K_BOOL),
+    KEY(s2s_allow, K_DOMAINS),
+    KEY(s2s_deny, K_DOMAINS),
+    KEY(s2s_hosts, K_HOSTS),
+    KEY(s2s_max_queue, K_POSINT),
+    KEY(s2s_idle_timeout, K_POSINT),
+    KEY(node_name, K_DOMAIN),
+    KEY(nodes, K_HOSTS),
+    KEY(node_lease, K_POSINT),
 };
 #undef KEY
 #undef CHOICE
+
+int config_parse_list(char **slot, const char *value, int with_hosts, const char *key,
+                      char *why, size_t whylen);
 
 /* Apply one value. Returns 0 or -1 with a reason (without file:line) in why. */
 static int apply_key(config *cfg, const key_def *k, const char *value, const char *dir,
@@ -601,6 +631,9 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
         cfg->ncomponents++;
         return 0;
     }
+    case K_DOMAINS:
+    case K_HOSTS:
+        return config_parse_list(slot, value, k->type == K_HOSTS, k->name, why, whylen);
     }
     set_err(why, whylen, "internal error: key type");
     return -1;
@@ -647,6 +680,29 @@ static int check_consistency(const config *cfg, const char *path, char *err, siz
                             (cfg->muc && strcmp(cfg->upload_domain, cfg->muc_domain) == 0))) {
         set_err(err, errlen, "%s: upload_domain %s clashes with another domain the server "
                              "serves", path, cfg->upload_domain);
+        return -1;
+    }
+    if (cfg->nodes && !cfg->node_name) {
+        set_err(err, errlen, "%s: nodes needs node_name (this node's own name)", path);
+        return -1;
+    }
+    if (cfg->node_name && cfg->s2s_port == 0) {
+        set_err(err, errlen, "%s: a node (node_name) needs s2s_port: nodes link over it", path);
+        return -1;
+    }
+    if (cfg->node_name && strncmp(cfg->store, "postgres", 8) != 0) {
+        set_err(err, errlen, "%s: a node (node_name) needs a postgresql:// store shared by "
+                             "every node of the domain", path);
+        return -1;
+    }
+    if (cfg->node_name && !cfg->ca_file) {
+        set_err(err, errlen, "%s: a node (node_name) needs ca_file, the cluster's CA that "
+                             "signs every node's certificate", path);
+        return -1;
+    }
+    if (cfg->s2s_dialback && cfg->s2s_secure) {
+        set_err(err, errlen, "%s: s2s_dialback = yes needs s2s_secure = no (dialback is "
+                             "weaker than certificates)", path);
         return -1;
     }
     for (size_t i = 0; i < cfg->ncomponents; i++) {
@@ -895,7 +951,12 @@ int config_write_default(const char *path, const char *domain, const char *dir, 
             "# sqlite:<data_dir>/compliance.db; checkpoints are signed with key_file.\n"
             "compliance = yes\n"
             "# compliance_store = sqlite:data/compliance.db\n"
-            "compliance_checkpoint_every = %d\n",
+            "compliance_checkpoint_every = %d\n"
+            "\n"
+            "# Federation with other XMPP domains (docs/federation.md): server-to-server\n"
+            "# links on s2s_port (5269 when unset). Off in a new configuration until you\n"
+            "# publish the server in DNS and decide whom to federate with.\n"
+            "s2s_port = 0\n",
             norm, DEFAULT_BIND, c2s_port, tls_port, https_port, prefix, prefix, prefix, prefix,
             DEFAULT_MAX_CONNECTIONS, DEFAULT_OFFLINE_MAX, DEFAULT_HANDSHAKE_TIMEOUT,
             DEFAULT_IDLE_TIMEOUT, (unsigned)DEFAULT_SCRAM_ITERATIONS,

@@ -71,6 +71,18 @@ typedef struct config {
     int upload_expire_after;   /* days a file is kept; 0 = forever; default 30 */
     int http_header_timeout;   /* seconds to receive a request's headers; default 10 */
     int http_idle_timeout;     /* seconds of silence in a body or between requests; default 30 */
+    /* Server-to-server links (docs/federation.md). Lists are comma-separated. */
+    int s2s_port;              /* s2s listener; default 5269, 0 disables federation */
+    int s2s_secure;            /* peers authenticate with certificates only; default yes */
+    int s2s_dialback;          /* XEP-0220 when certificates cannot be verified; default no */
+    char *s2s_allow;           /* domains federated with; NULL: every domain not denied */
+    char *s2s_deny;            /* domains never federated with */
+    char *s2s_hosts;           /* resolver override "domain=host:port,..."; NULL: DNS */
+    int s2s_max_queue;         /* stanzas queued per link while it connects; default 1000 */
+    int s2s_idle_timeout;      /* seconds an unused link stays open; default 300 */
+    char *node_name;           /* this node's name in a cluster; NULL: not clustered */
+    char *nodes;               /* the other nodes "name=host:port,..." */
+    int node_lease;            /* seconds a session directory entry lives unrenewed; 30 */
 } config;
 
 /* A configured external component (XEP-0114). */
@@ -86,6 +98,16 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen);
 void config_free(config *cfg);
 /* The configured component serving domain, or NULL. */
 const config_component *config_find_component(const config *cfg, const char *domain);
+/* s2s_hosts / nodes lookup: the "host:port" of name in list into host (hostlen) and
+ * *port. Returns 0, or -1 if name is not listed. */
+int config_host_lookup(const char *list, const char *name, char *host, size_t hostlen,
+                       int *port);
+/* Is domain one of the comma-separated domains of list (NULL: no)? */
+int config_domain_listed(const char *list, const char *domain);
+/* Call fn for each "name=host:port" of list (the nodes). */
+void config_each_host(const char *list,
+                      void (*fn)(void *ud, const char *name, const char *host, int port),
+                      void *ud);
 /* Write a default configuration file for quick start (parleyctl init). Returns 0 or -1. */
 int config_write_default(const char *path, const char *domain, const char *dir, int c2s_port,
                          int tls_port, int https_port, char *err, size_t errlen);

@@ -15,6 +15,8 @@
 #include <openssl/err.h>
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,10 @@ struct conn {
     buf ct;         /* records sealed by rec, not yet taken by the socket */
     int want_compact;
     SSL_CTX *tls_pending; /* STARTTLS accepted: begin TLS once plaintext output is flushed */
+    int tls_client;       /* we are the TLS client (outbound server links) */
+    char *sni;            /* server name to send as TLS client */
+    int connecting;       /* outbound connect in progress */
+    void (*on_connected)(void *ud);
     int handshaking;
     int handshake_wants_write;
     const conn_handlers *h;
@@ -66,6 +72,30 @@ conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, vo
         return NULL;
     }
     srv->nconns++;
+    return c;
+}
+
+conn *conn_connect(server *srv, const struct sockaddr *sa, socklen_t salen, const char *peer,
+                   const conn_handlers *h, void (*on_connected)(void *ud), void *ud)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    conn *c = conn_new(srv, fd, peer, h, ud);
+    if (!c)
+        return NULL;
+    /* Writable means connected (or failed: SO_ERROR tells which). */
+    c->connecting = 1;
+    c->on_connected = on_connected;
+    ev_modify(srv->loop, fd, EV_WRITE);
     return c;
 }
 
@@ -142,6 +172,10 @@ static void set_interest(conn *c)
 {
     /* Write interest only when there is something to write: a writable socket is always
      * ready, and asking anyway would spin the loop (during a stalled handshake, say). */
+    if (c->connecting) {
+        ev_modify(c->srv->loop, c->fd, EV_WRITE);
+        return;
+    }
     int mask = EV_READ;
     if (c->handshaking ? c->handshake_wants_write
                        : (c->out.len > 0 || c->ct.len > 0 || c->tls_pending != NULL))
@@ -168,8 +202,18 @@ static void begin_tls(conn *c)
         tls_failed(c, "TLS setup failed");
         return;
     }
-    SSL_set_accept_state(ssl);
-    tls_rec_track(ssl); /* if it fails, the connection just keeps its SSL object */
+    if (c->tls_client) {
+        SSL_set_connect_state(ssl);
+        if (c->sni && SSL_set_tlsext_host_name(ssl, c->sni) != 1) {
+            SSL_free(ssl);
+            tls_failed(c, "TLS setup failed");
+            return;
+        }
+        c->handshake_wants_write = 1; /* the client speaks first */
+    } else {
+        SSL_set_accept_state(ssl);
+        tls_rec_track(ssl); /* if it fails, the connection just keeps its SSL object */
+    }
     c->ssl = ssl;
     c->handshaking = 1;
 }
@@ -185,6 +229,16 @@ int conn_start_tls(conn *c, SSL_CTX *ctx)
         mark_dirty(c);
     set_interest(c);
     return 0;
+}
+
+int conn_start_tls_client(conn *c, SSL_CTX *ctx, const char *sni)
+{
+    if (c->ssl || c->tls_pending)
+        return -1;
+    c->tls_client = 1;
+    free(c->sni);
+    c->sni = sni ? xstrdup(sni) : NULL;
+    return conn_start_tls(c, ctx);
 }
 
 /* Move to the compact record layer if asked and the connection is quiescent: nothing
@@ -236,6 +290,8 @@ static int send_ct(conn *c)
 /* Write queued output. Returns 0, or -1 if the connection failed. */
 static int flush_out(conn *c)
 {
+    if (c->connecting)
+        return 0; /* written once connected */
     if (c->rec && !c->closing) {
         if (c->out.len && tls_rec_seal(c->rec, c->out.data, c->out.len, &c->ct) < 0) {
             tls_failed(c, "TLS record protection failed");
@@ -409,11 +465,34 @@ static void read_input(conn *c)
     }
 }
 
+/* The outbound connect finished (the socket became writable): up, or failed. */
+static void finish_connect(conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err == EINPROGRESS || err == EALREADY)
+        return;
+    c->connecting = 0;
+    if (err) {
+        log_info("%s: connect failed: %s", c->peer, strerror(err));
+        conn_close(c, err == ECONNREFUSED ? "connection refused" : "connect failed");
+        return;
+    }
+    set_interest(c);
+    c->on_connected(c->ud);
+}
+
 static void on_fd_event(ev_loop *loop, int fd, void *ud, int mask)
 {
     conn *c = ud;
     if (c->closing)
         return;
+    if (c->connecting) {
+        finish_connect(c);
+        return;
+    }
     if (c->handshaking) {
         do_handshake(c);
         if (c->handshaking || c->closing)
@@ -437,6 +516,7 @@ static void conn_free(conn *c)
     close(c->fd);
     buf_free(&c->out);
     buf_free(&c->ct);
+    free(c->sni);
     c->srv->nconns--;
     free(c);
 }

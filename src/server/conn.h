@@ -2,8 +2,8 @@
  * a bounded output queue flushed before the loop sleeps, and deferred destruction so a
  * handler can close the connection from inside a callback.
  *
- * Shared by every kind of stream the server speaks (client-to-server now; components and
- * server-to-server links later). */
+ * Shared by every kind of stream the server speaks: client-to-server, components and
+ * server-to-server links (which also connect out, and speak TLS as the client). */
 #ifndef PARLEY_CONN_H
 #define PARLEY_CONN_H
 
@@ -11,6 +11,7 @@
 
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 typedef struct conn conn;
 
@@ -28,8 +29,16 @@ conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, vo
 /* Call fn(ud) whenever all queued output has been written (a streamed response then
  * queues its next part). */
 void conn_set_drain(conn *c, void (*fn)(void *ud));
+/* Connect out to sa (non-blocking). on_connected(ud) runs once the connection is up;
+ * a failure closes the connection (on_close with the reason). NULL if no socket could be
+ * made (errno set). */
+conn *conn_connect(server *srv, const struct sockaddr *sa, socklen_t salen, const char *peer,
+                   const conn_handlers *h, void (*on_connected)(void *ud), void *ud);
 /* Begin a server-side TLS handshake on this connection. Returns 0 or -1. */
 int conn_start_tls(conn *c, SSL_CTX *ctx);
+/* Begin a client-side TLS handshake (after STARTTLS), sending sni as server name. The
+ * certificate is judged by the caller once on_tls_ready runs. Returns 0 or -1. */
+int conn_start_tls_client(conn *c, SSL_CTX *ctx, const char *sni);
 /* Queue bytes for the peer (nothing for NULL). If the queue would exceed the server's max_output_buffer the
  * connection is closed (a peer that does not read must not make the server hold
  * unbounded data). */

@@ -1,10 +1,11 @@
-/* listener.c - bind, listen and accept; hands each client to c2s and each component
- * to component.c. */
+/* listener.c - bind, listen and accept; hands each client to c2s, each component to
+ * component.c and each server to s2s.c. */
 #include "listener.h"
 #include "../common/log.h"
 #include "c2s.h"
 #include "component.h"
 #include "http.h"
+#include "s2s.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -80,7 +81,9 @@ static void on_accept(ev_loop *loop, int lfd, void *ud, int mask)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (kind == LISTEN_COMPONENT_TLS || kind == LISTEN_COMPONENT_PLAIN)
+        if (kind == LISTEN_S2S)
+            s2s_accept(srv, fd, peer);
+        else if (kind == LISTEN_COMPONENT_TLS || kind == LISTEN_COMPONENT_PLAIN)
             component_accept(srv, fd, peer, kind == LISTEN_COMPONENT_TLS);
         else if (kind == LISTEN_HTTPS)
             http_accept(srv, fd, peer);
@@ -125,7 +128,7 @@ int listener_open(server *srv, const char *address, int port, listen_kind kind)
     srv->listen_fds[srv->nlisten++] = fd;
     static const char *const what[] = {"client, STARTTLS", "client, direct TLS",
                                        "components, direct TLS", "components, plain",
-                                       "HTTPS file transfer"};
+                                       "HTTPS file transfer", "servers, STARTTLS"};
     log_info("listening on %s port %d (%s)", address, port, what[kind]);
     return 0;
 }

@@ -1,5 +1,5 @@
 /* listener.h - listening sockets and accepting connections (with EMFILE shedding):
- * clients and external components. */
+ * clients, external components and other servers. */
 #ifndef PARLEY_LISTENER_H
 #define PARLEY_LISTENER_H
 
@@ -11,6 +11,7 @@ typedef enum {
     LISTEN_COMPONENT_TLS,   /* XEP-0114 components, direct TLS */
     LISTEN_COMPONENT_PLAIN, /* XEP-0114 components, plain (loopback only, config.c) */
     LISTEN_HTTPS,           /* XEP-0363 file transfer, direct TLS (http.c) */
+    LISTEN_S2S,             /* server-to-server links (s2s.h) */
 } listen_kind;
 
 /* Listen on address:port for kind; the fd is recorded in srv->listen_fds.

@@ -15,6 +15,7 @@
 #include "stanza.h"
 #include "store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,20 +235,45 @@ void mam_archive(server *srv, xml_node *stanza, const char *recipient_bare)
     free(sender);
 }
 
-/* ---------------------------------------------------------------- queries ---- */
-
-static void reply(c2s *origin, xml_node *r)
+/* A room keeps its own archive (XEP-0313 section 5 with XEP-0045): one row per message
+ * as the room broadcast it, under the room's stanza-id, whoever was there to read it.
+ * Users' preferences do not apply: the room, not a user, owns it. */
+void mam_archive_room(server *srv, const char *room, const char *sender_bare, const char *id,
+                      const xml_node *stanza)
 {
-    c2s_send(origin, r);
-    xml_free(r);
+    if (!srv->cfg.archive || !xml_child(stanza, XMLNS_CLIENT, "body") ||
+        xml_child(stanza, XMLNS_HINTS, "no-store") ||
+        xml_child(stanza, XMLNS_HINTS, "no-permanent-store"))
+        return;
+    char *text = xml_to_string(stanza, XMLNS_CLIENT);
+    mam_row row = {id, room, sender_bare, time_now_us(), text};
+    if (store_mam_append(srv->store, &row, 1) != STORE_OK)
+        log_error("archiving a message in %s failed: %s", room, store_last_error(srv->store));
+    free(text);
 }
 
-static void reply_error(c2s *origin, const xml_node *iq, const char *etype, const char *cond,
-                        const char *text)
+void mam_forget(server *srv, const char *owner)
+{
+    int64_t deleted = 0;
+    if (store_mam_purge(srv->store, owner, INT64_MAX, &deleted) != STORE_OK)
+        log_error("deleting the archive of %s failed: %s", owner, store_last_error(srv->store));
+    else if (deleted)
+        log_info("archive of %s deleted (%lld messages)", owner, (long long)deleted);
+}
+
+/* ---------------------------------------------------------------- queries ---- */
+
+static void reply(const mam_target *t, xml_node *r)
+{
+    t->send(t->ud, r);
+}
+
+static void reply_error(const mam_target *t, const xml_node *iq, const char *etype,
+                        const char *cond, const char *text)
 {
     xml_node *err = stanza_error(iq, etype, cond, text);
     if (err)
-        reply(origin, err);
+        reply(t, err);
 }
 
 /* The value of a submitted form field, freshly allocated, or NULL. */
@@ -261,9 +287,9 @@ static char *field_value(const xml_node *form, const char *var)
 }
 
 typedef struct results {
-    c2s *origin;
+    server *srv;
+    const mam_target *t;
     const char *queryid;
-    const char *owner;
     char *first, *last;
     int count;
 } results;
@@ -272,14 +298,14 @@ static void send_result(void *ud, const mam_row *row)
 {
     results *r = ud;
     xml_node *stanza = xml_parse_document(row->stanza, strlen(row->stanza), XMLNS_CLIENT,
-                                          (size_t)r->origin->srv->cfg.max_stanza_size * 2);
+                                          (size_t)r->srv->cfg.max_stanza_size * 2);
     if (!stanza) {
-        log_error("archive of %s: message %s cannot be parsed; skipped", r->owner, row->id);
+        log_error("archive of %s: message %s cannot be parsed; skipped", r->t->owner, row->id);
         return;
     }
     xml_node *m = xml_new(XMLNS_CLIENT, "message");
-    xml_set_attr(m, "to", r->origin->full);
-    xml_set_attr(m, "from", r->owner);
+    xml_set_attr(m, "to", r->t->to);
+    xml_set_attr(m, "from", r->t->owner);
     xml_node *res = xml_add_child(m, XMLNS_MAM, "result");
     if (r->queryid)
         xml_set_attr(res, "queryid", r->queryid);
@@ -290,8 +316,7 @@ static void send_result(void *ud, const mam_row *row)
     time_format_utc(row->ts_us, stamp);
     xml_set_attr(delay, "stamp", stamp);
     xml_append(fwd, stanza);
-    c2s_send(r->origin, m);
-    xml_free(m);
+    reply(r->t, m);
     if (!r->first)
         r->first = xstrdup(row->id);
     free(r->last);
@@ -299,7 +324,8 @@ static void send_result(void *ud, const mam_row *row)
     r->count++;
 }
 
-static void handle_query(server *srv, c2s *origin, const xml_node *iq, const xml_node *query)
+static void handle_query(server *srv, const mam_target *t, const xml_node *iq,
+                         const xml_node *query)
 {
     const xml_node *form = xml_child(query, XMLNS_DATA, "x");
     char *with = field_value(form, "with");
@@ -312,12 +338,14 @@ static void handle_query(server *srv, c2s *origin, const xml_node *iq, const xml
     char *after = set ? xml_child_text(set, XMLNS_RSM, "after") : NULL;
     char *before = set ? xml_child_text(set, XMLNS_RSM, "before") : NULL;
 
-    mam_filter f = {.owner = origin->user, .max = DEFAULT_PAGE};
-    const char *bad = NULL;
+    mam_filter f = {.owner = t->owner, .max = DEFAULT_PAGE};
+    const char *bad = NULL, *refused = NULL;
     char *with_bare = NULL;
     if (with && *with) {
         jid j;
-        if (jid_parse(with, &j) < 0) {
+        if (t->with_refused) {
+            refused = t->with_refused;
+        } else if (jid_parse(with, &j) < 0) {
             bad = "'with' is not a valid JID";
         } else {
             with_bare = jid_bare(&j);
@@ -345,19 +373,20 @@ static void handle_query(server *srv, c2s *origin, const xml_node *iq, const xml
         f.last = 1;
         f.before_id = before_id;
     }
-    if (bad) {
-        reply_error(origin, iq, "modify", "bad-request", bad);
+    if (refused) {
+        reply_error(t, iq, "cancel", "not-allowed", refused);
+    } else if (bad) {
+        reply_error(t, iq, "modify", "bad-request", bad);
     } else {
-        results r = {origin, xml_get_attr(query, "queryid"), origin->user, NULL, NULL, 0};
+        results r = {srv, t, xml_get_attr(query, "queryid"), NULL, NULL, 0};
         int complete = 1;
         store_status st = f.max > 0 ? store_mam_query(srv->store, &f, send_result, &r, &complete)
                                     : STORE_OK;
         if (st == STORE_NOT_FOUND) {
-            reply_error(origin, iq, "cancel", "item-not-found",
-                        "no archived message has that id");
+            reply_error(t, iq, "cancel", "item-not-found", "no archived message has that id");
         } else if (st != STORE_OK) {
-            log_error("archive query of %s: %s", origin->user, store_last_error(srv->store));
-            reply_error(origin, iq, "wait", "internal-server-error",
+            log_error("archive query of %s: %s", t->owner, store_last_error(srv->store));
+            reply_error(t, iq, "wait", "internal-server-error",
                         "the archive cannot be read right now");
         } else {
             xml_node *res = stanza_iq_result(iq);
@@ -371,7 +400,7 @@ static void handle_query(server *srv, c2s *origin, const xml_node *iq, const xml
             } else {
                 xml_add_text(xml_add_child(rs, NULL, "count"), "0", 1);
             }
-            reply(origin, res);
+            reply(t, res);
         }
         free(r.first);
         free(r.last);
@@ -396,7 +425,7 @@ static void add_field(xml_node *form, const char *var, const char *type, const c
         xml_add_text(xml_add_child(f, NULL, "value"), value, strlen(value));
 }
 
-static void handle_fields(c2s *origin, const xml_node *iq)
+static void handle_fields(const mam_target *t, const xml_node *iq)
 {
     xml_node *res = stanza_iq_result(iq);
     xml_node *q = xml_add_child(res, XMLNS_MAM, "query");
@@ -408,36 +437,35 @@ static void handle_fields(c2s *origin, const xml_node *iq)
     add_field(form, "end", "text-single", NULL);
     add_field(form, "after-id", "text-single", NULL);
     add_field(form, "before-id", "text-single", NULL);
-    reply(origin, res);
+    reply(t, res);
 }
 
-static void handle_prefs(server *srv, c2s *origin, const xml_node *iq, const xml_node *el)
+static void handle_prefs(server *srv, const mam_target *t, const xml_node *iq,
+                         const xml_node *el)
 {
     if (str_eq(xml_get_attr(iq, "type"), "set")) {
         prefs *pr = prefs_from_xml(el);
         if (!pr) {
-            reply_error(origin, iq, "modify", "bad-request",
-                        "default must be always, never or roster");
+            reply_error(t, iq, "modify", "bad-request", "default must be always, never or roster");
             return;
         }
         xml_node *stored = prefs_to_xml(pr);
         char *text = xml_to_string(stored, XMLNS_MAM);
         xml_free(stored);
-        store_status st = store_kv_put(srv->store, PREFS_COLLECTION, origin->user, "prefs", text);
+        store_status st = store_kv_put(srv->store, PREFS_COLLECTION, t->owner, "prefs", text);
         free(text);
         if (st != STORE_OK) {
             prefs_free(pr);
-            log_error("archive preferences of %s: %s", origin->user,
-                      store_last_error(srv->store));
-            reply_error(origin, iq, "wait", "internal-server-error",
+            log_error("archive preferences of %s: %s", t->owner, store_last_error(srv->store));
+            reply_error(t, iq, "wait", "internal-server-error",
                         "the preferences could not be stored");
             return;
         }
-        prefs_free(dict_set(cache(srv)->prefs, origin->user, pr));
+        prefs_free(dict_set(cache(srv)->prefs, t->owner, pr));
     }
     xml_node *res = stanza_iq_result(iq);
-    xml_append(res, prefs_to_xml(prefs_of(srv, origin->user)));
-    reply(origin, res);
+    xml_append(res, prefs_to_xml(prefs_of(srv, t->owner)));
+    reply(t, res);
 }
 
 int mam_is_request(const xml_node *p)
@@ -445,18 +473,33 @@ int mam_is_request(const xml_node *p)
     return p && str_eq(p->ns, XMLNS_MAM) && (str_eq(p->name, "query") || str_eq(p->name, "prefs"));
 }
 
+void mam_answer_query(server *srv, const mam_target *t, const xml_node *iq)
+{
+    const xml_node *p = xml_first_element(iq);
+    if (!srv->cfg.archive)
+        reply_error(t, iq, "cancel", "service-unavailable", "the archive is disabled");
+    else if (str_eq(xml_get_attr(iq, "type"), "set"))
+        handle_query(srv, t, iq, p);
+    else
+        handle_fields(t, iq);
+}
+
+/* A user's own archive: answers go straight to the asking session. */
+static void send_to_session(void *ud, xml_node *stanza)
+{
+    c2s_send(ud, stanza);
+    xml_free(stanza);
+}
+
 void mam_handle_iq(server *srv, c2s *origin, xml_node *iq)
 {
     const xml_node *p = xml_first_element(iq);
-    int set = str_eq(xml_get_attr(iq, "type"), "set");
-    if (!srv->cfg.archive)
-        reply_error(origin, iq, "cancel", "service-unavailable", "the archive is disabled");
-    else if (str_eq(p->name, "prefs"))
-        handle_prefs(srv, origin, iq, p);
-    else if (set)
-        handle_query(srv, origin, iq, p);
+    mam_target t = {.owner = origin->user, .to = origin->full, .send = send_to_session,
+                    .ud = origin};
+    if (srv->cfg.archive && str_eq(p->name, "prefs"))
+        handle_prefs(srv, &t, iq, p);
     else
-        handle_fields(origin, iq);
+        mam_answer_query(srv, &t, iq);
     xml_free(iq);
 }
 

@@ -1,7 +1,8 @@
-/* mam.h - XEP-0313 message archive management for one-to-one chats: every chat message a
- * local user sends or receives is kept in the user's archive (the store's mam table) with
- * an XEP-0359 stanza-id, queried with XEP-0059 paging, governed by per-user preferences,
- * and expired after archive_expires_after days. */
+/* mam.h - XEP-0313 message archive management: every chat message a local user sends or
+ * receives is kept in the user's archive (the store's mam table) with an XEP-0359
+ * stanza-id, queried with XEP-0059 paging, governed by per-user preferences, and expired
+ * after archive_expires_after days. Rooms keep their own archives in the same table (owner
+ * = the room's JID), queried with the same code. */
 #ifndef PARLEY_MAM_H
 #define PARLEY_MAM_H
 
@@ -17,6 +18,27 @@
 void mam_archive(server *srv, xml_node *stanza, const char *recipient_bare);
 /* A query, fields or prefs IQ for the session's own archive. Takes ownership. */
 void mam_handle_iq(server *srv, c2s *origin, xml_node *iq);
+
+/* Where the answers to a query on some archive go. */
+typedef struct mam_target {
+    const char *owner;        /* whose archive: a user's or a room's bare JID (the 'from'
+                                 of each result) */
+    const char *to;           /* the requester's full JID */
+    void (*send)(void *ud, xml_node *stanza); /* sends and frees each answer */
+    void *ud;
+    const char *with_refused; /* non-NULL: 'with' may not be used, and this says why */
+} mam_target;
+
+/* A query (set) or fields request (get) in urn:xmpp:mam:2 on t->owner's archive, with
+ * the paging and filters of a user's own; the caller has checked the requester may read
+ * it. iq is not consumed. */
+void mam_answer_query(server *srv, const mam_target *t, const xml_node *iq);
+/* Keep a room message (the broadcast form, from room/nick, carrying the room's stanza-id
+ * id) once in the room's archive. sender_bare is the occupant's real bare JID. */
+void mam_archive_room(server *srv, const char *room, const char *sender_bare, const char *id,
+                      const xml_node *stanza);
+/* Delete owner's whole archive (a temporary room that is gone, a new room's name). */
+void mam_forget(server *srv, const char *owner);
 /* Is this IQ payload ours? */
 int mam_is_request(const xml_node *payload);
 /* Hourly: delete archived messages older than archive_expires_after. */

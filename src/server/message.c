@@ -6,14 +6,17 @@
  * message_deliver() then does it, deciding afresh (a session that vanished in between means
  * offline storage, not a lost message). */
 #include "message.h"
+#include "../common/jid.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "carbons.h"
 #include "compliance.h"
 #include "mam.h"
+#include "node.h"
 #include "conn.h"
 #include "policy_service.h"
 #include "router.h"
+#include "s2s.h"
 #include "store.h"
 
 #include <stdlib.h>
@@ -49,9 +52,10 @@ static void store_offline(server *srv, xml_node *stanza, const char *bare)
     }
 }
 
-/* Resources eligible for a message to the bare JID: the highest non-negative priority. */
+/* Resources eligible for a message to the bare JID: the highest non-negative priority
+ * (here, and on each other node that holds such a session: forward). */
 static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, const char *type,
-                            int carbons)
+                            int carbons, int forward)
 {
     if (strcmp(type, "error") == 0)
         return; /* RFC 6121 8.5.2.1.1: an error for a bare JID is silently ignored */
@@ -59,6 +63,7 @@ static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, con
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
         if (s->available && c2s_is_live(s) && s->priority > best)
             best = s->priority;
+    int elsewhere = forward ? node_copy_to_user(srv, bare, stanza, NODE_DELIVERABLE) : 0;
     if (best >= 0) {
         int all = strcmp(type, "headline") == 0;
         for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
@@ -69,6 +74,8 @@ static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, con
             carbons_copy_received(srv, stanza, bare, NULL);
         return;
     }
+    if (elsewhere)
+        return; /* another node delivers (or stores) it */
     if (strcmp(type, "headline") == 0 || strcmp(type, "groupchat") == 0)
         return; /* RFC 6121 8.5.2.2.1: never stored */
     store_offline(srv, stanza, bare);
@@ -89,7 +96,7 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
     }
     if (resource) {
         c2s *target = router_session(srv, bare, resource);
-        if (target && c2s_is_live(target))
+        if ((target && c2s_is_live(target)) || node_has_session(srv, bare, resource))
             return "delivered";
         if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
             *reason = "the addressed resource is not online";
@@ -99,6 +106,8 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
         if (s->available && c2s_is_live(s) && s->priority >= 0)
             return "delivered";
+    if (node_user_available(srv, bare))
+        return "delivered";
     if (strcmp(type, "headline") == 0 || strcmp(type, "groupchat") == 0) {
         *reason = "the recipient is offline and this type is not stored";
         return "discarded";
@@ -113,9 +122,10 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
 }
 
 /* carbons: copy to the account's other devices (XEP-0280); not for redeliveries and
- * services' messages, whose copies (if any) went out the first time. */
+ * services' messages, whose copies (if any) went out the first time. forward: sessions
+ * on other nodes count (not for what another node forwarded here). */
 static void deliver(server *srv, xml_node *stanza, const char *bare, const char *resource,
-                    int carbons)
+                    int carbons, int forward)
 {
     const char *type = xml_get_attr(stanza, "type");
     if (!type)
@@ -136,6 +146,8 @@ static void deliver(server *srv, xml_node *stanza, const char *bare, const char 
             xml_free(stanza);
             return;
         }
+        if (forward && node_route(srv, bare, resource, stanza))
+            return; /* that session is on another node */
         /* RFC 6121 8.5.3.2.1: a chat or normal message for a gone resource goes to the bare JID. */
         if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
             if (strcmp(type, "groupchat") == 0)
@@ -144,13 +156,18 @@ static void deliver(server *srv, xml_node *stanza, const char *bare, const char 
             return;
         }
     }
-    deliver_to_bare(srv, stanza, bare, type, carbons);
+    deliver_to_bare(srv, stanza, bare, type, carbons, forward);
     xml_free(stanza);
 }
 
 void message_deliver(server *srv, xml_node *stanza, const char *bare, const char *resource)
 {
-    deliver(srv, stanza, bare, resource, 0);
+    deliver(srv, stanza, bare, resource, 0, 1);
+}
+
+void message_deliver_here(server *srv, xml_node *stanza, const char *bare, const char *resource)
+{
+    deliver(srv, stanza, bare, resource, 0, 0);
 }
 
 /* A user's message reaches its recipient, and both users' other devices get copies. */
@@ -159,7 +176,7 @@ static void deliver_from_user(server *srv, xml_node *stanza, const char *bare,
 {
     mam_archive(srv, stanza, bare);
     carbons_copy_sent(srv, stanza);
-    deliver(srv, stanza, bare, resource, 1);
+    deliver(srv, stanza, bare, resource, 1, 1);
 }
 
 /* Where a held message goes when it is released. */
@@ -205,6 +222,34 @@ void message_to_local(server *srv, xml_node *stanza, const char *bare, const cha
         }
     }
     deliver_from_user(srv, stanza, bare, resource);
+}
+
+static void release_remote(server *srv, xml_node *stanza, void *ud)
+{
+    carbons_copy_sent(srv, stanza);
+    s2s_send(srv, stanza);
+}
+
+void message_to_remote(server *srv, xml_node *stanza)
+{
+    if (compliance_enabled(srv)) {
+        int record = compliance_wants(stanza);
+        if (record || compliance_pending(srv)) {
+            /* The record says where it went: the remote server has it from here on. */
+            const char *outcome = NULL, *reason = NULL;
+            jid to;
+            if (record && jid_parse(xml_get_attr(stanza, "to"), &to) == 0) {
+                int ok = s2s_allowed(srv, to.domain);
+                outcome = ok ? "sent-remote" : "bounced";
+                reason = ok ? NULL : "federation with that domain is not allowed";
+                jid_clear(&to);
+            }
+            compliance_hold(srv, stanza, xml_get_attr(stanza, "to"), outcome, reason,
+                            release_remote, NULL, NULL);
+            return;
+        }
+    }
+    release_remote(srv, stanza, NULL);
 }
 
 static int send_stored(void *ud, const char *text)

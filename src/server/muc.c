@@ -6,6 +6,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "compliance.h"
+#include "mam.h"
 #include "muc_internal.h"
 #include "router.h"
 #include "stanza.h"
@@ -150,6 +151,9 @@ static muc_room *create_room(muc *m, xml_node *stanza, const jid *to, const char
     muc_room *r = muc_room_new(m, room_jid);
     free(room_jid);
     muc_room_set_aff(r, from_bare, MUC_AFF_OWNER);
+    /* A new room starts with an empty archive, whatever an earlier room of that name
+     * (destroyed, or temporary and lost in a crash) left behind. */
+    muc_archive_forget(r);
     /* A join without the MUC element comes from a client that predates XEP-0045's
      * creation protocol: it gets an instant room (10.1.1). */
     r->locked = xml_child(stanza, MUC_NS, "x") != NULL;
@@ -256,6 +260,8 @@ static void room_iq(muc_room *r, xml_node *iq, const char *from, const char *nic
         muc_config_iq(r, iq, from);
     } else if (p && xml_is(p, MUC_NS_ADMIN, "query")) {
         muc_admin_iq(r, iq, from);
+    } else if (p && str_eq(p->ns, XMLNS_MAM)) {
+        muc_archive_iq(r, iq, from);
     } else if (get && p && xml_is(p, XMLNS_DISCO_INFO, "query")) {
         muc_room_disco_info(r, iq);
     } else if (get && p && xml_is(p, XMLNS_DISCO_ITEMS, "query")) {
@@ -306,6 +312,7 @@ static void collect_if_empty(muc *m, const char *room_jid)
         compliance_audit(m->srv, "server", "muc-room-destroy", r->jid, NULL,
                          "temporary room: the last occupant left");
         muc_store_delete(r);
+        muc_archive_forget(r);
         muc_remove_room(m, r);
     }
 }
@@ -412,6 +419,15 @@ static void free_room(void *value)
     muc_room_free(value);
 }
 
+/* Temporary rooms end with the server: so do their archives. */
+static int forget_temporary(void *ud, const char *key, void *value)
+{
+    muc_room *r = value;
+    if (!r->cfg.persistent)
+        muc_archive_forget(r);
+    return 0;
+}
+
 void muc_free(server *srv)
 {
     muc *m = srv->muc;
@@ -419,6 +435,8 @@ void muc_free(server *srv)
         return;
     if (m->registered)
         router_remove_service(srv, m->domain);
+    if (srv->store)
+        dict_each(m->rooms, forget_temporary, NULL);
     dict_free(m->rooms, free_room);
     dict_free(m->user_rate, free);
     free(m->domain);

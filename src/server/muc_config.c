@@ -5,6 +5,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "compliance.h"
+#include "mam.h"
 #include "muc_internal.h"
 #include "router.h"
 #include "stanza.h"
@@ -274,6 +275,7 @@ void muc_room_destroy(muc_room *r, const char *actor, const char *reason, const 
     compliance_audit(srv, actor, "muc-room-destroy", r->jid, NULL, reason);
     log_info("muc: %s destroyed by %s", r->jid, actor);
     muc_store_delete(r);
+    muc_archive_forget(r);
     muc_remove_room(r->svc, r);
 }
 
@@ -406,6 +408,8 @@ void muc_room_disco_info(muc_room *r, xml_node *iq)
     };
     for (size_t i = 0; i < ARRAY_LEN(features); i++)
         xml_set_attr(xml_add_child(q, NULL, "feature"), "var", features[i]);
+    if (srv->cfg.archive) /* the room's own archive (muc_archive.c) */
+        xml_set_attr(xml_add_child(q, NULL, "feature"), "var", XMLNS_MAM);
     xml_node *x = xml_add_child(q, XMLNS_DATA, "x");
     xml_set_attr(x, "type", "result");
     add_field(x, "FORM_TYPE", "hidden", NULL, MUC_NS_ROOMINFO);

@@ -4,7 +4,8 @@
  *
  * Split by responsibility: muc.c routes stanzas to rooms and enforces the service's
  * limits, muc_room.c is occupants, presence and messages, muc_config.c the owner's form
- * and destruction, muc_admin.c roles and affiliations, muc_store.c persistence. */
+ * and destruction, muc_admin.c roles and affiliations, muc_store.c persistence,
+ * muc_archive.c the room's message archive (XEP-0313). */
 #ifndef PARLEY_MUC_INTERNAL_H
 #define PARLEY_MUC_INTERNAL_H
 
@@ -213,5 +214,15 @@ void muc_store_history_drop(muc_room *r, int64_t seq);
 void muc_store_delete(muc_room *r);
 /* The whole room (when it becomes persistent). */
 void muc_store_all(muc_room *r);
+
+/* ---- muc_archive.c ---- */
+/* Keep a room message (broadcast form, carrying the room's stanza-id id) in the room's
+ * archive. sender_bare: the occupant's real bare JID. */
+void muc_archive_message(muc_room *r, const char *sender_bare, const char *id,
+                         const xml_node *stanza);
+/* An IQ in urn:xmpp:mam:2 to the room. Takes ownership. */
+void muc_archive_iq(muc_room *r, xml_node *iq, const char *from);
+/* Delete the room's archive (the room is gone, or a new room takes its name). */
+void muc_archive_forget(muc_room *r);
 
 #endif

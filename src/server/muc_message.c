@@ -237,6 +237,9 @@ static void release_groupchat(server *srv, xml_node *stanza, void *ud)
         pending_free(p);
         return;
     }
+    /* the sender's real JID, for the archive, before the room's addressing replaces it */
+    const char *real = xml_get_attr(stanza, "from");
+    char *sender_bare = real ? jid_normalize_bare(real) : NULL;
     as_room_message(r, stanza, p->nick);
     char id[25];
     random_token(id, 24);
@@ -253,7 +256,9 @@ static void release_groupchat(server *srv, xml_node *stanza, void *ud)
         muc_store_subject(r);
     } else if (has_body) {
         muc_history_add(r, stanza, time_now_us(), r->hist_seq + 1, 1);
+        muc_archive_message(r, sender_bare ? sender_bare : r->jid, id, stanza);
     }
+    free(sender_bare);
     for (muc_occupant *o = r->first; o; o = o->next)
         muc_send(r, o, stanza);
     xml_free(stanza);

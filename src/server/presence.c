@@ -1,5 +1,6 @@
 /* presence.c - subscriptions, availability broadcast, probes and directed presence for
- * local accounts (RFC 6121 sections 3 and 4). Remote contacts wait for s2s links. */
+ * local accounts (RFC 6121 sections 3 and 4), with contacts here or in other domains
+ * (reached over server links, s2s.h; their presence comes in via presence_from_remote). */
 #include "presence.h"
 #include "../common/dict.h"
 #include "../common/jid.h"
@@ -8,8 +9,10 @@
 #include "conn.h"
 #include "message.h"
 #include "pep.h"
+#include "node.h"
 #include "roster.h"
 #include "router.h"
+#include "s2s.h"
 #include "store.h"
 
 #include <stdlib.h>
@@ -18,12 +21,44 @@
 static int has_to(sub_state s) { return s == SUB_TO || s == SUB_BOTH; }
 static int has_from(sub_state s) { return s == SUB_FROM || s == SUB_BOTH; }
 
-/* Send a copy of stanza to every available resource of a local bare JID. */
+/* Send a copy of stanza to every available resource of a local bare JID, on this node
+ * and on the others (node.h). */
 static void to_available(server *srv, const char *bare, const xml_node *stanza)
 {
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
         if (s->available)
             c2s_send(s, stanza);
+    node_copy_to_user(srv, bare, stanza, NODE_AVAILABLE);
+}
+
+static int is_remote_bare(server *srv, const char *bare)
+{
+    const char *at = strchr(bare, '@');
+    return router_is_remote_domain(srv, at ? at + 1 : bare);
+}
+
+/* A copy of stanza to a contact (bare JID): its available resources here, or its
+ * domain's server. */
+static void to_contact(server *srv, const char *contact, const xml_node *stanza)
+{
+    if (!is_remote_bare(srv, contact)) {
+        to_available(srv, contact, stanza);
+        return;
+    }
+    xml_node *copy = xml_copy(stanza);
+    xml_set_attr(copy, "to", contact);
+    s2s_send(srv, copy);
+}
+
+/* A presence of type (probe, subscribe...) from a local bare JID to a remote one. */
+static void send_remote(server *srv, const char *type, const char *from, const char *to)
+{
+    xml_node *p = xml_new(XMLNS_CLIENT, "presence");
+    if (type)
+        xml_set_attr(p, "type", type);
+    xml_set_attr(p, "from", from);
+    xml_set_attr(p, "to", to);
+    s2s_send(srv, p);
 }
 
 /* Deliver the current presence of every available resource of `of` to `to` (a session or,
@@ -40,7 +75,7 @@ static void send_current_presence(server *srv, const char *of, c2s *to_session, 
             c2s_send(to_session, p);
         } else {
             xml_set_attr(p, "to", to_bare);
-            to_available(srv, to_bare, p);
+            to_contact(srv, to_bare, p);
         }
         xml_free(p);
     }
@@ -56,7 +91,7 @@ static void send_unavailable_from_all(server *srv, const char *of, const char *t
         xml_set_attr(p, "type", "unavailable");
         xml_set_attr(p, "from", r->full);
         xml_set_attr(p, "to", to_bare);
-        to_available(srv, to_bare, p);
+        to_contact(srv, to_bare, p);
         xml_free(p);
     }
 }
@@ -201,7 +236,7 @@ static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type
     } else { /* unsubscribed */
         int had_from = cancel_from(&item);
         changed = route = had_from >= 0;
-        if (had_from > 0 && is_local_account(srv, to))
+        if (had_from > 0 && (is_local_account(srv, to) || router_is_remote_domain(srv, to->domain)))
             send_unavailable_from_all(srv, s->user, contact);
     }
     if (changed)
@@ -210,12 +245,16 @@ static void outbound_subscription(server *srv, c2s *s, jid *to, const char *type
         /* Subscription stanzas go to the bare JID, from the bare JID (RFC 6121 3.1.2). */
         xml_set_attr(stanza, "to", contact);
         xml_set_attr(stanza, "from", s->user);
-        if (is_local_account(srv, to))
+        int remote = router_is_remote_domain(srv, to->domain);
+        int local = is_local_account(srv, to);
+        if (local)
             inbound_subscription(srv, contact, s->user, type, stanza);
-        if (strcmp(type, "subscribed") == 0 && is_local_account(srv, to)) {
+        else if (remote)
+            s2s_send(srv, xml_copy(stanza));
+        if (strcmp(type, "subscribed") == 0 && (remote || local))
             send_current_presence(srv, s->user, NULL, contact);
+        if (strcmp(type, "subscribed") == 0 && local)
             pep_subscription_approved(srv, s->user, contact);
-        }
     }
     roster_item_clear(&item);
     free(contact);
@@ -245,7 +284,7 @@ static void broadcast_to(server *srv, c2s *s, xml_node *stanza, const roster_ite
         if (!has_from(items[i].sub))
             continue;
         xml_set_attr(stanza, "to", items[i].contact);
-        to_available(srv, items[i].contact, stanza);
+        to_contact(srv, items[i].contact, stanza);
         if (s->directed)
             free(dict_del(s->directed, items[i].contact));
     }
@@ -254,6 +293,7 @@ static void broadcast_to(server *srv, c2s *s, xml_node *stanza, const roster_ite
     for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource)
         if (r->available || r == s)
             c2s_send(r, stanza);
+    node_copy_to_user(srv, s->user, stanza, NODE_AVAILABLE);
 }
 
 static void broadcast(server *srv, c2s *s, xml_node *stanza)
@@ -273,12 +313,27 @@ static int send_directed_unavailable(void *ud, const char *target, void *value)
     return 0;
 }
 
+/* Ask the other nodes for the presence of their sessions of bare (answered to s). */
+static void probe_nodes(server *srv, c2s *s, const char *bare)
+{
+    xml_node *p = xml_new(XMLNS_CLIENT, "presence");
+    xml_set_attr(p, "type", "probe");
+    xml_set_attr(p, "from", s->full);
+    xml_set_attr(p, "to", bare);
+    node_copy_to_user(srv, bare, p, NODE_AVAILABLE);
+    xml_free(p);
+}
+
 static void initial_presence(server *srv, c2s *s, const roster_item *items, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        /* Probe: the contacts we are subscribed to are all local today, so answer directly. */
-        if (has_to(items[i].sub))
+        /* Probe: local contacts are answered directly, remote ones by their server. */
+        if (has_to(items[i].sub) && is_remote_bare(srv, items[i].contact)) {
+            send_remote(srv, "probe", s->user, items[i].contact);
+        } else if (has_to(items[i].sub)) {
             send_current_presence(srv, items[i].contact, s, NULL);
+            probe_nodes(srv, s, items[i].contact);
+        }
         /* Subscription requests that arrived while we were away (RFC 6121 3.1.3). */
         if (items[i].pending_in && items[i].pending_in_stanza) {
             xml_node *req = xml_parse_document(items[i].pending_in_stanza,
@@ -290,6 +345,7 @@ static void initial_presence(server *srv, c2s *s, const roster_item *items, size
             }
         }
     }
+    probe_nodes(srv, s, s->user);
     /* The user's other resources are also presences this session should know. */
     for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource) {
         if (r == s || !r->available || !r->presence)
@@ -317,6 +373,7 @@ static void available_presence(server *srv, c2s *s, xml_node *stanza)
     xml_free(s->presence);
     s->presence = xml_copy(stanza);
     xml_set_attr(s->presence, "to", NULL);
+    node_session_update(srv, s->full, 1, priority);
     /* One roster read serves the broadcast and, for the initial presence, the probes. */
     roster_item *items;
     size_t n;
@@ -341,6 +398,7 @@ void presence_session_end(server *srv, c2s *s)
     xml_set_attr(p, "from", s->full);
     if (s->available) {
         s->available = 0;
+        node_session_update(srv, s->full, 0, 0);
         pep_session_end(srv, s);
         broadcast(srv, s, p);
     }
@@ -374,6 +432,10 @@ static void directed_presence(server *srv, c2s *s, jid *to, xml_node *stanza)
         router_deliver(srv, stanza);
         return;
     }
+    if (router_is_remote_domain(srv, to->domain)) {
+        s2s_send(srv, stanza);
+        return;
+    }
     xml_free(stanza);
 }
 
@@ -381,8 +443,12 @@ static void probe(server *srv, c2s *s, jid *to)
 {
     char *contact = jid_bare(to);
     roster_item item;
-    if (load_item(srv, s->user, contact, &item) > 0 && has_to(item.sub))
-        send_current_presence(srv, contact, s, NULL);
+    if (load_item(srv, s->user, contact, &item) > 0 && has_to(item.sub)) {
+        if (router_is_remote_domain(srv, to->domain))
+            send_remote(srv, "probe", s->user, contact);
+        else
+            send_current_presence(srv, contact, s, NULL);
+    }
     roster_item_clear(&item);
     free(contact);
 }
@@ -425,4 +491,88 @@ void presence_from_client(server *srv, c2s *s, xml_node *stanza)
         xml_free(stanza);
     }
     jid_clear(&to);
+}
+
+/* ---- presence from other domains ---- */
+
+/* A contact's server probes a local user (RFC 6121 4.3.2): the current presence of each
+ * available resource if the contact is subscribed, else unavailable; nothing at all to
+ * a prober without a subscription (the user's presence is private). */
+static void answer_probe(server *srv, const char *user, const char *contact, const char *prober)
+{
+    roster_item item;
+    if (load_item(srv, user, contact, &item) <= 0 || !has_from(item.sub)) {
+        roster_item_clear(&item);
+        return;
+    }
+    roster_item_clear(&item);
+    int any = 0;
+    for (c2s *r = router_sessions(srv, user); r; r = r->next_resource) {
+        if (!r->available || !r->presence)
+            continue;
+        xml_node *p = xml_copy(r->presence);
+        xml_set_attr(p, "from", r->full);
+        xml_set_attr(p, "to", prober);
+        s2s_send(srv, p);
+        any = 1;
+    }
+    /* Sessions on other nodes answer for themselves (node.h). */
+    xml_node *probe = xml_new(XMLNS_CLIENT, "presence");
+    xml_set_attr(probe, "type", "probe");
+    xml_set_attr(probe, "from", prober);
+    xml_set_attr(probe, "to", user);
+    any |= node_copy_to_user(srv, user, probe, NODE_AVAILABLE) > 0;
+    xml_free(probe);
+    if (!any)
+        send_remote(srv, "unavailable", user, prober);
+}
+
+void presence_from_remote(server *srv, xml_node *stanza)
+{
+    const char *type = xml_get_attr(stanza, "type");
+    jid to, from;
+    if (jid_parse(xml_get_attr(stanza, "to"), &to) < 0) {
+        xml_free(stanza);
+        return;
+    }
+    if (jid_parse(xml_get_attr(stanza, "from"), &from) < 0) {
+        jid_clear(&to);
+        xml_free(stanza);
+        return;
+    }
+    char *user = jid_bare(&to), *contact = jid_bare(&from);
+    int subscription = type && (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
+                                strcmp(type, "unsubscribe") == 0 ||
+                                strcmp(type, "unsubscribed") == 0);
+    if (store_user_exists(srv->store, user) != STORE_OK) {
+        /* RFC 6121 3.1.3: a request for an account that does not exist is declined. */
+        if (str_eq(type, "subscribe"))
+            send_remote(srv, "unsubscribed", user, contact);
+    } else if (subscription) {
+        xml_set_attr(stanza, "from", contact); /* subscriptions are between bare JIDs */
+        inbound_subscription(srv, user, contact, type, stanza);
+    } else if (str_eq(type, "probe")) {
+        char *prober = jid_full(&from);
+        answer_probe(srv, user, contact, prober);
+        free(prober);
+    } else if (!type || strcmp(type, "unavailable") == 0 || strcmp(type, "error") == 0) {
+        if (to.resource) {
+            c2s *target = router_session(srv, user, to.resource);
+            if (target && c2s_is_live(target))
+                c2s_send(target, stanza);
+        } else {
+            /* Broadcast presence reaches the user only from contacts it subscribed to. */
+            roster_item item;
+            if (str_eq(type, "error") ||
+                (load_item(srv, user, contact, &item) > 0 && has_to(item.sub)))
+                to_available(srv, user, stanza);
+            if (!str_eq(type, "error"))
+                roster_item_clear(&item);
+        }
+    }
+    free(user);
+    free(contact);
+    jid_clear(&to);
+    jid_clear(&from);
+    xml_free(stanza);
 }

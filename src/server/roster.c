@@ -3,6 +3,7 @@
 #include "../common/jid.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "node.h"
 #include "presence.h"
 #include "router.h"
 #include "stanza.h"
@@ -71,7 +72,35 @@ void roster_push(server *srv, const char *user, const roster_item *item, int rem
         c2s_send(s, iq);
         xml_free(iq);
     }
+    /* The user's sessions on other nodes (node.h) get the push from their own node. */
+    xml_node *iq = xml_new(XMLNS_CLIENT, "iq");
+    xml_set_attr(iq, "type", "set");
+    xml_set_attr(iq, "id", "node-push");
+    xml_set_attr(iq, "from", user); /* links between servers carry both addresses */
+    xml_set_attr(iq, "to", user);
+    xml_node *q = xml_add_child(iq, XMLNS_ROSTER, "query");
+    if (ver)
+        xml_set_attr(q, "ver", ver);
+    add_item(q, item, removed);
+    node_copy_to_user(srv, user, iq, NODE_ANY);
+    xml_free(iq);
     free(ver);
+}
+
+void roster_push_here(server *srv, const char *user, const xml_node *push)
+{
+    for (c2s *s = router_sessions(srv, user); s; s = s->next_resource) {
+        if (!s->roster_loaded)
+            continue;
+        char id[20] = "push-";
+        random_token(id + 5, 12);
+        xml_node *iq = xml_copy(push);
+        xml_set_attr(iq, "id", id);
+        xml_set_attr(iq, "to", s->full);
+        xml_set_attr(iq, "from", NULL);
+        c2s_send(s, iq);
+        xml_free(iq);
+    }
 }
 
 store_status roster_save_and_push(server *srv, const char *user, const roster_item *item)

@@ -8,7 +8,9 @@
 #include "iq.h"
 #include "iq_out.h"
 #include "message.h"
+#include "node.h"
 #include "presence.h"
+#include "s2s.h"
 #include "stanza.h"
 
 #include <stdlib.h>
@@ -30,6 +32,11 @@ c2s *router_session(server *srv, const char *bare, const char *resource)
 int router_is_local_domain(server *srv, const char *domain)
 {
     return strcmp(domain, srv->cfg.domain) == 0;
+}
+
+int router_is_remote_domain(server *srv, const char *domain)
+{
+    return !router_is_local_domain(srv, domain) && !router_is_service(srv, domain);
 }
 
 typedef struct service {
@@ -93,6 +100,8 @@ void router_unbind(server *srv, c2s *s)
         p = &(*p)->next_resource;
     if (!*p)
         return;
+    if (s->full)
+        node_session_gone(srv, s->full);
     *p = s->next_resource;
     s->next_resource = NULL;
     if (head)
@@ -114,6 +123,7 @@ void router_bind(server *srv, c2s *s)
     }
     s->next_resource = dict_get(srv->users, s->user);
     dict_set(srv->users, s->user, s);
+    node_session_update(srv, s->full, s->available, s->priority);
 }
 
 void router_deliver(server *srv, xml_node *stanza)
@@ -127,15 +137,26 @@ void router_deliver(server *srv, xml_node *stanza)
     if (svc || !to.local || !router_is_local_domain(srv, to.domain)) {
         if (svc) /* an error or push for a room occupant or a component */
             svc->deliver(srv, svc->ud, stanza);
+        else if (!router_is_local_domain(srv, to.domain))
+            s2s_send(srv, stanza); /* an answer or error for another domain */
         else
             xml_free(stanza);
         jid_clear(&to);
         return;
     }
     char *bare = jid_bare(&to);
+    int here = 0;
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource) {
-        if (to.resource ? strcmp(s->resource, to.resource) == 0 : s->available)
+        if (to.resource ? strcmp(s->resource, to.resource) == 0 : s->available) {
             c2s_send(s, stanza);
+            here = 1;
+        }
+    }
+    /* A session on another node of this domain (node.h). */
+    if (!here && to.resource && node_route(srv, bare, to.resource, stanza)) {
+        free(bare);
+        jid_clear(&to);
+        return;
     }
     free(bare);
     jid_clear(&to);
@@ -190,9 +211,10 @@ void router_route(server *srv, c2s *origin, xml_node *stanza)
     if (svc) {
         svc->deliver(srv, svc->ud, stanza);
     } else if (!router_is_local_domain(srv, to.domain)) {
-        router_bounce(srv, stanza, "cancel", "remote-server-not-found",
-                      "this server does not federate with other domains");
-        xml_free(stanza);
+        if (strcmp(stanza->name, "message") == 0)
+            message_to_remote(srv, stanza);
+        else
+            s2s_send(srv, stanza);
     } else if (!to.local) {
         to_server(srv, origin, stanza);
     } else {
@@ -204,10 +226,13 @@ void router_route(server *srv, c2s *origin, xml_node *stanza)
         } else {
             c2s *target = router_session(srv, bare, to.resource);
             const char *type = xml_get_attr(stanza, "type");
-            if (target && c2s_is_live(target))
+            if (target && c2s_is_live(target)) {
                 c2s_send(target, stanza);
-            else if (str_eq(type, "get") || str_eq(type, "set")) /* RFC 6120 10.5.3.1 */
+            } else if (node_route(srv, bare, to.resource, stanza)) {
+                stanza = NULL; /* on another node */
+            } else if (str_eq(type, "get") || str_eq(type, "set")) { /* RFC 6120 10.5.3.1 */
                 router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+            }
             xml_free(stanza);
         }
         free(bare);
@@ -269,13 +294,81 @@ void router_send(server *srv, xml_node *stanza)
     if (svc) {
         svc->deliver(srv, svc->ud, stanza);
     } else if (!router_is_local_domain(srv, to.domain)) {
-        router_bounce(srv, stanza, "cancel", "remote-server-not-found",
-                      "this server does not federate with other domains");
-        xml_free(stanza);
+        s2s_send(srv, stanza);
     } else if (!to.local) {
         send_to_server(srv, stanza);
     } else {
         send_to_account(srv, stanza, &to);
+    }
+    jid_clear(&to);
+}
+
+/* ---- stanzas from other domains ---- */
+
+/* An IQ from another domain to this server: ping is answered, answers go to the
+ * requests they belong to, anything else is not offered to other servers. */
+static void remote_to_server(server *srv, xml_node *stanza)
+{
+    const char *type = xml_get_attr(stanza, "type");
+    if (strcmp(stanza->name, "iq") != 0) {
+        if (strcmp(stanza->name, "message") == 0 && !str_eq(type, "headline"))
+            router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+    } else if (str_eq(type, "result") || str_eq(type, "error")) {
+        iq_out_answer(srv, stanza);
+    } else if (str_eq(type, "get") && xml_child(stanza, XMLNS_PING, "ping")) {
+        xml_node *r = stanza_iq_result(stanza);
+        router_deliver(srv, r);
+    } else {
+        router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+    }
+    xml_free(stanza);
+}
+
+/* An IQ from another domain to a local account. */
+static void remote_iq_to_account(server *srv, xml_node *stanza, const jid *to)
+{
+    const char *type = xml_get_attr(stanza, "type");
+    int request = str_eq(type, "get") || str_eq(type, "set");
+    if (to->resource) {
+        char *bare = jid_bare(to);
+        c2s *target = router_session(srv, bare, to->resource);
+        if (target && c2s_is_live(target)) {
+            c2s_send(target, stanza);
+        } else if (node_route(srv, bare, to->resource, stanza)) {
+            stanza = NULL;
+        } else if (request) {
+            router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+        }
+        free(bare);
+    } else if (request) {
+        /* The account's own IQs (roster, archive) are its owner's business only. */
+        router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
+    }
+    xml_free(stanza);
+}
+
+void router_from_remote(server *srv, xml_node *stanza)
+{
+    jid to;
+    const char *to_attr = xml_get_attr(stanza, "to");
+    if (!to_attr || jid_parse(to_attr, &to) < 0) {
+        xml_free(stanza);
+        return;
+    }
+    service *svc = service_of(srv, to.domain);
+    if (svc) {
+        svc->deliver(srv, svc->ud, stanza);
+    } else if (!to.local) {
+        remote_to_server(srv, stanza);
+    } else if (strcmp(stanza->name, "presence") == 0) {
+        presence_from_remote(srv, stanza);
+    } else if (strcmp(stanza->name, "message") == 0) {
+        /* Recorded, judged and delivered like a message between local users. */
+        char *bare = jid_bare(&to);
+        message_to_local(srv, stanza, bare, to.resource);
+        free(bare);
+    } else {
+        remote_iq_to_account(srv, stanza, &to);
     }
     jid_clear(&to);
 }

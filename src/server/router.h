@@ -1,8 +1,8 @@
 /* router.h - who is online where, and where each stanza goes (RFC 6120 section 10,
  * RFC 6121 section 8). Besides local accounts the server routes to services: domains
  * served by a module inside parleyd (multi-user chat) or by an external component
- * (XEP-0114). A stanza for any other domain gets remote-server-not-found until
- * server-to-server links exist. */
+ * (XEP-0114). A stanza for any other domain goes over a server-to-server link (s2s.h);
+ * the stanzas that arrive on those links come in through router_from_remote. */
 #ifndef PARLEY_ROUTER_H
 #define PARLEY_ROUTER_H
 
@@ -48,6 +48,12 @@ void router_each_service(server *srv, void (*fn)(void *ud, const char *domain), 
  * e.g. a room message per room), to another service, or an IQ answer to the server
  * (iq_out.h). The 'from' attribute must already be set. Takes ownership. */
 void router_send(server *srv, xml_node *stanza);
+
+/* A stanza from another domain (an authenticated server link; from and to normalised,
+ * to in our domain or a service's). Takes ownership. */
+void router_from_remote(server *srv, xml_node *stanza);
+/* Is domain someone else's (neither ours nor a service's)? */
+int router_is_remote_domain(server *srv, const char *domain);
 
 /* Send an error reply for stanza (if it is not itself an error) back to its sender. */
 void router_bounce(server *srv, const xml_node *stanza, const char *etype, const char *condition,

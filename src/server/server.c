@@ -14,6 +14,8 @@
 #include "mam.h"
 #include "muc.h"
 #include "upload.h"
+#include "node.h"
+#include "s2s.h"
 #include "verdict.h"
 #include "pep.h"
 #include "policy_service.h"
@@ -29,6 +31,8 @@ static void on_tick(ev_loop *loop, void *ud)
     server *srv = ud;
     c2s_housekeeping(srv);
     component_housekeeping(srv);
+    s2s_housekeeping(srv);
+    node_housekeeping(srv);
     conn_expire_lingering(srv);
     authlimit_expire(srv->authlimit);
     policy_service_tick(srv);
@@ -144,6 +148,10 @@ int server_init(server *srv, const config *cfg)
         return -1;
     if (cfg->tls_port && listener_open(srv, cfg->bind_address, cfg->tls_port, LISTEN_C2S_DIRECT_TLS) < 0)
         return -1;
+    if (s2s_init(srv) < 0 || node_init(srv) < 0)
+        return -1;
+    if (cfg->s2s_port && listener_open(srv, cfg->bind_address, cfg->s2s_port, LISTEN_S2S) < 0)
+        return -1;
     if (cfg->ncomponents && cfg->component_port &&
         listener_open(srv, cfg->bind_address, cfg->component_port,
                       cfg->component_tls ? LISTEN_COMPONENT_TLS : LISTEN_COMPONENT_PLAIN) < 0)
@@ -187,11 +195,15 @@ void server_shutdown(server *srv)
         c2s_shutdown_all(srv);
         http_close_all(srv);
         conn_flush_all(srv); /* reaps them: their requests end before upload_close */
+        /* After the users: their unavailable presence goes out before the links close. */
+        s2s_shutdown_all(srv);
+        node_shutdown(srv);
     }
     if (srv->compliance)
         compliance_audit(srv, "server", "server-stop", srv->cfg.domain, NULL, NULL);
     muc_free(srv);
     iq_out_free(srv);
+    s2s_free(srv);
     mam_free(srv);
     compliance_close(srv);
     verdict_free(srv);

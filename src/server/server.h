@@ -21,6 +21,7 @@ struct component;
 struct muc;
 struct policy_cache;
 struct pep;
+struct s2s;
 
 typedef struct server {
     config cfg;
@@ -34,6 +35,8 @@ typedef struct server {
     struct mam_cache *mam;      /* archive preferences in memory (mam.c) */
     struct verdicts *verdicts;  /* messages waiting for the compliance server (verdict.h) */
     struct component *components; /* every external component connection (component.h) */
+    struct s2s *s2s;            /* server links, NULL when federation is off (s2s.h) */
+    struct node_state *nodes;   /* the other nodes of this domain (node.h) */
     struct c2s *sessions;       /* every c2s session, for housekeeping and shutdown */
     struct conn *dirty;         /* connections with output to flush before sleeping */
     struct conn *closing;       /* connections to reap outside any callback */

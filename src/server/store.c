@@ -467,3 +467,86 @@ store_status store_pep_items(store *st, const char *owner, const char *node, con
         return store_set_error(st, "%s: no callback", __func__);
     return st->ops->pep_items(st, owner, node, id, max, fn, ud);
 }
+
+/* ---- nodes ---- */
+
+/* The node directory lives only where several nodes can share it. */
+#define NEED_NODES(st, op)                                                                  \
+    do {                                                                                    \
+        if (!(st)->ops->op)                                                                 \
+            return store_set_error((st), "nodes need a PostgreSQL store shared by all of "  \
+                                         "them (this one is %s)", (st)->ops->name);         \
+    } while (0)
+
+store_status store_node_register(store *st, const char *name, const char *address)
+{
+    CHECK_STR(st, name, "name");
+    CHECK_STR(st, address, "address");
+    NEED_NODES(st, node_register);
+    return st->ops->node_register(st, name, address);
+}
+
+store_status store_node_unregister(store *st, const char *name)
+{
+    CHECK_STR(st, name, "name");
+    NEED_NODES(st, node_unregister);
+    return st->ops->node_unregister(st, name);
+}
+
+store_status store_node_address(store *st, const char *name, char **address)
+{
+    *address = NULL;
+    CHECK_STR(st, name, "name");
+    NEED_NODES(st, node_address);
+    return st->ops->node_address(st, name, address);
+}
+
+store_status store_node_renew(store *st, const char *name, int lease_seconds)
+{
+    CHECK_STR(st, name, "name");
+    NEED_NODES(st, node_renew);
+    if (lease_seconds <= 0)
+        return store_set_error(st, "%s: the lease must be positive", __func__);
+    return st->ops->node_renew(st, name, lease_seconds);
+}
+
+store_status store_node_list(store *st, void (*fn)(void *ud, const store_node *node), void *ud)
+{
+    NEED_NODES(st, node_list);
+    return st->ops->node_list(st, fn, ud);
+}
+
+store_status store_node_sweep(store *st, const char *node, int grace_seconds, int *removed)
+{
+    if (removed)
+        *removed = 0;
+    NEED_NODES(st, node_sweep);
+    return st->ops->node_sweep(st, node, grace_seconds < 0 ? 0 : grace_seconds, removed);
+}
+
+store_status store_session_put(store *st, const char *bare, const char *resource,
+                               const char *node, int available, int priority)
+{
+    CHECK_STR(st, bare, "bare");
+    CHECK_STR(st, resource, "resource");
+    CHECK_STR(st, node, "node");
+    NEED_NODES(st, session_put);
+    return st->ops->session_put(st, bare, resource, node, available != 0, priority);
+}
+
+store_status store_session_del(store *st, const char *bare, const char *resource,
+                               const char *node)
+{
+    CHECK_STR(st, bare, "bare");
+    CHECK_STR(st, resource, "resource");
+    CHECK_STR(st, node, "node");
+    NEED_NODES(st, session_del);
+    return st->ops->session_del(st, bare, resource, node);
+}
+
+store_status store_session_list(store *st, const char *bare, store_session_fn fn, void *ud)
+{
+    CHECK_STR(st, bare, "bare");
+    NEED_NODES(st, session_list);
+    return st->ops->session_list(st, bare, fn, ud);
+}

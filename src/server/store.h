@@ -188,4 +188,39 @@ typedef void (*store_pep_item_fn)(void *ud, const char *id, const char *publishe
 store_status store_pep_items(store *st, const char *owner, const char *node, const char *id,
                              int max, store_pep_item_fn fn, void *ud);
 
+/* ---- the nodes of one domain and their session directory (node.h) ----
+ * Only the PostgreSQL back end has them (the nodes share that store); the others answer
+ * STORE_ERROR. Leases are judged by the database's clock, so the nodes' clocks do not
+ * matter. */
+typedef struct store_node {
+    const char *name;
+    const char *address; /* host:port of its node links, or NULL (configured, not registered) */
+    int alive;           /* its lease runs */
+    int sessions;        /* directory entries it holds */
+    int available;       /* of which available */
+} store_node;
+/* Register node name at address (host:port), or move it there. */
+store_status store_node_register(store *st, const char *name, const char *address);
+/* Forget a node with its directory entries; STORE_NOT_FOUND if it is unknown. */
+store_status store_node_unregister(store *st, const char *name);
+/* The registered address of name (the caller frees it); STORE_NOT_FOUND if none. */
+store_status store_node_address(store *st, const char *name, char **address);
+/* Extend name's lease to lease_seconds from now (it is listed from then on). */
+store_status store_node_renew(store *st, const char *name, int lease_seconds);
+/* Every node, registered or leased, by name. */
+store_status store_node_list(store *st, void (*fn)(void *ud, const store_node *node), void *ud);
+/* Delete the directory entries of node, or (node NULL) of every node whose lease ran out
+ * more than grace_seconds ago or that is unknown. *removed: how many (may be NULL). */
+store_status store_node_sweep(store *st, const char *node, int grace_seconds, int *removed);
+/* bare/resource is held by node (available, with priority). */
+store_status store_session_put(store *st, const char *bare, const char *resource,
+                               const char *node, int available, int priority);
+/* Forget bare/resource if node holds it (a session that moved stays). */
+store_status store_session_del(store *st, const char *bare, const char *resource,
+                               const char *node);
+typedef void (*store_session_fn)(void *ud, const char *resource, const char *node, int available,
+                                 int priority);
+/* The entries of bare held by nodes whose lease runs. */
+store_status store_session_list(store *st, const char *bare, store_session_fn fn, void *ud);
+
 #endif

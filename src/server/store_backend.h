@@ -88,6 +88,19 @@ struct store_ops {
                                  const char *id);
     store_status (*pep_items)(store *st, const char *owner, const char *node, const char *id,
                               int max, store_pep_item_fn fn, void *ud);
+
+    /* Nodes and the session directory: NULL in back ends that nodes cannot share. */
+    store_status (*node_register)(store *st, const char *name, const char *address);
+    store_status (*node_unregister)(store *st, const char *name);
+    store_status (*node_address)(store *st, const char *name, char **address);
+    store_status (*node_renew)(store *st, const char *name, int lease_seconds);
+    store_status (*node_list)(store *st, void (*fn)(void *ud, const store_node *node), void *ud);
+    store_status (*node_sweep)(store *st, const char *node, int grace_seconds, int *removed);
+    store_status (*session_put)(store *st, const char *bare, const char *resource,
+                                const char *node, int available, int priority);
+    store_status (*session_del)(store *st, const char *bare, const char *resource,
+                                const char *node);
+    store_status (*session_list)(store *st, const char *bare, store_session_fn fn, void *ud);
 };
 
 struct store {

@@ -145,6 +145,20 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (owner, node, item_id),"
     "  FOREIGN KEY (owner, node) REFERENCES pep_nodes(owner, node) ON DELETE CASCADE);"
     "CREATE INDEX pep_items_order ON pep_items(owner, node, seq);",
+    /* version 6: the nodes of the domain and their session directory (node.h). A lease
+     * is a time on the database's clock; NULL: registered, never up. */
+    "CREATE TABLE cluster_nodes ("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  address TEXT,"
+    "  lease_until TIMESTAMPTZ);"
+    "CREATE TABLE cluster_sessions ("
+    "  jid TEXT NOT NULL,"
+    "  resource TEXT NOT NULL,"
+    "  node TEXT NOT NULL,"
+    "  available BOOLEAN NOT NULL DEFAULT FALSE,"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (jid, resource));"
+    "CREATE INDEX cluster_sessions_node ON cluster_sessions(node);",
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -231,6 +245,16 @@ enum sid {
     S_PEP_ITEM_GET,
     S_PEP_ITEMS_ALL,
     S_PEP_ITEMS_LAST,
+    S_NODE_REGISTER,
+    S_NODE_UNREGISTER,
+    S_NODE_SESSIONS_DELETE,
+    S_NODE_ADDRESS,
+    S_NODE_RENEW,
+    S_NODE_LIST,
+    S_NODE_SWEEP,
+    S_SESSION_PUT,
+    S_SESSION_DEL,
+    S_SESSION_LIST,
     S_COUNT
 };
 
@@ -364,6 +388,29 @@ static const char *const sql_text[S_COUNT] = {
     [S_PEP_ITEMS_LAST] = "SELECT item_id, publisher, payload FROM (SELECT item_id, publisher,"
                          " payload, seq FROM pep_items WHERE owner = $1 AND node = $2"
                          " ORDER BY seq DESC LIMIT $3::bigint) AS newest ORDER BY seq",
+    [S_NODE_REGISTER] = "INSERT INTO cluster_nodes(name, address) VALUES ($1, $2)"
+                        " ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address",
+    [S_NODE_UNREGISTER] = "DELETE FROM cluster_nodes WHERE name = $1",
+    [S_NODE_SESSIONS_DELETE] = "DELETE FROM cluster_sessions WHERE node = $1",
+    [S_NODE_ADDRESS] = "SELECT address FROM cluster_nodes WHERE name = $1 AND address IS NOT NULL",
+    [S_NODE_RENEW] = "INSERT INTO cluster_nodes(name, lease_until)"
+                     " VALUES ($1, now() + make_interval(secs => $2::int))"
+                     " ON CONFLICT (name) DO UPDATE SET lease_until = EXCLUDED.lease_until",
+    [S_NODE_LIST] = "SELECT n.name, n.address, coalesce(n.lease_until > now(), false),"
+                    " count(s.resource), count(s.resource) FILTER (WHERE s.available)"
+                    " FROM cluster_nodes n LEFT JOIN cluster_sessions s ON s.node = n.name"
+                    " GROUP BY n.name, n.address, n.lease_until ORDER BY n.name COLLATE \"C\"",
+    [S_NODE_SWEEP] = "DELETE FROM cluster_sessions s WHERE NOT EXISTS (SELECT 1 FROM"
+                     " cluster_nodes n WHERE n.name = s.node"
+                     " AND n.lease_until >= now() - make_interval(secs => $1::int))",
+    [S_SESSION_PUT] = "INSERT INTO cluster_sessions(jid, resource, node, available, priority)"
+                      " VALUES ($1, $2, $3, $4::boolean, $5::int) ON CONFLICT (jid, resource)"
+                      " DO UPDATE SET node = EXCLUDED.node, available = EXCLUDED.available,"
+                      " priority = EXCLUDED.priority",
+    [S_SESSION_DEL] = "DELETE FROM cluster_sessions WHERE jid = $1 AND resource = $2 AND node = $3",
+    [S_SESSION_LIST] = "SELECT s.resource, s.node, s.available, s.priority FROM cluster_sessions s"
+                       " JOIN cluster_nodes n ON n.name = s.node"
+                       " WHERE s.jid = $1 AND n.lease_until > now() ORDER BY s.resource COLLATE \"C\"",
 };
 
 /* SQLSTATEs the store maps to its own codes. */
@@ -1978,6 +2025,143 @@ PG_OP(pep_items,
        store_pep_item_fn fn, void *ud),
       (s, owner, node, id, max, fn, ud))
 
+/* ---- nodes and the session directory (node.h) ---- */
+
+/* Run a statement that returns no rows; *affected: rows changed (may be NULL). */
+static store_status exec_params(pg_store *s, enum sid id, const params *p, int *affected)
+{
+    PGresult *res = run(s, id, p, 0);
+    if (!res)
+        return STORE_ERROR;
+    if (affected)
+        *affected = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return STORE_OK;
+}
+
+static store_status node_register(pg_store *s, const char *name, const char *address)
+{
+    params p = {0};
+    p_text(&p, name);
+    p_text(&p, address);
+    return exec_params(s, S_NODE_REGISTER, &p, NULL);
+}
+
+static store_status node_unregister(pg_store *s, const char *name)
+{
+    params p = {0};
+    p_text(&p, name);
+    int n = 0;
+    if (exec_params(s, S_NODE_SESSIONS_DELETE, &p, NULL) != STORE_OK ||
+        exec_params(s, S_NODE_UNREGISTER, &p, &n) != STORE_OK)
+        return STORE_ERROR;
+    return n ? STORE_OK : STORE_NOT_FOUND;
+}
+
+static store_status node_address(pg_store *s, const char *name, char **address)
+{
+    params p = {0};
+    p_text(&p, name);
+    PGresult *res = run(s, S_NODE_ADDRESS, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    store_status ret = PQntuples(res) ? STORE_OK : STORE_NOT_FOUND;
+    if (ret == STORE_OK)
+        *address = val_dup(res, 0, 0);
+    PQclear(res);
+    return ret;
+}
+
+static store_status node_renew(pg_store *s, const char *name, int lease_seconds)
+{
+    char secs[16];
+    snprintf(secs, sizeof secs, "%d", lease_seconds);
+    params p = {0};
+    p_text(&p, name);
+    p_text(&p, secs);
+    return exec_params(s, S_NODE_RENEW, &p, NULL);
+}
+
+static store_status node_list(pg_store *s, void (*fn)(void *ud, const store_node *node), void *ud)
+{
+    PGresult *res = run(s, S_NODE_LIST, NULL, 0);
+    if (!res)
+        return STORE_ERROR;
+    for (int i = 0; i < PQntuples(res); i++) {
+        store_node n = {PQgetvalue(res, i, 0),
+                        PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1),
+                        PQgetvalue(res, i, 2)[0] == 't', atoi(PQgetvalue(res, i, 3)),
+                        atoi(PQgetvalue(res, i, 4))};
+        fn(ud, &n);
+    }
+    PQclear(res);
+    return STORE_OK;
+}
+
+static store_status node_sweep(pg_store *s, const char *node, int grace_seconds, int *removed)
+{
+    char secs[16];
+    snprintf(secs, sizeof secs, "%d", grace_seconds);
+    params p = {0};
+    p_text(&p, node ? node : secs);
+    return exec_params(s, node ? S_NODE_SESSIONS_DELETE : S_NODE_SWEEP, &p, removed);
+}
+
+static store_status session_put(pg_store *s, const char *bare, const char *resource,
+                                const char *node, int available, int priority)
+{
+    char prio[16];
+    snprintf(prio, sizeof prio, "%d", priority);
+    params p = {0};
+    p_text(&p, bare);
+    p_text(&p, resource);
+    p_text(&p, node);
+    p_text(&p, available ? "true" : "false");
+    p_text(&p, prio);
+    return exec_params(s, S_SESSION_PUT, &p, NULL);
+}
+
+static store_status session_del(pg_store *s, const char *bare, const char *resource,
+                                const char *node)
+{
+    params p = {0};
+    p_text(&p, bare);
+    p_text(&p, resource);
+    p_text(&p, node);
+    return exec_params(s, S_SESSION_DEL, &p, NULL);
+}
+
+static store_status session_list(pg_store *s, const char *bare, store_session_fn fn, void *ud)
+{
+    params p = {0};
+    p_text(&p, bare);
+    PGresult *res = run(s, S_SESSION_LIST, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    for (int i = 0; i < PQntuples(res); i++)
+        fn(ud, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2)[0] == 't',
+           atoi(PQgetvalue(res, i, 3)));
+    PQclear(res);
+    return STORE_OK;
+}
+
+PG_OP(node_register, (store *base, const char *name, const char *address), (s, name, address))
+PG_OP(node_unregister, (store *base, const char *name), (s, name))
+PG_OP(node_address, (store *base, const char *name, char **address), (s, name, address))
+PG_OP(node_renew, (store *base, const char *name, int lease_seconds), (s, name, lease_seconds))
+PG_OP(node_list, (store *base, void (*fn)(void *ud, const store_node *node), void *ud),
+      (s, fn, ud))
+PG_OP(node_sweep, (store *base, const char *node, int grace_seconds, int *removed),
+      (s, node, grace_seconds, removed))
+PG_OP(session_put,
+      (store *base, const char *bare, const char *resource, const char *node, int available,
+       int priority),
+      (s, bare, resource, node, available, priority))
+PG_OP(session_del, (store *base, const char *bare, const char *resource, const char *node),
+      (s, bare, resource, node))
+PG_OP(session_list, (store *base, const char *bare, store_session_fn fn, void *ud),
+      (s, bare, fn, ud))
+
 static store_status pg_user_exists(store *base, const char *user)
 {
     pg_store *s = ps_of(base);
@@ -2028,4 +2212,13 @@ const struct store_ops store_pg_ops = {
     .pep_item_put = pg_pep_item_put,
     .pep_item_del = pg_pep_item_del,
     .pep_items = pg_pep_items,
+    .node_register = pg_node_register,
+    .node_unregister = pg_node_unregister,
+    .node_address = pg_node_address,
+    .node_renew = pg_node_renew,
+    .node_list = pg_node_list,
+    .node_sweep = pg_node_sweep,
+    .session_put = pg_session_put,
+    .session_del = pg_session_del,
+    .session_list = pg_session_list,
 };

@@ -58,5 +58,7 @@ void ctl_archive_usage(FILE *out);
 int ctl_policy(const char *conf_path, int argc, char **argv);
 int ctl_group(const char *conf_path, int argc, char **argv);
 void ctl_policy_usage(FILE *out);
+int ctl_node(const char *conf_path, int argc, char **argv);
+void ctl_node_usage(FILE *out);
 
 #endif

@@ -87,6 +87,7 @@ static void usage(FILE *out)
     ctl_archive_usage(out);
     ctl_policy_usage(out);
     ctl_files_usage(out);
+    ctl_node_usage(out);
     fputs("\nexit status: 0 success, 1 usage error, 2 failure, 3 archive does not verify\n",
           out);
 }
@@ -983,5 +984,7 @@ int main(int argc, char **argv)
         return ctl_files(conf, rest, args);
     if (strcmp(cmd, "policy") == 0 || strcmp(cmd, "group") == 0)
         return (cmd[0] == 'p' ? ctl_policy : ctl_group)(conf, rest, args);
+    if (strcmp(cmd, "node") == 0)
+        return ctl_node(conf, rest, args);
     return usage_error("unknown command '%s'", cmd);
 }

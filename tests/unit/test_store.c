@@ -595,14 +595,17 @@ static void test_two_handles(void **state)
 static void test_schema_version(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_version"), 5);
+    /* PostgreSQL has one more: the nodes' session directory, which only a shared store
+     * can hold. */
+    int want = strncmp(f->uri, "sqlite:", 7) == 0 ? 5 : 6;
+    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_version"), want);
 
     /* Opening again applies nothing twice. */
     char err[256] = "";
     store *again = store_open(f->uri, err, sizeof err);
     assert_non_null(again);
     store_close(again);
-    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_version"), 5);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_version"), want);
 
     /* A database from a newer Parley is refused rather than misread. */
     db_exec(f, "INSERT INTO schema_version VALUES (99, 0)");

@@ -11,6 +11,7 @@
 #include "chat_format.h"
 #include "chat_internal.h"
 #include "cli_history.h"
+#include "cli_rooms.h"
 
 #define NCURSES_WIDECHAR 1
 #include <curses.h>
@@ -107,7 +108,9 @@ void chat_draw(ui *u)
 
     /* header */
     win *w = &u->wins[u->cur];
-    if (w->jid) {
+    if (w->room) {
+        rooms_header(u, w, line, sizeof line); /* never the end-to-end lock */
+    } else if (w->jid) {
         contact *c = find_contact(u, w->jid);
         char *label = fmt_sanitize(w->jid, u->utf8, 0);
         fmt_conv_header(line, sizeof line, (int)u->cur + 1, label,
@@ -232,6 +235,7 @@ int chat_run(const cli_opts *o, hist_mode mode)
     po.server = o->server;
     po.direct_tls = o->direct_tls > 0;
     po.reconnect = 2; /* an interactive client keeps trying, first attempt included */
+    sync_options(&u, &po); /* carbons, and history from the server archive */
     po.on_event = chat_on_event;
     po.on_log = log_to_console;
     po.userdata = &u;
@@ -273,6 +277,7 @@ int chat_run(const cli_opts *o, hist_mode mode)
     keypad(stdscr, TRUE);
     nodelay(stdscr, TRUE);
     set_escdelay(25);
+    sync_start(&u);
     parley_connect(u.p);
     while (!u.quit && !stop_requested) {
         chat_draw(&u);
@@ -293,6 +298,7 @@ int chat_run(const cli_opts *o, hist_mode mode)
     parley_disconnect(u.p);
     parley_run_until(u.p, is_offline, NULL, 3000);
     endwin();
+    sync_save_all(&u); /* where the archive syncs got to (archive mode) */
     rc = EXIT_OK;
     if (hist_on_signout(u.h, mode) != HIST_OK) {
         fprintf(stderr, "parley: history: %s\n", hist_errmsg(u.h));
@@ -300,6 +306,7 @@ int chat_run(const cli_opts *o, hist_mode mode)
     }
     hist_close(u.h);
     parley_free(u.p);
+    rooms_ui_free(&u);
     for (size_t i = 0; i < u.nwins; i++)
         win_free(&u.wins[i]);
     free(u.wins);

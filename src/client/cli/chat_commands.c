@@ -5,6 +5,7 @@
 #include "chat_format.h"
 #include "cli_files.h"
 #include "chat_internal.h"
+#include "cli_rooms.h"
 
 #define NCURSES_WIDECHAR 1
 #include <curses.h>
@@ -190,6 +191,8 @@ static void run_command(ui *u, const char *name, const char *args)
     char jid[512], word[64];
     const char *rest = args;
     parley_error e = PARLEY_OK;
+    if (rooms_command(u, name, args))
+        return; /* /join, /leave, /rooms, /invite, /kick, /ban, /topic, /who */
     if (!strcmp(name, "quit") || !strcmp(name, "exit")) {
         u->quit = 1;
     } else if (!strcmp(name, "help")) {
@@ -303,7 +306,7 @@ static void submit(ui *u)
     const char *args;
     if (fmt_command(text, name, sizeof name, &args))
         run_command(u, name, args);
-    else
+    else if (!rooms_send_text(u, args)) /* a room's window: to the room */
         send_text(u, args);
 }
 

@@ -323,3 +323,26 @@ void fmt_roster_entry(char *out, size_t len, int width, const char *name,
     out[o] = '\0';
     snprintf(out + o, len - o, "%s", tail);
 }
+
+void fmt_room_header(char *out, size_t len, int n, const char *room, const char *nick,
+                     size_t occupants, const char *subject)
+{
+    char who[200];
+    if (nick)
+        snprintf(who, sizeof who, "%zu occupant%s, you are %s", occupants,
+                 occupants == 1 ? "" : "s", nick);
+    else
+        snprintf(who, sizeof who, "not joined");
+    /* the room first, then what protects it: readable by the server, like every room */
+    snprintf(out, len, "[%d] %s [server-readable] group chat | %s%s%s", n, room, who,
+             subject && *subject ? " | topic: " : "", subject ? subject : "");
+}
+
+void fmt_carbon_who(char *out, size_t len, int sent, const char *sender, int utf8)
+{
+    if (sent)
+        snprintf(out, len, "me (other device)");
+    else
+        snprintf(out, len, "%s %s (other device)", sender ? sender : "?",
+                 utf8 ? "\xE2\x86\x92" /* → */ : "->");
+}

@@ -69,4 +69,16 @@ int fmt_command(const char *line, char *name, size_t nlen, const char **args);
 /* Next blank-separated word of *p into out (truncated to len); advances *p. 0 if none. */
 int fmt_next_word(const char **p, char *out, size_t len);
 
+/* ---- group chat, carbons */
+
+/* Header of room window n: "[3] team@conference.x [server-readable] group chat |
+ * 4 occupants, you are alice | topic: ...". Never the end-to-end lock: rooms are
+ * readable by the server. nick NULL: not (yet) in the room. */
+void fmt_room_header(char *out, size_t len, int n, const char *room, const char *nick,
+                     size_t occupants, const char *subject);
+
+/* Who a message line names for a copy from another device of ours (XEP-0280): sent,
+ * "me (other device)"; received, "<sender> → (other device)" ("->" without UTF-8). */
+void fmt_carbon_who(char *out, size_t len, int sent, const char *sender, int utf8);
+
 #endif

@@ -21,6 +21,7 @@ typedef struct wline {
 
 typedef struct win {
     char *jid; /* bare JID; NULL for the console */
+    int room;  /* a group chat window (cli_rooms.c): jid is the room's */
     wline *lines;
     size_t n, cap;
     int unread;
@@ -69,6 +70,7 @@ typedef struct ui {
     int quit;
     char own_show[8];
     char state[96];
+    struct rooms_ui *rooms; /* group chat and archive state (cli_rooms.c) */
 } ui;
 
 /* Bare JID in lower case (freshly allocated). */

@@ -5,6 +5,7 @@
 #include "../../common/util.h"
 #include "chat_format.h"
 #include "chat_internal.h"
+#include "cli_rooms.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -337,7 +338,11 @@ static void on_message(ui *u, const parley_event *ev)
 void chat_on_event(parley *p, const parley_event *ev, void *ud)
 {
     ui *u = ud;
+    if (chat_ext_event(u, ev))
+        return; /* rooms, archive history, carbons (cli_rooms.c, cli_sync.c) */
     switch (ev->type) {
+    default: /* the extension events are handled above */
+        break;
     case PARLEY_EV_CONNECTED: {
         parley_tls_info ti;
         snprintf(u->state, sizeof u->state, "online");

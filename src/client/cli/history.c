@@ -570,6 +570,8 @@ static hist_error forget(hist *h, const char *peer)
                 rc = exec_sql(h, "INSERT INTO messages_fts(messages_fts) VALUES('optimize');");
         } else {
             rc = exec_sql(h, "DELETE FROM messages;");
+            if (rc == SQLITE_OK) /* where the archive sync got to goes with what it got */
+                rc = exec_sql(h, "DELETE FROM meta WHERE k LIKE 'archive:%';");
             if (rc == SQLITE_OK)
                 rc = exec_sql(h, "INSERT INTO messages_fts(messages_fts) VALUES('rebuild');");
         }
@@ -605,3 +607,70 @@ hist_error hist_on_signout(hist *h, hist_mode mode)
     return mode == HIST_MODE_ARCHIVE ? HIST_OK : hist_wipe(h);
 }
 
+int hist_has_id(hist *h, const char *peer, const char *id)
+{
+    if (!peer || !id || !*id)
+        return 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(h->db, "SELECT 1 FROM messages WHERE peer = ? AND stanza_id = ? "
+                           "LIMIT 1;", -1, &st, NULL) != SQLITE_OK) {
+        set_err(h, "cannot read history");
+        return -1;
+    }
+    char *bare = bare_jid(peer);
+    sqlite3_bind_text(st, 1, bare, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
+    free(bare);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        set_err(h, "cannot read history");
+        return -1;
+    }
+    return rc == SQLITE_ROW;
+}
+
+hist_error hist_meta_get(hist *h, const char *key, char *out, size_t len)
+{
+    if (len)
+        out[0] = '\0';
+    sqlite3_stmt *st;
+    if (!key || sqlite3_prepare_v2(h->db, "SELECT v FROM meta WHERE k = ?;", -1, &st, NULL) !=
+                    SQLITE_OK) {
+        set_err(h, "cannot read history");
+        return HIST_ERR_DB;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && len) {
+        const unsigned char *v = sqlite3_column_text(st, 0);
+        snprintf(out, len, "%s", v ? (const char *)v : "");
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        set_err(h, "cannot read history");
+        return HIST_ERR_DB;
+    }
+    return HIST_OK;
+}
+
+hist_error hist_meta_set(hist *h, const char *key, const char *value)
+{
+    sqlite3_stmt *st;
+    if (!key || !value || strncmp(key, "archive:", 8) != 0) /* never the format tag */
+        return HIST_ERR_INVALID;
+    if (sqlite3_prepare_v2(h->db, "INSERT OR REPLACE INTO meta(k, v) VALUES(?, ?);", -1, &st,
+                           NULL) != SQLITE_OK) {
+        set_err(h, "cannot write history");
+        return HIST_ERR_DB;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        set_err(h, "cannot write history");
+        return HIST_ERR_DB;
+    }
+    return HIST_OK;
+}

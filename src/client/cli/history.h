@@ -104,6 +104,16 @@ hist_error hist_wipe(hist *h);
 hist_error hist_on_close(hist *h, hist_mode mode, const char *peer);
 hist_error hist_on_signout(hist *h, hist_mode mode);
 
+/* Is there a message in the conversation with peer whose stanza id is id (the server's
+ * archive id, or the sender's message id)? 1 yes, 0 no, -1 on a database error. Keeps a
+ * message that arrives again (from the archive, on another device) from being doubled. */
+int hist_has_id(hist *h, const char *peer, const char *id);
+/* Small values kept with the history (where the archive sync got to): keys start with
+ * "archive:" (set refuses others). get: *out "" when absent. A wipe deletes them with the
+ * messages. */
+hist_error hist_meta_get(hist *h, const char *key, char *out, size_t len);
+hist_error hist_meta_set(hist *h, const char *key, const char *value);
+
 /* The last error message of h (static for the life of h). */
 const char *hist_errmsg(const hist *h);
 

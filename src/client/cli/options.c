@@ -32,6 +32,7 @@ void cli_opts_free(cli_opts *o)
     free(o->history_key_file);
     free(o->history_passphrase_file);
     free(o->with);
+    free(o->service);
     memset(o, 0, sizeof *o);
 }
 
@@ -84,6 +85,7 @@ static char **string_slot(cli_opts *o, const char *name)
         {"data-dir", offsetof(cli_opts, data_dir)},
         {"history-key-file", offsetof(cli_opts, history_key_file)},
         {"history-passphrase-file", offsetof(cli_opts, history_passphrase_file)},
+        {"service", offsetof(cli_opts, service)},
     };
     for (size_t i = 0; i < ARRAY_LEN(map); i++)
         if (strcmp(name, map[i].name) == 0)

@@ -36,6 +36,7 @@ typedef struct cli_opts {
     int verbose;
     int help;
     int version;
+    char *service;       /* rooms --service: the group chat service */
 } cli_opts;
 
 /* Parse argv. Returns 0, or -1 with a message in err (a usage error). */

@@ -9,6 +9,7 @@
 #include "cli_files.h"
 #include "cli_history.h"
 #include "cli_keys.h"
+#include "cli_rooms.h"
 #include "exit_codes.h"
 #include "json.h"
 #include "options.h"
@@ -51,6 +52,8 @@ static const char usage_text[] =
     "  history search TEXT | history show --with JID | history wipe\n"
     "                      the local history (encrypted), as JSON lines:\n"
     "                      {\"id\",\"with\",\"direction\",\"from\",\"time\",\"body\",\"encrypted\"}\n"
+    "  rooms [--service S] the group chats the server's service (or S) lists, as JSON\n"
+    "                      lines {\"jid\",\"name\"}; /join in the interactive client\n"
     "\n"
     "Account (or the same keys in the configuration file):\n"
     "  --jid JID               user@domain[/resource]           (jid)\n"
@@ -473,6 +476,11 @@ int main(int argc, char **argv)
     }
     if (!o.command)
         o.command = xstrdup("chat");
+    if (!strcmp(o.command, "rooms")) { /* cli_rooms_cmd.c: reads the configuration itself */
+        rc = cmd_rooms(&o);
+        cli_opts_free(&o);
+        return rc;
+    }
     int is_send = !strcmp(o.command, "send"), is_listen = !strcmp(o.command, "listen");
     int is_info = !strcmp(o.command, "tls-info"), is_chat = !strcmp(o.command, "chat");
     int is_history = !strcmp(o.command, "history"), is_keys = !strcmp(o.command, "keys");
@@ -553,6 +561,7 @@ int main(int argc, char **argv)
     po.initial_presence = is_listen;   /* only a listener needs to be available */
     po.fetch_roster = is_listen;
     po.reconnect = is_listen ? 1 : 0;  /* a listener survives a lost session */
+    po.carbons = 0; /* scripts see what reaches them, not their other devices' traffic */
     if (o.keepalive > 0) {
         po.ping_interval_ms = (int)(o.keepalive * 1000.0);
         po.ping_timeout_ms = po.ping_interval_ms;

@@ -288,6 +288,13 @@ static om_err note_device(om_store *st, const char *sender, uint32_t sid, om_dev
 om_err om_message_decrypt(om_store *st, const om_own *own, const char *own_bare,
                           const char *sender_bare, const xml_node *encrypted, om_decrypted *out)
 {
+    return om_message_decrypt_to(st, own, own_bare, own_bare, sender_bare, encrypted, out);
+}
+
+om_err om_message_decrypt_to(om_store *st, const om_own *own, const char *own_bare,
+                             const char *to_bare, const char *sender_bare,
+                             const xml_node *encrypted, om_decrypted *out)
+{
     memset(out, 0, sizeof *out);
     const xml_node *header = xml_child(encrypted, XMLNS_OMEMO, "header");
     uint32_t sid;
@@ -325,7 +332,7 @@ om_err om_message_decrypt(om_store *st, const om_own *own, const char *own_bare,
         buf_init(&sce);
         e = om_payload_decrypt(km, kmlen, ct, ctlen, &sce);
         if (e == OM_OK)
-            e = om_sce_parse(sce.data ? sce.data : "", sce.len, sender_bare, own_bare, &out->body);
+            e = om_sce_parse(sce.data ? sce.data : "", sce.len, sender_bare, to_bare, &out->body);
         if (sce.data)
             secure_wipe(sce.data, sce.len);
         buf_free(&sce);

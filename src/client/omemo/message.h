@@ -50,6 +50,11 @@ typedef struct om_decrypted {
 /* Decrypt an <encrypted/> element from sender_bare for this device. */
 om_err om_message_decrypt(om_store *st, const om_own *own, const char *own_bare,
                           const char *sender_bare, const xml_node *encrypted, om_decrypted *out);
+/* The same for a message whose envelope is addressed to to_bare rather than to us: a copy
+ * of what another device of this account sent (a carbon, the archive). */
+om_err om_message_decrypt_to(om_store *st, const om_own *own, const char *own_bare,
+                             const char *to_bare, const char *sender_bare,
+                             const xml_node *encrypted, om_decrypted *out);
 void om_decrypted_free(om_decrypted *d);
 
 #endif

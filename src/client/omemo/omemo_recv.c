@@ -20,8 +20,8 @@
 static void bounce(parley *p, const xml_node *msg, const char *text)
 {
     const char *from = xml_get_attr(msg, "from");
-    if (!from)
-        return;
+    if (!from || client_ext_forwarded(p))
+        return; /* a carbon or an archived message: not its sender's answer to give now */
     xml_node *m = xml_new(XMLNS_CLIENT, "message");
     xml_set_attr(m, "to", from);
     xml_set_attr(m, "type", "error");
@@ -138,7 +138,18 @@ static void decrypt(parley *p, const xml_node *msg, const xml_node *enc, const c
         return;
     }
     om_decrypted d;
-    om_err e = om_message_decrypt(c->st, &c->own, p->account_bare, sender, enc, &d);
+    /* what another device of ours sent (a carbon, the archive) is addressed to the peer */
+    const char *to = xml_get_attr(msg, "to");
+    char *rcpt = client_ext_outgoing(p) && to ? jid_normalize_bare(to) : NULL;
+    om_err e = om_message_decrypt_to(c->st, &c->own, p->account_bare,
+                                     rcpt ? rcpt : p->account_bare, sender, enc, &d);
+    free(rcpt);
+    if (e == OM_ERR_DUPLICATE && client_ext_forwarded(p)) {
+        /* from the archive again (a history fetched anew): no replay, just spent keys */
+        report(p, msg, 1, d.sender_device, "an end-to-end encrypted message from the archive "
+               "that this device already decrypted once: it cannot be decrypted again");
+        return;
+    }
     if (e == OM_ERR_DUPLICATE) {
         /* XEP-0384: a message received twice is not shown again; the user still learns */
         omemo_notice(p, sender, d.sender_device, 0, "a replayed end-to-end encrypted message "
@@ -155,7 +166,7 @@ static void decrypt(parley *p, const xml_node *msg, const xml_node *enc, const c
         snprintf(text, sizeof text, "an end-to-end encrypted message from %s (device %u) could "
                  "not be decrypted: %s", sender, (unsigned)d.sender_device, om_strerror(e));
         report(p, msg, 1, d.sender_device, text);
-        if (e == OM_ERR_NO_SESSION)
+        if (e == OM_ERR_NO_SESSION && !client_ext_forwarded(p)) /* old ones: no healing */
             omemo_heal(p, sender, d.sender_device, xml_get_attr(msg, "from"));
         if (!in_list(c, sender, d.sender_device))
             omemo_send_iq(p, om_items_iq(sender, OMEMO_NODE_DEVICES, NULL), on_refreshed,

@@ -1,0 +1,256 @@
+"""Group chat, history from the server archive and carbons in the interactive `parley`
+client, in a real terminal (tmux, as test_interactive.py), against a real parleyd, with
+slixmpp as the other people: /join (room window, header without the end-to-end lock),
+talking, /who, /topic, /invite, /kick, /ban, /rooms, /leave; a wrong room password shown
+to the user; history fetched from the archive on a new device, kept once across runs;
+messages of the account's other devices marked as such.
+
+    PARLEY_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/client/test_rooms_interactive.py
+"""
+import asyncio
+import json
+import re
+import subprocess
+import time
+
+from rooms_util import Peer, room, run
+from test_client import DOMAIN, PARLEY, parleyd  # noqa: F401  (parleyd is a fixture)
+from test_interactive import Term, history, parley_cmd, pytestmark, tmux_dir  # noqa: F401
+
+ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
+
+
+async def see(term, pattern, timeout=20.0, absent=False):
+    """Term.wait for asyncio scenarios: the slixmpp peers keep running meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = term.screen()
+        if (re.search(pattern, s, re.M) is not None) != absent:
+            return s
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{term.name}: {'still' if absent else 'never'} matched "
+                                 f"{pattern!r}; screen:\n{s}")
+        await asyncio.sleep(0.1)
+
+
+def no_e2e_lock(screen):
+    return "🔐" not in screen and "[E2E]" not in screen
+
+
+def test_interactive_join_talk_who_topic_invite_kick_ban_rooms_leave(parleyd, tmux_dir):  # noqa: F811
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "phone").login()
+        alice = Term(tmux_dir, "alice", parleyd, "alice").start()
+        try:
+            await see(alice, r"signed in as")
+            alice.type("/join team")
+            s = await see(alice, r"you are in team@conference\.localhost as alice "
+                                 r"\(moderator, owner\), a new room")
+            assert re.search(r"win: 1 \[2\]", s), s
+            s = await see(alice, r"\[2\] team@conference\.localhost \[server-readable\] group "
+                                 r"chat \| 1 occupant, you are alice")
+            assert "group chats are not end-to-end encrypted: the server can read them" in s
+            await bob.join(room("team"), "bob")
+            await see(alice, r"bob entered \(bob@localhost/phone\)")
+
+            # messages both ways; none carries the end-to-end lock, the TLS lock stays
+            bob.send_message(mto=room("team"), mbody="hello from bob", mtype="groupchat")
+            s = await see(alice, r"<bob> hello from bob")
+            alice.type("hi all")
+            await bob.wait(lambda m: m.name == "message" and m["body"] == "hi all")
+            s = await see(alice, r"<alice> hi all")
+            assert no_e2e_lock(s), s
+            assert re.search(r"\[TLS1\.3 🔒\]", s), s
+            line = alice.line(r"<bob> hello from bob")
+            assert re.search(r"\d\d:\d\d\s+<bob> hello from bob", line), line
+
+            alice.type("/who")
+            s = await see(alice, r"2 in team@conference\.localhost:")
+            assert re.search(r"alice <alice@localhost/\S+> \(moderator, owner\) - you", s), s
+            assert re.search(r"bob <bob@localhost/phone> \(participant, none\)", s), s
+
+            alice.type("/topic release on friday")
+            await see(alice, r"topic: release on friday \(set by alice\)")
+            alice.type("/topic")
+            await see(alice, r"topic of team@conference\.localhost: release on friday")
+            await bob.wait(lambda m: m.name == "message" and m["subject"] == "release on friday")
+
+            alice.type(f"/invite {BOB} join us")
+            await see(alice, rf"invited {BOB} to team@conference\.localhost")
+            inv = await bob.wait(lambda m: m.name == "message" and
+                                   m.xml.find("{http://jabber.org/protocol/muc#user}x") is not None)
+            assert inv["from"] == room("team")
+
+            alice.type("/kick bob be quiet")
+            await see(alice, r"bob was kicked by alice: be quiet")
+            await bob.wait(lambda p: p.name == "presence" and p["type"] == "unavailable" and
+                           "307" in str(p))
+            alice.type(f"/ban {BOB} for good")
+            try:
+                await bob.join(room("team"), "bob")
+                raise AssertionError("a banned user joined")
+            except Exception as e:  # noqa: BLE001  (slixmpp raises its PresenceError)
+                assert "forbidden" in str(e) or "banned" in str(e), e
+
+            alice.type("/rooms")
+            await see(alice, r"1 room \(/join NAME@SERVICE\):")
+            await see(alice, r"team@conference\.localhost")
+
+            alice.type("/leave bye")
+            await see(alice, r"you left team@conference\.localhost")
+            alice.type("not in the room any more")
+            await see(alice, r"not sent: you are not in this room \(/join it\)")
+            alice.type("/kick nobody")
+            await see(alice, r"/kick failed: you are not in the room")
+            assert "PARLEY-EXIT=0" in alice.quit()
+        finally:
+            await bob.close()
+    run(scenario)
+
+
+def test_interactive_bad_input_wrong_room_password_and_usage(parleyd, tmux_dir):  # noqa: F811
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "b").login()
+        alice = Term(tmux_dir, "alice", parleyd, "alice").start()
+        try:
+            await bob.join(room("vault"), "bob", create=True)
+            await bob.configure(room("vault"), {"passwordprotectedroom": "1",
+                                                "roomsecret": "s3cret"})
+            await see(alice, r"signed in as")
+            alice.type(f"/join {room('vault')} alice wrong-guess")
+            s = await see(alice, r"cannot join vault@conference\.localhost: wrong or missing "
+                                 r"room password")
+            assert "wrong-guess" not in s.split("cannot join")[1], s
+            alice.type("/join")
+            await see(alice, r"usage: /join ROOM\[@service\] \[NICK\] \[PASSWORD\]")
+            alice.type("/join a/b")
+            await see(alice, r"usage: /join ROOM")
+            alice.keys("M-1")
+            alice.type("/kick bob")  # the console is no room
+            await see(alice, r"usage: /kick NICK \[REASON\] \(in a room's window")
+            alice.type(f"/join {room('vault')} alice s3cret")
+            await see(alice, r"you are in vault@conference\.localhost as alice")
+            assert "PARLEY-EXIT=0" in alice.quit()
+        finally:
+            await bob.close()
+    run(scenario)
+
+
+def count_lines(screen, text):
+    return sum(1 for ln in screen.splitlines() if text in ln)
+
+
+def test_interactive_new_device_history_from_archive_kept_once(parleyd, tmux_dir):  # noqa: F811
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "b").login()
+        desk = await Peer(parleyd, "alice", "desk").login()
+        try:
+            for i in range(4):
+                sender, to = (desk, BOB) if i % 2 == 0 else (bob, ALICE)
+                sender.send_message(mto=to, mbody=f"earlier note {i}", mtype="chat")
+                other = bob if i % 2 == 0 else desk
+                await other.wait(lambda m, t=f"earlier note {i}": m.name == "message" and
+                                 m["body"] == t)
+            # a new device of alice's, keeping its history (archive mode)
+            phone = Term(tmux_dir, "phone", parleyd, "alice", mode="archive").start()
+            await see(phone, r"4 messages from the server archive")
+            s = await see(phone, r"win: \[1\] 2")  # the conversation's window, not switched to
+            phone.keys("M-2")
+            s = await see(phone, r"earlier note 3")
+            for i in range(4):
+                assert count_lines(s, f"earlier note {i}") == 1, s
+            assert re.search(r"<me> earlier note 0", s) and re.search(rf"<{BOB}> earlier note 1", s)
+            assert "PARLEY-EXIT=0" in phone.quit()
+
+            bob.send_message(mto=ALICE, mbody="while the phone was off", mtype="chat")
+            await desk.wait(lambda m: m.name == "message" and m["body"] == "while the phone was off")
+            phone.tmux("kill-session", "-t", "phone")
+            again = Term(tmux_dir, "phone2", parleyd, "alice", mode="archive").start()
+            await see(again, r"1 message from the server archive")
+            again.keys("M-2")
+            s = await see(again, r"while the phone was off")
+            for i in range(4):
+                assert count_lines(s, f"earlier note {i}") == 1, s
+            assert "PARLEY-EXIT=0" in again.quit()
+            # and the history on disk has each message once
+            rows = [json.loads(ln) for ln in history(tmux_dir, "alice", "show", "--with",
+                                                     BOB).stdout.splitlines()]
+            bodies = [r["body"] for r in rows]
+            assert sorted(bodies) == sorted([f"earlier note {i}" for i in range(4)] +
+                                            ["while the phone was off"]), bodies
+        finally:
+            await bob.close()
+            await desk.close()
+    run(scenario)
+
+
+def test_interactive_messages_of_other_devices_marked(parleyd, tmux_dir):  # noqa: F811
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "b").login()
+        phone = await Peer(parleyd, "alice", "phone").login()
+        alice = Term(tmux_dir, "alice", parleyd, "alice").start()
+        try:
+            await see(alice, r"signed in as")
+            await asyncio.sleep(0.5)  # carbons enabled after sign-in
+            # alice's phone writes to bob: the terminal shows it as from the other device
+            phone.send_message(mto=BOB, mbody="sent from the phone", mtype="chat")
+            await see(alice, r"win: \[1\] 2")
+            alice.keys("M-2")
+            s = await see(alice, r"<me \(other device\)> sent from the phone")
+            # bob answers the phone only: the terminal shows where it went
+            bob.send_message(mto=f"{ALICE}/phone", mbody="answer to the phone", mtype="chat")
+            s = await see(alice, rf"<{BOB} → \(other device\)> answer to the phone")
+            assert no_e2e_lock(s), s
+            assert "PARLEY-EXIT=0" in alice.quit()
+        finally:
+            await bob.close()
+            await phone.close()
+    run(scenario)
+
+
+def test_parley_rooms_lists_the_services_rooms(parleyd):  # noqa: F811
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "b").login()
+        try:
+            await bob.join(room("listed"), "bob", create=True)
+            r = parley_cmd(*parleyd.account("alice"), "rooms", timeout=60)
+            assert r.returncode == 0, r.stderr
+            rows = [json.loads(ln) for ln in r.stdout.splitlines()]
+            assert {"jid": room("listed"), "name": "listed"} in rows, rows
+            r = parley_cmd(*parleyd.account("alice"), "rooms", "--service",
+                           "nothing.example", timeout=60)
+            assert r.returncode == 2, (r.returncode, r.stderr)  # remote-server-not-found
+            assert "cannot list the rooms" in r.stderr
+            r = parley_cmd(*parleyd.account("alice"), "rooms", "--service", "a@b/c")
+            assert r.returncode == 1 and "--service needs" in r.stderr
+        finally:
+            await bob.close()
+    run(scenario)
+
+
+def test_interactive_encrypted_message_of_other_device_decrypted_and_marked(parleyd, tmux_dir):  # noqa: F811
+    """A carbon of an OMEMO message another device of ours sent is addressed to the peer,
+    not to us: still decrypted, shown with the end-to-end lock and as ours."""
+    alice = Term(tmux_dir, "alice", parleyd, "alice").start()
+    bob = subprocess.Popen([PARLEY, *parleyd.account("bob"), "listen", "--count", "1",
+                            "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        assert "listening as" in bob.stderr.readline()  # bob's OMEMO keys are published
+        alice.wait(r"signed in as")
+        time.sleep(1.0)  # alice's terminal publishes its keys after signing in
+        r = parley_cmd(*parleyd.account("alice"), "send", "--to", BOB, "--message",
+                       "sealed from the other device", "-v")
+        assert r.returncode == 0, r.stderr
+        assert "end-to-end encrypted" in r.stderr, r.stderr
+        alice.wait(r"win: \[1\] 2")
+        alice.keys("M-2")
+        line = alice.wait(r"sealed from the other device") and alice.line(r"sealed from the")
+        assert re.search(r"🔐 <me \(other device\)> sealed from the other device", line), line
+        out, _ = bob.communicate(timeout=60)
+        assert json.loads(out.splitlines()[0])["encrypted"] is True
+        assert "PARLEY-EXIT=0" in alice.quit()
+    finally:
+        if bob.poll() is None:
+            bob.kill()
+            bob.wait(timeout=10)
