@@ -3,7 +3,9 @@
 #                 certificate and configuration under var/, start parleyd
 #   make test     build with sanitizers and run the whole suite (unit, fuzz, integration)
 #   make install PREFIX=DIR
-#   make bench    the benchmarks under bench/
+#   make bench    the benchmarks under bench/ (installs Prosody, ejabberd and the
+#                 profilers first: scripts/deps.sh bench)
+#   make bench-compare   Parley, Prosody and ejabberd side by side (bench/compare)
 
 PREFIX ?= /usr/local
 BUILD := build
@@ -11,7 +13,7 @@ TEST_BUILD := build-test
 VAR := var
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test install bench clean
+.PHONY: all deps build run test install bench bench-build bench-compare clean
 
 all: build
 
@@ -38,8 +40,19 @@ test:
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
 
-bench: build
-	@sh bench/run.sh $(BUILD)
+BENCH_BUILD := build-bench
+
+# Release build without sanitizers or tests: what the benchmarks measure.
+bench-build:
+	@sh scripts/deps.sh bench
+	@cmake -S . -B $(BENCH_BUILD) -DPARLEY_TESTS=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BENCH_BUILD) -j $(JOBS)
+
+bench: bench-build
+	@sh bench/run.sh $(BENCH_BUILD)
+
+bench-compare: bench-build
+	@/usr/bin/python3 bench/compare --build $(BENCH_BUILD)
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD)

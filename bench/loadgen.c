@@ -16,6 +16,7 @@
 #include "common/base64.h"
 #include "common/buf.h"
 #include "common/scram.h"
+#include "lg_scram.h"
 #include "common/tls.h"
 #include "common/util.h"
 #include "common/xml.h"
@@ -26,6 +27,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -129,7 +131,7 @@ static uint64_t h_percentile(const histogram *h, double p)
 }
 
 /* ---- options ----------------------------------------------------------------------- */
-typedef enum { MODE_IDLE, MODE_CHAT } run_mode;
+typedef enum { MODE_IDLE, MODE_CHAT, MODE_FANOUT } run_mode;
 
 static struct {
     struct sockaddr_storage server;
@@ -143,7 +145,17 @@ static struct {
     int first, count;
     run_mode mode;
     double hold_s, duration_s, rate, connect_rate, timeout_s, login_timeout_s;
-    int window, pairs, max_pending, presence, plus, json, verbose, body_size;
+    int window, pairs, max_pending, presence, plus, json, verbose, body_size, sha1;
+    const char *scram_cache;
+    const char *cipher;     /* TLS 1.3 suite to insist on (TLS 1.3 only), or NULL */
+    double search_p99_ms;   /* chat: search the highest rate with p99 under this */
+    double step_s;          /* chat search: seconds per rate step */
+    double warmup_s;        /* chat search: quiet seconds between the logins and step 1 */
+    int search_steps;       /* chat search: most steps */
+    double settle_s;        /* fanout: quiet time that ends the run */
+    long expect_presence;   /* fanout: presences expected in total (0: unknown) */
+    const char *save_tickets; /* append each user's TLS session (ticket) to this file */
+    const char *resume_from;  /* offer the TLS sessions saved in this file */
     struct sockaddr_storage sources[MAX_SOURCES];
     socklen_t source_len[MAX_SOURCES];
     int nsources;
@@ -178,7 +190,7 @@ typedef struct session {
     uint32_t epmask; /* what epoll currently watches */
     SSL *ssl;
     xmlstream *xs;
-    scram_client *scram;
+    lg_scram *scram;
     buf out;
     int64_t t_start; /* connect() time, for login latency */
     struct pair *pair;
@@ -209,6 +221,10 @@ static struct {
     int fails[F_KINDS];
     int failure_logs;
     uint64_t window_stalls, unexpected;
+    uint64_t presence_in;     /* presences received from others (fanout) */
+    int64_t last_presence_ns;
+    char tls_desc[128];       /* negotiated protocol and suite of the first session */
+    int resumed;              /* sessions whose TLS handshake resumed a saved session */
     histogram login;
     histogram latency;
 } st;
@@ -299,7 +315,7 @@ static void sess_close(session *s, int graceful)
     s->ssl = NULL;
     xmlstream_free(s->xs);
     s->xs = NULL;
-    scram_client_free(s->scram);
+    lg_scram_free(s->scram);
     s->scram = NULL;
     buf_free(&s->out);
     s->state = S_CLOSED;
@@ -378,6 +394,71 @@ static void flush_dirty(void)
     }
 }
 
+/* ---- TLS session tickets ---------------------------------------------------------------
+ * --save-tickets appends "USER-NUMBER HEX-DER" lines (one write each, O_APPEND, so that
+ * processes can share the file); --resume-from loads them (later lines win) and offers
+ * each user's session, as a reconnecting client does. */
+static SSL_SESSION **tickets; /* by session index, NULL: none */
+static int ticket_fd = -1;
+
+static void save_ticket(session *s)
+{
+    SSL_SESSION *sess = SSL_get1_session(s->ssl);
+    if (!sess)
+        return;
+    int len = SSL_SESSION_is_resumable(sess) ? i2d_SSL_SESSION(sess, NULL) : 0;
+    if (len > 0 && len < 8192) {
+        unsigned char *der = xmalloc((size_t)len), *p = der;
+        i2d_SSL_SESSION(sess, &p);
+        char *line = xmalloc((size_t)len * 2 + 32);
+        int n = snprintf(line, 32, "%d ", s->user);
+        for (int i = 0; i < len; i++)
+            n += snprintf(line + n, 3, "%02x", der[i]);
+        line[n++] = '\n';
+        if (write(ticket_fd, line, (size_t)n) != n)
+            perror("parley-loadgen: --save-tickets");
+        free(line);
+        free(der);
+    }
+    SSL_SESSION_free(sess);
+}
+
+static void load_tickets(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        die("--resume-from %s: %s", file, strerror(errno));
+    size_t cap = 1 << 16;
+    char *line = xmalloc(cap);
+    while (fgets(line, (int)cap, f)) {
+        char *sp = strchr(line, ' ');
+        if (!sp)
+            continue;
+        long user = strtol(line, NULL, 10);
+        if (user < opt.first || user >= (long)opt.first + opt.count)
+            continue;
+        char *hex = sp + 1;
+        size_t hl = strcspn(hex, "\n");
+        if (hl < 2 || hl % 2)
+            continue;
+        unsigned char *der = xmalloc(hl / 2);
+        for (size_t i = 0; i < hl / 2; i++) {
+            unsigned v = 0;
+            sscanf(hex + 2 * i, "%2x", &v);
+            der[i] = (unsigned char)v;
+        }
+        const unsigned char *p = der;
+        SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long)(hl / 2));
+        free(der);
+        if (!sess)
+            continue;
+        SSL_SESSION_free(tickets[user - opt.first]);
+        tickets[user - opt.first] = sess;
+    }
+    free(line);
+    fclose(f);
+}
+
 /* ---- protocol steps ------------------------------------------------------------------ */
 static void send_stream_header(session *s)
 {
@@ -422,7 +503,7 @@ static int offers_mechanism(const xml_node *features, const char *name)
 
 static xs_action start_auth(session *s, const xml_node *features)
 {
-    const char *mech = scram_mech_name(SCRAM_SHA256, opt.plus);
+    const char *mech = scram_mech_name(opt.sha1 ? SCRAM_SHA1 : SCRAM_SHA256, opt.plus);
     if (!offers_mechanism(features, mech)) {
         mark_fail(s, F_AUTH, "mechanism not offered", mech);
         return XS_STOP;
@@ -439,13 +520,9 @@ static xs_action start_auth(session *s, const xml_node *features)
     }
     char user[128];
     snprintf(user, sizeof user, "%s%d", opt.prefix, s->user);
-    s->scram = scram_client_new(SCRAM_SHA256, opt.plus, cbtype, cbtype ? cb : NULL,
-                                cbtype ? cblen : 0, user, opt.password);
-    char *first = s->scram ? scram_client_first(s->scram) : NULL;
-    if (!first) {
-        mark_fail(s, F_AUTH, "SCRAM client setup failed", NULL);
-        return XS_STOP;
-    }
+    s->scram = lg_scram_new(!opt.sha1, user, opt.password, cbtype, cbtype ? cb : NULL,
+                            cbtype ? cblen : 0);
+    char *first = lg_scram_first(s->scram);
     send_sasl(s, "auth", mech, first);
     free(first);
     s->state = S_CHALLENGE;
@@ -480,6 +557,12 @@ static void session_ready(session *s)
     s->state = S_READY;
     st.pending--;
     st.established++;
+    if (!st.tls_desc[0] && s->ssl)
+        tls_describe(s->ssl, st.tls_desc, sizeof st.tls_desc);
+    if (s->ssl && SSL_session_reused(s->ssl))
+        st.resumed++;
+    if (opt.save_tickets)
+        save_ticket(s);
     h_record(&st.login, now_ns() - s->t_start);
 }
 
@@ -511,6 +594,15 @@ static void answer_iq(session *s, const xml_node *iq)
                            "'/></error></iq>");
     sess_write(s, b.data, b.len);
     buf_free(&b);
+}
+
+/* A presence from one of our own user's resources (the reflection of our own). */
+static int is_self(const session *s, const xml_node *el)
+{
+    const char *from = xml_get_attr(el, "from");
+    char mine[128];
+    int n = snprintf(mine, sizeof mine, "%s%d@", opt.prefix, s->user);
+    return from && strncmp(from, mine, (size_t)n) == 0;
 }
 
 static void on_message(session *s, const xml_node *msg)
@@ -627,10 +719,8 @@ static xs_action on_stanza(void *ud, xml_node *el)
             break;
         }
         if (challenge) {
-            char *reply = NULL;
-            /* SCRAM_CONTINUE: the client-final-message is ready, the verification follows */
-            scram_status r = scram_client_final(s->scram, (const char *)data, len, &reply);
-            if ((r != SCRAM_CONTINUE && r != SCRAM_OK) || !reply) {
+            char *reply = lg_scram_final(s->scram, (const char *)data, len);
+            if (!reply) {
                 mark_fail(s, F_AUTH, "bad SCRAM challenge", NULL);
                 act = XS_STOP;
             } else {
@@ -638,11 +728,11 @@ static xs_action on_stanza(void *ud, xml_node *el)
                 s->state = S_SUCCESS;
             }
             free(reply);
-        } else if (scram_client_verify(s->scram, (const char *)data, len) != SCRAM_OK) {
+        } else if (lg_scram_verify(s->scram, (const char *)data, len) != 0) {
             mark_fail(s, F_AUTH, "server signature did not verify", NULL);
             act = XS_STOP;
         } else {
-            scram_client_free(s->scram);
+            lg_scram_free(s->scram);
             s->scram = NULL;
             s->authed = 1;
             send_stream_header(s); /* RFC 6120 6.4.6: restart after SASL success */
@@ -668,6 +758,10 @@ static xs_action on_stanza(void *ud, xml_node *el)
             on_message(s, el);
         else if (str_eq(el->name, "iq"))
             answer_iq(s, el);
+        else if (str_eq(el->name, "presence") && !xml_get_attr(el, "type") && !is_self(s, el)) {
+            st.presence_in++;
+            st.last_presence_ns = now_ns();
+        }
         /* presence (our own reflected, later: fan-out) needs no answer */
         break;
     default:
@@ -692,6 +786,8 @@ static void begin_tls(session *s)
         static const unsigned char alpn[] = "\x0bxmpp-client"; /* XEP-0368 */
         SSL_set_alpn_protos(s->ssl, alpn, sizeof alpn - 1);
     }
+    if (tickets && tickets[s->user - opt.first])
+        SSL_set_session(s->ssl, tickets[s->user - opt.first]);
     SSL_set_connect_state(s->ssl);
     s->state = S_TLS;
     s->hs_wants_write = 1; /* the ClientHello goes first */
@@ -830,6 +926,7 @@ static void start_session(session *s, int index)
     st.pending++;
     s->state = S_CONNECTING;
     s->xs = xmlstream_new(&xs_handlers, s, MAX_STANZA);
+    xmlstream_keep_parser(s->xs, 1); /* CPU matters here, not the generator's memory */
     int src = opt.nsources ? index % opt.nsources : -1;
     int family = opt.server.ss_family;
     s->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -922,6 +1019,102 @@ static void pump_chat(int64_t t, int64_t chat_start)
     }
 }
 
+/* ---- chat rate search ----------------------------------------------------------------
+ * Each step runs --step seconds at a fixed rate, then drains. A step passes when p99 is
+ * under the bound, nothing was lost, fewer than 1% of the scheduled sends stalled on a
+ * full window and at least 95% of the rate arrived. The rate doubles until a step fails,
+ * then bisects between the best pass and the first failure. */
+typedef struct search {
+    double rate, lo, hi; /* hi < 0: no failure yet */
+    int steps, have_best;
+    int64_t start;
+    uint64_t sent0, received0, errors0, stalls0;
+    double best_rate, best_mps, best_secs;
+    uint64_t best_sent, best_received, best_lost, best_stalls;
+    histogram best;
+} search;
+
+static void chat_totals(uint64_t *sent, uint64_t *received, uint64_t *errors)
+{
+    *sent = *received = *errors = 0;
+    for (int i = 0; i < npairs; i++) {
+        *sent += pairs[i].sent;
+        *received += pairs[i].received;
+        *errors += pairs[i].errors;
+    }
+}
+
+static void print_hist_json(const char *name, const histogram *h);
+static double cpu_seconds(void);
+
+static void step_begin(search *sr, int64_t t)
+{
+    if (sr->rate <= 0)
+        sr->rate = opt.rate > 0 ? opt.rate : 1000;
+    opt.rate = sr->rate;
+    sr->start = t;
+    chat_totals(&sr->sent0, &sr->received0, &sr->errors0);
+    sr->stalls0 = st.window_stalls;
+    memset(&st.latency, 0, sizeof st.latency);
+    chat_sent_total = 0;
+}
+
+/* Judge the step that ran from sr->start to stop; returns 1 to run another step. */
+static int step_end(search *sr, int64_t stop, int64_t now)
+{
+    uint64_t sent, received, errors;
+    chat_totals(&sent, &received, &errors);
+    sent -= sr->sent0;
+    received -= sr->received0;
+    errors -= sr->errors0;
+    uint64_t stalls = st.window_stalls - sr->stalls0;
+    uint64_t lost = sent > received + errors ? sent - received - errors : 0;
+    double secs = (double)(stop - sr->start) / NS_PER_S;
+    double mps = secs > 0 ? (double)received / secs : 0;
+    uint64_t p99 = h_percentile(&st.latency, 99);
+    double due = sr->rate * secs;
+    int pass = (double)p99 <= opt.search_p99_ms * 1000 && lost == 0 && errors == 0 &&
+               (double)stalls <= 0.01 * due && mps >= 0.95 * sr->rate;
+    sr->steps++;
+    if (opt.json) {
+        printf("{\"event\":\"step\",\"rate\":%.0f,\"pass\":%d,\"msgs_per_s\":%.1f,\"sent\":%" PRIu64
+               ",\"received\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"errors\":%" PRIu64
+               ",\"window_stalls\":%" PRIu64 ",\"drain_s\":%.2f,\"cpu_s\":%.2f,",
+               sr->rate, pass, mps, sent, received, lost, errors, stalls,
+               (double)(now - stop) / NS_PER_S, cpu_seconds());
+        print_hist_json("latency_us", &st.latency);
+        printf("}\n");
+    } else {
+        printf("step: rate %.0f/s -> %.0f msgs/s, p99 %" PRIu64 " us, lost %" PRIu64
+               ", stalls %" PRIu64 ": %s\n", sr->rate, mps, p99, lost, stalls, pass ? "pass" : "fail");
+    }
+    fflush(stdout);
+    if (pass && (!sr->have_best || sr->rate > sr->best_rate)) {
+        sr->have_best = 1;
+        sr->best_rate = sr->rate;
+        sr->best_mps = mps;
+        sr->best_secs = secs;
+        sr->best_sent = sent;
+        sr->best_received = received;
+        sr->best_lost = lost;
+        sr->best_stalls = stalls;
+        sr->best = st.latency;
+    }
+    if (pass)
+        sr->lo = sr->rate;
+    else
+        sr->hi = sr->rate;
+    if (sr->steps >= opt.search_steps)
+        return 0;
+    double next = sr->hi < 0 ? sr->rate * 2 : (sr->lo + sr->hi) / 2;
+    if (sr->hi > 0 && sr->hi - sr->lo <= 0.05 * sr->hi)
+        return 0;
+    if (next < 10)
+        return 0;
+    sr->rate = next;
+    return 1;
+}
+
 /* ---- options ------------------------------------------------------------------------ */
 static void usage(FILE *out)
 {
@@ -934,7 +1127,7 @@ static void usage(FILE *out)
             "  --users PREFIX       user names PREFIX<N> (default bench)\n"
             "  --password P         password of every user (default bench-password)\n"
             "  --first K --count N  users PREFIX<K> .. PREFIX<K+N-1> (default 0, 1)\n"
-            "  --mode idle|chat     (default idle)\n"
+            "  --mode idle|chat|fanout (default idle)\n"
             "  --hold S             idle: seconds to hold the sessions once ready (default 10)\n"
             "  --duration S         chat: seconds of sending (default 10)\n"
             "  --rate R             chat: messages/s overall; 0 = as fast as the window allows\n"
@@ -948,6 +1141,18 @@ static void usage(FILE *out)
             "  --no-presence        do not send initial presence\n"
             "  --plus               SCRAM-SHA-256-PLUS with tls-exporter (TLS 1.3)\n"
             "  --timeout S          whole run, hard limit (default 600)\n"
+            "  --mech M             SCRAM-SHA-256 (default) or SCRAM-SHA-1\n"
+            "  --scram-cache FILE   keep derived SCRAM keys per salt in FILE (shared by processes)\n"
+            "  --cipher SUITE       TLS 1.3 only, with this suite (e.g. TLS_AES_256_GCM_SHA384)\n"
+            "  --save-tickets FILE  append each user's TLS session (ticket) to FILE\n"
+            "  --resume-from FILE   offer the sessions saved in FILE (reconnecting clients)\n"
+            "  --search-p99 MS      chat: search the highest --rate whose p99 stays under MS\n"
+            "                       (starts at --rate, doubles, then bisects; --step S seconds\n"
+            "                       per step, default 5; at most --search-steps N, default 12;\n"
+            "                       --warmup S quiet seconds after the logins, default 3)\n"
+            "  --mode fanout        log in with presence and count the presences of others;\n"
+            "                       ends --settle S (default 3) after the last one, or once\n"
+            "                       --expect-presence N have arrived\n"
             "  --json               result lines as JSON\n"
             "  -v, --verbose        progress every second, every failure\n"
             "SIGTERM/SIGINT end the hold or the chat early; the result is still printed.\n",
@@ -1035,11 +1240,12 @@ static void parse_sources(const char *v)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_SERVER = 256, O_DIRECT, O_STARTTLS, O_DOMAIN, O_CA, O_USERS, O_PASSWORD, O_FIRST,
+    enum { O_SERVER = 256, O_DIRECT_TLS, O_STARTTLS, O_DOMAIN, O_CA, O_USERS, O_PASSWORD, O_FIRST,
            O_COUNT, O_MODE, O_HOLD, O_DURATION, O_RATE, O_WINDOW, O_PAIRS, O_BODY, O_SOURCES,
-           O_CRATE, O_PENDING, O_LTIMEOUT, O_NOPRES, O_PLUS, O_TIMEOUT, O_JSON };
+           O_CRATE, O_PENDING, O_LTIMEOUT, O_NOPRES, O_PLUS, O_TIMEOUT, O_JSON, O_MECH, O_CACHE,
+           O_CIPHER, O_SEARCH, O_STEP, O_STEPS, O_SETTLE, O_EXPECT, O_SAVE_T, O_RESUME, O_WARMUP };
     static const struct option longopts[] = {
-        {"server", required_argument, NULL, O_SERVER}, {"direct-tls", no_argument, NULL, O_DIRECT},
+        {"server", required_argument, NULL, O_SERVER}, {"direct-tls", no_argument, NULL, O_DIRECT_TLS},
         {"starttls", no_argument, NULL, O_STARTTLS}, {"domain", required_argument, NULL, O_DOMAIN},
         {"ca", required_argument, NULL, O_CA}, {"users", required_argument, NULL, O_USERS},
         {"password", required_argument, NULL, O_PASSWORD}, {"first", required_argument, NULL, O_FIRST},
@@ -1053,6 +1259,15 @@ static void parse_args(int argc, char **argv)
         {"login-timeout", required_argument, NULL, O_LTIMEOUT},
         {"no-presence", no_argument, NULL, O_NOPRES}, {"plus", no_argument, NULL, O_PLUS},
         {"timeout", required_argument, NULL, O_TIMEOUT}, {"json", no_argument, NULL, O_JSON},
+        {"mech", required_argument, NULL, O_MECH}, {"scram-cache", required_argument, NULL, O_CACHE},
+        {"cipher", required_argument, NULL, O_CIPHER},
+        {"search-p99", required_argument, NULL, O_SEARCH}, {"step", required_argument, NULL, O_STEP},
+        {"search-steps", required_argument, NULL, O_STEPS},
+        {"warmup", required_argument, NULL, O_WARMUP},
+        {"settle", required_argument, NULL, O_SETTLE},
+        {"expect-presence", required_argument, NULL, O_EXPECT},
+        {"save-tickets", required_argument, NULL, O_SAVE_T},
+        {"resume-from", required_argument, NULL, O_RESUME},
         {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opt.direct_tls = 1;
@@ -1070,12 +1285,16 @@ static void parse_args(int argc, char **argv)
     opt.login_timeout_s = 60;
     opt.timeout_s = 600;
     opt.presence = 1;
+    opt.step_s = 5;
+    opt.warmup_s = 3;
+    opt.search_steps = 12;
+    opt.settle_s = 3;
     parse_server("127.0.0.1:5223");
     int c;
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         switch (c) {
         case O_SERVER: parse_server(optarg); break;
-        case O_DIRECT: opt.direct_tls = 1; break;
+        case O_DIRECT_TLS: opt.direct_tls = 1; break;
         case O_STARTTLS: opt.direct_tls = 0; break;
         case O_DOMAIN: opt.domain = optarg; break;
         case O_CA: opt.ca_file = optarg; break;
@@ -1088,8 +1307,10 @@ static void parse_args(int argc, char **argv)
                 opt.mode = MODE_IDLE;
             else if (strcmp(optarg, "chat") == 0)
                 opt.mode = MODE_CHAT;
+            else if (strcmp(optarg, "fanout") == 0)
+                opt.mode = MODE_FANOUT;
             else
-                die("--mode is idle or chat");
+                die("--mode is idle, chat or fanout");
             break;
         case O_HOLD: opt.hold_s = parse_num("hold", optarg, 0, 86400); break;
         case O_DURATION: opt.duration_s = parse_num("duration", optarg, 0.1, 86400); break;
@@ -1105,6 +1326,24 @@ static void parse_args(int argc, char **argv)
         case O_PLUS: opt.plus = 1; break;
         case O_TIMEOUT: opt.timeout_s = parse_num("timeout", optarg, 1, 86400); break;
         case O_JSON: opt.json = 1; break;
+        case O_MECH:
+            if (strcmp(optarg, "SCRAM-SHA-1") == 0)
+                opt.sha1 = 1;
+            else if (strcmp(optarg, "SCRAM-SHA-256") == 0)
+                opt.sha1 = 0;
+            else
+                die("--mech is SCRAM-SHA-1 or SCRAM-SHA-256");
+            break;
+        case O_CACHE: opt.scram_cache = optarg; break;
+        case O_SAVE_T: opt.save_tickets = optarg; break;
+        case O_RESUME: opt.resume_from = optarg; break;
+        case O_CIPHER: opt.cipher = optarg; break;
+        case O_SEARCH: opt.search_p99_ms = parse_num("search-p99", optarg, 0.1, 60000); break;
+        case O_STEP: opt.step_s = parse_num("step", optarg, 0.5, 3600); break;
+        case O_STEPS: opt.search_steps = (int)parse_num("search-steps", optarg, 1, 100); break;
+        case O_WARMUP: opt.warmup_s = parse_num("warmup", optarg, 0, 600); break;
+        case O_SETTLE: opt.settle_s = parse_num("settle", optarg, 0.1, 600); break;
+        case O_EXPECT: opt.expect_presence = (long)parse_num("expect-presence", optarg, 0, 1e12); break;
         case 'v': opt.verbose = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(1);
@@ -1225,6 +1464,20 @@ int main(int argc, char **argv)
     tls_ctx = tls_client_ctx_new(opt.ca_file, err, sizeof err);
     if (!tls_ctx)
         die("%s", err);
+    if (opt.cipher && (SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION) != 1 ||
+                       SSL_CTX_set_ciphersuites(tls_ctx, opt.cipher) != 1))
+        die("--cipher %s: not a TLS 1.3 suite OpenSSL accepts", opt.cipher);
+    if (opt.scram_cache && lg_scram_cache_open(opt.scram_cache) < 0)
+        die("--scram-cache %s: %s", opt.scram_cache, strerror(errno));
+    if (opt.save_tickets) {
+        ticket_fd = open(opt.save_tickets, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (ticket_fd < 0)
+            die("--save-tickets %s: %s", opt.save_tickets, strerror(errno));
+    }
+    if (opt.resume_from) {
+        tickets = xcalloc((size_t)opt.count, sizeof *tickets);
+        load_tickets(opt.resume_from);
+    }
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("epoll_create1: %s", strerror(errno));
@@ -1249,7 +1502,11 @@ int main(int argc, char **argv)
         }
     }
 
-    enum { PH_LOGIN, PH_HOLD, PH_CHAT, PH_DRAIN, PH_DONE } phase = PH_LOGIN;
+    enum { PH_LOGIN, PH_HOLD, PH_WARM, PH_CHAT, PH_DRAIN, PH_SETTLE, PH_DONE } phase = PH_LOGIN;
+    search srch;
+    memset(&srch, 0, sizeof srch);
+    srch.lo = 0;
+    srch.hi = -1;
     const int64_t t0 = now_ns();
     const int64_t hard_deadline = t0 + (int64_t)(opt.timeout_s * NS_PER_S);
     const int64_t login_timeout = (int64_t)(opt.login_timeout_s * NS_PER_S);
@@ -1304,6 +1561,12 @@ int main(int argc, char **argv)
                 if (opt.mode == MODE_IDLE) {
                     phase = PH_HOLD;
                     phase_end = t + (int64_t)(opt.hold_s * NS_PER_S);
+                } else if (opt.mode == MODE_FANOUT) {
+                    phase = PH_SETTLE;
+                } else if (opt.search_p99_ms > 0) {
+                    /* Let the server finish what the logins left (presence, GC) first. */
+                    phase = PH_WARM;
+                    phase_end = t + (int64_t)(opt.warmup_s * NS_PER_S);
                 } else {
                     phase = PH_CHAT;
                     chat_start = t;
@@ -1313,6 +1576,18 @@ int main(int argc, char **argv)
         }
         if (phase == PH_HOLD && t >= phase_end)
             break;
+        if (phase == PH_WARM && t >= phase_end) {
+            phase = PH_CHAT;
+            chat_start = t;
+            phase_end = t + (int64_t)(opt.step_s * NS_PER_S);
+            step_begin(&srch, t);
+        }
+        if (phase == PH_SETTLE) {
+            int64_t last = st.last_presence_ns ? st.last_presence_ns : login_done;
+            if ((opt.expect_presence > 0 && (long)st.presence_in >= opt.expect_presence) ||
+                t - last >= (int64_t)(opt.settle_s * NS_PER_S) || stop_requested)
+                break;
+        }
         if (phase == PH_CHAT) {
             if (t >= phase_end) {
                 chat_stop = t;
@@ -1327,8 +1602,17 @@ int main(int argc, char **argv)
             for (int i = 0; i < npairs; i++)
                 if (pair_live(&pairs[i]))
                     outstanding += pairs[i].outstanding;
-            if (!outstanding || t >= phase_end)
-                break;
+            if (!outstanding || t >= phase_end) {
+                if (opt.search_p99_ms > 0 && !stop_requested && step_end(&srch, chat_stop, t)) {
+                    phase = PH_CHAT;
+                    chat_start = t;
+                    chat_stop = 0;
+                    phase_end = t + (int64_t)(opt.step_s * NS_PER_S);
+                    step_begin(&srch, t);
+                } else {
+                    break;
+                }
+            }
         }
 
         flush_dirty();
@@ -1366,7 +1650,51 @@ int main(int argc, char **argv)
 
     double login_s = (double)(login_done - t0) / NS_PER_S;
     double rate_s = login_s > 0 ? held / login_s : 0;
-    if (opt.mode == MODE_IDLE) {
+    unsigned long misses = 0, hits = 0;
+    lg_scram_cache_stats(&misses, &hits);
+    if (opt.json)
+        printf("{\"event\":\"info\",\"tls\":\"%s\",\"scram_derived\":%lu,\"scram_cached\":%lu,"
+               "\"tls_resumed\":%d}\n", st.tls_desc, misses, hits, st.resumed);
+    if (opt.mode == MODE_FANOUT) {
+        double fan_s = st.last_presence_ns ? (double)(st.last_presence_ns - t0) / NS_PER_S : 0;
+        if (opt.json) {
+            printf("{\"event\":\"result\",\"mode\":\"fanout\",\"count\":%d,\"established\":%d,"
+                   "\"failed\":%d,\"login_s\":%.3f,\"presence_in\":%" PRIu64 ",\"fanout_s\":%.3f,"
+                   "\"presence_per_s\":%.1f,\"timed_out\":%d,\"cpu_s\":%.2f,",
+                   opt.count, held, st.failed, login_s, st.presence_in, fan_s,
+                   fan_s > 0 ? (double)st.presence_in / fan_s : 0.0, timed_out, cpu_seconds());
+            print_failures_json();
+            printf(",");
+            print_hist_json("login_us", &st.login);
+            printf("}\n");
+        } else {
+            printf("fanout: %d of %d sessions online in %.2f s; %" PRIu64 " presences of others "
+                   "received, the last after %.2f s\n",
+                   held, opt.count, login_s, st.presence_in, fan_s);
+            print_failures_text();
+        }
+    } else if (opt.mode == MODE_CHAT && opt.search_p99_ms > 0) {
+        search *sr = &srch;
+        if (opt.json) {
+            printf("{\"event\":\"result\",\"mode\":\"chat-search\",\"pairs\":%d,\"established\":%d,"
+                   "\"failed\":%d,\"p99_bound_ms\":%.1f,\"steps\":%d,\"found\":%d,\"rate\":%.0f,"
+                   "\"msgs_per_s\":%.1f,\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"lost\":%" PRIu64
+                   ",\"window_stalls\":%" PRIu64 ",\"first_fail_rate\":%.0f,\"timed_out\":%d,\"cpu_s\":%.2f,",
+                   npairs, st.established, st.failed, opt.search_p99_ms, sr->steps, sr->have_best,
+                   sr->best_rate, sr->best_mps, sr->best_sent, sr->best_received, sr->best_lost,
+                   sr->best_stalls, sr->hi, timed_out, cpu_seconds());
+            print_failures_json();
+            printf(",");
+            print_hist_json("latency_us", &sr->best);
+            printf(",");
+            print_hist_json("login_us", &st.login);
+            printf("}\n");
+        } else {
+            printf("chat search: best rate %.0f/s (%.0f msgs/s) with p99 under %.1f ms after %d steps\n",
+                   sr->best_rate, sr->best_mps, opt.search_p99_ms, sr->steps);
+            print_hist_text("latency at the best rate", &sr->best);
+        }
+    } else if (opt.mode == MODE_IDLE) {
         if (opt.json) {
             printf("{\"event\":\"result\",\"mode\":\"idle\",\"first\":%d,\"count\":%d,"
                    "\"established\":%d,\"failed\":%d,\"login_s\":%.3f,\"sessions_per_s\":%.1f,"

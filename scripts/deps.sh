@@ -1,6 +1,8 @@
 #!/bin/sh
 # deps.sh - install the Debian packages Parley needs to build, run and test, idempotently.
-# Usage: scripts/deps.sh [build|test]   (test adds the third-party peers the tests use)
+# Usage: scripts/deps.sh [build|test|bench]
+#   test adds the third-party peers the tests use; bench adds the servers bench/compare
+#   measures Parley against (Prosody, ejabberd) and the profilers (perf, valgrind).
 set -eu
 
 BUILD_PKGS="make cmake pkg-config clang libclang-rt-14-dev gcc libc6-dev libssl-dev openssl
@@ -10,8 +12,11 @@ TEST_PKGS="libcmocka-dev python3 python3-slixmpp python3-aiohttp python3-pytest 
 python3-omemo python3-twomemo python3-oldmemo python3-x3dh python3-doubleratchet python3-xeddsa python3-nacl
 python3-protobuf python3-pydantic python3-typing-extensions python3-xmlschema"
 
+BENCH_PKGS="prosody lua-sec lua-event ejabberd erlang-base linux-perf valgrind python3 procps openssl"
+
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$want $TEST_PKGS"
+[ "${1:-build}" = bench ] && want="$want $BENCH_PKGS"
 
 missing=""
 for p in $want; do

@@ -1,6 +1,7 @@
 /* tls.c - OpenSSL 3 contexts under Parley's TLS policy (DESIGN.md, tls.h), key strength
  * checks, connection descriptions and channel binding data for SCRAM-*-PLUS. */
 #include "tls.h"
+#include "tlsrec.h"
 
 #include <arpa/inet.h>
 #include <openssl/core_names.h>
@@ -246,6 +247,11 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, const c
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_cert_cb(ctx, server_cert_cb, NULL);
     SSL_CTX_set_session_ticket_cb(ctx, NULL, server_ticket_dec_cb, NULL);
+    /* Lets connections leave OpenSSL's per-connection object once established. */
+    if (tls_rec_enable(ctx) < 0) {
+        set_ssl_err(err, errlen, "cannot set up the TLS record layer", "");
+        goto fail;
+    }
 
     EVP_PKEY_free(key);
     ERR_clear_error();

@@ -17,6 +17,9 @@
  * creates a new one and primes it with a synthetic copy of the stream header's start
  * tag (same qualified name, same namespace declarations), which is not reported
  * again. An idle stream then holds only this struct, the header tree and that copy.
+ * Creating and priming a parser costs about as much as parsing a small message, so a
+ * busy stream can keep its parser (xmlstream_keep_parser) and let its owner release
+ * it once the stream has gone quiet (xmlstream_release_parser).
  *
  * Rules for handlers: they run inside xmlstream_feed and must not call xmlstream_free
  * on the stream that is calling them (expat is still on the stack); to end the
@@ -66,6 +69,7 @@ struct xmlstream {
     unsigned char document; /* 1: xml_parse_document mode */
     unsigned char in_parse; /* inside XML_Parse: expat must not be freed now */
     unsigned char resuming; /* parsing the synthetic root: report nothing */
+    unsigned char keep;     /* do not free the parser between stanzas by itself */
 };
 
 static void set_status(xmlstream *xs, xs_status st, char *text)
@@ -461,13 +465,30 @@ static void parser_wake(xmlstream *xs)
 
 /* Between stanzas with every byte consumed (mark == fed: the last event ended at the
  * end of the input, so expat holds no partial token), the parser can go. */
-static void maybe_sleep(xmlstream *xs)
+static int sleep_now(xmlstream *xs)
 {
-    if (xs->document || !xs->p || !xs->resume || xs->depth != 1 || xs->cur ||
+    if (xs->document || !xs->p || xs->in_parse || !xs->resume || xs->depth != 1 || xs->cur ||
         xs->mark != xs->fed || xs->status != XS_OK || xs->pending != XS_CONTINUE)
-        return;
+        return 0;
     XML_ParserFree(xs->p);
     xs->p = NULL;
+    return 1;
+}
+
+static void maybe_sleep(xmlstream *xs)
+{
+    if (!xs->keep)
+        sleep_now(xs);
+}
+
+void xmlstream_keep_parser(xmlstream *xs, int keep)
+{
+    xs->keep = keep ? 1 : 0;
+}
+
+int xmlstream_release_parser(xmlstream *xs)
+{
+    return sleep_now(xs);
 }
 
 static void expat_error(xmlstream *xs)

@@ -18,6 +18,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static void on_data(void *ud, const char *data, size_t len);
 static void on_tls_ready(void *ud);
@@ -25,6 +28,11 @@ static void on_close(void *ud, const char *reason);
 static xs_action on_stream_open(void *ud, const xml_node *root);
 static xs_action on_stanza(void *ud, xml_node *stanza);
 static xs_action on_stream_close(void *ud);
+
+/* A session silent this long gives its XML parser back (about 9.5 KiB each). */
+#define PARSER_IDLE_MS 1000
+/* Parsers released in one housekeeping pass that make it return free memory to the OS. */
+#define PARSER_TRIM_BATCH 16
 
 static const conn_handlers c2s_conn_handlers = {on_data, on_tls_ready, on_close};
 static const xmlstream_handlers c2s_xs_handlers = {on_stream_open, on_stanza, on_stream_close};
@@ -42,6 +50,8 @@ void c2s_accept(server *srv, int fd, const char *peer, int direct_tls)
         return;
     }
     s->xs = xmlstream_new(&c2s_xs_handlers, s, srv->cfg.max_stanza_size);
+    /* A busy session keeps its parser; housekeeping frees it once the session is quiet. */
+    xmlstream_keep_parser(s->xs, 1);
     s->next_all = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev_all = s;
@@ -220,9 +230,11 @@ static void handle_bind(c2s *s, xml_node *iq)
     xml_add_text(j, s->full, strlen(s->full));
     c2s_send(s, res);
     xml_free(res);
+    /* SASL (and its channel binding) is over: the SSL object can go once idle. */
+    conn_tls_compact(s->conn);
 
     char desc[128];
-    tls_describe(conn_ssl(s->conn), desc, sizeof desc);
+    conn_tls_describe(s->conn, desc, sizeof desc);
     log_info("c2s %s: bound %s over %s", conn_peer(s->conn), s->full, desc);
 }
 
@@ -409,6 +421,7 @@ void c2s_take_over(c2s *s, c2s *old)
     old->state = C2S_HUSK;
     s->state = C2S_BOUND;
     router_bind(srv, s);
+    conn_tls_compact(s->conn); /* resumed (XEP-0198): settled as after a bind */
     if (old->conn)
         conn_close(old->conn, "its session was resumed on a new connection");
     else
@@ -420,10 +433,15 @@ void c2s_housekeeping(server *srv)
     int64_t now = time_mono_ms();
     int64_t handshake_ms = (int64_t)srv->cfg.handshake_timeout * 1000;
     int64_t idle_ms = (int64_t)srv->cfg.idle_timeout * 1000;
+    size_t released = 0;
     c2s *next;
     for (c2s *s = srv->sessions; s; s = next) {
         next = s->next_all; /* s may end here */
-        if (sm_housekeeping(s, now) || !s->conn || conn_is_closing(s->conn))
+        if (sm_housekeeping(s, now))
+            continue;
+        if (now - s->last_input_ms >= PARSER_IDLE_MS) /* detached sessions too */
+            released += xmlstream_release_parser(s->xs);
+        if (!s->conn || conn_is_closing(s->conn))
             continue;
         if (s->state != C2S_BOUND) {
             if (now - s->connected_ms > handshake_ms) {
@@ -452,6 +470,12 @@ void c2s_housekeeping(server *srv)
             c2s_stream_error(s, "connection-timeout", "no answer to ping");
         }
     }
+#ifdef __GLIBC__
+    /* After a burst of logins the freed parsers are holes between long-lived session
+     * objects; glibc keeps them unless asked. Give whole free pages back. */
+    if (released >= PARSER_TRIM_BATCH)
+        malloc_trim(0);
+#endif
 }
 
 void c2s_shutdown_all(server *srv)

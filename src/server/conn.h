@@ -48,7 +48,15 @@ void conn_close_after_flush(conn *c, const char *reason);
 /* Close now; on_close runs (deferred until the current callback returns). */
 void conn_close(conn *c, const char *reason);
 
-/* These accept NULL: the connection of a detached session (sm.h). */
+/* The connection is settled (for c2s: authenticated and bound): a TLS 1.3 connection may
+ * give up its OpenSSL object for the compact record layer of tlsrec.c once quiescent.
+ * conn_ssl() returns NULL from then on. Nothing for NULL. */
+void conn_tls_compact(conn *c);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384 (256-bit)", compacted or not; "no TLS" without. */
+void conn_tls_describe(const conn *c, char *out, size_t outlen);
+
+/* These accept NULL: the connection of a detached session (sm.h). conn_ssl is the
+ * OpenSSL object during and after the handshake; NULL without TLS or once compacted. */
 SSL *conn_ssl(const conn *c);
 int conn_is_tls(const conn *c);
 const char *conn_peer(const conn *c);

@@ -267,14 +267,19 @@ typedef struct broadcast_ctx {
     xml_node *stanza;
 } broadcast_ctx;
 
-static void broadcast(server *srv, c2s *s, xml_node *stanza)
+/* The user's roster, or none (logged) if the store fails. */
+static void get_roster(server *srv, c2s *s, roster_item **items, size_t *n)
 {
-    roster_item *items = NULL;
-    size_t n = 0;
-    if (store_roster_get(srv->store, s->user, &items, &n) != STORE_OK) {
+    *items = NULL;
+    *n = 0;
+    if (store_roster_get(srv->store, s->user, items, n) != STORE_OK) {
         log_error("roster of %s: %s", s->user, store_last_error(srv->store));
-        n = 0;
+        *n = 0;
     }
+}
+
+static void broadcast_to(server *srv, c2s *s, xml_node *stanza, const roster_item *items, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
         if (!has_from(items[i].sub))
             continue;
@@ -283,13 +288,21 @@ static void broadcast(server *srv, c2s *s, xml_node *stanza)
         if (s->directed)
             free(dict_del(s->directed, items[i].contact));
     }
-    roster_items_free(items, n);
     /* The user's own resources, the sender included (RFC 6121 4.2.2). */
     xml_set_attr(stanza, "to", s->user);
     for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource)
         if (r->available || r == s)
             c2s_send(r, stanza);
     node_copy_to_user(srv, s->user, stanza, NODE_AVAILABLE);
+}
+
+static void broadcast(server *srv, c2s *s, xml_node *stanza)
+{
+    roster_item *items;
+    size_t n;
+    get_roster(srv, s, &items, &n);
+    broadcast_to(srv, s, stanza, items, n);
+    roster_items_free(items, n);
 }
 
 static int send_directed_unavailable(void *ud, const char *target, void *value)
@@ -311,12 +324,8 @@ static void probe_nodes(server *srv, c2s *s, const char *bare)
     xml_free(p);
 }
 
-static void initial_presence(server *srv, c2s *s)
+static void initial_presence(server *srv, c2s *s, const roster_item *items, size_t n)
 {
-    roster_item *items = NULL;
-    size_t n = 0;
-    if (store_roster_get(srv->store, s->user, &items, &n) != STORE_OK)
-        n = 0;
     for (size_t i = 0; i < n; i++) {
         /* Probe: local contacts are answered directly, remote ones by their server. */
         if (has_to(items[i].sub) && is_remote_bare(srv, items[i].contact)) {
@@ -336,7 +345,6 @@ static void initial_presence(server *srv, c2s *s)
             }
         }
     }
-    roster_items_free(items, n);
     probe_nodes(srv, s, s->user);
     /* The user's other resources are also presences this session should know. */
     for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource) {
@@ -366,9 +374,14 @@ static void available_presence(server *srv, c2s *s, xml_node *stanza)
     s->presence = xml_copy(stanza);
     xml_set_attr(s->presence, "to", NULL);
     node_session_update(srv, s->full, 1, priority);
-    broadcast(srv, s, stanza);
+    /* One roster read serves the broadcast and, for the initial presence, the probes. */
+    roster_item *items;
+    size_t n;
+    get_roster(srv, s, &items, &n);
+    broadcast_to(srv, s, stanza, items, n);
     if (initial)
-        initial_presence(srv, s);
+        initial_presence(srv, s, items, n);
+    roster_items_free(items, n);
     if (priority >= 0)
         message_flush_offline(srv, s);
     pep_presence(srv, s, s->presence);
