@@ -515,8 +515,8 @@ static void conn_free(conn *c)
     tls_rec_free(c->rec);
     close(c->fd);
     buf_free(&c->out);
-    buf_free(&c->ct);
     free(c->sni);
+    buf_free(&c->ct);
     c->srv->nconns--;
     free(c);
 }
