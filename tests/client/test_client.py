@@ -19,11 +19,15 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import warnings
 
 import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from testports import free_port  # noqa: E402
 
 BUILD = os.environ.get("PARLEY_BUILD", "/work/main/build")
 PARLEY = os.environ.get("PARLEY_CLIENT", os.path.join(BUILD, "parley"))
@@ -34,14 +38,6 @@ EXIT = {"ok": 0, "usage": 1, "unreachable": 2, "certificate": 3, "auth": 4, "pol
         "timeout": 6, "protocol": 7}
 
 logging.getLogger("slixmpp").setLevel(logging.WARNING)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_port(port, timeout=10.0, proc=None):

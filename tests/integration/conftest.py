@@ -34,6 +34,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import slixmpp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from testports import free_port  # noqa: E402,F401  (re-exported for tests)
 from slixmpp.exceptions import IqError, IqTimeout  # noqa: F401  (re-exported for tests)
 
 BUILD = os.environ.get("PARLEY_BUILD", "/work/main/build-test")
@@ -67,14 +70,6 @@ logging.getLogger("slixmpp").setLevel(logging.WARNING)
 
 
 # --------------------------------------------------------------------------- server
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 def wait_port(port, timeout=10.0, proc=None):
     deadline = time.monotonic() + timeout
