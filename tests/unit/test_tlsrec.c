@@ -11,132 +11,16 @@
 #include "common/buf.h"
 #include "common/tls.h"
 #include "common/tlsrec.h"
+#include "tls_helpers.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/rand.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static char dir[64];
-static char ca_pem[128], rsa_crt[128], rsa_key[128], weak_crt[128], weak_key[128];
-static char ec_crt[128], ec_key[128];
-static X509 *rsa_cert_x509;
-
-/* ---- certificate factory ---- */
-
-static X509 *make_cert(const char *cn, EVP_PKEY *pub, X509 *issuer, EVP_PKEY *issuer_key,
-                       int is_ca)
-{
-    X509 *x = X509_new();
-    assert_non_null(x);
-    X509_set_version(x, 2);
-    unsigned char serial[8];
-    RAND_bytes(serial, sizeof serial);
-    serial[0] &= 0x7f;
-    BIGNUM *bn = BN_bin2bn(serial, sizeof serial, NULL);
-    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
-    BN_free(bn);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600L * 24);
-    X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
-    X509_set_pubkey(x, pub);
-
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
-    const char *exts[][2] = {
-        {"basicConstraints", is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE"},
-        {"keyUsage", is_ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature,keyEncipherment"},
-        {"subjectKeyIdentifier", "hash"},
-        {"subjectAltName", is_ca ? NULL : "DNS:localhost"},
-        {"extendedKeyUsage", is_ca ? NULL : "serverAuth,clientAuth"},
-    };
-    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
-        if (!exts[i][1])
-            continue;
-        X509_EXTENSION *e = X509V3_EXT_conf(NULL, &ctx, exts[i][0], exts[i][1]);
-        assert_non_null(e);
-        X509_add_ext(x, e, -1);
-        X509_EXTENSION_free(e);
-    }
-    assert_true(X509_sign(x, issuer_key, EVP_sha256()) > 0);
-    return x;
-}
-
-static void write_pem(const char *path, X509 *cert, EVP_PKEY *key)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    if (cert)
-        assert_int_equal(PEM_write_X509(f, cert), 1);
-    if (key)
-        assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
-    fclose(f);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    strcpy(dir, "/tmp/parley-test-tls-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-#define P(var, name) snprintf(var, sizeof var, "%s/%s", dir, name)
-    P(ca_pem, "ca.pem");
-    P(rsa_crt, "rsa.crt");
-    P(rsa_key, "rsa.key");
-    P(weak_crt, "weak.crt");
-    P(weak_key, "weak.key");
-    P(ec_crt, "ec.crt");
-    P(ec_key, "ec.key");
-#undef P
-    EVP_PKEY *ca_key = EVP_EC_gen("P-256");
-    X509 *ca = make_cert("Parley Test CA", ca_key, NULL, ca_key, 1);
-    write_pem(ca_pem, ca, NULL);
-
-    EVP_PKEY *rsa = EVP_RSA_gen(2048);
-    rsa_cert_x509 = make_cert("localhost", rsa, ca, ca_key, 0);
-    write_pem(rsa_crt, rsa_cert_x509, NULL);
-    write_pem(rsa_key, NULL, rsa);
-
-    EVP_PKEY *weak = EVP_RSA_gen(1024);
-    X509 *weak_cert = make_cert("localhost", weak, ca, ca_key, 0);
-    write_pem(weak_crt, weak_cert, NULL);
-    write_pem(weak_key, NULL, weak);
-
-    EVP_PKEY *ec = EVP_EC_gen("P-256");
-    X509 *ec_cert = make_cert("localhost", ec, ca, ca_key, 0);
-    write_pem(ec_crt, ec_cert, NULL);
-    write_pem(ec_key, NULL, ec);
-
-    X509_free(ca);
-    X509_free(weak_cert);
-    X509_free(ec_cert);
-    EVP_PKEY_free(ca_key);
-    EVP_PKEY_free(rsa);
-    EVP_PKEY_free(weak);
-    EVP_PKEY_free(ec);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    const char *files[] = {ca_pem, rsa_crt, rsa_key, weak_crt, weak_key, ec_crt, ec_key};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
-        unlink(files[i]);
-    rmdir(dir);
-    X509_free(rsa_cert_x509);
-    return 0;
-}
 
 /* ---- a client SSL and a server SSL tracked by tlsrec ---- */
 
@@ -145,8 +29,6 @@ typedef struct {
     int fds[2];
     tls_rec *r;
 } pair;
-
-static void nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 static void pump_handshake(pair *p)
 {
@@ -492,5 +374,5 @@ int main(void)
         cmocka_unit_test(test_aes128),   cmocka_unit_test(test_resumed),
         cmocka_unit_test(test_refusals), cmocka_unit_test(test_tls12_stays),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tls_certs_setup, tls_certs_teardown);
 }
