@@ -27,12 +27,11 @@
  * writable open; a read-only open (parleyctl compliance ...) creates nothing and runs in
  * read-only transactions. Later versions append; an applied one is never edited. */
 #include "clog_backend.h"
+#include "pg_db.h"
 
 #include "../common/buf.h"
 #include "../common/log.h"
 #include "../common/util.h"
-
-#include <libpq-fe.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -192,12 +191,8 @@ static const char *const sql_text[S_COUNT] = {
 
 typedef struct pg_clog {
     struct clog base; /* first: clog.c sees only this */
-    PGconn *conn;
-    char where[256];                 /* user@host:port/db, never the password */
-    unsigned char prepared[S_COUNT]; /* on this connection; cleared by a reconnect */
+    pg_db db;                        /* the connection; db.where names it in messages */
     int in_tx;                       /* a transaction is open (ours or a scan's) */
-    int fresh;                       /* no statement of this call has run yet */
-    int reset_tried;                 /* this call already tried PQreset */
     unsigned cursors;                /* names scan cursors uniquely */
 } pg_clog;
 
@@ -206,109 +201,28 @@ static pg_clog *pc_of(clog *c)
     return (pg_clog *)c;
 }
 
-/* libpq's messages end with a newline (sometimes several lines): keep the first line. */
-static void first_line(char *dst, size_t len, const char *msg)
-{
-    snprintf(dst, len, "%s", msg && *msg ? msg : "unknown error");
-    dst[strcspn(dst, "\n")] = '\0';
-}
-
 /* The server's own message says what went wrong; what is only a short phrase. Never the
  * DETAIL line: it may quote a row, i.e. message content, into the log. */
 static int pg_error(pg_clog *s, const char *what, const PGresult *res)
 {
     char msg[CLOG_ERRLEN];
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (PQstatus(s->conn) == CONNECTION_BAD || !primary) {
-        first_line(msg, sizeof msg, PQerrorMessage(s->conn));
-        return clog_set_error(&s->base, "compliance store PostgreSQL %s: %s: %s%s", s->where,
-                              what, PQstatus(s->conn) == CONNECTION_BAD ? "connection lost: " : "",
+    if (PQstatus(s->db.conn) == CONNECTION_BAD || !primary) {
+        pg_db_first_line(msg, sizeof msg, PQerrorMessage(s->db.conn));
+        return clog_set_error(&s->base, "compliance store PostgreSQL %s: %s: %s%s", s->db.where,
+                              what, PQstatus(s->db.conn) == CONNECTION_BAD ? "connection lost: " : "",
                               msg);
     }
-    first_line(msg, sizeof msg, primary);
-    return clog_set_error(&s->base, "compliance store PostgreSQL %s: %s: %s", s->where, what, msg);
-}
-
-static void notice_to_log(void *arg, const char *message)
-{
-    (void)arg;
-    char line[CLOG_ERRLEN];
-    first_line(line, sizeof line, message);
-    log_debug("compliance store: PostgreSQL: %s", line);
-}
-
-static int exec_ok(PGconn *conn, const char *sql)
-{
-    PGresult *res = PQexec(conn, sql);
-    ExecStatusType rs = PQresultStatus(res);
-    PQclear(res);
-    return rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK ? 0 : -1;
-}
-
-/* Set a timeout unless the server, database or role already sets one ("0" = none). */
-static int default_timeout(PGconn *conn, const char *name, const char *value)
-{
-    char sql[160];
-    snprintf(sql, sizeof sql, "SELECT current_setting('%s')", name);
-    PGresult *res = PQexec(conn, sql);
-    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
-    int unset = ok && strcmp(PQgetvalue(res, 0, 0), "0") == 0;
-    PQclear(res);
-    if (!ok)
-        return -1;
-    if (!unset)
-        return 0;
-    snprintf(sql, sizeof sql, "SET %s = '%s'", name, value);
-    return exec_ok(conn, sql);
-}
-
-/* What every session of this back end needs, again after a reconnect. */
-static int session_setup(PGconn *conn, int readonly)
-{
-    PQsetNoticeProcessor(conn, notice_to_log, NULL);
-    if (default_timeout(conn, "statement_timeout", PG_STATEMENT_TIMEOUT) < 0 ||
-        default_timeout(conn, "idle_in_transaction_session_timeout", PG_IDLE_TX_TIMEOUT) < 0 ||
-        exec_ok(conn, "SET lock_timeout = '" PG_LOCK_TIMEOUT "'") < 0)
-        return -1;
-    /* An audit must not change what it inspects; a writer must not lose a commit. */
-    if (readonly)
-        return exec_ok(conn, "SET default_transaction_read_only = on");
-    return exec_ok(conn, "SET synchronous_commit = on");
-}
-
-static int reconnect(pg_clog *s)
-{
-    s->reset_tried = 1;
-    PQreset(s->conn);
-    memset(s->prepared, 0, sizeof s->prepared);
-    s->in_tx = 0;
-    if (PQstatus(s->conn) != CONNECTION_OK) {
-        char msg[CLOG_ERRLEN];
-        first_line(msg, sizeof msg, PQerrorMessage(s->conn));
-        return clog_set_error(&s->base,
-                              "compliance store PostgreSQL %s: connection lost, reconnecting "
-                              "failed: %s",
-                              s->where, msg);
-    }
-    if (session_setup(s->conn, s->base.readonly) < 0)
-        return pg_error(s, "session setup after reconnecting", NULL);
-    log_warn("compliance store: reconnected to PostgreSQL %s", s->where);
-    return 0;
+    pg_db_first_line(msg, sizeof msg, primary);
+    return clog_set_error(&s->base, "compliance store PostgreSQL %s: %s: %s", s->db.where, what,
+                          msg);
 }
 
 /* Every op starts here. Outside a transaction a connection known to be bad is reset
  * now; one that turns out dead on the op's first statement is reset by run(). */
 static int enter(pg_clog *s)
 {
-    s->fresh = 1;
-    s->reset_tried = 0;
-    if (!s->in_tx && PQstatus(s->conn) == CONNECTION_BAD)
-        return reconnect(s);
-    if (!s->in_tx && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
-        /* Left open by a failure we did not see: never build on it. */
-        PQclear(PQexec(s->conn, "ROLLBACK"));
-    }
-    return 0;
+    return pg_db_call_start(&s->db, s->in_tx, s->base.error, sizeof s->base.error);
 }
 
 /* Parameters of one statement: text unless given as binary (bytea). */
@@ -355,52 +269,23 @@ static int ok_status(const PGresult *res)
     return rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK;
 }
 
-/* Whether a failed statement may be retried on a new connection: the connection died,
- * and nothing of this op ran yet outside a transaction. */
-static int may_retry(pg_clog *s)
-{
-    return PQstatus(s->conn) == CONNECTION_BAD && s->fresh && !s->in_tx && !s->reset_tried;
-}
-
 /* Run prepared statement id with binary results; the result (PQclear it) or NULL after
- * clog_set_error. */
+ * clog_set_error. A dead connection is reset and the statement retried only outside a
+ * transaction. */
 static PGresult *run(pg_clog *s, enum sid id, const params *p, const char *what)
 {
     static const params none = {0};
     if (!p)
         p = &none;
-    char name[32];
-    snprintf(name, sizeof name, "parley_clog_%d", (int)id);
-    for (;;) {
-        PGresult *res = NULL;
-        int ok = 1;
-        if (!s->prepared[id]) {
-            res = PQprepare(s->conn, name, sql_text[id], 0, NULL);
-            ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-            if (ok) {
-                s->prepared[id] = 1;
-                PQclear(res);
-                res = NULL;
-            }
-        }
-        if (ok) {
-            res = PQexecPrepared(s->conn, name, p->n, p->val, p->len, p->fmt, 1);
-            if (ok_status(res)) {
-                s->fresh = 0;
-                return res;
-            }
-        }
-        if (may_retry(s)) {
-            PQclear(res);
-            if (reconnect(s) < 0)
-                return NULL;
-            continue;
-        }
+    PGresult *res;
+    int rc = pg_db_run(&s->db, id, p->n, p->val, p->len, p->fmt, 1, !s->in_tx, &res,
+                       s->base.error, sizeof s->base.error);
+    if (rc == 0)
+        return res;
+    if (rc == -1)
         pg_error(s, what, res);
-        PQclear(res);
-        s->fresh = 0;
-        return NULL;
-    }
+    PQclear(res);
+    return NULL;
 }
 
 static int run_simple(pg_clog *s, enum sid id, const params *p, const char *what)
@@ -449,120 +334,6 @@ static void get_hash(const PGresult *res, int row, int col, unsigned char out[CL
 
 /* ---- open / close ---- */
 
-/* "user@host:port/db" from the URI's own fields, so no message ever shows a password. */
-static void describe(const char *uri, char *out, size_t len)
-{
-    const char *user = "", *host = "", *port = "", *db = "";
-    PQconninfoOption *opts = PQconninfoParse(uri, NULL);
-    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-        if (!o->val)
-            continue;
-        if (strcmp(o->keyword, "user") == 0)
-            user = o->val;
-        else if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "port") == 0)
-            port = o->val;
-        else if (strcmp(o->keyword, "dbname") == 0)
-            db = o->val;
-    }
-    snprintf(out, len, "%.60s%s%.80s%s%.10s/%.60s", user, *user ? "@" : "",
-             *host ? host : "localhost", *port ? ":" : "", port, db);
-    PQconninfoFree(opts);
-}
-
-static int setup_error(PGconn *conn, const PGresult *res, const char *what, char *err,
-                       size_t errlen)
-{
-    char msg[CLOG_ERRLEN];
-    first_line(msg, sizeof msg, res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-    snprintf(err, errlen, "%s: %.300s", what, msg);
-    return -1;
-}
-
-static int exec_sql(PGconn *conn, const char *sql, const char *what, char *err, size_t errlen)
-{
-    PGresult *res = PQexec(conn, sql);
-    int rc = ok_status(res) ? 0 : setup_error(conn, res, what, err, errlen);
-    PQclear(res);
-    return rc;
-}
-
-/* The schema version in the database; -1 if there is no compliance_schema_version. */
-static int schema_version(PGconn *conn, int *version, char *err, size_t errlen)
-{
-    PGresult *res = PQexec(conn, "SELECT to_regclass('compliance_schema_version') IS NULL");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        setup_error(conn, res, "looking for compliance_schema_version", err, errlen);
-        PQclear(res);
-        return -1;
-    }
-    int missing = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (missing) {
-        *version = -1;
-        return 0;
-    }
-    res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM compliance_schema_version");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        setup_error(conn, res, "reading compliance_schema_version", err, errlen);
-        PQclear(res);
-        return -1;
-    }
-    *version = atoi(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return 0;
-}
-
-/* Bring the schema up to SCHEMA_VERSION in one transaction; the advisory lock makes
- * openers of a new database wait for the first one, then find the work done. */
-static int migrate(PGconn *conn, const char *where, char *err, size_t errlen)
-{
-    if (exec_sql(conn, "BEGIN", "begin migration", err, errlen) < 0)
-        return -1;
-    int current = 0;
-    if (exec_sql(conn, "SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK ")",
-                 "lock for migration", err, errlen) < 0 ||
-        schema_version(conn, &current, err, errlen) < 0)
-        goto fail;
-    /* Look before creating: CREATE TABLE IF NOT EXISTS needs the CREATE privilege even
-     * when the table exists, and a role that only reads and writes must still open. */
-    if (current < 0) {
-        if (exec_sql(conn,
-                     "CREATE TABLE compliance_schema_version ("
-                     " version INTEGER PRIMARY KEY NOT NULL, applied BIGINT NOT NULL)",
-                     "create compliance_schema_version", err, errlen) < 0)
-            goto fail;
-        current = 0;
-    }
-    if (current > SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "schema version %d is newer than this program supports (%d); upgrade Parley",
-                 current, SCHEMA_VERSION);
-        goto fail;
-    }
-    for (int v = current + 1; v <= SCHEMA_VERSION; v++) {
-        char what[64];
-        snprintf(what, sizeof what, "schema migration %d", v);
-        if (exec_sql(conn, migrations[v - 1], what, err, errlen) < 0)
-            goto fail;
-        char sql[128];
-        snprintf(sql, sizeof sql,
-                 "INSERT INTO compliance_schema_version(version, applied) VALUES (%d, %lld)", v,
-                 (long long)time(NULL));
-        if (exec_sql(conn, sql, what, err, errlen) < 0)
-            goto fail;
-        if (current > 0)
-            log_info("compliance store PostgreSQL %s: migrated schema to version %d", where, v);
-    }
-    if (exec_sql(conn, "COMMIT", "commit migration", err, errlen) < 0)
-        goto fail;
-    return 0;
-fail:
-    PQclear(PQexec(conn, "ROLLBACK"));
-    return -1;
-}
-
 /* A server that does not fsync cannot keep a durable commit's promise: say so. */
 static void warn_if_not_durable(PGconn *conn, const char *where)
 {
@@ -578,71 +349,39 @@ static void warn_if_not_durable(PGconn *conn, const char *where)
 static void pg_close(clog *c)
 {
     pg_clog *s = pc_of(c);
-    PQfinish(s->conn);
+    pg_db_close(&s->db);
     free(s);
 }
 
 /* location: the URI after "postgresql:" or "postgres:" ("//user@host:port/db?..."). */
 static clog *pg_open(const char *location, int readonly, char *err, size_t errlen)
 {
-    if (strncmp(location, "//", 2) != 0) {
-        snprintf(err, errlen, "compliance store postgresql: expected "
-                              "postgresql://[user[:password]@]host[:port]/database");
-        return NULL;
-    }
-    size_t ulen = strlen("postgresql:") + strlen(location) + 1;
-    char *uri = xmalloc(ulen);
-    snprintf(uri, ulen, "postgresql:%s", location);
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(uri, &perr);
-    if (!opts) {
-        char msg[CLOG_ERRLEN];
-        first_line(msg, sizeof msg, perr);
-        snprintf(err, errlen, "compliance store postgresql: bad URI: %s", msg);
-        PQfreemem(perr);
-        free(uri);
-        return NULL;
-    }
-    PQconninfoFree(opts);
-    char where[256];
-    describe(uri, where, sizeof where);
-
-    /* Our defaults come before the URI (the expanded "dbname" entry): later entries win,
-     * so whatever the URI sets itself overrides them. */
-    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                                "application_name", "client_encoding", "dbname", NULL};
-    const char *const vals[] = {PG_CONNECT_TIMEOUT, "1", "30", "10", "3", PG_TCP_USER_TIMEOUT,
-                                "parley-compliance", "UTF8", uri, NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    free(uri);
-    if (!conn) {
-        snprintf(err, errlen, "compliance store PostgreSQL %s: out of memory", where);
-        return NULL;
-    }
-    char why[CLOG_ERRLEN];
-    if (PQstatus(conn) != CONNECTION_OK) {
-        first_line(why, sizeof why, PQerrorMessage(conn));
-        snprintf(err, errlen, "compliance store PostgreSQL %s: cannot connect: %s", where, why);
+    pg_db_conf conf = {
+        .log_label = "compliance store",
+        .err_label = "compliance store ",
+        .application_name = "parley-compliance",
+        .connect_timeout = PG_CONNECT_TIMEOUT,
+        .tcp_user_timeout = PG_TCP_USER_TIMEOUT,
+        .statement_timeout = PG_STATEMENT_TIMEOUT,
+        .idle_tx_timeout = PG_IDLE_TX_TIMEOUT,
+        .lock_timeout = PG_LOCK_TIMEOUT,
+        /* An audit must not change what it inspects; a writer must not lose a commit. */
+        .readonly = readonly,
+        .durable = 1,
+        .min_server_version = 120000, /* stored generated columns need 12 */
+        .sql = sql_text,
+        .nstmts = S_COUNT,
+        .stmt_prefix = "parley_clog_",
+    };
+    pg_clog *s = xcalloc(1, sizeof *s);
+    if (pg_db_open(&s->db, &conf, location, err, errlen) < 0)
         goto fail;
-    }
-    /* Stored generated columns need 12. */
-    if (PQserverVersion(conn) < 120000) {
-        snprintf(err, errlen,
-                 "compliance store PostgreSQL %s: server version %d is too old (12 or newer "
-                 "needed)",
-                 where, PQserverVersion(conn));
-        goto fail;
-    }
-    if (session_setup(conn, readonly) < 0) {
-        first_line(why, sizeof why, PQerrorMessage(conn));
-        snprintf(err, errlen, "compliance store PostgreSQL %s: session setup: %s", where, why);
-        goto fail;
-    }
     if (readonly) {
         int v = 0;
-        if (schema_version(conn, &v, why, sizeof why) < 0) {
-            snprintf(err, errlen, "compliance store PostgreSQL %s: %s", where, why);
+        char why[CLOG_ERRLEN];
+        if (pg_db_schema_version(s->db.conn, "compliance_schema_version", &v, why,
+                                 sizeof why) < 0) {
+            snprintf(err, errlen, "compliance store PostgreSQL %s: %s", s->db.where, why);
             goto fail;
         }
         if (v < 1 || v > SCHEMA_VERSION) {
@@ -651,22 +390,18 @@ static clog *pg_open(const char *location, int readonly, char *err, size_t errle
                              "database (schema version %d)"
                            : "compliance store PostgreSQL %s: schema version %d not "
                              "supported (this program: %d)",
-                     where, v, SCHEMA_VERSION);
+                     s->db.where, v, SCHEMA_VERSION);
             goto fail;
         }
     } else {
-        if (migrate(conn, where, why, sizeof why) < 0) {
-            snprintf(err, errlen, "compliance store PostgreSQL %s: %s", where, why);
+        if (pg_db_migrate(&s->db, "compliance_schema_version", PG_MIGRATION_LOCK, migrations,
+                          SCHEMA_VERSION, err, errlen) < 0)
             goto fail;
-        }
-        warn_if_not_durable(conn, where);
+        warn_if_not_durable(s->db.conn, s->db.where);
     }
-    pg_clog *s = xcalloc(1, sizeof *s);
-    s->conn = conn;
-    snprintf(s->where, sizeof s->where, "%s", where);
     return &s->base;
 fail:
-    PQfinish(conn);
+    pg_close(&s->base);
     return NULL;
 }
 
@@ -675,9 +410,9 @@ fail:
 static void pg_rollback(clog *c)
 {
     pg_clog *s = pc_of(c);
-    if (s->in_tx && PQstatus(s->conn) == CONNECTION_OK &&
-        PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
-        PQclear(PQexec(s->conn, "ROLLBACK")); /* the error of the failure is kept */
+    if (s->in_tx && PQstatus(s->db.conn) == CONNECTION_OK &&
+        PQtransactionStatus(s->db.conn) != PQTRANS_IDLE) {
+        PQclear(PQexec(s->db.conn, "ROLLBACK")); /* the error of the failure is kept */
     }
     s->in_tx = 0;
 }
@@ -708,7 +443,7 @@ static int pg_commit(clog *c)
     s->in_tx = 0;
     if (rolled_back)
         return clog_set_error(c, "compliance store PostgreSQL %s: the transaction was rolled back",
-                              s->where);
+                              s->db.where);
     return 0;
 }
 
@@ -846,7 +581,7 @@ static int scan(pg_clog *s, const char *sql, const params *p, const char *what, 
     buf decl;
     buf_init(&decl);
     buf_appendf(&decl, "DECLARE %s NO SCROLL CURSOR FOR %s", cursor, sql);
-    PGresult *res = PQexecParams(s->conn, decl.data, p->n, NULL, p->val, p->len, p->fmt, 1);
+    PGresult *res = PQexecParams(s->db.conn, decl.data, p->n, NULL, p->val, p->len, p->fmt, 1);
     buf_free(&decl);
     int rc = 0;
     if (!ok_status(res)) {
@@ -856,7 +591,7 @@ static int scan(pg_clog *s, const char *sql, const params *p, const char *what, 
     }
     PQclear(res);
     for (int stop = 0; !stop;) {
-        res = PQexecParams(s->conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
+        res = PQexecParams(s->db.conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
         if (!ok_status(res)) {
             rc = pg_error(s, what, res);
             PQclear(res);
@@ -869,15 +604,15 @@ static int scan(pg_clog *s, const char *sql, const params *p, const char *what, 
         if (n < PG_FETCH_ROWS)
             break;
     }
-    if (exec_ok(s->conn, close_sql) < 0)
+    if (pg_db_exec(s->db.conn, close_sql, NULL, NULL, 0) < 0)
         rc = pg_error(s, what, NULL);
 out:
     if (own) {
-        if (rc == 0 && exec_ok(s->conn, "COMMIT") < 0)
+        if (rc == 0 && pg_db_exec(s->db.conn, "COMMIT", NULL, NULL, 0) < 0)
             rc = pg_error(s, what, NULL);
-        if (rc < 0 && PQstatus(s->conn) == CONNECTION_OK &&
-            PQtransactionStatus(s->conn) != PQTRANS_IDLE)
-            PQclear(PQexec(s->conn, "ROLLBACK"));
+        if (rc < 0 && PQstatus(s->db.conn) == CONNECTION_OK &&
+            PQtransactionStatus(s->db.conn) != PQTRANS_IDLE)
+            PQclear(PQexec(s->db.conn, "ROLLBACK"));
         s->in_tx = 0;
     }
     return rc;

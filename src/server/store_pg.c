@@ -26,11 +26,10 @@
  * Schema: versioned migrations in schema_version, applied under an advisory lock so nodes
  * starting together migrate once. Later features append; an applied one is never edited. */
 #include "store_backend.h"
+#include "pg_db.h"
 
 #include "../common/log.h"
 #include "../common/util.h"
-
-#include <libpq-fe.h>
 
 #include <limits.h>
 #include <stdint.h>
@@ -419,13 +418,9 @@ static const char *const sql_text[S_COUNT] = {
 
 typedef struct pg_store {
     struct store base; /* first: store.c sees only this */
-    PGconn *conn;
-    char where[256];       /* user@host:port/db, never the password: for messages */
-    unsigned char prepared[S_COUNT]; /* on this connection; cleared by a reconnect */
+    pg_db db;              /* the connection; db.where names it in messages */
     int depth;             /* 0 outside a transaction, 1 in BEGIN, more in savepoints */
     int calls;             /* store calls in progress (an offline pop's fn may call in) */
-    int fresh;             /* no statement of the outermost call has run yet */
-    int reset_tried;       /* this call already tried PQreset */
     char sqlstate[6];      /* of the last failed statement, "" if none */
 } pg_store;
 
@@ -434,22 +429,15 @@ static pg_store *ps_of(store *st)
     return (pg_store *)st;
 }
 
-/* libpq's messages end with a newline (sometimes several lines): keep the first line. */
-static void first_line(char *dst, size_t len, const char *msg)
-{
-    snprintf(dst, len, "%s", msg && *msg ? msg : "unknown error");
-    dst[strcspn(dst, "\n")] = '\0';
-}
-
 /* what: the failing statement's SQL or a short phrase; SQL is cut so the server's own
  * message, which says what went wrong, always fits in the error buffer. */
 static store_status conn_error(pg_store *s, const char *what)
 {
     char msg[STORE_ERRLEN];
-    first_line(msg, sizeof msg, PQerrorMessage(s->conn));
-    if (PQstatus(s->conn) == CONNECTION_BAD)
+    pg_db_first_line(msg, sizeof msg, PQerrorMessage(s->db.conn));
+    if (PQstatus(s->db.conn) == CONNECTION_BAD)
         return store_set_error(&s->base, "PostgreSQL %s: connection lost (%.60s): %s",
-                               s->where, what, msg);
+                               s->db.where, what, msg);
     return store_set_error(&s->base, "%.60s: %s", what, msg);
 }
 
@@ -461,71 +449,11 @@ static store_status result_error(pg_store *s, const char *what, const PGresult *
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     snprintf(s->sqlstate, sizeof s->sqlstate, "%s", state ? state : "");
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (!primary || PQstatus(s->conn) == CONNECTION_BAD)
+    if (!primary || PQstatus(s->db.conn) == CONNECTION_BAD)
         return conn_error(s, what);
     const char *detail = detail_ok ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
     return store_set_error(&s->base, "%.60s: %s%s%s", what, primary, detail ? " - " : "",
                            detail ? detail : "");
-}
-
-/* Things a new session needs: quiet notices, bounded statements. */
-static void notice_to_log(void *arg, const char *message)
-{
-    (void)arg;
-    char line[STORE_ERRLEN];
-    first_line(line, sizeof line, message);
-    log_debug("store: PostgreSQL: %s", line);
-}
-
-/* Set a timeout unless the server, database or role already sets one (0 = none). */
-static int default_timeout(PGconn *conn, const char *name, const char *value)
-{
-    char sql[160];
-    snprintf(sql, sizeof sql, "SELECT current_setting('%s')", name);
-    PGresult *res = PQexec(conn, sql);
-    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
-    int unset = ok && strcmp(PQgetvalue(res, 0, 0), "0") == 0;
-    PQclear(res);
-    if (!ok)
-        return -1;
-    if (!unset)
-        return 0;
-    snprintf(sql, sizeof sql, "SET %s = '%s'", name, value);
-    res = PQexec(conn, sql);
-    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    PQclear(res);
-    return ok ? 0 : -1;
-}
-
-static int session_setup(PGconn *conn)
-{
-    PQsetNoticeProcessor(conn, notice_to_log, NULL);
-    if (default_timeout(conn, "statement_timeout", PG_STATEMENT_TIMEOUT) < 0 ||
-        default_timeout(conn, "idle_in_transaction_session_timeout", PG_IDLE_TX_TIMEOUT) < 0)
-        return -1;
-    return 0;
-}
-
-/* PQreset once per call; the connection's prepared statements are gone with it. */
-static int reconnect(pg_store *s)
-{
-    s->reset_tried = 1;
-    PQreset(s->conn);
-    memset(s->prepared, 0, sizeof s->prepared);
-    s->depth = 0;
-    if (PQstatus(s->conn) != CONNECTION_OK) {
-        char msg[STORE_ERRLEN];
-        first_line(msg, sizeof msg, PQerrorMessage(s->conn));
-        store_set_error(&s->base, "PostgreSQL %s: connection lost, reconnecting failed: %s",
-                        s->where, msg);
-        return -1;
-    }
-    if (session_setup(s->conn) < 0) {
-        conn_error(s, "session setup after reconnecting");
-        return -1;
-    }
-    log_warn("store: reconnected to PostgreSQL %s", s->where);
-    return 0;
 }
 
 /* Every op runs between enter() and leave(). Only the outermost call may reconnect: a call
@@ -534,17 +462,11 @@ static store_status enter(pg_store *s)
 {
     if (s->calls++ > 0)
         return STORE_OK;
-    s->fresh = 1;
-    s->reset_tried = 0;
     s->sqlstate[0] = '\0';
-    if (PQstatus(s->conn) == CONNECTION_BAD && reconnect(s) < 0)
-        return STORE_ERROR;
     /* Between calls no transaction is open; if one is (a bug), do not build on it. */
     s->depth = 0;
-    if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
-        log_warn("store: PostgreSQL %s: a transaction was left open; rolled back", s->where);
-        PQclear(PQexec(s->conn, "ROLLBACK"));
-    }
+    if (pg_db_call_start(&s->db, 0, s->base.error, sizeof s->base.error) < 0)
+        return STORE_ERROR;
     return STORE_OK;
 }
 
@@ -585,40 +507,16 @@ static PGresult *run(pg_store *s, enum sid id, const params *p, int binary_resul
     static const params none = {0};
     if (!p)
         p = &none;
-    char name[16];
-    snprintf(name, sizeof name, "parley_%d", (int)id);
-    for (;;) {
-        PGresult *res = NULL;
-        int ok = 1;
-        if (!s->prepared[id]) {
-            res = PQprepare(s->conn, name, sql_text[id], 0, NULL);
-            ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-            if (ok) {
-                s->prepared[id] = 1;
-                PQclear(res);
-                res = NULL;
-            }
-        }
-        if (ok) {
-            res = PQexecPrepared(s->conn, name, p->n, p->val, p->len, p->fmt, binary_result);
-            ExecStatusType rs = PQresultStatus(res);
-            if (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK) {
-                s->fresh = 0;
-                return res;
-            }
-        }
-        int dead = PQstatus(s->conn) == CONNECTION_BAD;
-        if (dead && s->fresh && !s->reset_tried && s->calls == 1) {
-            PQclear(res);
-            if (reconnect(s) < 0)
-                return NULL;
-            continue;
-        }
+    PGresult *res;
+    /* Only the outermost call may reconnect: an inner one shares its transaction. */
+    int rc = pg_db_run(&s->db, id, p->n, p->val, p->len, p->fmt, binary_result, s->calls == 1,
+                       &res, s->base.error, sizeof s->base.error);
+    if (rc == 0)
+        return res;
+    if (rc == -1)
         result_error(s, sql_text[id], res, id != S_CRED_INSERT && id != S_CRED_GET);
-        PQclear(res);
-        s->fresh = 0;
-        return NULL;
-    }
+    PQclear(res);
+    return NULL;
 }
 
 /* Run a statement whose result is not needed. */
@@ -658,11 +556,11 @@ static store_status rollback(pg_store *s, store_status status)
         return status;
     char keep[STORE_ERRLEN];
     snprintf(keep, sizeof keep, "%s", s->base.error);
-    if (PQstatus(s->conn) == CONNECTION_OK) {
+    if (PQstatus(s->db.conn) == CONNECTION_OK) {
         if (s->depth > 1) {
             exec_simple(s, S_ROLLBACK_TO, NULL, NULL);
             exec_simple(s, S_RELEASE, NULL, NULL);
-        } else if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+        } else if (PQtransactionStatus(s->db.conn) != PQTRANS_IDLE) {
             exec_simple(s, S_ROLLBACK, NULL, NULL);
         }
     }
@@ -688,7 +586,7 @@ static store_status commit(pg_store *s)
     s->depth--;
     if (rolled_back)
         return store_set_error(&s->base, "PostgreSQL %s: the transaction was rolled back",
-                               s->where);
+                               s->db.where);
     return STORE_OK;
 }
 
@@ -709,180 +607,36 @@ static const char *hash_name(scram_hash h)
 
 /* ---- open / close ---- */
 
-/* "user@host:port/db" from the URI's own fields, so no message ever shows a password. */
-static void describe(const char *uri, char *out, size_t len)
-{
-    const char *user = "", *host = "", *port = "", *db = "";
-    PQconninfoOption *opts = PQconninfoParse(uri, NULL);
-    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-        if (!o->val)
-            continue;
-        if (strcmp(o->keyword, "user") == 0)
-            user = o->val;
-        else if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "port") == 0)
-            port = o->val;
-        else if (strcmp(o->keyword, "dbname") == 0)
-            db = o->val;
-    }
-    snprintf(out, len, "%.60s%s%.80s%s%.10s/%.60s", user, *user ? "@" : "",
-             *host ? host : "localhost", *port ? ":" : "", port, db);
-    PQconninfoFree(opts);
-}
-
-static int exec_sql(PGconn *conn, const char *sql, const char *what, char *err, size_t errlen)
-{
-    PGresult *res = PQexec(conn, sql);
-    ExecStatusType rs = PQresultStatus(res);
-    if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
-        char msg[STORE_ERRLEN];
-        first_line(msg, sizeof msg, PQresultErrorMessage(res));
-        snprintf(err, errlen, "%s: %.300s", what, msg);
-        PQclear(res);
-        return -1;
-    }
-    PQclear(res);
-    return 0;
-}
-
-/* Bring the schema up to SCHEMA_VERSION in one transaction; the advisory lock makes nodes
- * that open a new database together wait for the first one, then find the work done. */
-static int migrate(PGconn *conn, const char *where, char *err, size_t errlen)
-{
-    if (exec_sql(conn, "BEGIN", "begin migration", err, errlen) < 0)
-        return -1;
-    if (exec_sql(conn, "SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK ")",
-                 "lock for migration", err, errlen) < 0)
-        goto fail;
-    /* Look before creating: CREATE TABLE IF NOT EXISTS needs the CREATE privilege even when
-     * the table exists, and a role that only reads and writes must still be able to open. */
-    PGresult *res = PQexec(conn, "SELECT to_regclass('schema_version') IS NULL");
-    int missing = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-                  strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (missing && exec_sql(conn,
-                            "CREATE TABLE schema_version ("
-                            " version INTEGER PRIMARY KEY NOT NULL, applied BIGINT NOT NULL)",
-                            "create schema_version", err, errlen) < 0)
-        goto fail;
-
-    res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM schema_version");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        char msg[STORE_ERRLEN];
-        first_line(msg, sizeof msg, PQresultErrorMessage(res));
-        snprintf(err, errlen, "read schema_version: %.300s", msg);
-        PQclear(res);
-        goto fail;
-    }
-    int current = atoi(PQgetvalue(res, 0, 0));
-    PQclear(res);
-
-    if (current > SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "PostgreSQL %s: schema version %d is newer than this program supports (%d); "
-                 "upgrade Parley",
-                 where, current, SCHEMA_VERSION);
-        goto fail;
-    }
-    for (int v = current + 1; v <= SCHEMA_VERSION; v++) {
-        char what[64];
-        snprintf(what, sizeof what, "schema migration %d", v);
-        if (exec_sql(conn, migrations[v - 1], what, err, errlen) < 0)
-            goto fail;
-        char sql[128];
-        snprintf(sql, sizeof sql, "INSERT INTO schema_version(version, applied) VALUES (%d, %lld)",
-                 v, (long long)time(NULL));
-        if (exec_sql(conn, sql, what, err, errlen) < 0)
-            goto fail;
-        if (current > 0)
-            log_info("store PostgreSQL %s: migrated schema to version %d", where, v);
-    }
-    if (exec_sql(conn, "COMMIT", "commit migration", err, errlen) < 0)
-        goto fail;
-    return 0;
-fail:
-    PQclear(PQexec(conn, "ROLLBACK"));
-    return -1;
-}
-
 static void pg_close(store *st)
 {
     pg_store *s = ps_of(st);
-    PQfinish(s->conn);
+    pg_db_close(&s->db);
     free(s);
 }
 
 /* location is the URI after "postgresql:" or "postgres:" ("//user@host:port/db?..."). */
 static store *pg_open(const char *location, char *err, size_t errlen)
 {
-    if (strncmp(location, "//", 2) != 0) {
-        snprintf(err, errlen,
-                 "store postgresql: expected postgresql://[user[:password]@]host[:port]/database");
-        return NULL;
-    }
-    size_t ulen = strlen("postgresql:") + strlen(location) + 1;
-    char *uri = xmalloc(ulen);
-    snprintf(uri, ulen, "postgresql:%s", location);
-
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(uri, &perr);
-    if (!opts) {
-        char msg[STORE_ERRLEN];
-        first_line(msg, sizeof msg, perr);
-        snprintf(err, errlen, "store postgresql: bad URI: %s", msg);
-        PQfreemem(perr);
-        free(uri);
-        return NULL;
-    }
-    PQconninfoFree(opts);
-    char where[256];
-    describe(uri, where, sizeof where);
-
-    /* Our defaults come before the URI (the "dbname" entry, expanded): libpq lets later
-     * entries override earlier ones, so whatever the URI sets wins. */
-    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                                "application_name", "client_encoding", "dbname", NULL};
-    const char *const vals[] = {PG_CONNECT_TIMEOUT, "1", "30", "10", "3", PG_TCP_USER_TIMEOUT,
-                                "parley", "UTF8", uri, NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    free(uri);
-    if (!conn) {
-        snprintf(err, errlen, "PostgreSQL %s: out of memory", where);
-        return NULL;
-    }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        char msg[STORE_ERRLEN];
-        first_line(msg, sizeof msg, PQerrorMessage(conn));
-        snprintf(err, errlen, "PostgreSQL %s: cannot connect: %s", where, msg);
-        PQfinish(conn);
-        return NULL;
-    }
-    /* GENERATED AS IDENTITY needs 10. */
-    if (PQserverVersion(conn) < 100000) {
-        snprintf(err, errlen, "PostgreSQL %s: server version %d is too old (10 or newer needed)",
-                 where, PQserverVersion(conn));
-        PQfinish(conn);
-        return NULL;
-    }
-    if (session_setup(conn) < 0) {
-        char msg[STORE_ERRLEN];
-        first_line(msg, sizeof msg, PQerrorMessage(conn));
-        snprintf(err, errlen, "PostgreSQL %s: session setup: %s", where, msg);
-        PQfinish(conn);
-        return NULL;
-    }
-    char merr[STORE_ERRLEN];
-    if (migrate(conn, where, merr, sizeof merr) < 0) {
-        snprintf(err, errlen, "PostgreSQL %s: %s", where, merr);
-        PQfinish(conn);
-        return NULL;
-    }
-
+    static const pg_db_conf conf = {
+        .log_label = "store",
+        .err_label = "",
+        .application_name = "parley",
+        .connect_timeout = PG_CONNECT_TIMEOUT,
+        .tcp_user_timeout = PG_TCP_USER_TIMEOUT,
+        .statement_timeout = PG_STATEMENT_TIMEOUT,
+        .idle_tx_timeout = PG_IDLE_TX_TIMEOUT,
+        .min_server_version = 100000, /* GENERATED AS IDENTITY needs 10 */
+        .sql = sql_text,
+        .nstmts = S_COUNT,
+        .stmt_prefix = "parley_",
+    };
     pg_store *s = xcalloc(1, sizeof *s);
-    s->conn = conn;
-    snprintf(s->where, sizeof s->where, "%s", where);
+    if (pg_db_open(&s->db, &conf, location, err, errlen) < 0 ||
+        pg_db_migrate(&s->db, "schema_version", PG_MIGRATION_LOCK, migrations, SCHEMA_VERSION,
+                      err, errlen) < 0) {
+        pg_close(&s->base);
+        return NULL;
+    }
     return &s->base;
 }
 
