@@ -10,112 +10,10 @@ import re
 import sqlite3
 import time
 
-import pytest
-from slixmpp.exceptions import IqError, PresenceError
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import MatchXPath
-
 from conftest import DOMAIN, RawStream, clients_for, exchange, send_iq
-
-MUC = f"conference.{DOMAIN}"
-NS_MUC_USER = "http://jabber.org/protocol/muc#user"
-NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
-NS_SID = "urn:xmpp:sid:0"
-NS_DELAY = "urn:xmpp:delay"
-PLUGINS = ("xep_0030", "xep_0004", "xep_0045", "xep_0203")
-
-
-def room(name):
-    return f"{name}@{MUC}"
-
-
-def codes(p):
-    return p["muc"]["status_codes"]
-
-
-async def login(cl, user, resource=None):
-    """A client with the MUC plugins. slixmpp stops raising 'presence' events for a room's
-    JIDs once it has seen one of them, so every presence stanza is also recorded as
-    'mucp', straight from the stream."""
-    c = cl.make(user, resource or user, plugins=PLUGINS)
-    c.events["mucp"] = []
-    c.events["mucm"] = []
-    c.register_handler(Callback("record-presence", MatchXPath("{jabber:client}presence"),
-                                lambda p: c.events["mucp"].append(p)))
-    # and every message: subject changes, invitations and declines have no body
-    c.register_handler(Callback("record-message", MatchXPath("{jabber:client}message"),
-                                lambda m: c.events["mucm"].append(m)))
-    await cl.connect(c)
-    await asyncio.wait_for(c.get_roster(), 10)
-    c.send_presence()
-    await asyncio.sleep(0.1)
-    return c
-
-
-async def join(c, rjid, nick, **kw):
-    """join_muc_wait with a bounded wait; returns (self_presence, subject, occupants, history)."""
-    return await c.plugin["xep_0045"].join_muc_wait(rjid, nick, timeout=5, **kw)
-
-
-async def join_error(c, rjid, nick, **kw):
-    with pytest.raises(PresenceError) as ei:
-        await join(c, rjid, nick, **kw)
-    return ei.value
-
-
-async def instant(c, rjid):
-    """Accept the defaults of a new room (XEP-0045 10.1.2)."""
-    form = c.plugin["xep_0004"].make_form(ftype="submit")
-    await c.plugin["xep_0045"].set_room_config(rjid, form, timeout=5)
-
-
-async def create(c, name, nick=None, config=None):
-    """Create a room and open it: instant, or with these muc#roomconfig fields."""
-    rjid = room(name)
-    pres, *_ = await join(c, rjid, nick or c.boundjid.user)
-    assert {110, 201} <= codes(pres), pres
-    if config is None:
-        await instant(c, rjid)
-    else:
-        await configure(c, rjid, config)
-    return rjid
-
-
-async def configure(c, rjid, fields):
-    form = c.plugin["xep_0004"].make_form(ftype="submit")
-    for var, value in fields.items():
-        form.add_field(var=f"muc#roomconfig_{var}", value=value)
-    await c.plugin["xep_0045"].set_room_config(rjid, form, timeout=5)
-
-
-async def iq_error(coro):
-    with pytest.raises(IqError) as ei:
-        await coro
-    return ei.value.iq["error"]
-
-
-def groupchat(c, rjid, body, mid=None):
-    m = c.make_message(mto=rjid, mbody=body, mtype="groupchat")
-    if mid:
-        m["id"] = mid
-    m.send()
-
-
-def gc_body(rjid, body):
-    return lambda m: m["type"] == "groupchat" and m["from"].bare == rjid and m["body"] == body
-
-
-def presence_of(rjid, nick, ptype=None):
-    def pred(p):
-        if p["from"].bare != rjid or p["from"].resource != nick:
-            return False
-        return ptype is None or p["type"] == ptype
-    return pred
-
-
-async def error_for(c, body, timeout=5):
-    m = await c.wait_for("message_error", lambda m: m["body"] == body, timeout, what=body)
-    return m["error"]
+from muc_util import (MUC, NS_DELAY, NS_MUC_OWNER, NS_MUC_USER, NS_SID, codes, configure, create,
+                      error_for, gc_body, groupchat, instant, iq_error, join, join_error, login,
+                      logins, occupied_room, presence_of, room)
 
 
 # --------------------------------------------------------------------------- rooms
@@ -123,8 +21,7 @@ async def error_for(c, body, timeout=5):
 def test_create_instant_room_join_leave_status_codes(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
+        a, b = await logins(cl, "alice", "bob")
         rjid = room("lobby")
         pres, subject, occupants, history = await join(a, rjid, "Alice")
         # a new room: owner, moderator, 110 self, 201 created, 100 non-anonymous, 170 archived
@@ -178,8 +75,7 @@ def test_create_instant_room_join_leave_status_codes(srv, run):
 def test_create_with_form_and_bad_forms(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
+        a, b = await logins(cl, "alice", "bob")
         rjid = room("planning")
         await join(a, rjid, "alice")
         form = await a.plugin["xep_0045"].get_room_config(rjid, timeout=5)
@@ -228,8 +124,7 @@ def test_create_with_form_and_bad_forms(srv, run):
 def test_nick_conflict(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
+        a, b = await logins(cl, "alice", "bob")
         rjid = await create(a, "names", "sam")
         err = await join_error(b, rjid, "sam")
         assert err.condition == "conflict" and err.etype == "cancel"
@@ -242,8 +137,7 @@ def test_nick_conflict(srv, run):
 def test_password_room_wrong_password(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
+        a, b = await logins(cl, "alice", "bob")
         rjid = await create(a, "secret", config={"passwordprotectedroom": "1",
                                                   "roomsecret": "s3same"})
         err = await join_error(b, rjid, "bob", password="wrong")
@@ -260,8 +154,7 @@ def test_password_room_wrong_password(srv, run):
 def test_members_only_without_membership(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
+        a, b = await logins(cl, "alice", "bob")
         rjid = await create(a, "staff", config={"membersonly": "1"})
         err = await join_error(b, rjid, "bob")
         assert (err.condition, err.etype) == ("registration-required", "auth")
@@ -284,12 +177,7 @@ def test_members_only_without_membership(srv, run):
 def test_kick_and_ban_by_moderator_refused_for_non_moderator(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        c = await login(cl, "carol")
-        rjid = await create(a, "modroom", "alice")
-        await join(b, rjid, "bob")
-        await join(c, rjid, "carol")
+        rjid, a, b, c = await occupied_room(cl, "modroom", "alice", "bob", "carol")
         # a participant may not kick or ban
         e = await iq_error(b.plugin["xep_0045"].set_role(rjid, "carol", "none", timeout=5))
         assert (e["condition"], e["type"]) == ("forbidden", "auth")
@@ -335,8 +223,7 @@ def test_kick_and_ban_by_moderator_refused_for_non_moderator(srv, run):
 def test_moderated_room_visitor_speaking(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
+        a, b = await logins(cl, "alice", "bob")
         rjid = await create(a, "stage", config={"moderatedroom": "1"})
         pres, *_ = await join(b, rjid, "bob")
         assert pres["muc"]["role"] == "visitor"
@@ -357,10 +244,7 @@ def test_moderated_room_visitor_speaking(srv, run):
 def test_subject_change_rules(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        rjid = await create(a, "topics", "alice")
-        await join(b, rjid, "bob")
+        rjid, a, b = await occupied_room(cl, "topics", "alice", "bob")
         a.plugin["xep_0045"].set_subject(rjid, "Release 2.0")
         m = await b.wait_for("mucm", lambda m: m["subject"] == "Release 2.0")
         assert m["from"] == f"{rjid}/alice"
@@ -385,9 +269,7 @@ def test_subject_change_rules(srv, run):
 def test_history_on_join_maxstanzas(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        c = await login(cl, "carol")
+        a, b, c = await logins(cl, "alice", "bob", "carol")
         rjid = await create(a, "history", "alice")
         for i in range(5):
             groupchat(a, rjid, f"old {i}")
@@ -409,9 +291,7 @@ def test_history_on_join_maxstanzas(srv, run):
 def test_invitation_and_decline(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        c = await login(cl, "carol")
+        a, b, c = await logins(cl, "alice", "bob", "carol")
         rjid = await create(a, "party", "alice", config={"membersonly": "1"})
         a.plugin["xep_0045"].invite(rjid, b.boundjid.bare, reason="come along")
         inv = await wait_raw_invite(b, rjid)
@@ -447,9 +327,7 @@ async def wait_raw_decline(c, rjid, timeout=5):
 def test_private_message(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        c = await login(cl, "carol")
+        a, b, c = await logins(cl, "alice", "bob", "carol")
         rjid = await create(a, "whispers", "alice")
         await join(b, rjid, "bob")
         b.send_message(mto=f"{rjid}/alice", mbody="psst", mtype="chat")
@@ -470,10 +348,7 @@ def test_private_message(srv, run):
 def test_destroy_with_reason_and_alternate_venue(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        rjid = await create(a, "doomed", "alice")
-        await join(b, rjid, "bob")
+        rjid, a, b = await occupied_room(cl, "doomed", "alice", "bob")
         e = await iq_error(b.plugin["xep_0045"].destroy(rjid, "mine", timeout=5))
         assert e["condition"] == "forbidden"
         await a.plugin["xep_0045"].destroy(rjid, "moved", altroom=room("newhome"), timeout=5)
@@ -495,8 +370,7 @@ def test_destroy_with_reason_and_alternate_venue(srv, run):
 def test_groupchat_from_non_occupant_rejected(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
+        a, b = await logins(cl, "alice", "bob")
         rjid = await create(a, "closed", "alice")
         groupchat(b, rjid, "let me in")
         e = await error_for(b, "let me in")
@@ -519,10 +393,7 @@ def test_groupchat_from_non_occupant_rejected(srv, run):
 def test_omemo_in_group_chat_rejected(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        rjid = await create(a, "plain", "alice")
-        await join(b, rjid, "bob")
+        rjid, a, b = await occupied_room(cl, "plain", "alice", "bob")
         a.send_raw(f"<message to='{rjid}' type='groupchat' id='omemo-gc'>"
                    "<encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'/><payload>eA==</payload>"
                    "</encrypted><body>[OMEMO fallback]</body></message>")
@@ -557,10 +428,7 @@ def test_rate_limit_error(server, run):
 
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        rjid = await create(a, "fast", "alice")
-        await join(b, rjid, "bob")
+        rjid, a, b = await occupied_room(cl, "fast", "alice", "bob")
         a.send_raw("".join(f"<message to='{rjid}' type='groupchat' id='burst-{i}'>"
                            f"<body>burst {i}</body></message>" for i in range(12)))
         # each message is either delivered or refused with resource-constraint: none vanish
@@ -591,12 +459,7 @@ def test_rate_limit_error(server, run):
 def test_one_compliance_record_per_room_message(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        c = await login(cl, "carol")
-        rjid = await create(a, "audited", "alice")
-        await join(b, rjid, "bob")
-        await join(c, rjid, "carol")
+        rjid, a, b, c = await occupied_room(cl, "audited", "alice", "bob", "carol")
         groupchat(a, rjid, "quarterly numbers", mid="rec-1")
         got = [await x.wait_for("message", gc_body(rjid, "quarterly numbers")) for x in (a, b, c)]
         # one order, one id: the echo and the copies carry the same stanza-id
@@ -640,8 +503,7 @@ def test_persistence_across_restart(srv, run):
 
     async def after():
         cl = clients_for(srv)
-        b = await login(cl, "bob")
-        c = await login(cl, "carol")
+        b, c = await logins(cl, "bob", "carol")
         keep = room("keeper")
         info = await b.plugin["xep_0030"].get_info(jid=keep, timeout=5)
         feats = info["disco_info"]["features"]
@@ -723,10 +585,7 @@ def test_unwritable_archive_bounces_room_message_to_sender_only(srv, run):
     the sender's echo) and comes back as resource-constraint; the room goes on after."""
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        rjid = await create(a, "strict", "alice")
-        await join(b, rjid, "bob")
+        rjid, a, b = await occupied_room(cl, "strict", "alice", "bob")
         lock = sqlite3.connect(os.path.join(srv.dir, "data", "compliance.db"), timeout=1,
                                isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
@@ -754,10 +613,7 @@ def test_presence_flood_limited(server, run):
 
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        rjid = await create(a, "statuses", "alice")
-        await join(b, rjid, "bob")
+        rjid, a, b = await occupied_room(cl, "statuses", "alice", "bob")
         a.send_raw("".join(f"<presence to='{rjid}/alice' id='st-{i}'><status>s{i}</status>"
                            "</presence>" for i in range(10)))
         err = await a.wait_for("mucp", lambda p: p["type"] == "error" and p["id"].startswith("st-"))
@@ -774,10 +630,7 @@ def test_sender_cannot_speak_for_the_room(srv, run):
     the room's own stanza-id reaches the others."""
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        rjid = await create(a, "spoof", "alice")
-        await join(b, rjid, "bob")
+        rjid, a, b = await occupied_room(cl, "spoof", "alice", "bob")
         b.send_raw(f"<message to='{rjid}' type='groupchat' id='spoof-1'><body>forged</body>"
                    f"<stanza-id xmlns='{NS_SID}' id='fake' by='{rjid}'/>"
                    f"<delay xmlns='{NS_DELAY}' from='{rjid}' stamp='2001-01-01T00:00:00Z'/>"
@@ -808,8 +661,7 @@ def test_self_ping_and_rejoin(srv, run):
     a session already in the room sends the room's state again (no 409 against itself)."""
     async def scenario():
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
+        a, b = await logins(cl, "alice", "bob")
         rjid = await create(a, "pingable", "alice")
         groupchat(a, rjid, "before rejoin")
         await a.wait_for("message", gc_body(rjid, "before rejoin"))
@@ -856,12 +708,7 @@ def test_compliance_server_judges_room_messages_with_occupants(server, run):
     async def scenario():
         comp = await Component(srv, port).start()
         cl = clients_for(srv)
-        a = await login(cl, "alice")
-        b = await login(cl, "bob")
-        c = await login(cl, "carol")
-        rjid = await create(a, "walled", "alice")
-        await join(b, rjid, "bob")
-        await join(c, rjid, "carol")
+        rjid, a, b, c = await occupied_room(cl, "walled", "alice", "bob", "carol")
 
         def policy(check):
             body = check["forwarded"].find("{jabber:client}body").text

@@ -7,30 +7,19 @@ import sqlite3
 
 import pytest
 from slixmpp.exceptions import IqError
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import MatchXPath
 
 from conftest import clients_for, send_iq
-from test_muc import (MUC, NS_SID, PLUGINS as MUC_PLUGINS, codes, configure, create,
-                      gc_body, groupchat, join, room)
+from muc_util import (MUC, NS_SID, PLUGINS as MUC_PLUGINS, codes, configure, create, gc_body,
+                      groupchat, join, login, logins, occupied_room, room)
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_RSM = "http://jabber.org/protocol/rsm"
 PLUGINS = MUC_PLUGINS + ("xep_0059", "xep_0313")
 
 
-async def mam_login(cl, user, resource=None):
-    """A client with the MUC and MAM plugins, recording presence and messages like
-    test_muc.login does."""
-    c = cl.make(user, resource or user, plugins=PLUGINS)
-    c.events["mucp"], c.events["mucm"] = [], []
-    c.register_handler(Callback("record-presence", MatchXPath("{jabber:client}presence"),
-                                lambda p: c.events["mucp"].append(p)))
-    c.register_handler(Callback("record-message", MatchXPath("{jabber:client}message"),
-                                lambda m: c.events["mucm"].append(m)))
-    await cl.connect(c)
-    c.send_presence()
-    return c
+async def mam_login(cl, user):
+    """muc_util.login, with the MAM plugins too."""
+    return await login(cl, user, plugins=PLUGINS)
 
 
 async def fetch_all(c, rjid, **kw):
@@ -62,10 +51,7 @@ async def talk(a, rjid, bodies):
 def test_room_archive_occupants_page_through_it_with_the_rooms_stanza_ids(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await mam_login(cl, "alice")
-        b = await mam_login(cl, "bob")
-        rjid = await create(a, "annals", "alice")
-        await join(b, rjid, "bob")
+        rjid, a, b = await occupied_room(cl, "annals", "alice", "bob", plugins=PLUGINS)
         info = await b["xep_0030"].get_info(jid=rjid, timeout=5)
         assert NS_MAM in info["disco_info"]["features"]
         ids = await talk(a, rjid, [f"entry {i}" for i in range(12)])
@@ -97,8 +83,7 @@ def test_room_archive_occupants_page_through_it_with_the_rooms_stanza_ids(srv, r
 def test_room_archive_bad_input_query_from_outsider_and_prefs_refused(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await mam_login(cl, "alice")
-        d = await mam_login(cl, "dave")
+        a, d = await logins(cl, "alice", "dave", plugins=PLUGINS)
         rjid = await create(a, "closed-book", "alice")
         await talk(a, rjid, ["not for dave"])
         with pytest.raises(IqError) as ei:
@@ -140,10 +125,7 @@ def test_room_archive_members_read_members_only_room_without_joining(srv, run):
 def test_room_archive_with_filter_by_real_jid_and_refused_in_semi_anonymous_room(srv, run):
     async def scenario():
         cl = clients_for(srv)
-        a = await mam_login(cl, "alice")
-        b = await mam_login(cl, "bob")
-        rjid = await create(a, "open-names", "alice")
-        await join(b, rjid, "bob")
+        rjid, a, b = await occupied_room(cl, "open-names", "alice", "bob", plugins=PLUGINS)
         await talk(a, rjid, ["from alice"])
         groupchat(b, rjid, "from bob")
         await b.wait_for("message", gc_body(rjid, "from bob"))

@@ -8,7 +8,7 @@ import pytest
 
 from component_util import error_condition, random_text, records, start_with_components
 from conftest import DOMAIN, IqError, clients_for, free_port, send_iq, wait_port
-from test_muc import create, gc_body, groupchat, join, login
+from muc_util import create, gc_body, groupchat, join, logins
 from test_parley_compliance import WALL_REASON, pcomp  # noqa: F401  (the fixture)
 from test_upload import UPLOAD_JID, file_records, https, request_slot, slot_xml, wait_records
 
@@ -28,7 +28,7 @@ def test_ethical_wall_in_a_shared_room(server, run, pcomp):
 
     async def scenario():
         cl = clients_for(srv)
-        alice, bob, carol = [await login(cl, u) for u in ("alice", "bob", "carol")]
+        alice, bob, carol = await logins(cl, "alice", "bob", "carol")
         rjid = await create(alice, f"desk-{nonce}")
         await join(carol, rjid, "carol")
         # Without research in the room, trading speaks freely.
