@@ -97,15 +97,6 @@ static void pair_free(pair *p)
     close(p->fds[1]);
 }
 
-static SSL_CTX *server_ctx(void)
-{
-    char err[512] = "";
-    SSL_CTX *ctx = tls_server_ctx_new(rsa_crt, rsa_key, NULL, err, sizeof err);
-    if (!ctx)
-        fail_msg("server ctx: %s", err);
-    return ctx;
-}
-
 static SSL_CTX *client_ctx(void)
 {
     char err[512] = "";

@@ -153,15 +153,6 @@ static void pair_free(pair *p)
     ERR_clear_error();
 }
 
-static SSL_CTX *server_ctx(void)
-{
-    char err[512] = "";
-    SSL_CTX *ctx = tls_server_ctx_new(rsa_crt, rsa_key, NULL, err, sizeof err);
-    if (!ctx)
-        fail_msg("server ctx: %s", err);
-    return ctx;
-}
-
 static SSL_CTX *client_ctx(const char *suite)
 {
     char err[512] = "";

@@ -1,10 +1,13 @@
 /* tls_helpers.h - what the TLS unit tests share: a throw-away CA and server certificates
  * (RSA 2048, a too-weak RSA 1024, EC P-256, all for "localhost") written as PEM files in a
- * temporary directory by the group setup and removed by the group teardown, and a
- * non-blocking switch for the socketpairs the handshakes run over. Header-only (static
- * functions and file-scope paths): each test program includes it once, after cmocka.h. */
+ * temporary directory by the group setup and removed by the group teardown, a server
+ * context of the policy (tls.h) with the RSA certificate, and a non-blocking switch for
+ * the socketpairs the handshakes run over. Header-only (static functions and file-scope
+ * paths): each test program includes it once, after cmocka.h. */
 #ifndef PARLEY_TEST_TLS_HELPERS_H
 #define PARLEY_TEST_TLS_HELPERS_H
+
+#include "common/tls.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -133,5 +136,15 @@ static inline int tls_certs_teardown(void **state)
 }
 
 static inline void nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+/* A server context of our policy with the RSA certificate. */
+static inline SSL_CTX *server_ctx(void)
+{
+    char err[512] = "";
+    SSL_CTX *ctx = tls_server_ctx_new(rsa_crt, rsa_key, NULL, err, sizeof err);
+    if (!ctx)
+        fail_msg("server ctx: %s", err);
+    return ctx;
+}
 
 #endif
