@@ -444,10 +444,10 @@ static int sqlite_insert_audit(clog *c, const clog_audit *a)
     return step_insert(s, st, "inserting an audit event");
 }
 
-static int sqlite_insert_checkpoint(clog *c, const clog_checkpoint *cp)
+/* A signed checkpoint into the table of statement id (checkpoints or purges). */
+static int insert_cp(sqlite_clog *s, enum sid id, const clog_checkpoint *cp, const char *what)
 {
-    sqlite_clog *s = sc_of(c);
-    sqlite3_stmt *st = stmt(s, S_INSERT_CP);
+    sqlite3_stmt *st = stmt(s, id);
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, clog_chain_name(cp->chain), -1, SQLITE_STATIC);
@@ -456,7 +456,12 @@ static int sqlite_insert_checkpoint(clog *c, const clog_checkpoint *cp)
     sqlite3_bind_blob(st, 4, cp->hash, CLOG_HASH_LEN, SQLITE_STATIC);
     sqlite3_bind_blob(st, 5, cp->sig, (int)cp->siglen, SQLITE_STATIC);
     bind_str(st, 6, cp->signer);
-    return step_insert(s, st, "inserting a checkpoint");
+    return step_insert(s, st, what);
+}
+
+static int sqlite_insert_checkpoint(clog *c, const clog_checkpoint *cp)
+{
+    return insert_cp(sc_of(c), S_INSERT_CP, cp, "inserting a checkpoint");
 }
 
 /* ---- reads ---- */
@@ -705,17 +710,7 @@ static int sqlite_delete_records(clog *c, int64_t last)
 
 static int sqlite_insert_purge(clog *c, const clog_checkpoint *cp)
 {
-    sqlite_clog *s = sc_of(c);
-    sqlite3_stmt *st = stmt(s, S_INSERT_PURGE);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, clog_chain_name(cp->chain), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, cp->seq);
-    sqlite3_bind_int64(st, 3, cp->ts_us);
-    sqlite3_bind_blob(st, 4, cp->hash, CLOG_HASH_LEN, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 5, cp->sig, (int)cp->siglen, SQLITE_STATIC);
-    bind_str(st, 6, cp->signer);
-    return step_insert(s, st, "inserting a purge checkpoint");
+    return insert_cp(sc_of(c), S_INSERT_PURGE, cp, "inserting a purge checkpoint");
 }
 
 static int sqlite_last_purge(clog *c, clog_chain chain, int64_t *seq,

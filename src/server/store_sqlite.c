@@ -417,6 +417,28 @@ static char *col_dup(sqlite3_stmt *st, int col)
     return t ? xstrdup((const char *)t) : NULL;
 }
 
+/* The integer in the first column of the one-row query id, with arg as ?1 unless NULL.
+ * No row is 0 if none_ok, else an error like a failed step. */
+static store_status read_int(sqlite_store *s, enum sid id, const char *arg, int none_ok,
+                             int64_t *out, const char *what)
+{
+    sqlite3_stmt *st = stmt(s, id);
+    if (!st)
+        return STORE_ERROR;
+    if (arg)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    store_status ret = STORE_OK;
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE && none_ok)
+        *out = 0;
+    else
+        ret = db_error(s, what);
+    finish(st);
+    return ret;
+}
+
 static const char *hash_name(scram_hash h)
 {
     return h == SCRAM_SHA1 ? "SHA-1" : "SHA-256";
@@ -855,38 +877,18 @@ static store_status sqlite_roster_del(store *base, const char *user, const char 
 
 static store_status sqlite_roster_version(store *base, const char *user, int64_t *version)
 {
-    sqlite_store *s = ss_of(base);
-    sqlite3_stmt *st = stmt(s, S_VERSION_GET);
-    if (!st)
-        return STORE_ERROR;
-    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    store_status ret = STORE_OK;
-    if (rc == SQLITE_ROW)
-        *version = sqlite3_column_int64(st, 0);
-    else if (rc == SQLITE_DONE)
-        *version = 0; /* never changed */
-    else
-        ret = db_error(s, "read roster version");
-    finish(st);
-    return ret;
+    /* no row: never changed */
+    return read_int(ss_of(base), S_VERSION_GET, user, 1, version, "read roster version");
 }
 
 /* ---- offline messages ---- */
 
 static store_status count_offline(sqlite_store *s, const char *user, int *count)
 {
-    sqlite3_stmt *st = stmt(s, S_OFFLINE_COUNT);
-    if (!st)
-        return STORE_ERROR;
-    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    store_status ret = STORE_OK;
-    if (rc == SQLITE_ROW)
-        *count = sqlite3_column_int(st, 0);
-    else
-        ret = db_error(s, "count offline messages");
-    finish(st);
+    int64_t n = 0;
+    store_status ret = read_int(s, S_OFFLINE_COUNT, user, 0, &n, "count offline messages");
+    if (ret == STORE_OK)
+        *count = (int)n;
     return ret;
 }
 
@@ -1389,18 +1391,7 @@ static store_status sqlite_policy_list(store *base, const char *user, store_poli
 
 static store_status sqlite_policy_version(store *base, int64_t *version)
 {
-    sqlite_store *s = ss_of(base);
-    sqlite3_stmt *st = stmt(s, S_POLICY_VERSION);
-    if (!st)
-        return STORE_ERROR;
-    int rc = sqlite3_step(st);
-    store_status ret = STORE_OK;
-    if (rc == SQLITE_ROW)
-        *version = sqlite3_column_int64(st, 0);
-    else
-        ret = db_error(s, "read the policy version");
-    finish(st);
-    return ret;
+    return read_int(ss_of(base), S_POLICY_VERSION, NULL, 0, version, "read the policy version");
 }
 
 static store_status sqlite_group_add(store *base, const char *group)
