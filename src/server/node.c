@@ -14,6 +14,7 @@
 #include "../common/util.h"
 #include "c2s.h"
 #include "message.h"
+#include "node_rooms.h"
 #include "roster.h"
 #include "router.h"
 #include "s2s.h"
@@ -266,6 +267,10 @@ void node_from_link(server *srv, const char *node, xml_node *stanza)
         xml_free(stanza);
         return;
     }
+    if (node_rooms_from_link(srv, node, stanza)) { /* for a room living here */
+        jid_clear(&to);
+        return;
+    }
     if (!to.local || !router_is_local_domain(srv, to.domain)) {
         /* For a service (or the server) of this node; answers to other domains too. */
         router_send(srv, stanza);
@@ -301,6 +306,10 @@ void node_undeliverable(server *srv, xml_node *stanza)
     const char *type = xml_get_attr(stanza, "type");
     if (!to_attr || jid_parse(to_attr, &to) < 0) {
         xml_free(stanza);
+        return;
+    }
+    if (node_rooms_undeliverable(srv, stanza)) { /* for a room on that node */
+        jid_clear(&to);
         return;
     }
     if (strcmp(stanza->name, "message") == 0 && to.local) {
@@ -343,6 +352,7 @@ void node_housekeeping(server *srv)
         else if (removed)
             log_info("node directory: %d entries of nodes that are gone removed", removed);
     }
+    node_rooms_housekeeping(srv);
 }
 
 void node_shutdown(server *srv)
