@@ -404,7 +404,10 @@ static muc_room *find_room(muc *m, xml_node *stanza, const char *room_jid, int *
     }
     *taken = 1;
     if (rc == 0 && !m->via_node) {
-        s2s_node_send(srv, home, stanza);
+        /* A failing link drops the cache entry that home points into. */
+        char *node = xstrdup(home);
+        s2s_node_send(srv, node, stanza);
+        free(node);
         return NULL;
     }
     /* The store failed, or another node sent us what lives on a third: stanzas from a
@@ -512,17 +515,62 @@ static void deliver_from(muc *m, xml_node *stanza)
     jid_clear(&to);
 }
 
+/* A stanza that arrives while the service is handling another (a send to an occupant on
+ * another node whose link failed at once, answered by an error for the room) waits until
+ * that one is done: rooms are never changed under a loop over their occupants. */
+typedef struct deferred {
+    xml_node *stanza;
+    char *via_node;
+    struct deferred *next;
+} deferred;
+
+static void deliver_one(muc *m, xml_node *stanza, const char *via_node)
+{
+    if (m->busy) {
+        deferred *d = xcalloc(1, sizeof *d);
+        d->stanza = stanza;
+        d->via_node = via_node ? xstrdup(via_node) : NULL;
+        deferred **tail = &m->deferred;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = d;
+        return;
+    }
+    muc_hold(m);
+    m->via_node = via_node;
+    deliver_from(m, stanza);
+    m->via_node = NULL;
+    muc_release(m);
+}
+
+void muc_hold(muc *m)
+{
+    m->busy = 1;
+}
+
+void muc_release(muc *m)
+{
+    while (m->deferred) {
+        deferred *d = m->deferred;
+        m->deferred = d->next;
+        m->via_node = d->via_node;
+        deliver_from(m, d->stanza);
+        m->via_node = NULL;
+        free(d->via_node);
+        free(d);
+    }
+    m->busy = 0;
+}
+
 static void deliver(server *srv, void *ud, xml_node *stanza)
 {
     (void)srv;
-    deliver_from(ud, stanza);
+    deliver_one(ud, stanza, NULL);
 }
 
 void muc_deliver_via(muc *m, xml_node *stanza, const char *node)
 {
-    m->via_node = node;
-    deliver_from(m, stanza);
-    m->via_node = NULL;
+    deliver_one(m, stanza, node);
 }
 
 int muc_init(server *srv)

@@ -134,6 +134,8 @@ struct muc {
     int registered;      /* the router serves domain through us */
     struct node_rooms_state *homes; /* several nodes: where rooms live (node_rooms.h) */
     const char *via_node; /* while a stanza from another node's link is handled: that node */
+    int busy;            /* handling a stanza: others wait in deferred (muc.c) */
+    struct deferred *deferred;
 };
 
 /* ---- muc.c ---- */
@@ -150,6 +152,10 @@ void muc_room_done(muc *m, const char *room_jid);
 /* The name the service's room list shows for r, or NULL if r is not listed (caller
  * frees). */
 char *muc_room_listing(const muc_room *r);
+/* Between hold and release, stanzas for the service wait (for code that loops over
+ * rooms or occupants outside a delivery); release handles them. */
+void muc_hold(muc *m);
+void muc_release(muc *m);
 /* A stanza for the service that came over the link from node (node_rooms.h). Takes
  * ownership. */
 void muc_deliver_via(muc *m, xml_node *stanza, const char *node);

@@ -333,6 +333,8 @@ void node_link_up(server *srv, const char *node, int outbound)
 void node_link_down(server *srv, const char *node, int outbound)
 {
     log_info("node %s: %s link down", node ? node : "?", outbound ? "outbound" : "inbound");
+    if (node)
+        node_rooms_link_down(srv, node);
 }
 
 void node_housekeeping(server *srv)

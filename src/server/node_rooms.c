@@ -214,6 +214,37 @@ void node_rooms_each_listed(muc *m, void (*fn)(void *ud, const char *room, const
         log_error("muc: room directory: %s", store_last_error(m->srv->store));
 }
 
+/* ---- lists of names ---- */
+
+typedef struct names {
+    char **v;
+    size_t n, cap;
+} names;
+
+static void names_add(names *ns, const char *s)
+{
+    if (ns->n == ns->cap) {
+        ns->cap = ns->cap ? 2 * ns->cap : 8;
+        ns->v = xrealloc(ns->v, ns->cap * sizeof *ns->v);
+    }
+    ns->v[ns->n++] = xstrdup(s);
+}
+
+static int names_has(const names *ns, const char *s)
+{
+    for (size_t i = 0; i < ns->n; i++)
+        if (strcmp(ns->v[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+static void names_free(names *ns)
+{
+    for (size_t i = 0; i < ns->n; i++)
+        free(ns->v[i]);
+    free(ns->v);
+}
+
 /* ---- links ---- */
 
 void node_rooms_send(muc *m, const char *node, const xml_node *stanza)
@@ -266,6 +297,33 @@ int node_rooms_undeliverable(server *srv, xml_node *stanza)
     return 1;
 }
 
+typedef struct node_keys {
+    const char *node;
+    names *keys;
+} node_keys;
+
+static int cached_on(void *ud, const char *key, void *value)
+{
+    node_keys *c = ud;
+    const cached_home *h = value;
+    if (strcmp(h->node, c->node) == 0)
+        names_add(c->keys, key);
+    return 0;
+}
+
+void node_rooms_link_down(server *srv, const char *node)
+{
+    muc *m = srv->muc;
+    if (!m || !m->homes)
+        return;
+    names keys = {0};
+    node_keys c = {node, &keys};
+    dict_each(m->homes->cache, cached_on, &c);
+    for (size_t i = 0; i < keys.n; i++)
+        forget_cached(m, keys.v[i]);
+    names_free(&keys);
+}
+
 typedef struct session_ctx {
     const char *resource;
     const char *node;
@@ -296,35 +354,6 @@ int node_rooms_session_on(muc *m, const char *full, const char *node)
 }
 
 /* ---- housekeeping ---- */
-
-typedef struct names {
-    char **v;
-    size_t n, cap;
-} names;
-
-static void names_add(names *ns, const char *s)
-{
-    if (ns->n == ns->cap) {
-        ns->cap = ns->cap ? 2 * ns->cap : 8;
-        ns->v = xrealloc(ns->v, ns->cap * sizeof *ns->v);
-    }
-    ns->v[ns->n++] = xstrdup(s);
-}
-
-static int names_has(const names *ns, const char *s)
-{
-    for (size_t i = 0; i < ns->n; i++)
-        if (strcmp(ns->v[i], s) == 0)
-            return 1;
-    return 0;
-}
-
-static void names_free(names *ns)
-{
-    for (size_t i = 0; i < ns->n; i++)
-        free(ns->v[i]);
-    free(ns->v);
-}
 
 static void dead_node(void *ud, const store_node *n)
 {
@@ -428,11 +457,13 @@ void node_rooms_housekeeping(server *srv)
         return;
     }
     sweep_ctx c = {&dead, &held, {0}, {0}};
+    muc_hold(m);
     dict_each(m->rooms, sweep_room, &c);
     for (size_t i = 0; i < c.rooms.n; i++)
         muc_room_done(m, c.rooms.v[i]);
     for (size_t i = 0; i < c.lost.n; i++)
         drop_lost(m, c.lost.v[i]);
+    muc_release(m);
     /* Temporary rooms of nodes gone for a lease: nobody can be in them. */
     int removed = 0;
     if (store_room_sweep(srv->store, srv->cfg.node_lease, &removed) != STORE_OK)

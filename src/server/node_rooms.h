@@ -38,6 +38,8 @@ int node_rooms_from_link(server *srv, const char *node, xml_node *stanza);
 /* A stanza for a room that could not reach the room's home (its link failed): bounced to
  * the sender (1), or 0 if the stanza is not for the room service. */
 int node_rooms_undeliverable(server *srv, xml_node *stanza);
+/* The link to node went down: rooms believed to live there are looked up again. */
+void node_rooms_link_down(server *srv, const char *node);
 /* Does node hold the session full (the directory says so)? For joins over a link. */
 int node_rooms_session_on(struct muc *m, const char *full, const char *node);
 /* Timer: occupants on nodes whose lease ran out leave their rooms; stale cache entries,
