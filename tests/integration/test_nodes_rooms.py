@@ -10,6 +10,7 @@ configuration kept, occupants rejoin); forged room traffic over a node link is d
 import asyncio
 import time
 
+from slixmpp.exceptions import PresenceError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
@@ -129,6 +130,13 @@ def test_room_on_node2_with_occupants_on_every_node(cluster, run):
         for x in (alice, bob, carol):
             await until(lambda x=x: occupants(x, rjid) == ["alice", "bob", "carol"], 10,
                         f"{x.boundjid} sees all three occupants")
+        # a refused join from node3 gets its error back from the home on node2
+        dup = await member(n3, "carol", resource="dup")
+        try:
+            await join(dup, rjid, "bob")
+            raise AssertionError("a second 'bob' joined")
+        except PresenceError as e:
+            assert e.condition == "conflict", e
         bob.plugin["xep_0045"].set_subject(rjid, "one room, three nodes")
         for x in (alice, bob, carol):
             await until(lambda x=x: any(m["subject"] == "one room, three nodes"
@@ -164,7 +172,7 @@ def test_room_on_node2_with_occupants_on_every_node(cluster, run):
         for x in (alice, bob):
             await x.wait_for("mucp", unavailable(rjid, "carol"), timeout=10,
                              what="carol leaves")
-        for x in (alice, alice2, bob, carol):
+        for x in (alice, alice2, bob, carol, dup):
             await x.close()
 
     run(scenario, timeout=120)
