@@ -8,7 +8,9 @@
 #include "compliance.h"
 #include "mam.h"
 #include "muc_internal.h"
+#include "node_rooms.h"
 #include "router.h"
+#include "s2s.h"
 #include "stanza.h"
 
 #include <stdint.h>
@@ -173,27 +175,44 @@ static void reply(server *srv, xml_node *r)
 typedef struct list_ctx {
     xml_node *q;
     size_t n;
+    dict *seen; /* several nodes: rooms already listed */
 } list_ctx;
+
+static void list_item(list_ctx *c, const char *room, const char *name)
+{
+    if (c->n >= MUC_MAX_LISTED || (c->seen && dict_get(c->seen, room)))
+        return;
+    c->n++;
+    if (c->seen)
+        dict_set(c->seen, room, c);
+    xml_node *item = xml_add_child(c->q, NULL, "item");
+    xml_set_attr(item, "jid", room);
+    xml_set_attr(item, "name", name);
+}
+
+char *muc_room_listing(const muc_room *r)
+{
+    if (!r->cfg.public_list || r->locked)
+        return NULL;
+    if (r->cfg.name)
+        return xstrdup(r->cfg.name);
+    const char *at = strchr(r->jid, '@');
+    return xstrndup(r->jid, at ? (size_t)(at - r->jid) : strlen(r->jid));
+}
 
 static int list_room(void *ud, const char *key, void *value)
 {
     list_ctx *c = ud;
-    muc_room *r = value;
-    if (!r->cfg.public_list || r->locked)
-        return 0;
-    if (c->n++ >= MUC_MAX_LISTED)
-        return 1;
-    xml_node *item = xml_add_child(c->q, NULL, "item");
-    xml_set_attr(item, "jid", r->jid);
-    if (r->cfg.name) {
-        xml_set_attr(item, "name", r->cfg.name);
-    } else {
-        const char *at = strchr(key, '@');
-        char *local = xstrndup(key, at ? (size_t)(at - key) : strlen(key));
-        xml_set_attr(item, "name", local);
-        free(local);
-    }
-    return 0;
+    char *name = muc_room_listing(value);
+    if (name)
+        list_item(c, key, name);
+    free(name);
+    return c->n >= MUC_MAX_LISTED;
+}
+
+static void list_remote_room(void *ud, const char *room, const char *name)
+{
+    list_item(ud, room, name);
 }
 
 static void service_iq(muc *m, xml_node *iq)
@@ -220,8 +239,14 @@ static void service_iq(muc *m, xml_node *iq)
         reply(srv, r);
     } else if (get && p && xml_is(p, XMLNS_DISCO_ITEMS, "query") && !xml_get_attr(p, "node")) {
         xml_node *r = stanza_iq_result(iq);
-        list_ctx c = {xml_add_child(r, XMLNS_DISCO_ITEMS, "query"), 0};
+        list_ctx c = {xml_add_child(r, XMLNS_DISCO_ITEMS, "query"), 0, NULL};
+        if (node_rooms_clustered(srv))
+            c.seen = dict_new();
         dict_each(m->rooms, list_room, &c);
+        /* Several nodes: the rooms that live on the others too (node_rooms.h). */
+        if (c.seen)
+            node_rooms_each_listed(m, list_remote_room, &c);
+        dict_free(c.seen, NULL);
         reply(srv, r);
     } else if (get && p && xml_is(p, XMLNS_PING, "ping")) {
         reply(srv, stanza_iq_result(iq));
@@ -305,7 +330,7 @@ static void error_from(muc_room *r, xml_node *stanza, const char *from)
 }
 
 /* A temporary room lives while someone is in it. */
-static void collect_if_empty(muc *m, const char *room_jid)
+void muc_room_done(muc *m, const char *room_jid)
 {
     muc_room *r = dict_get(m->rooms, room_jid);
     if (r && r->noccupants == 0 && !r->cfg.persistent) {
@@ -314,12 +339,139 @@ static void collect_if_empty(muc *m, const char *room_jid)
         muc_store_delete(r);
         muc_archive_forget(r);
         muc_remove_room(m, r);
+        r = NULL;
     }
+    if (!node_rooms_clustered(m->srv))
+        return;
+    if (r)
+        node_rooms_describe(m, r);
+    else
+        node_rooms_release(m, room_jid);
 }
 
-static void deliver(server *srv, void *ud, xml_node *stanza)
+/* Several nodes: is a stanza from a user of this domain that came over a node link from
+ * the node holding that session (the directory, or the node the occupant joined from)?
+ * Anything else is forged or stale, and dropped. A local stanza from an occupant that
+ * had joined from another node means the session moved here. */
+static int sender_checks_out(muc *m, muc_room *r, const char *from_full, const char *from_bare,
+                             int is_join)
 {
-    muc *m = ud;
+    const char *at = strchr(from_bare, '@');
+    if (!at || !router_is_local_domain(m->srv, at + 1))
+        return 1; /* another domain's user, relayed by whichever node its server reached */
+    muc_occupant *o = r ? muc_occupant_by_jid(r, from_full) : NULL;
+    const char *via = m->via_node;
+    if (!via) {
+        if (o && o->node) {
+            free(o->node);
+            o->node = NULL;
+        }
+        return 1;
+    }
+    if (o && o->node && strcmp(o->node, via) == 0)
+        return 1;
+    if (o && !is_join)
+        return 0;
+    if (!node_rooms_session_on(m, from_full, via))
+        return 0;
+    if (o) { /* rejoining from the node that holds the session now */
+        free(o->node);
+        o->node = xstrdup(via);
+    }
+    return 1;
+}
+
+/* The room a stanza is for, when it is not in m->rooms: with several nodes, the home's
+ * (this node's, loaded from the store, or another's, where the stanza goes). NULL with
+ * *taken set when the stanza went elsewhere or was answered. */
+static muc_room *find_room(muc *m, xml_node *stanza, const char *room_jid, int *taken)
+{
+    *taken = 0;
+    muc_room *r = dict_get(m->rooms, room_jid);
+    if (r || !node_rooms_clustered(m->srv))
+        return r;
+    server *srv = m->srv;
+    const char *type = xml_get_attr(stanza, "type");
+    const char *home = NULL;
+    int rc = node_rooms_home(m, room_jid, &home);
+    if (rc == 1) {
+        /* Claimed now: a persistent room comes from the store (another node may have
+         * changed it, or died holding it); NULL: not stored, a join creates it. */
+        muc_room *loaded = muc_store_load_room(m, room_jid);
+        if (loaded)
+            log_info("muc: %s loaded from the store: it lives on this node now", room_jid);
+        return loaded;
+    }
+    *taken = 1;
+    if (rc == 0 && !m->via_node) {
+        /* A failing link drops the cache entry that home points into. */
+        char *node = xstrdup(home);
+        s2s_node_send(srv, node, stanza);
+        free(node);
+        return NULL;
+    }
+    /* The store failed, or another node sent us what lives on a third: stanzas from a
+     * link are never forwarded again (no loops), the sender hears why. */
+    if (rc == 0)
+        log_warn("muc: %s sent a stanza for %s, which lives on %s: bounced", m->via_node,
+                 room_jid, home);
+    if (!str_eq(type, "error") && !str_eq(type, "result") &&
+        !(strcmp(stanza->name, "presence") == 0 && type))
+        router_bounce(srv, stanza, "wait", "service-unavailable",
+                      rc == 0 ? "the room moved to another node; try again"
+                              : "the room directory is unavailable; try again");
+    xml_free(stanza);
+    return NULL;
+}
+
+static void deliver_room(muc *m, xml_node *stanza, const jid *to, const char *from_full,
+                         const char *from_bare)
+{
+    server *srv = m->srv;
+    const char *type = xml_get_attr(stanza, "type");
+    int is_presence = strcmp(stanza->name, "presence") == 0;
+    char *room_jid = jid_bare(to);
+    int taken;
+    muc_room *r = find_room(m, stanza, room_jid, &taken);
+    if (taken) {
+        free(room_jid);
+        return;
+    }
+    if (!sender_checks_out(m, r, from_full, from_bare, is_presence && !type)) {
+        log_warn("muc: a %s for %s from %s over the link from %s, which does not hold that "
+                 "session: dropped", stanza->name, room_jid, from_full, m->via_node);
+        xml_free(stanza);
+    } else if (!r) {
+        if (is_presence && !type) {
+            r = create_room(m, stanza, to, from_full, from_bare);
+            if (r)
+                muc_room_presence(r, stanza, from_full, to->resource, 1);
+            else
+                xml_free(stanza);
+        } else {
+            if (!str_eq(type, "error") && !str_eq(type, "unavailable") &&
+                !str_eq(type, "result"))
+                router_bounce(srv, stanza, "cancel", "item-not-found", "no such room");
+            xml_free(stanza);
+        }
+    } else if (str_eq(type, "error")) {
+        error_from(r, stanza, from_full);
+    } else if (is_presence) {
+        muc_room_presence(r, stanza, from_full, to->resource, 0);
+    } else if (strcmp(stanza->name, "message") == 0) {
+        muc_room_message(r, stanza, from_full, to->resource);
+    } else if (strcmp(stanza->name, "iq") == 0) {
+        room_iq(r, stanza, from_full, to->resource);
+    } else {
+        xml_free(stanza);
+    }
+    muc_room_done(m, room_jid);
+    free(room_jid);
+}
+
+static void deliver_from(muc *m, xml_node *stanza)
+{
+    server *srv = m->srv;
     const char *from = xml_get_attr(stanza, "from");
     const char *type = xml_get_attr(stanza, "type");
     jid to, fj;
@@ -350,48 +502,75 @@ static void deliver(server *srv, void *ud, xml_node *stanza)
                               "send messages to a room, not to the service");
             xml_free(stanza);
         }
-        goto out;
-    }
-    int is_presence = strcmp(stanza->name, "presence") == 0;
-    if (is_presence && !to.resource) {
+    } else if (strcmp(stanza->name, "presence") == 0 && !to.resource) {
         if (!type)
             router_bounce(srv, stanza, "modify", "jid-malformed",
                           "join a room at room@service/nickname");
         xml_free(stanza);
-        goto out;
-    }
-    char *room_jid = jid_bare(&to);
-    muc_room *r = dict_get(m->rooms, room_jid);
-    if (!r) {
-        if (is_presence && !type) {
-            r = create_room(m, stanza, &to, from_full, from_bare);
-            if (r)
-                muc_room_presence(r, stanza, from_full, to.resource, 1);
-            else
-                xml_free(stanza);
-        } else {
-            if (!str_eq(type, "error") && !str_eq(type, "unavailable") &&
-                !str_eq(type, "result"))
-                router_bounce(srv, stanza, "cancel", "item-not-found", "no such room");
-            xml_free(stanza);
-        }
-    } else if (str_eq(type, "error")) {
-        error_from(r, stanza, from_full);
-    } else if (is_presence) {
-        muc_room_presence(r, stanza, from_full, to.resource, 0);
-    } else if (strcmp(stanza->name, "message") == 0) {
-        muc_room_message(r, stanza, from_full, to.resource);
-    } else if (strcmp(stanza->name, "iq") == 0) {
-        room_iq(r, stanza, from_full, to.resource);
     } else {
-        xml_free(stanza);
+        deliver_room(m, stanza, &to, from_full, from_bare);
     }
-    collect_if_empty(m, room_jid);
-    free(room_jid);
-out:
     free(from_full);
     free(from_bare);
     jid_clear(&to);
+}
+
+/* A stanza that arrives while the service is handling another (a send to an occupant on
+ * another node whose link failed at once, answered by an error for the room) waits until
+ * that one is done: rooms are never changed under a loop over their occupants. */
+typedef struct deferred {
+    xml_node *stanza;
+    char *via_node;
+    struct deferred *next;
+} deferred;
+
+static void deliver_one(muc *m, xml_node *stanza, const char *via_node)
+{
+    if (m->busy) {
+        deferred *d = xcalloc(1, sizeof *d);
+        d->stanza = stanza;
+        d->via_node = via_node ? xstrdup(via_node) : NULL;
+        deferred **tail = &m->deferred;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = d;
+        return;
+    }
+    muc_hold(m);
+    m->via_node = via_node;
+    deliver_from(m, stanza);
+    m->via_node = NULL;
+    muc_release(m);
+}
+
+void muc_hold(muc *m)
+{
+    m->busy = 1;
+}
+
+void muc_release(muc *m)
+{
+    while (m->deferred) {
+        deferred *d = m->deferred;
+        m->deferred = d->next;
+        m->via_node = d->via_node;
+        deliver_from(m, d->stanza);
+        m->via_node = NULL;
+        free(d->via_node);
+        free(d);
+    }
+    m->busy = 0;
+}
+
+static void deliver(server *srv, void *ud, xml_node *stanza)
+{
+    (void)srv;
+    deliver_one(ud, stanza, NULL);
+}
+
+void muc_deliver_via(muc *m, xml_node *stanza, const char *node)
+{
+    deliver_one(m, stanza, node);
 }
 
 int muc_init(server *srv)
@@ -404,7 +583,8 @@ int muc_init(server *srv)
     m->rooms = dict_new();
     m->user_rate = dict_new();
     srv->muc = m;
-    if (muc_store_load(m) < 0 || router_add_service(srv, m->domain, deliver, m) < 0) {
+    if (muc_store_load(m) < 0 || node_rooms_init(m) < 0 ||
+        router_add_service(srv, m->domain, deliver, m) < 0) {
         log_error("muc: cannot serve %s", m->domain);
         muc_free(srv);
         return -1;
@@ -437,6 +617,7 @@ void muc_free(server *srv)
         router_remove_service(srv, m->domain);
     if (srv->store)
         dict_each(m->rooms, forget_temporary, NULL);
+    node_rooms_free(m);
     dict_free(m->rooms, free_room);
     dict_free(m->user_rate, free);
     free(m->domain);

@@ -73,6 +73,8 @@ typedef struct muc_occupant {
     char *resource;
     muc_role role;
     xml_node *presence;  /* the last available presence's payload (show, status, caps) */
+    char *node;          /* the node of this domain holding the session, if not this one
+                          * (node_rooms.h); NULL: here, or a user of another domain */
     struct muc_occupant *prev, *next; /* join order: the order presence goes out in */
 } muc_occupant;
 
@@ -118,6 +120,10 @@ typedef struct muc_room {
     size_t hist_bytes;   /* sum of the entries' chars */
     int64_t hist_seq;
     muc_bucket rate;
+    /* Several nodes (node_rooms.h): what the store's room list shows of the room. */
+    char *listed;        /* the name listed, NULL: not listed */
+    int listed_persistent;
+    int described;       /* listed and listed_persistent were written */
 } muc_room;
 
 struct muc {
@@ -126,6 +132,10 @@ struct muc {
     dict *rooms;         /* room bare JID -> muc_room */
     dict *user_rate;     /* sender bare JID -> muc_bucket */
     int registered;      /* the router serves domain through us */
+    struct node_rooms_state *homes; /* several nodes: where rooms live (node_rooms.h) */
+    const char *via_node; /* while a stanza from another node's link is handled: that node */
+    int busy;            /* handling a stanza: others wait in deferred (muc.c) */
+    struct deferred *deferred;
 };
 
 /* ---- muc.c ---- */
@@ -136,6 +146,19 @@ int muc_bucket_take(muc_bucket *b, int rate, int64_t now_ms);
 int muc_rate_check(muc_room *r, const xml_node *stanza, const char *sender_bare);
 /* Forget a room (its occupants must already be gone) and free it. */
 void muc_remove_room(muc *m, muc_room *r);
+/* After a room handled something: a temporary room nobody is in ends; with several
+ * nodes, the room's claim is given up (room gone) or its listing kept up to date. */
+void muc_room_done(muc *m, const char *room_jid);
+/* The name the service's room list shows for r, or NULL if r is not listed (caller
+ * frees). */
+char *muc_room_listing(const muc_room *r);
+/* Between hold and release, stanzas for the service wait (for code that loops over
+ * rooms or occupants outside a delivery); release handles them. */
+void muc_hold(muc *m);
+void muc_release(muc *m);
+/* A stanza for the service that came over the link from node (node_rooms.h). Takes
+ * ownership. */
+void muc_deliver_via(muc *m, xml_node *stanza, const char *node);
 
 /* ---- muc_room.c ---- */
 muc_room *muc_room_new(muc *m, const char *jid);
@@ -203,6 +226,9 @@ void muc_admin_iq(muc_room *r, xml_node *iq, const char *from);
 /* ---- muc_store.c ---- */
 /* Load every persistent room. 0, or -1 after logging (the store failed). */
 int muc_store_load(muc *m);
+/* Load one persistent room into m->rooms (replacing any copy there): the room, or NULL
+ * if it is not stored (or the store failed, logged). */
+muc_room *muc_store_load_room(muc *m, const char *room_jid);
 /* Each writes one document of a persistent room (no-op for temporary ones); failures
  * are logged (the room keeps working from memory). */
 void muc_store_config(muc_room *r);

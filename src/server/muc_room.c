@@ -7,6 +7,7 @@
 #include "compliance.h"
 #include "conn.h"
 #include "muc_internal.h"
+#include "node_rooms.h"
 #include "router.h"
 #include "stanza.h"
 
@@ -68,6 +69,7 @@ static void occupant_free(muc_occupant *o)
     free(o->jid);
     free(o->bare);
     free(o->resource);
+    free(o->node);
     xml_free(o->presence);
     free(o);
 }
@@ -88,6 +90,7 @@ void muc_room_free(muc_room *r)
     muc_config_clear(&r->cfg);
     free(r->subject);
     free(r->subject_from);
+    free(r->listed);
     free(r->jid);
     free(r);
 }
@@ -132,10 +135,15 @@ muc_occupant *muc_occupant_by_nick(const muc_room *r, const char *nick)
 
 /* Occupants are sessions of this server: each broadcast stanza is serialized straight
  * into each session's stream, once per occupant, instead of being copied for
- * router_send. */
+ * router_send. Occupants on other nodes of the domain get a copy over that node's link
+ * (node_rooms.h). */
 void muc_send(muc_room *r, const muc_occupant *o, xml_node *stanza)
 {
     xml_set_attr(stanza, "to", o->jid);
+    if (o->node) {
+        node_rooms_send(r->svc, o->node, stanza);
+        return;
+    }
     c2s *s = router_session(r->svc->srv, o->bare, o->resource);
     if (s && !conn_is_closing(s->conn))
         c2s_send(s, stanza);
@@ -403,6 +411,10 @@ static void join(muc_room *r, xml_node *stanza, const char *from, const char *ni
         bare = resource = NULL;
         o->role = muc_default_role(r, aff);
         o->presence = presence_payload(stanza);
+        /* Joined over a node link: the room sends to it over that link. */
+        const char *at = strchr(o->bare, '@');
+        if (r->svc->via_node && at && router_is_local_domain(srv, at + 1))
+            o->node = xstrdup(r->svc->via_node);
         link_occupant(r, o);
         send_state(r, o, created, jx);
         log_debug("muc: %s joined %s as %s", o->jid, r->jid, o->nick);

@@ -142,6 +142,7 @@ void muc_store_all(muc_room *r)
 
 typedef struct load_ctx {
     muc *m;
+    dict *into; /* room JID -> muc_room */
     int bad;
 } load_ctx;
 
@@ -191,10 +192,10 @@ static void load_entry(void *ud, const char *owner, const char *key, const char 
         lc->bad++;
         return;
     }
-    muc_room *r = dict_get(m->rooms, owner);
+    muc_room *r = dict_get(lc->into, owner);
     if (!r) {
         r = muc_room_new(m, owner);
-        dict_set(m->rooms, r->jid, r);
+        dict_set(lc->into, r->jid, r);
     }
     if (strcmp(key, "config") == 0) {
         load_config(r, doc);
@@ -238,23 +239,47 @@ static int find_incomplete(void *ud, const char *key, void *value)
     return 0;
 }
 
-int muc_store_load(muc *m)
+/* Load the rooms of owner (NULL: every room) into rooms, then drop what has no
+ * configuration. */
+static int load(muc *m, dict *rooms, const char *owner)
 {
     server *srv = m->srv;
-    load_ctx lc = {m, 0};
-    if (store_kv_list(srv->store, COLLECTION, NULL, load_entry, &lc) != STORE_OK) {
+    load_ctx lc = {m, rooms, 0};
+    if (store_kv_list(srv->store, COLLECTION, owner, load_entry, &lc) != STORE_OK) {
         log_error("muc: loading rooms failed: %s", store_last_error(srv->store));
         return -1;
     }
     /* Documents without a configuration are leftovers of an interrupted write: a room
      * only exists in the store once its owner made it persistent. */
     sweep_ctx s = {0};
-    dict_each(m->rooms, find_incomplete, &s);
+    dict_each(rooms, find_incomplete, &s);
     for (size_t i = 0; i < s.n; i++) {
         log_error("muc: stored room %s has no configuration; not loaded", s.drop[i]);
-        muc_room_free(dict_del(m->rooms, s.drop[i]));
+        muc_room_free(dict_del(rooms, s.drop[i]));
         free(s.drop[i]);
     }
     free(s.drop);
     return 0;
+}
+
+int muc_store_load(muc *m)
+{
+    return load(m, m->rooms, NULL);
+}
+
+static void free_room(void *value)
+{
+    muc_room_free(value);
+}
+
+muc_room *muc_store_load_room(muc *m, const char *room_jid)
+{
+    dict *one = dict_new();
+    muc_room *r = NULL;
+    if (load(m, one, room_jid) == 0 && (r = dict_del(one, room_jid)) != NULL) {
+        muc_room_free(dict_del(m->rooms, room_jid));
+        dict_set(m->rooms, r->jid, r);
+    }
+    dict_free(one, free_room);
+    return r;
 }

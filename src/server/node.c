@@ -14,6 +14,7 @@
 #include "../common/util.h"
 #include "c2s.h"
 #include "message.h"
+#include "node_rooms.h"
 #include "roster.h"
 #include "router.h"
 #include "s2s.h"
@@ -266,6 +267,10 @@ void node_from_link(server *srv, const char *node, xml_node *stanza)
         xml_free(stanza);
         return;
     }
+    if (node_rooms_from_link(srv, node, stanza)) { /* for a room living here */
+        jid_clear(&to);
+        return;
+    }
     if (!to.local || !router_is_local_domain(srv, to.domain)) {
         /* For a service (or the server) of this node; answers to other domains too. */
         router_send(srv, stanza);
@@ -303,6 +308,10 @@ void node_undeliverable(server *srv, xml_node *stanza)
         xml_free(stanza);
         return;
     }
+    if (node_rooms_undeliverable(srv, stanza)) { /* for a room on that node */
+        jid_clear(&to);
+        return;
+    }
     if (strcmp(stanza->name, "message") == 0 && to.local) {
         /* The node is gone with the session: the message waits in offline storage. */
         char *bare = jid_bare(&to);
@@ -324,6 +333,8 @@ void node_link_up(server *srv, const char *node, int outbound)
 void node_link_down(server *srv, const char *node, int outbound)
 {
     log_info("node %s: %s link down", node ? node : "?", outbound ? "outbound" : "inbound");
+    if (node)
+        node_rooms_link_down(srv, node);
 }
 
 void node_housekeeping(server *srv)
@@ -343,6 +354,7 @@ void node_housekeeping(server *srv)
         else if (removed)
             log_info("node directory: %d entries of nodes that are gone removed", removed);
     }
+    node_rooms_housekeeping(srv);
 }
 
 void node_shutdown(server *srv)

@@ -264,6 +264,8 @@ static void send_to_account(server *srv, xml_node *stanza, const jid *to)
         c2s *target = router_session(srv, bare, to->resource);
         if (target && c2s_is_live(target))
             c2s_send(target, stanza);
+        else if (node_route(srv, bare, to->resource, stanza))
+            stanza = NULL; /* a service's answer for a session on another node */
         else if (strcmp(stanza->name, "iq") == 0 && (str_eq(type, "get") || str_eq(type, "set")))
             router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
         xml_free(stanza);

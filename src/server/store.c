@@ -550,3 +550,42 @@ store_status store_session_list(store *st, const char *bare, store_session_fn fn
     NEED_NODES(st, session_list);
     return st->ops->session_list(st, bare, fn, ud);
 }
+
+store_status store_room_claim(store *st, const char *room, const char *node, char **holder)
+{
+    *holder = NULL;
+    CHECK_STR(st, room, "room");
+    CHECK_STR(st, node, "node");
+    NEED_NODES(st, room_claim);
+    return st->ops->room_claim(st, room, node, holder);
+}
+
+store_status store_room_release(store *st, const char *room, const char *node)
+{
+    CHECK_STR(st, node, "node");
+    NEED_NODES(st, room_release);
+    return st->ops->room_release(st, room, node);
+}
+
+store_status store_room_sweep(store *st, int grace_seconds, int *removed)
+{
+    if (removed)
+        *removed = 0;
+    NEED_NODES(st, room_sweep);
+    return st->ops->room_sweep(st, grace_seconds < 0 ? 0 : grace_seconds, removed);
+}
+
+store_status store_room_describe(store *st, const char *room, const char *node,
+                                 const char *listing, int persistent)
+{
+    CHECK_STR(st, room, "room");
+    CHECK_STR(st, node, "node");
+    NEED_NODES(st, room_describe);
+    return st->ops->room_describe(st, room, node, listing, persistent != 0);
+}
+
+store_status store_room_list(store *st, void (*fn)(void *ud, const store_room *room), void *ud)
+{
+    NEED_NODES(st, room_list);
+    return st->ops->room_list(st, fn, ud);
+}

@@ -223,4 +223,27 @@ typedef void (*store_session_fn)(void *ud, const char *resource, const char *nod
 /* The entries of bare held by nodes whose lease runs. */
 store_status store_session_list(store *st, const char *bare, store_session_fn fn, void *ud);
 
+/* ---- the node each room of the MUC service lives on (node_rooms.h) ----
+ * PostgreSQL only, like the session directory. A claim counts while its node's lease runs. */
+typedef struct store_room {
+    const char *room;
+    const char *node;
+    const char *listing; /* the name shown in the service's disco#items, or NULL */
+    int persistent;
+    int alive;           /* its node's lease runs */
+} store_room;
+/* Claim room for node: taken if unclaimed, already node's, or held by a node whose lease
+ * ran out. *holder: the node that holds it now (the caller frees it). */
+store_status store_room_claim(store *st, const char *room, const char *node, char **holder);
+/* node gives room up (a room another node took stays); room NULL: all of node's rooms. */
+store_status store_room_release(store *st, const char *room, const char *node);
+/* Forget temporary rooms of nodes whose lease ran out more than grace_seconds ago.
+ * *removed: how many (may be NULL). */
+store_status store_room_sweep(store *st, int grace_seconds, int *removed);
+/* What the service's room list shows of room, if node holds it. */
+store_status store_room_describe(store *st, const char *room, const char *node,
+                                 const char *listing, int persistent);
+/* Every claim, by room. */
+store_status store_room_list(store *st, void (*fn)(void *ud, const store_room *room), void *ud);
+
 #endif

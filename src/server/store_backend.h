@@ -101,6 +101,12 @@ struct store_ops {
     store_status (*session_del)(store *st, const char *bare, const char *resource,
                                 const char *node);
     store_status (*session_list)(store *st, const char *bare, store_session_fn fn, void *ud);
+    store_status (*room_claim)(store *st, const char *room, const char *node, char **holder);
+    store_status (*room_release)(store *st, const char *room, const char *node);
+    store_status (*room_sweep)(store *st, int grace_seconds, int *removed);
+    store_status (*room_describe)(store *st, const char *room, const char *node,
+                                  const char *listing, int persistent);
+    store_status (*room_list)(store *st, void (*fn)(void *ud, const store_room *room), void *ud);
 };
 
 struct store {

@@ -158,6 +158,15 @@ static const char *const migrations[] = {
     "  priority INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (jid, resource));"
     "CREATE INDEX cluster_sessions_node ON cluster_sessions(node);",
+    /* version 7: the node each room of the MUC service lives on (node_rooms.h); a claim
+     * counts while its node's lease runs. listing: the room's name in disco#items (NULL:
+     * not listed); persistent rooms outlive their node's claim. */
+    "CREATE TABLE cluster_rooms ("
+    "  room TEXT PRIMARY KEY NOT NULL,"
+    "  node TEXT NOT NULL,"
+    "  listing TEXT,"
+    "  persistent BOOLEAN NOT NULL DEFAULT FALSE);"
+    "CREATE INDEX cluster_rooms_node ON cluster_rooms(node);",
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -254,6 +263,12 @@ enum sid {
     S_SESSION_PUT,
     S_SESSION_DEL,
     S_SESSION_LIST,
+    S_ROOM_CLAIM,
+    S_ROOM_RELEASE,
+    S_ROOM_RELEASE_ALL,
+    S_ROOM_SWEEP,
+    S_ROOM_DESCRIBE,
+    S_ROOM_LIST,
     S_COUNT
 };
 
@@ -410,6 +425,26 @@ static const char *const sql_text[S_COUNT] = {
     [S_SESSION_LIST] = "SELECT s.resource, s.node, s.available, s.priority FROM cluster_sessions s"
                        " JOIN cluster_nodes n ON n.name = s.node"
                        " WHERE s.jid = $1 AND n.lease_until > now() ORDER BY s.resource COLLATE \"C\"",
+    /* Taken if free, already ours, or held by a node whose lease ran out; the holder
+     * either way (no row: a concurrent claim committed after this statement's snapshot,
+     * and the caller asks again). */
+    [S_ROOM_CLAIM] = "WITH claimed AS (INSERT INTO cluster_rooms(room, node) VALUES ($1, $2)"
+                     " ON CONFLICT (room) DO UPDATE SET node = EXCLUDED.node"
+                     " WHERE cluster_rooms.node = EXCLUDED.node OR NOT EXISTS (SELECT 1 FROM"
+                     " cluster_nodes n WHERE n.name = cluster_rooms.node AND n.lease_until > now())"
+                     " RETURNING node)"
+                     " SELECT node FROM claimed UNION ALL SELECT node FROM cluster_rooms"
+                     " WHERE room = $1 AND NOT EXISTS (SELECT 1 FROM claimed)",
+    [S_ROOM_RELEASE] = "DELETE FROM cluster_rooms WHERE room = $1 AND node = $2",
+    [S_ROOM_RELEASE_ALL] = "DELETE FROM cluster_rooms WHERE node = $1",
+    [S_ROOM_SWEEP] = "DELETE FROM cluster_rooms r WHERE NOT r.persistent AND NOT EXISTS (SELECT 1"
+                     " FROM cluster_nodes n WHERE n.name = r.node"
+                     " AND n.lease_until >= now() - make_interval(secs => $1::int))",
+    [S_ROOM_DESCRIBE] = "UPDATE cluster_rooms SET listing = $3, persistent = $4::boolean"
+                        " WHERE room = $1 AND node = $2",
+    [S_ROOM_LIST] = "SELECT r.room, r.node, r.listing, r.persistent,"
+                    " coalesce(n.lease_until > now(), false) FROM cluster_rooms r"
+                    " LEFT JOIN cluster_nodes n ON n.name = r.node ORDER BY r.room COLLATE \"C\"",
 };
 
 /* SQLSTATEs the store maps to its own codes. */
@@ -1899,6 +1934,80 @@ static store_status session_list(pg_store *s, const char *bare, store_session_fn
     return STORE_OK;
 }
 
+/* ---- room homes (node_rooms.h) ---- */
+
+static store_status room_claim(pg_store *s, const char *room, const char *node, char **holder)
+{
+    params p = {0};
+    p_text(&p, room);
+    p_text(&p, node);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        PGresult *res = run(s, S_ROOM_CLAIM, &p, 0);
+        if (!res)
+            return STORE_ERROR;
+        if (PQntuples(res)) {
+            *holder = val_dup(res, 0, 0);
+            PQclear(res);
+            return STORE_OK;
+        }
+        PQclear(res);
+    }
+    return store_set_error(&s->base, "claiming room %s: it keeps changing hands", room);
+}
+
+static store_status room_release(pg_store *s, const char *room, const char *node)
+{
+    params p = {0};
+    if (room)
+        p_text(&p, room);
+    p_text(&p, node);
+    return exec_params(s, room ? S_ROOM_RELEASE : S_ROOM_RELEASE_ALL, &p, NULL);
+}
+
+static store_status room_sweep(pg_store *s, int grace_seconds, int *removed)
+{
+    char secs[16];
+    snprintf(secs, sizeof secs, "%d", grace_seconds);
+    params p = {0};
+    p_text(&p, secs);
+    return exec_params(s, S_ROOM_SWEEP, &p, removed);
+}
+
+static store_status room_describe(pg_store *s, const char *room, const char *node,
+                                  const char *listing, int persistent)
+{
+    params p = {0};
+    p_text(&p, room);
+    p_text(&p, node);
+    p_text(&p, listing);
+    p_text(&p, persistent ? "true" : "false");
+    return exec_params(s, S_ROOM_DESCRIBE, &p, NULL);
+}
+
+static store_status room_list(pg_store *s, void (*fn)(void *ud, const store_room *room), void *ud)
+{
+    PGresult *res = run(s, S_ROOM_LIST, NULL, 0);
+    if (!res)
+        return STORE_ERROR;
+    for (int i = 0; i < PQntuples(res); i++) {
+        store_room r = {PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                        PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
+                        PQgetvalue(res, i, 3)[0] == 't', PQgetvalue(res, i, 4)[0] == 't'};
+        fn(ud, &r);
+    }
+    PQclear(res);
+    return STORE_OK;
+}
+
+PG_OP(room_claim, (store *base, const char *room, const char *node, char **holder),
+      (s, room, node, holder))
+PG_OP(room_release, (store *base, const char *room, const char *node), (s, room, node))
+PG_OP(room_sweep, (store *base, int grace_seconds, int *removed), (s, grace_seconds, removed))
+PG_OP(room_describe,
+      (store *base, const char *room, const char *node, const char *listing, int persistent),
+      (s, room, node, listing, persistent))
+PG_OP(room_list, (store *base, void (*fn)(void *ud, const store_room *room), void *ud),
+      (s, fn, ud))
 PG_OP(node_register, (store *base, const char *name, const char *address), (s, name, address))
 PG_OP(node_unregister, (store *base, const char *name), (s, name))
 PG_OP(node_address, (store *base, const char *name, char **address), (s, name, address))
@@ -1975,4 +2084,9 @@ const struct store_ops store_pg_ops = {
     .session_put = pg_session_put,
     .session_del = pg_session_del,
     .session_list = pg_session_list,
+    .room_claim = pg_room_claim,
+    .room_release = pg_room_release,
+    .room_sweep = pg_room_sweep,
+    .room_describe = pg_room_describe,
+    .room_list = pg_room_list,
 };
