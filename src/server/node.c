@@ -341,8 +341,8 @@ static void presence_here(server *srv, xml_node *stanza, const char *bare, const
 static const xml_node *internal(server *srv, const xml_node *stanza)
 {
     const xml_node *el = xml_first_element(stanza);
-    if (!el || !str_eq(el->ns, XMLNS_NODE) || !str_eq(xml_get_attr(stanza, "from"),
-                                                      srv->cfg.domain))
+    if (!el || !str_eq(el->ns, XMLNS_NODE) || xml_get_attr(stanza, "type") ||
+        !str_eq(xml_get_attr(stanza, "from"), srv->cfg.domain))
         return NULL;
     return el;
 }

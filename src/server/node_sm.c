@@ -61,15 +61,12 @@ static void waiting_free(waiting *w)
     free(w);
 }
 
-/* The session that asked, if it is still there and still waiting. */
-static c2s *still_waiting(server *srv, const waiting *w)
+/* The session that asked, if it is still there and still waits for this answer. */
+static c2s *asker(server *srv, const waiting *w)
 {
     for (c2s *s = srv->sessions; s; s = s->next_all)
         if (s == w->s)
-            return s->state == C2S_WAIT_BIND && sm_waits_handover(s) &&
-                           strcmp(s->stream_id, w->stream_id) == 0
-                       ? s
-                       : NULL;
+            return sm_waits_handover(s) && strcmp(s->stream_id, w->stream_id) == 0 ? s : NULL;
     return NULL;
 }
 
@@ -114,7 +111,11 @@ static void take_up(c2s *s, const char *previd, const xml_node *session)
 static void on_answer(server *srv, void *ud, const xml_node *reply)
 {
     waiting *w = ud;
-    c2s *s = still_waiting(srv, w);
+    c2s *s = asker(srv, w);
+    if (s && s->state != C2S_WAIT_BIND) {
+        sm_handover_failed(s, NULL); /* it bound a resource meanwhile */
+        s = NULL;
+    }
     const xml_node *session = reply && str_eq(xml_get_attr(reply, "type"), "result")
                                   ? xml_child(reply, XMLNS_NODE, "session")
                                   : NULL;

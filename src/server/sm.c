@@ -85,7 +85,7 @@ static void queue_drop(sm_state *sm, size_t n)
 int sm_track_outbound(c2s *s, const char *text, size_t len)
 {
     sm_state *sm = s->sm;
-    if (!sm)
+    if (!sm || sm->handover)
         return 1;
     if (sm->count >= (size_t)s->srv->cfg.sm_max_queue) {
         /* A client that never acknowledges must not make the server hold unbounded data;
@@ -287,7 +287,8 @@ void sm_handover_failed(c2s *s, const char *condition)
 {
     free(s->sm);
     s->sm = NULL;
-    send_failed(s, condition, 0, 0);
+    if (condition)
+        send_failed(s, condition, 0, 0);
 }
 
 int sm_resume_handed(c2s *s, const char *previd, const xml_node *session)
@@ -333,6 +334,9 @@ int sm_handle(c2s *s, xml_node *nonza)
         handle_enable(s, nonza);
     } else if (strcmp(nonza->name, "resume") == 0) {
         handle_resume(s, nonza);
+    } else if (sm && sm->handover) {
+        /* Not managed until the other node answers: nothing to count or acknowledge. */
+        send_failed(s, "unexpected-request", 0, 0);
     } else if (strcmp(nonza->name, "r") == 0 && sm) {
         char text[64];
         snprintf(text, sizeof text, "<a xmlns='" XMLNS_SM "' h='%u'/>", (unsigned)sm->h_in);

@@ -60,7 +60,8 @@ xml_node *sm_hand_over(c2s *s, uint32_t h, const char **condition);
  * refused meanwhile. */
 void sm_wait_handover(c2s *s);
 int sm_waits_handover(const c2s *s);
-/* The other node did not hand the session over: <failed/> with condition. */
+/* The other node did not hand the session over: <failed/> with condition (NULL: the
+ * wait just ends, the client moved on). */
 void sm_handover_failed(c2s *s, const char *condition);
 /* The other node's <session/>: s, bound to the session's resource by the caller, resumes
  * it as previd (<resumed/>, then the unacknowledged stanzas). 0, or -1 if it is damaged. */

@@ -14,7 +14,8 @@ import time
 import xml.etree.ElementTree as ET
 
 from conftest import HOST, Client, RawStream, client_ctx
-from nodes_util import DOMAIN, USERS, cluster, on, pg_server, pg_uri, subscribe  # noqa: F401
+from nodes_util import DOMAIN, LEASE, USERS, cluster, on, pg_server, pg_uri, subscribe  # noqa: F401
+from test_compliance import records_with
 from test_stream_management import NS_SM, StanzaCounter, kill
 
 CARBONS = ("xep_0280",)
@@ -138,6 +139,9 @@ def test_carbons_across_nodes_exactly_once(cluster, run):
         while archive_rows(n1, body) != {ALICE: "1", BOB: "1"} and time.monotonic() < deadline:
             time.sleep(0.2)
         assert archive_rows(n1, body) == {ALICE: "1", BOB: "1"}, (body, archive_rows(n1, body))
+        # and one compliance record, on the node where it entered
+        records = [len(records_with(srv, body)) for srv in c.nodes]
+        assert sum(records) == 1, (body, records)
 
 
 def test_bare_jid_delivery_by_priority_across_nodes(cluster, run):
@@ -314,6 +318,7 @@ def test_resume_with_dead_node_or_forged_id_fails_promptly(cluster, run):
     c = cluster(2)
     n1, n2 = c.nodes
     rs, previd = sm_login(n1, "alice", "phone")
+    assert re.fullmatch(r"[A-Za-z0-9]{24}\.node1", previd), previd  # names its node
     counter = StanzaCounter(rs)
     token = previd.split(".", 1)[0]
     bad_ids = [
@@ -354,11 +359,24 @@ def test_resume_with_dead_node_or_forged_id_fails_promptly(cluster, run):
         await asyncio.to_thread(counter.pump, lambda s: "in-flight" in s.bodies)
         c.kill(n1)
         kill(rs)
+        # within node1's lease node2 still asks it: the link fails, the client is told
         (bad, text, took), = await asyncio.to_thread(try_resume, n2, [previd])
         assert "<failed" in text and "item-not-found" in text, text
-        assert took < 8
+        # once the lease ran out node2 does not even ask
+        deadline = time.monotonic() + LEASE * 4 + 5
+        while time.monotonic() < deadline:
+            line = [ln for ln in n2.ctl("node", "list").stdout.splitlines()
+                    if ln.startswith("node1")]
+            if line and "down" in line[0]:
+                break
+            await asyncio.sleep(0.5)
+        (bad, text, took), = await asyncio.to_thread(try_resume, n2, [previd])
+        assert "<failed" in text and "item-not-found" in text, text
         await bob.close()
 
     run(scenario, timeout=120)
+    # the well-formed ids were put to node1, which knew no such session of alice's
+    n2.wait_log(r"resumption of AAAAAAAAAAAAAAAAAAAAAAAA\.node1 on another node failed: "
+                r"item-not-found")
     assert archive_rows(n2, "in-flight") == {ALICE: "1", BOB: "1"}
     assert n2.proc.poll() is None, "node2 went down"
