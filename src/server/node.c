@@ -13,10 +13,8 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "c2s.h"
-#include "carbons.h"
 #include "message.h"
-#include "node_sm.h"
-#include "pep.h"
+#include "node_ns.h"
 #include "roster.h"
 #include "router.h"
 #include "s2s.h"
@@ -165,16 +163,13 @@ int node_route(server *srv, const char *bare, const char *resource, xml_node *st
     return 1;
 }
 
-static int wanted(const entry *e, int want, int min_priority)
+static int wanted(const entry *e, int want)
 {
     return !((want >= NODE_AVAILABLE && !e->available) ||
-             (want == NODE_DELIVERABLE && e->priority < min_priority));
+             (want == NODE_DELIVERABLE && e->priority < 0));
 }
 
-/* One copy of stanza per other node holding a session of bare that want (and, for
- * NODE_DELIVERABLE, min_priority) admits. */
-static int copy_to(server *srv, const char *bare, const xml_node *stanza, int want,
-                   int min_priority)
+int node_copy_to_user(server *srv, const char *bare, const xml_node *stanza, int want)
 {
     if (!clustered(srv))
         return 0;
@@ -182,12 +177,11 @@ static int copy_to(server *srv, const char *bare, const xml_node *stanza, int wa
     others(srv, bare, &es);
     int n = 0;
     for (size_t i = 0; i < es.n; i++) {
-        if (!wanted(&es.v[i], want, min_priority))
+        if (!wanted(&es.v[i], want))
             continue;
         int seen = 0; /* one copy per node */
         for (size_t j = 0; j < i && !seen; j++)
-            seen = wanted(&es.v[j], want, min_priority) &&
-                   strcmp(es.v[j].node, es.v[i].node) == 0;
+            seen = wanted(&es.v[j], want) && strcmp(es.v[j].node, es.v[i].node) == 0;
         if (seen)
             continue;
         s2s_node_send(srv, es.v[i].node, xml_copy(stanza));
@@ -197,15 +191,17 @@ static int copy_to(server *srv, const char *bare, const xml_node *stanza, int wa
     return n;
 }
 
-int node_copy_to_user(server *srv, const char *bare, const xml_node *stanza, int want)
+int node_user_available(server *srv, const char *bare)
 {
-    return copy_to(srv, bare, stanza, want, 0);
-}
-
-int node_copy_to_priority(server *srv, const char *bare, const xml_node *stanza,
-                          int min_priority)
-{
-    return copy_to(srv, bare, stanza, NODE_DELIVERABLE, min_priority < 0 ? 0 : min_priority);
+    if (!clustered(srv))
+        return 0;
+    entries es;
+    others(srv, bare, &es);
+    int any = 0;
+    for (size_t i = 0; i < es.n; i++)
+        any |= wanted(&es.v[i], NODE_DELIVERABLE);
+    entries_free(&es);
+    return any;
 }
 
 int node_best_priority(server *srv, const char *bare)
@@ -216,15 +212,35 @@ int node_best_priority(server *srv, const char *bare)
     others(srv, bare, &es);
     int best = -1;
     for (size_t i = 0; i < es.n; i++)
-        if (wanted(&es.v[i], NODE_DELIVERABLE, 0) && es.v[i].priority > best)
+        if (wanted(&es.v[i], NODE_DELIVERABLE) && es.v[i].priority > best)
             best = es.v[i].priority;
     entries_free(&es);
     return best;
 }
 
-int node_user_available(server *srv, const char *bare)
+int node_copy_to_priority(server *srv, const char *bare, const xml_node *stanza,
+                          int min_priority)
 {
-    return node_best_priority(srv, bare) >= 0;
+    if (!clustered(srv))
+        return 0;
+    entries es;
+    others(srv, bare, &es);
+    int n = 0;
+    for (size_t i = 0; i < es.n; i++) {
+        entry *e = &es.v[i];
+        if (!wanted(e, NODE_DELIVERABLE) || e->priority < min_priority)
+            continue;
+        int seen = 0; /* one copy per node */
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = wanted(&es.v[j], NODE_DELIVERABLE) && es.v[j].priority >= min_priority &&
+                   strcmp(es.v[j].node, e->node) == 0;
+        if (seen)
+            continue;
+        s2s_node_send(srv, e->node, xml_copy(stanza));
+        n++;
+    }
+    entries_free(&es);
+    return n;
 }
 
 typedef struct live_nodes {
@@ -242,14 +258,20 @@ static void live_cb(void *ud, const store_node *n)
     l->names[l->n++] = xstrdup(n->name);
 }
 
+/* The other live nodes (the caller frees l->names and each name). */
+static void live_others(server *srv, live_nodes *l)
+{
+    *l = (live_nodes){srv->cfg.node_name, NULL, 0};
+    if (store_node_list(srv->store, live_cb, l) != STORE_OK)
+        log_error("node registry: %s", store_last_error(srv->store));
+}
+
 void node_copy_to_all(server *srv, const xml_node *stanza)
 {
     if (!clustered(srv))
         return;
-    live_nodes l = {srv->cfg.node_name, NULL, 0};
-    /* Collected first: sending may itself ask the store (a new link's address). */
-    if (store_node_list(srv->store, live_cb, &l) != STORE_OK)
-        log_error("node registry: %s", store_last_error(srv->store));
+    live_nodes l;
+    live_others(srv, &l); /* collected first: sending may ask the store (a link's address) */
     for (size_t i = 0; i < l.n; i++) {
         s2s_node_send(srv, l.names[i], xml_copy(stanza));
         free(l.names[i]);
@@ -257,28 +279,19 @@ void node_copy_to_all(server *srv, const xml_node *stanza)
     free(l.names);
 }
 
-typedef struct alive_query {
-    const char *name;
-    int alive;
-} alive_query;
-
-static void alive_cb(void *ud, const store_node *n)
-{
-    alive_query *q = ud;
-    if (strcmp(n->name, q->name) == 0)
-        q->alive = n->alive;
-}
-
 int node_alive(server *srv, const char *name)
 {
     if (!clustered(srv))
         return 0;
-    alive_query q = {name, 0};
-    if (store_node_list(srv->store, alive_cb, &q) != STORE_OK) {
-        log_error("node registry: %s", store_last_error(srv->store));
-        return 0;
+    live_nodes l;
+    live_others(srv, &l);
+    int alive = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        alive |= strcmp(l.names[i], name) == 0;
+        free(l.names[i]);
     }
-    return q.alive;
+    free(l.names);
+    return alive;
 }
 
 static void split_full(const char *full, char **bare, const char **resource)
@@ -336,53 +349,14 @@ static void presence_here(server *srv, xml_node *stanza, const char *bare, const
             c2s_send(s, stanza);
 }
 
-/* Our own envelope (XMLNS_NODE), from the domain itself: no client can send one (the
- * server stamps their 'from'), and it never leaves the nodes. */
-static const xml_node *internal(server *srv, const xml_node *stanza)
-{
-    const xml_node *el = xml_first_element(stanza);
-    if (!el || !str_eq(el->ns, XMLNS_NODE) || xml_get_attr(stanza, "type") ||
-        !str_eq(xml_get_attr(stanza, "from"), srv->cfg.domain))
-        return NULL;
-    return el;
-}
-
-/* An envelope from another node for the sessions of bare here. */
-static void internal_here(server *srv, const char *node, const char *bare, xml_node *stanza,
-                          const xml_node *el)
-{
-    if (strcmp(el->name, "carbon") == 0 && bare)
-        carbons_from_node(srv, bare, el);
-    else if (strcmp(el->name, "pep") == 0)
-        pep_from_node(srv, bare, el);
-    else
-        log_warn("node %s: unknown envelope <%s/> dropped", node, el->name);
-    xml_free(stanza);
-}
-
 void node_from_link(server *srv, const char *node, xml_node *stanza)
 {
+    if (node_ns_from_link(srv, node, stanza))
+        return; /* ours between nodes (node_ns.h) */
     jid to;
     const char *to_attr = xml_get_attr(stanza, "to");
     if (!to_attr || jid_parse(to_attr, &to) < 0) {
         xml_free(stanza);
-        return;
-    }
-    const xml_node *env = strcmp(stanza->name, "message") == 0 ? internal(srv, stanza) : NULL;
-    if (env && !to.resource && router_is_local_domain(srv, to.domain)) {
-        /* For the sessions of a user here, or (to the domain) for every session here. */
-        char *bare = to.local ? jid_bare(&to) : NULL;
-        internal_here(srv, node, bare, stanza, env);
-        free(bare);
-        jid_clear(&to);
-        return;
-    }
-    const xml_node *req = xml_first_element(stanza);
-    if (strcmp(stanza->name, "iq") == 0 && req && str_eq(req->ns, XMLNS_NODE) &&
-        (str_eq(xml_get_attr(stanza, "type"), "get") ||
-         str_eq(xml_get_attr(stanza, "type"), "set"))) {
-        node_sm_request(srv, node, stanza); /* the only request in our namespace yet */
-        jid_clear(&to);
         return;
     }
     if (!to.local || !router_is_local_domain(srv, to.domain)) {
@@ -415,6 +389,10 @@ void node_from_link(server *srv, const char *node, xml_node *stanza)
 
 void node_undeliverable(server *srv, xml_node *stanza)
 {
+    if (node_ns_envelope(srv, stanza)) {
+        xml_free(stanza); /* copies for sessions on that node: gone with it */
+        return;
+    }
     jid to;
     const char *to_attr = xml_get_attr(stanza, "to");
     const char *type = xml_get_attr(stanza, "type");
@@ -422,9 +400,7 @@ void node_undeliverable(server *srv, xml_node *stanza)
         xml_free(stanza);
         return;
     }
-    if (strcmp(stanza->name, "message") == 0 && internal(srv, stanza)) {
-        /* Copies for sessions that were on that node: gone with it. */
-    } else if (strcmp(stanza->name, "message") == 0 && to.local) {
+    if (strcmp(stanza->name, "message") == 0 && to.local) {
         /* The node is gone with the session: the message waits in offline storage. */
         char *bare = jid_bare(&to);
         message_deliver_here(srv, stanza, bare, to.resource);
