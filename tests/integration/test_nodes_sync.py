@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from conftest import HOST, Client, RawStream, client_ctx
 from nodes_util import DOMAIN, LEASE, USERS, cluster, on, pg_server, pg_uri, subscribe  # noqa: F401
 from test_compliance import records_with
+from test_pep import NS_MOOD, options, payload
 from test_stream_management import NS_SM, StanzaCounter, kill
 
 CARBONS = ("xep_0280",)
@@ -195,8 +196,10 @@ def test_pep_notifications_across_nodes(cluster, run):
 
     async def scenario():
         alice = await client(n1, "alice", "a", PEP, interests=[NS_TUNE])
+        alice3 = await client(n3, "alice", "a3", PEP, interests=[NS_TUNE])
         bob = await client(n2, "bob", "b", PEP, interests=[NS_TUNE])
         bob_quiet = await client(n3, "bob", "q", PEP)  # no +notify
+        carol = await client(n3, "carol", "c", PEP, interests=[NS_TUNE, NS_MOOD])
         await subscribe(bob, BOB, alice, ALICE)  # bob receives alice's presence
         tune = ET.Element(f"{{{NS_TUNE}}}tune")
         tune.text = "Song One"
@@ -206,6 +209,17 @@ def test_pep_notifications_across_nodes(cluster, run):
         item = ev["pubsub_event"]["items"]["substanzas"][0]
         assert item["id"] == "t1" and item["payload"].text == "Song One"
         await alice.wait_for("pubsub", lambda m: m["from"].bare == ALICE, timeout=10)
+        await alice3.wait_for("pubsub", lambda m: m["from"].bare == ALICE, timeout=10,
+                              what="tune on the owner's device on node3")
+        # an open node reaches anyone interested, on every node
+        await alice["xep_0060"].publish(ALICE, NS_MOOD, id="m1", payload=payload(NS_MOOD, "ok"),
+                                        options=options(alice, access_model="open"),
+                                        timeout=10)
+        ev = await carol.wait_for("pubsub", lambda m: m["from"].bare == ALICE, timeout=10,
+                                  what="open mood from alice on node1")
+        assert ev["pubsub_event"]["items"]["node"] == NS_MOOD
+        await asyncio.sleep(1)
+        assert carol.events["pubsub"] == [], carol.events["pubsub"]  # no tune: no presence
         # the last item when bob comes online on another node (the items are shared)
         bob3 = await client(n3, "bob", "late", PEP, interests=[NS_TUNE])
         ev = await bob3.wait_for("pubsub", lambda m: m["from"].bare == ALICE, timeout=10,
@@ -217,7 +231,7 @@ def test_pep_notifications_across_nodes(cluster, run):
         await asyncio.sleep(1)
         assert bob.events["pubsub"] == [] and bob3.events["pubsub"] == []
         assert "pubsub_event" not in str([m for m in bob_quiet.events["message"]])
-        for x in (alice, bob, bob_quiet, bob3):
+        for x in (alice, alice3, bob, bob_quiet, bob3, carol):
             await x.close()
 
     run(scenario, timeout=120)
