@@ -7,7 +7,7 @@
  *   <carbon kind=...>  carbons.h, carbons_from_node
  *   <pep .../>         pep.h, pep_from_node
  * It is handled here and never forwarded again. A request is an IQ get/set from another
- * node whose payload is in XMLNS_NODE (the handover of node_sm.h). */
+ * node, from domain/node, whose payload is in XMLNS_NODE (the handover of node_sm.h). */
 #include "node_ns.h"
 #include "../common/jid.h"
 #include "../common/log.h"
@@ -65,10 +65,18 @@ int node_ns_from_link(server *srv, const char *node, xml_node *stanza)
     }
     const char *type = xml_get_attr(stanza, "type");
     el = xml_first_element(stanza);
-    if (strcmp(stanza->name, "iq") == 0 && el && str_eq(el->ns, XMLNS_NODE) &&
-        (str_eq(type, "get") || str_eq(type, "set"))) {
+    if (strcmp(stanza->name, "iq") != 0 || !el || !str_eq(el->ns, XMLNS_NODE) ||
+        !(str_eq(type, "get") || str_eq(type, "set")))
+        return 0;
+    /* Only from the node itself (domain/node), never relayed for anyone else. */
+    char *self = xasprintf("%s/%s", srv->cfg.domain, node);
+    int from_node = str_eq(xml_get_attr(stanza, "from"), self);
+    free(self);
+    if (from_node) {
         node_sm_request(srv, node, stanza); /* the only requests in our namespace yet */
-        return 1;
+    } else {
+        log_warn("node %s: a request in the node namespace not from the node: dropped", node);
+        xml_free(stanza);
     }
-    return 0;
+    return 1;
 }

@@ -299,7 +299,7 @@ int sm_resume_handed(c2s *s, const char *previd, const xml_node *session)
         parse_h(xml_get_attr(session, "acked"), &sm->acked) < 0)
         return -1;
     sm->handover = 0;
-    sm->resumable = 1;
+    sm->resumable = s->srv->cfg.sm_resume_timeout > 0; /* as this node would grant it */
     snprintf(sm->id, sizeof sm->id, "%s", previd);
     for (const xml_node *q = xml_child(session, XMLNS_NODE, "queued"); q;
          q = xml_next(q, XMLNS_NODE, "queued"))
