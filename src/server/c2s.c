@@ -428,6 +428,32 @@ void c2s_take_over(c2s *s, c2s *old)
         free_session(old);
 }
 
+void c2s_hand_over(c2s *old)
+{
+    router_unbind(old->srv, old); /* no unavailable presence: the session goes on */
+    old->available = 0;
+    old->state = C2S_HUSK;
+    if (old->conn)
+        conn_close(old->conn, "its session was resumed on another node");
+    else
+        free_session(old);
+}
+
+void c2s_adopt(c2s *s, const char *resource, int available, int priority, int roster_loaded,
+               int carbons, xml_node *presence)
+{
+    s->resource = xstrdup(resource);
+    s->full = xasprintf("%s/%s", s->user, resource);
+    s->available = available;
+    s->priority = priority;
+    s->roster_loaded = roster_loaded;
+    s->carbons = carbons;
+    s->presence = presence;
+    s->state = C2S_BOUND;
+    router_bind(s->srv, s);
+    conn_tls_compact(s->conn); /* resumed (XEP-0198): settled as after a bind */
+}
+
 void c2s_housekeeping(server *srv)
 {
     int64_t now = time_mono_ms();

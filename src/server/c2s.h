@@ -64,6 +64,13 @@ void c2s_stream_error(c2s *s, const char *condition, const char *text);
 /* Resumption (sm.c): s, authenticated as the same account, takes over old's bound
  * session (resource, presence, queue); old is discarded without ending the session. */
 void c2s_take_over(c2s *s, c2s *old);
+/* Resumption on another node (node_sm.c): old's session leaves this node without ending
+ * (no unavailable presence; its stream management state was handed over first). */
+void c2s_hand_over(c2s *old);
+/* ... and s, authenticated as the same account, takes it up: bound to resource with the
+ * session's presence state (presence: its last available presence, owned, or NULL). */
+void c2s_adopt(c2s *s, const char *resource, int available, int priority, int roster_loaded,
+               int carbons, xml_node *presence);
 /* End a detached session that was not resumed (frees it). */
 void c2s_end_detached(c2s *s, const char *reason);
 /* Timer: handshake time-outs and idle pings for every session. */

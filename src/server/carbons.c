@@ -4,15 +4,19 @@
 #include "carbons.h"
 #include "../common/jid.h"
 #include "../common/util.h"
+#include "node.h"
 #include "router.h"
 #include "stanza.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define XMLNS_FORWARD "urn:xmpp:forward:0"
 #define XMLNS_HINTS "urn:xmpp:hints"
 #define XMLNS_MUC_USER "http://jabber.org/protocol/muc#user"
+
+static const char kind_received[] = "received";
 
 void carbons_handle_iq(server *srv, c2s *origin, xml_node *iq)
 {
@@ -58,6 +62,52 @@ static void send_copy(c2s *to, const xml_node *stanza, const char *wrapper, cons
     xml_free(m);
 }
 
+/* The sender's other sessions here: every one with carbons on but the sending resource. */
+static void copy_sent_here(server *srv, const xml_node *stanza, const char *bare,
+                           const char *from_resource)
+{
+    for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
+        if (s->carbons && s->available && c2s_is_live(s) && strcmp(s->resource, from_resource))
+            send_copy(s, stanza, "sent", bare);
+}
+
+/* The recipient's sessions here that did not get the message: it went to skip_full, or
+ * (skip_full NULL) to the available sessions of priority skip_priority. */
+static void copy_received_here(server *srv, const xml_node *stanza, const char *bare,
+                               const char *skip_full, int skip_priority)
+{
+    for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource) {
+        int got = skip_full ? strcmp(s->full, skip_full) == 0 : s->priority == skip_priority;
+        /* A message a user sends to their own other resource is not copied back to it. */
+        if (!got && s->carbons && s->available && c2s_is_live(s) &&
+            !str_eq(xml_get_attr(stanza, "from"), s->full))
+            send_copy(s, stanza, kind_received, bare);
+    }
+}
+
+/* The same copies from the nodes that hold other sessions of bare (node.h): one
+ * <carbon/> envelope per node, from the domain itself (no client can send that), which
+ * the node turns into copies for its own sessions and never forwards again. */
+static void copy_on_other_nodes(server *srv, const xml_node *stanza, const char *bare,
+                                const char *kind, const char *skip_full, int skip_priority)
+{
+    xml_node *env = xml_new(XMLNS_CLIENT, "message");
+    xml_set_attr(env, "from", srv->cfg.domain);
+    xml_set_attr(env, "to", bare);
+    xml_node *c = xml_add_child(env, XMLNS_NODE, "carbon");
+    xml_set_attr(c, "kind", kind);
+    if (skip_full) {
+        xml_set_attr(c, "skip", skip_full);
+    } else if (strcmp(kind, kind_received) == 0) {
+        char prio[16];
+        snprintf(prio, sizeof prio, "%d", skip_priority);
+        xml_set_attr(c, "skip-priority", prio);
+    }
+    xml_append(c, xml_copy(stanza));
+    node_copy_to_user(srv, bare, env, NODE_AVAILABLE);
+    xml_free(env);
+}
+
 void carbons_copy_sent(server *srv, const xml_node *stanza)
 {
     const char *from = xml_get_attr(stanza, "from");
@@ -66,29 +116,37 @@ void carbons_copy_sent(server *srv, const xml_node *stanza)
         return;
     if (j.local && j.resource && router_is_local_domain(srv, j.domain)) {
         char *bare = jid_bare(&j);
-        for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
-            if (s->carbons && s->available && c2s_is_live(s) && strcmp(s->resource, j.resource))
-                send_copy(s, stanza, "sent", bare);
+        copy_sent_here(srv, stanza, bare, j.resource);
+        copy_on_other_nodes(srv, stanza, bare, "sent", NULL, 0);
         free(bare);
     }
     jid_clear(&j);
 }
 
 void carbons_copy_received(server *srv, const xml_node *stanza, const char *bare,
-                           const c2s *target)
+                           const char *target, int priority)
 {
     if (!eligible(stanza))
         return;
-    int best = -1;
-    if (!target)
-        for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
-            if (s->available && c2s_is_live(s) && s->priority > best)
-                best = s->priority;
-    for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource) {
-        int got = target ? s == target : s->available && c2s_is_live(s) && s->priority == best;
-        /* A message a user sends to their own other resource is not copied back to it. */
-        if (!got && s->carbons && s->available && c2s_is_live(s) &&
-            !str_eq(xml_get_attr(stanza, "from"), s->full))
-            send_copy(s, stanza, "received", bare);
+    copy_received_here(srv, stanza, bare, target, priority);
+    copy_on_other_nodes(srv, stanza, bare, kind_received, target, priority);
+}
+
+void carbons_from_node(server *srv, const char *bare, const xml_node *carbon)
+{
+    const char *kind = xml_get_attr(carbon, "kind");
+    const xml_node *m = xml_child(carbon, XMLNS_CLIENT, "message");
+    if (!m || !eligible(m))
+        return;
+    if (str_eq(kind, "sent")) {
+        /* The sender's resource is on the node that sent this: every session here. */
+        jid from;
+        if (jid_parse(xml_get_attr(m, "from") ? xml_get_attr(m, "from") : "", &from) < 0)
+            return;
+        copy_sent_here(srv, m, bare, from.resource ? from.resource : "");
+        jid_clear(&from);
+    } else if (str_eq(kind, kind_received)) {
+        const char *prio = xml_get_attr(carbon, "skip-priority");
+        copy_received_here(srv, m, bare, xml_get_attr(carbon, "skip"), prio ? atoi(prio) : 0);
     }
 }

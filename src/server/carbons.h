@@ -12,12 +12,15 @@
  * Answers the IQ; takes ownership. */
 void carbons_handle_iq(server *srv, c2s *origin, xml_node *iq);
 /* A message from a local user (from = full JID) is being delivered: copy it, wrapped in
- * <sent/>, to the sender's other sessions that enabled carbons. */
+ * <sent/>, to the sender's other sessions that enabled carbons, on every node. */
 void carbons_copy_sent(server *srv, const xml_node *stanza);
-/* A message for local account bare was delivered to target (a full-JID delivery), or to
- * the resources of the highest priority (target NULL): copy it, wrapped in <received/>,
- * to the account's other sessions that enabled carbons. */
+/* A message for local account bare was delivered to target (a full JID), or (target NULL)
+ * to the available resources of the given priority on every node: copy it, wrapped in
+ * <received/>, to the account's other sessions that enabled carbons, on every node. */
 void carbons_copy_received(server *srv, const xml_node *stanza, const char *bare,
-                           const c2s *target);
+                           const char *target, int priority);
+/* A <carbon/> envelope (node ns) from another node for bare: the copies for the sessions
+ * of bare on this node. */
+void carbons_from_node(server *srv, const char *bare, const xml_node *carbon);
 
 #endif

@@ -52,8 +52,10 @@ static void store_offline(server *srv, xml_node *stanza, const char *bare)
     }
 }
 
-/* Resources eligible for a message to the bare JID: the highest non-negative priority
- * (here, and on each other node that holds such a session: forward). */
+/* Resources eligible for a message to the bare JID (RFC 6121 8.5.2.1.1): the available
+ * ones of the highest non-negative priority, or every non-negative one for a headline,
+ * counting the sessions on other nodes too (forward): those nodes get a copy and deliver
+ * it to their own sessions of that priority. */
 static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, const char *type,
                             int carbons, int forward)
 {
@@ -63,19 +65,25 @@ static void deliver_to_bare(server *srv, xml_node *stanza, const char *bare, con
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
         if (s->available && c2s_is_live(s) && s->priority > best)
             best = s->priority;
-    int elsewhere = forward ? node_copy_to_user(srv, bare, stanza, NODE_DELIVERABLE) : 0;
-    if (best >= 0) {
-        int all = strcmp(type, "headline") == 0;
+    int best_elsewhere = forward ? node_best_priority(srv, bare) : -1;
+    int top = best > best_elsewhere ? best : best_elsewhere;
+    int all = strcmp(type, "headline") == 0;
+    int min = all ? 0 : top;
+    int delivered = 0;
+    if (top >= 0 && best_elsewhere >= min)
+        delivered = node_copy_to_priority(srv, bare, stanza, min);
+    if (top >= 0 && best >= min) {
         for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
             if (s->available && c2s_is_live(s) &&
                 (all ? s->priority >= 0 : s->priority == best))
                 c2s_send(s, stanza);
+        delivered = 1;
+    }
+    if (delivered) {
         if (carbons)
-            carbons_copy_received(srv, stanza, bare, NULL);
+            carbons_copy_received(srv, stanza, bare, NULL, top);
         return;
     }
-    if (elsewhere)
-        return; /* another node delivers (or stores) it */
     if (strcmp(type, "headline") == 0 || strcmp(type, "groupchat") == 0)
         return; /* RFC 6121 8.5.2.2.1: never stored */
     store_offline(srv, stanza, bare);
@@ -121,6 +129,22 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
     return "offline";
 }
 
+/* A message for bare/resource, a session of another node: sent there (1), the copies for
+ * the account's other devices with it; 0 if no node holds that session. */
+static int route_to_node(server *srv, xml_node *stanza, const char *bare, const char *resource,
+                         int carbons)
+{
+    xml_node *copy = carbons ? xml_copy(stanza) : NULL;
+    int routed = node_route(srv, bare, resource, stanza);
+    if (routed && copy) {
+        char *full = xasprintf("%s/%s", bare, resource);
+        carbons_copy_received(srv, copy, bare, full, 0);
+        free(full);
+    }
+    xml_free(copy);
+    return routed;
+}
+
 /* carbons: copy to the account's other devices (XEP-0280); not for redeliveries and
  * services' messages, whose copies (if any) went out the first time. forward: sessions
  * on other nodes count (not for what another node forwarded here). */
@@ -142,11 +166,11 @@ static void deliver(server *srv, xml_node *stanza, const char *bare, const char 
         if (target && c2s_is_live(target)) {
             c2s_send(target, stanza);
             if (carbons)
-                carbons_copy_received(srv, stanza, bare, target);
+                carbons_copy_received(srv, stanza, bare, target->full, 0);
             xml_free(stanza);
             return;
         }
-        if (forward && node_route(srv, bare, resource, stanza))
+        if (forward && route_to_node(srv, stanza, bare, resource, carbons))
             return; /* that session is on another node */
         /* RFC 6121 8.5.3.2.1: a chat or normal message for a gone resource goes to the bare JID. */
         if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {

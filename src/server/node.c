@@ -14,6 +14,7 @@
 #include "../common/util.h"
 #include "c2s.h"
 #include "message.h"
+#include "node_ns.h"
 #include "node_rooms.h"
 #include "roster.h"
 #include "router.h"
@@ -204,6 +205,96 @@ int node_user_available(server *srv, const char *bare)
     return any;
 }
 
+int node_best_priority(server *srv, const char *bare)
+{
+    if (!clustered(srv))
+        return -1;
+    entries es;
+    others(srv, bare, &es);
+    int best = -1;
+    for (size_t i = 0; i < es.n; i++)
+        if (wanted(&es.v[i], NODE_DELIVERABLE) && es.v[i].priority > best)
+            best = es.v[i].priority;
+    entries_free(&es);
+    return best;
+}
+
+int node_copy_to_priority(server *srv, const char *bare, const xml_node *stanza,
+                          int min_priority)
+{
+    if (!clustered(srv))
+        return 0;
+    entries es;
+    others(srv, bare, &es);
+    int n = 0;
+    for (size_t i = 0; i < es.n; i++) {
+        entry *e = &es.v[i];
+        if (!wanted(e, NODE_DELIVERABLE) || e->priority < min_priority)
+            continue;
+        int seen = 0; /* one copy per node */
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = wanted(&es.v[j], NODE_DELIVERABLE) && es.v[j].priority >= min_priority &&
+                   strcmp(es.v[j].node, e->node) == 0;
+        if (seen)
+            continue;
+        s2s_node_send(srv, e->node, xml_copy(stanza));
+        n++;
+    }
+    entries_free(&es);
+    return n;
+}
+
+typedef struct live_nodes {
+    const char *self;
+    char **names;
+    size_t n;
+} live_nodes;
+
+static void live_cb(void *ud, const store_node *n)
+{
+    live_nodes *l = ud;
+    if (!n->alive || strcmp(n->name, l->self) == 0)
+        return;
+    l->names = xrealloc(l->names, (l->n + 1) * sizeof *l->names);
+    l->names[l->n++] = xstrdup(n->name);
+}
+
+/* The other live nodes (the caller frees l->names and each name). */
+static void live_others(server *srv, live_nodes *l)
+{
+    *l = (live_nodes){srv->cfg.node_name, NULL, 0};
+    if (store_node_list(srv->store, live_cb, l) != STORE_OK)
+        log_error("node registry: %s", store_last_error(srv->store));
+}
+
+void node_copy_to_all(server *srv, const xml_node *stanza)
+{
+    if (!clustered(srv))
+        return;
+    live_nodes l;
+    live_others(srv, &l); /* collected first: sending may ask the store (a link's address) */
+    for (size_t i = 0; i < l.n; i++) {
+        s2s_node_send(srv, l.names[i], xml_copy(stanza));
+        free(l.names[i]);
+    }
+    free(l.names);
+}
+
+int node_alive(server *srv, const char *name)
+{
+    if (!clustered(srv))
+        return 0;
+    live_nodes l;
+    live_others(srv, &l);
+    int alive = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        alive |= strcmp(l.names[i], name) == 0;
+        free(l.names[i]);
+    }
+    free(l.names);
+    return alive;
+}
+
 static void split_full(const char *full, char **bare, const char **resource)
 {
     const char *slash = strchr(full, '/');
@@ -261,6 +352,8 @@ static void presence_here(server *srv, xml_node *stanza, const char *bare, const
 
 void node_from_link(server *srv, const char *node, xml_node *stanza)
 {
+    if (node_ns_from_link(srv, node, stanza))
+        return; /* ours between nodes (node_ns.h) */
     jid to;
     const char *to_attr = xml_get_attr(stanza, "to");
     if (!to_attr || jid_parse(to_attr, &to) < 0) {
@@ -301,6 +394,10 @@ void node_from_link(server *srv, const char *node, xml_node *stanza)
 
 void node_undeliverable(server *srv, xml_node *stanza)
 {
+    if (node_ns_envelope(srv, stanza)) {
+        xml_free(stanza); /* copies for sessions on that node: gone with it */
+        return;
+    }
     jid to;
     const char *to_attr = xml_get_attr(stanza, "to");
     const char *type = xml_get_attr(stanza, "type");

@@ -9,6 +9,10 @@
 #include "../common/xml.h"
 #include "server.h"
 
+/* Our private namespace between nodes: envelopes (carbons, PEP events) and requests
+ * (session handover), docs/federation.md. Only node links carry it. */
+#define XMLNS_NODE "urn:parley:node:0"
+
 /* Start: this node's directory entries from an earlier life are dropped. 0 or -1. */
 int node_init(server *srv);
 /* Is name a node of this cluster (nodes, or registered with parleyctl node add)? */
@@ -27,6 +31,16 @@ int node_copy_to_user(server *srv, const char *bare, const xml_node *stanza, int
 int node_has_session(server *srv, const char *bare, const char *resource);
 /* Does bare have an available session with priority >= 0 on another node? */
 int node_user_available(server *srv, const char *bare);
+/* The highest priority (>= 0) of bare's available sessions on other nodes, or -1. */
+int node_best_priority(server *srv, const char *bare);
+/* Copies of stanza for the nodes holding an available session of bare with priority >=
+ * min_priority (one per node). Returns how many nodes got one. Not consumed. */
+int node_copy_to_priority(server *srv, const char *bare, const xml_node *stanza,
+                          int min_priority);
+/* A copy of stanza for every other live node. Not consumed. */
+void node_copy_to_all(server *srv, const xml_node *stanza);
+/* Is node name's lease running (the node is alive)? */
+int node_alive(server *srv, const char *name);
 /* A session was bound / ended here, or its availability changed: the directory. */
 void node_session_update(server *srv, const char *full, int available, int priority);
 void node_session_gone(server *srv, const char *full);

@@ -6,6 +6,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "conn.h"
+#include "node.h"
 #include "router.h"
 #include "store.h"
 
@@ -72,22 +73,48 @@ static xml_node *event_message(const char *owner, xml_node *child)
     return msg;
 }
 
-/* Send an event about owner's node to every interested session allowed to see it: the
- * owner's own, then contacts with a presence subscription (presence) or anyone on this
- * server (open). Takes ownership of child. */
+/* msg to the sessions of bare on this node (every session when bare is NULL) that want
+ * feature. */
+static void notify_here(server *srv, const char *bare, const char *feature, xml_node *msg)
+{
+    for (c2s *s = bare ? router_sessions(srv, bare) : srv->sessions; s;
+         s = bare ? s->next_resource : s->next_all)
+        if (interested(srv, s, feature))
+            deliver(s, msg);
+}
+
+/* The same event for the sessions of bare (NULL: all) on other nodes: they know their
+ * sessions' caps, so each gets the event with the feature and picks the interested ones. */
+static void notify_other_nodes(server *srv, const char *bare, const char *feature,
+                               const xml_node *msg)
+{
+    xml_node *env = xml_new(XMLNS_CLIENT, "message");
+    xml_set_attr(env, "from", srv->cfg.domain);
+    xml_set_attr(env, "to", bare ? bare : srv->cfg.domain);
+    xml_node *p = xml_add_child(env, XMLNS_NODE, "pep");
+    xml_set_attr(p, "feature", feature);
+    xml_append(p, xml_copy(msg));
+    if (bare)
+        node_copy_to_user(srv, bare, env, NODE_AVAILABLE);
+    else
+        node_copy_to_all(srv, env);
+    xml_free(env);
+}
+
+/* Send an event about owner's node to every interested session allowed to see it, on
+ * every node: the owner's own, then contacts with a presence subscription (presence) or
+ * anyone on this server (open). Takes ownership of child. */
 void pep_notify(server *srv, const char *owner, const char *node, const node_cfg *c,
                    xml_node *child)
 {
     xml_node *msg = event_message(owner, child);
     char *feature = xasprintf("%s+notify", node);
     if (c->open) {
-        for (c2s *s = srv->sessions; s; s = s->next_all)
-            if (interested(srv, s, feature))
-                deliver(s, msg);
+        notify_here(srv, NULL, feature, msg);
+        notify_other_nodes(srv, NULL, feature, msg);
     } else {
-        for (c2s *s = router_sessions(srv, owner); s; s = s->next_resource)
-            if (interested(srv, s, feature))
-                deliver(s, msg);
+        notify_here(srv, owner, feature, msg);
+        notify_other_nodes(srv, owner, feature, msg);
         roster_item *items = NULL;
         size_t n = 0;
         if (store_roster_get(srv->store, owner, &items, &n) != STORE_OK) {
@@ -97,9 +124,10 @@ void pep_notify(server *srv, const char *owner, const char *node, const node_cfg
         for (size_t i = 0; i < n; i++) {
             if (items[i].sub != SUB_FROM && items[i].sub != SUB_BOTH)
                 continue;
-            for (c2s *s = router_sessions(srv, items[i].contact); s; s = s->next_resource)
-                if (interested(srv, s, feature))
-                    deliver(s, msg);
+            notify_here(srv, items[i].contact, feature, msg);
+            const char *at = strchr(items[i].contact, '@');
+            if (at && router_is_local_domain(srv, at + 1))
+                notify_other_nodes(srv, items[i].contact, feature, msg);
         }
         roster_items_free(items, n);
     }
@@ -246,15 +274,45 @@ void pep_presence(server *srv, c2s *s, const xml_node *presence)
         send_last_items(srv, s);
 }
 
+void pep_session_moved(server *srv, c2s *s)
+{
+    /* The session had its last items on its old node: only its interests are learnt. */
+    if (s->presence)
+        caps_presence(srv, pep_of(srv)->caps, s, s->presence);
+}
+
 void pep_session_end(server *srv, c2s *s)
 {
     if (srv->pep && s->full)
         caps_forget(srv->pep->caps, s->full);
 }
 
-void pep_subscription_approved(server *srv, const char *owner, const char *contact)
+static void approved_here(server *srv, const char *owner, const char *contact)
 {
     for (c2s *s = router_sessions(srv, contact); s; s = s->next_resource)
         if (s->available && !conn_is_closing(s->conn))
             send_last_of(srv, s, owner);
+}
+
+void pep_subscription_approved(server *srv, const char *owner, const char *contact)
+{
+    approved_here(srv, owner, contact);
+    /* The contact's sessions on other nodes: their node sends the last items. */
+    xml_node *env = xml_new(XMLNS_CLIENT, "message");
+    xml_set_attr(env, "from", srv->cfg.domain);
+    xml_set_attr(env, "to", contact);
+    xml_set_attr(xml_add_child(env, XMLNS_NODE, "pep"), "approved-by", owner);
+    node_copy_to_user(srv, contact, env, NODE_AVAILABLE);
+    xml_free(env);
+}
+
+void pep_from_node(server *srv, const char *bare, const xml_node *el)
+{
+    const char *feature = xml_get_attr(el, "feature");
+    const char *owner = xml_get_attr(el, "approved-by");
+    xml_node *msg = xml_child(el, XMLNS_CLIENT, "message");
+    if (feature && msg)
+        notify_here(srv, bare, feature, msg);
+    else if (owner && bare)
+        approved_here(srv, owner, bare);
 }

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void send_to_server(server *srv, xml_node *stanza);
+
 c2s *router_sessions(server *srv, const char *bare)
 {
     return dict_get(srv->users, bare);
@@ -139,6 +141,10 @@ void router_deliver(server *srv, xml_node *stanza)
             svc->deliver(srv, svc->ud, stanza);
         else if (!router_is_local_domain(srv, to.domain))
             s2s_send(srv, stanza); /* an answer or error for another domain */
+        else if (strcmp(stanza->name, "iq") == 0 &&
+                 (str_eq(xml_get_attr(stanza, "type"), "result") ||
+                  str_eq(xml_get_attr(stanza, "type"), "error")))
+            send_to_server(srv, stanza); /* e.g. the error for a request to a dead node */
         else
             xml_free(stanza);
         jid_clear(&to);
@@ -283,6 +289,15 @@ static void send_to_account(server *srv, xml_node *stanza, const jid *to)
     free(bare);
 }
 
+/* Is stanza from this node itself (domain/node_name), as its requests to other nodes are? */
+static int from_this_node(server *srv, const xml_node *stanza)
+{
+    const char *from = xml_get_attr(stanza, "from");
+    size_t n = strlen(srv->cfg.domain);
+    return srv->cfg.node_name && from && strncmp(from, srv->cfg.domain, n) == 0 &&
+           from[n] == '/' && strcmp(from + n + 1, srv->cfg.node_name) == 0;
+}
+
 void router_send(server *srv, xml_node *stanza)
 {
     jid to;
@@ -297,6 +312,9 @@ void router_send(server *srv, xml_node *stanza)
         svc->deliver(srv, svc->ud, stanza);
     } else if (!router_is_local_domain(srv, to.domain)) {
         s2s_send(srv, stanza);
+    } else if (!to.local && to.resource && from_this_node(srv, stanza) &&
+               strcmp(to.resource, srv->cfg.node_name) != 0 && node_known(srv, to.resource)) {
+        s2s_node_send(srv, to.resource, stanza); /* domain/node: to another node itself */
     } else if (!to.local) {
         send_to_server(srv, stanza);
     } else {

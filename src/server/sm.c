@@ -7,6 +7,8 @@
 #include "compliance.h"
 #include "conn.h"
 #include "message.h"
+#include "node.h"
+#include "node_sm.h"
 #include "router.h"
 #include "stanza.h"
 
@@ -17,8 +19,13 @@
 /* Ask for an acknowledgement once this many stanzas are unacknowledged. */
 #define ACK_REQUEST_EVERY 5
 
+/* A resumption id: a random token, and on a node "." and the node's name (node_sm.h). */
+#define SM_TOKEN_LEN 24
+#define SM_ID_MAX (SM_TOKEN_LEN + 1 + 255 + 1)
+
 struct sm_state {
-    char id[25];             /* the resumption id (previd) */
+    char id[SM_ID_MAX];      /* the resumption id (previd) */
+    int handover;            /* placeholder: waiting for another node's session (node_sm.c) */
     int resumable;           /* resumption was requested, granted and not forbidden */
     uint32_t h_in;           /* stanzas received from the client (mod 2^32) */
     uint32_t acked;          /* stanzas the client acknowledged (mod 2^32) */
@@ -78,7 +85,7 @@ static void queue_drop(sm_state *sm, size_t n)
 int sm_track_outbound(c2s *s, const char *text, size_t len)
 {
     sm_state *sm = s->sm;
-    if (!sm)
+    if (!sm || sm->handover)
         return 1;
     if (sm->count >= (size_t)s->srv->cfg.sm_max_queue) {
         /* A client that never acknowledges must not make the server hold unbounded data;
@@ -150,9 +157,13 @@ static void handle_enable(c2s *s, const xml_node *enable)
     const char *resume = xml_get_attr(enable, "resume");
     int timeout = s->srv->cfg.sm_resume_timeout;
     sm->resumable = timeout > 0 && (str_eq(resume, "true") || str_eq(resume, "1"));
-    char text[256];
+    char text[SM_ID_MAX + 128];
     if (sm->resumable) {
-        random_token(sm->id, sizeof sm->id - 1);
+        random_token(sm->id, SM_TOKEN_LEN);
+        /* On a node the id names it, so that another node knows whom to ask (node_sm.h). */
+        const char *node = s->srv->cfg.node_name;
+        if (node && strlen(node) < sizeof sm->id - SM_TOKEN_LEN - 1)
+            snprintf(sm->id + SM_TOKEN_LEN, sizeof sm->id - SM_TOKEN_LEN, ".%s", node);
         if (!s->srv->sm_sessions)
             s->srv->sm_sessions = dict_new();
         dict_set(s->srv->sm_sessions, sm->id, s);
@@ -166,31 +177,15 @@ static void handle_enable(c2s *s, const xml_node *enable)
     log_debug("c2s %s: stream management enabled%s", s->full, sm->resumable ? ", resumable" : "");
 }
 
-static void handle_resume(c2s *s, const xml_node *resume)
+/* s now holds the session: tell the client, and send what it has not acknowledged. */
+static void resumed(c2s *s)
 {
     server *srv = s->srv;
-    const char *previd = xml_get_attr(resume, "previd");
-    uint32_t h;
-    if (s->state != C2S_WAIT_BIND || !previd || parse_h(xml_get_attr(resume, "h"), &h) < 0) {
-        send_failed(s, s->state != C2S_WAIT_BIND ? "unexpected-request" : "bad-request", 0, 0);
-        return;
-    }
-    c2s *old = srv->sm_sessions ? dict_get(srv->sm_sessions, previd) : NULL;
-    /* Only the same account may take a session over; say nothing else about it. */
-    if (!old || !old->sm || strcmp(old->user, s->user) != 0) {
-        send_failed(s, "item-not-found", 0, 0);
-        return;
-    }
-    if (apply_ack(old->sm, h) < 0) {
-        send_failed(s, "undefined-condition", 0, 0);
-        return;
-    }
-    c2s_take_over(s, old);
     sm_state *sm = s->sm;
     dict_set(srv->sm_sessions, sm->id, s);
     sm->detach_deadline = 0;
     sm->ack_requested = 0;
-    char text[128];
+    char text[SM_ID_MAX + 128];
     snprintf(text, sizeof text, "<resumed xmlns='" XMLNS_SM "' h='%u' previd='%s'/>",
              (unsigned)sm->h_in, sm->id);
     write_nonza(s, text);
@@ -203,6 +198,134 @@ static void handle_resume(c2s *s, const xml_node *resume)
              sm->count);
 }
 
+static void handle_resume(c2s *s, const xml_node *resume)
+{
+    server *srv = s->srv;
+    const char *previd = xml_get_attr(resume, "previd");
+    uint32_t h;
+    if (s->state != C2S_WAIT_BIND || s->sm || !previd ||
+        parse_h(xml_get_attr(resume, "h"), &h) < 0) {
+        send_failed(s, s->state != C2S_WAIT_BIND || s->sm ? "unexpected-request" : "bad-request",
+                    0, 0);
+        return;
+    }
+    c2s *old = srv->sm_sessions ? dict_get(srv->sm_sessions, previd) : NULL;
+    if (!old && node_sm_resume(s, previd, h))
+        return; /* held by another node: asked to hand it over */
+    /* Only the same account may take a session over; say nothing else about it. */
+    if (!old || !old->sm || strcmp(old->user, s->user) != 0) {
+        send_failed(s, "item-not-found", 0, 0);
+        return;
+    }
+    if (apply_ack(old->sm, h) < 0) {
+        send_failed(s, "undefined-condition", 0, 0);
+        return;
+    }
+    c2s_take_over(s, old);
+    resumed(s);
+}
+
+static void redeliver(server *srv, c2s *s, const char *text);
+
+/* ---- handover between nodes (node_sm.c) ---- */
+
+c2s *sm_find(server *srv, const char *previd)
+{
+    c2s *s = srv->sm_sessions ? dict_get(srv->sm_sessions, previd) : NULL;
+    return s && s->sm && s->state == C2S_BOUND ? s : NULL;
+}
+
+xml_node *sm_hand_over(c2s *s, uint32_t h, const char **condition)
+{
+    sm_state *sm = s->sm;
+    uint32_t newly = h - sm->acked;
+    if (newly > sm->count) {
+        *condition = "undefined-condition";
+        return NULL;
+    }
+    xml_node *el = xml_new(XMLNS_NODE, "session");
+    char num[16];
+    snprintf(num, sizeof num, "%u", (unsigned)sm->h_in);
+    xml_set_attr(el, "h-in", num);
+    snprintf(num, sizeof num, "%u", (unsigned)h);
+    xml_set_attr(el, "acked", num);
+    for (size_t i = newly; i < sm->count; i++) {
+        const char *text = sm->queue[sm->head + i];
+        xml_add_text(xml_add_child(el, XMLNS_NODE, "queued"), text, strlen(text));
+    }
+    /* It must fit in one stanza on the node link (the other node's parser limit), with
+     * room for the identity the caller adds (the presence is a stanza itself). */
+    char *text = xml_to_string(el, XMLNS_NODE);
+    size_t bytes = strlen(text);
+    free(text);
+    if (bytes + s->srv->cfg.max_stanza_size / 2 > s->srv->cfg.max_stanza_size) {
+        xml_free(el);
+        *condition = "resource-constraint";
+        return NULL;
+    }
+    /* From here the session's stream management lives on the other node. */
+    dict_del(s->srv->sm_sessions, sm->id);
+    s->sm = NULL;
+    queue_drop(sm, sm->count);
+    free(sm->queue);
+    free(sm);
+    return el;
+}
+
+void sm_wait_handover(c2s *s)
+{
+    s->sm = xcalloc(1, sizeof *s->sm);
+    s->sm->handover = 1;
+}
+
+int sm_waits_handover(const c2s *s)
+{
+    return s->sm && s->sm->handover;
+}
+
+void sm_handover_failed(c2s *s, const char *condition)
+{
+    free(s->sm);
+    s->sm = NULL;
+    if (condition)
+        send_failed(s, condition, 0, 0);
+}
+
+int sm_resume_handed(c2s *s, const char *previd, const xml_node *session)
+{
+    sm_state *sm = s->sm;
+    if (!sm || !sm->handover || strlen(previd) >= sizeof sm->id ||
+        parse_h(xml_get_attr(session, "h-in"), &sm->h_in) < 0 ||
+        parse_h(xml_get_attr(session, "acked"), &sm->acked) < 0)
+        return -1;
+    sm->handover = 0;
+    sm->resumable = s->srv->cfg.sm_resume_timeout > 0; /* as this node would grant it */
+    snprintf(sm->id, sizeof sm->id, "%s", previd);
+    for (const xml_node *q = xml_child(session, XMLNS_NODE, "queued"); q;
+         q = xml_next(q, XMLNS_NODE, "queued"))
+        queue_push(sm, xml_text(q));
+    if (!s->srv->sm_sessions)
+        s->srv->sm_sessions = dict_new();
+    resumed(s);
+    return 0;
+}
+
+void sm_redeliver_handed(server *srv, const char *user, const xml_node *session)
+{
+    c2s tmp = {.srv = srv, .full = (char *)user};
+    size_t n = 0;
+    for (const xml_node *q = xml_child(session, XMLNS_NODE, "queued"); q;
+         q = xml_next(q, XMLNS_NODE, "queued"), n++) {
+        char *text = xml_text(q);
+        tmp.user = (char *)user;
+        redeliver(srv, &tmp, text);
+        free(text);
+    }
+    if (n)
+        log_info("%s: a session handed over for a client that left: %zu stanzas delivered "
+                 "again", user, n);
+}
+
 int sm_handle(c2s *s, xml_node *nonza)
 {
     sm_state *sm = s->sm;
@@ -211,6 +334,9 @@ int sm_handle(c2s *s, xml_node *nonza)
         handle_enable(s, nonza);
     } else if (strcmp(nonza->name, "resume") == 0) {
         handle_resume(s, nonza);
+    } else if (sm && sm->handover) {
+        /* Not managed until the other node answers: nothing to count or acknowledge. */
+        send_failed(s, "unexpected-request", 0, 0);
     } else if (strcmp(nonza->name, "r") == 0 && sm) {
         char text[64];
         snprintf(text, sizeof text, "<a xmlns='" XMLNS_SM "' h='%u'/>", (unsigned)sm->h_in);

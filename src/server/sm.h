@@ -47,4 +47,27 @@ void sm_session_end(c2s *s);
  * acknowledgements. Returns 1 if s was ended (and freed). */
 int sm_housekeeping(c2s *s, int64_t now_ms);
 
+/* ---- handover of a session between the nodes of a domain (node_sm.h) ---- */
+/* The resumable session bound here with id previd, or NULL. */
+c2s *sm_find(server *srv, const char *previd);
+/* Another node takes session s over; the client acknowledged h. Returns the stream
+ * management state as <session xmlns=XMLNS_NODE h-in acked><queued>text</queued>...
+ * and stops managing s here (s->sm is NULL, the id forgotten): the caller then lets the
+ * session go without ending it. NULL with *condition (an RFC 6120 stanza error) if h
+ * acknowledges stanzas never sent or the queue does not fit in a stanza. */
+xml_node *sm_hand_over(c2s *s, uint32_t h, const char **condition);
+/* s (authenticated, not bound) waits for another node's answer: further <resume/>s are
+ * refused meanwhile. */
+void sm_wait_handover(c2s *s);
+int sm_waits_handover(const c2s *s);
+/* The other node did not hand the session over: <failed/> with condition (NULL: the
+ * wait just ends, the client moved on). */
+void sm_handover_failed(c2s *s, const char *condition);
+/* The other node's <session/>: s, bound to the session's resource by the caller, resumes
+ * it as previd (<resumed/>, then the unacknowledged stanzas). 0, or -1 if it is damaged. */
+int sm_resume_handed(c2s *s, const char *previd, const xml_node *session);
+/* A session handed over for a client that left meanwhile: its queued messages are
+ * delivered again through the normal rules. */
+void sm_redeliver_handed(server *srv, const char *user, const xml_node *session);
+
 #endif
