@@ -6,6 +6,7 @@
 #   make bench    the benchmarks under bench/ (installs Prosody, ejabberd and the
 #                 profilers first: scripts/deps.sh bench)
 #   make bench-compare   Parley, Prosody and ejabberd side by side (bench/compare)
+#   make bench-nodes     chat on one Parley node, three nodes and Prosody (bench/nodes)
 
 PREFIX ?= /usr/local
 BUILD := build
@@ -13,7 +14,7 @@ TEST_BUILD := build-test
 VAR := var
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test install bench bench-build bench-compare clean
+.PHONY: all deps build run test install bench bench-build bench-compare clean bench-nodes
 
 all: build
 
@@ -53,6 +54,10 @@ bench: bench-build
 
 bench-compare: bench-build
 	@/usr/bin/python3 bench/compare --build $(BENCH_BUILD)
+
+# Needs PostgreSQL's server binaries too (the Debian package postgresql, in scripts/deps.sh test).
+bench-nodes: bench-build
+	@/usr/bin/python3 bench/nodes --build $(BENCH_BUILD)
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD)

@@ -54,6 +54,7 @@
 #define MAX_SESSIONS 19000       /* one process never holds more (fd hard limit 20000) */
 #define FD_RESERVE 64            /* descriptors kept for epoll, stdio, OpenSSL, ... */
 #define MAX_SOURCES 64           /* --sources entries */
+#define MAX_SERVERS 16           /* --servers entries (the nodes of one domain) */
 #define MAX_STANZA (64 * 1024)   /* the server never sends us anything larger */
 #define MAX_OUT (256 * 1024)     /* queued output per session before we call it stuck */
 #define MAX_BODY 4096            /* --body-size ceiling */
@@ -159,6 +160,10 @@ static struct {
     struct sockaddr_storage sources[MAX_SOURCES];
     socklen_t source_len[MAX_SOURCES];
     int nsources;
+    struct sockaddr_storage servers[MAX_SERVERS]; /* --servers: several nodes of one domain */
+    socklen_t servers_len[MAX_SERVERS];
+    int nservers;
+    const char *server_map; /* --server-map: digit per user (user % length) = its server */
 } opt;
 
 /* ---- sessions ---------------------------------------------------------------------- */
@@ -951,7 +956,16 @@ static void start_session(session *s, int index)
         return;
     }
     s->epmask = EPOLLOUT;
-    if (connect(s->fd, (struct sockaddr *)&opt.server, opt.server_len) < 0 && errno != EINPROGRESS)
+    const struct sockaddr_storage *dst = &opt.server;
+    socklen_t dst_len = opt.server_len;
+    if (opt.nservers > 1) {
+        /* By user number, so that processes with different --first agree on who is where. */
+        int k = opt.server_map ? opt.server_map[s->user % (int)strlen(opt.server_map)] - '0'
+                               : s->user % opt.nservers;
+        dst = &opt.servers[k];
+        dst_len = opt.servers_len[k];
+    }
+    if (connect(s->fd, (const struct sockaddr *)dst, dst_len) < 0 && errno != EINPROGRESS)
         sess_fail(s, F_CONNECT, "connect", strerror(errno));
 }
 
@@ -1153,6 +1167,9 @@ static void usage(FILE *out)
             "  --mode fanout        log in with presence and count the presences of others;\n"
             "                       ends --settle S (default 3) after the last one, or once\n"
             "                       --expect-presence N have arrived\n"
+            "  --servers A,B,...    several servers (nodes of one domain): user U connects to\n"
+            "                       the (U %% n)th, or with --server-map DIGITS to the server\n"
+            "                       numbered DIGITS[U %% length] (0 = the first)\n"
             "  --json               result lines as JSON\n"
             "  -v, --verbose        progress every second, every failure\n"
             "SIGTERM/SIGINT end the hold or the chat early; the result is still printed.\n",
@@ -1238,12 +1255,34 @@ static void parse_sources(const char *v)
         die("--sources needs at least one address");
 }
 
+static void parse_servers(const char *v)
+{
+    char list[1024];
+    if (strlen(v) >= sizeof list)
+        die("--servers list too long");
+    snprintf(list, sizeof list, "%s", v);
+    char *save = NULL;
+    opt.nservers = 0;
+    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (opt.nservers >= MAX_SERVERS)
+            die("at most %d --servers", MAX_SERVERS);
+        parse_server(tok);
+        opt.servers[opt.nservers] = opt.server;
+        opt.servers_len[opt.nservers++] = opt.server_len;
+    }
+    if (!opt.nservers)
+        die("--servers needs at least one HOST:PORT");
+    opt.server = opt.servers[0];
+    opt.server_len = opt.servers_len[0];
+}
+
 static void parse_args(int argc, char **argv)
 {
     enum { O_SERVER = 256, O_DIRECT_TLS, O_STARTTLS, O_DOMAIN, O_CA, O_USERS, O_PASSWORD, O_FIRST,
            O_COUNT, O_MODE, O_HOLD, O_DURATION, O_RATE, O_WINDOW, O_PAIRS, O_BODY, O_SOURCES,
            O_CRATE, O_PENDING, O_LTIMEOUT, O_NOPRES, O_PLUS, O_TIMEOUT, O_JSON, O_MECH, O_CACHE,
-           O_CIPHER, O_SEARCH, O_STEP, O_STEPS, O_SETTLE, O_EXPECT, O_SAVE_T, O_RESUME, O_WARMUP };
+           O_CIPHER, O_SEARCH, O_STEP, O_STEPS, O_SETTLE, O_EXPECT, O_SAVE_T, O_RESUME, O_WARMUP,
+           O_SERVERS, O_SERVER_MAP };
     static const struct option longopts[] = {
         {"server", required_argument, NULL, O_SERVER}, {"direct-tls", no_argument, NULL, O_DIRECT_TLS},
         {"starttls", no_argument, NULL, O_STARTTLS}, {"domain", required_argument, NULL, O_DOMAIN},
@@ -1268,6 +1307,8 @@ static void parse_args(int argc, char **argv)
         {"expect-presence", required_argument, NULL, O_EXPECT},
         {"save-tickets", required_argument, NULL, O_SAVE_T},
         {"resume-from", required_argument, NULL, O_RESUME},
+        {"servers", required_argument, NULL, O_SERVERS},
+        {"server-map", required_argument, NULL, O_SERVER_MAP},
         {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opt.direct_tls = 1;
@@ -1344,6 +1385,8 @@ static void parse_args(int argc, char **argv)
         case O_WARMUP: opt.warmup_s = parse_num("warmup", optarg, 0, 600); break;
         case O_SETTLE: opt.settle_s = parse_num("settle", optarg, 0.1, 600); break;
         case O_EXPECT: opt.expect_presence = (long)parse_num("expect-presence", optarg, 0, 1e12); break;
+        case O_SERVERS: parse_servers(optarg); break;
+        case O_SERVER_MAP: opt.server_map = optarg; break;
         case 'v': opt.verbose = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(1);
@@ -1354,6 +1397,15 @@ static void parse_args(int argc, char **argv)
     for (int i = 0; i < opt.nsources; i++)
         if (opt.sources[i].ss_family != opt.server.ss_family)
             die("--sources and --server must be the same address family");
+    for (int i = 0; i < opt.nservers; i++)
+        if (opt.servers[i].ss_family != opt.server.ss_family)
+            die("every --servers entry must be of the same address family");
+    size_t map_len = opt.server_map ? strlen(opt.server_map) : 0;
+    if (opt.server_map && (map_len == 0 || map_len > 4096))
+        die("--server-map needs 1 to 4096 digits");
+    for (size_t i = 0; i < map_len; i++)
+        if (opt.server_map[i] < '0' || opt.server_map[i] - '0' >= (opt.nservers > 1 ? opt.nservers : 1))
+            die("--server-map: '%c' is not the number of a --servers entry", opt.server_map[i]);
     if (strlen(opt.prefix) > 64 || strlen(opt.domain) > 255)
         die("--users prefix or --domain too long");
     if (opt.mode == MODE_CHAT) {
