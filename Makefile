@@ -55,7 +55,6 @@ bench: bench-build
 bench-compare: bench-build
 	@/usr/bin/python3 bench/compare --build $(BENCH_BUILD)
 
-# Needs PostgreSQL's server binaries too (the Debian package postgresql, in scripts/deps.sh test).
 bench-nodes: bench-build
 	@/usr/bin/python3 bench/nodes --build $(BENCH_BUILD)
 

@@ -12,7 +12,7 @@ TEST_PKGS="libcmocka-dev python3 python3-slixmpp python3-aiohttp python3-pytest 
 python3-omemo python3-twomemo python3-oldmemo python3-x3dh python3-doubleratchet python3-xeddsa python3-nacl
 python3-protobuf python3-pydantic python3-typing-extensions python3-xmlschema"
 
-BENCH_PKGS="prosody lua-sec lua-event ejabberd erlang-base linux-perf valgrind python3 procps openssl"
+BENCH_PKGS="prosody lua-sec lua-event ejabberd erlang-base linux-perf valgrind python3 procps openssl postgresql"
 
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$want $TEST_PKGS"
