@@ -415,7 +415,8 @@ void sm_on_lost(parley *p, int clean)
         sm_queue_clear(&sm->q);
         return;
     }
-    if (sm->resume_id && sm->resume_max_s)
+    /* the window runs from the loss of the session, not from later failed attempts */
+    if (sm->resume_id && sm->resume_max_s && !sm->resume_until_ms)
         sm->resume_until_ms = time_mono_ms() + (int64_t)sm->resume_max_s * 1000;
 }
 
