@@ -11,6 +11,10 @@ the burst exactly once (a copy of one node 1 had delivered but not acknowledged 
 dropped by its origin-id); the compliance log has every message exactly once (the copy
 is recognised by sender, origin-id and content); and a message bob sent while alice was
 away reaches her once (offline storage and the archive catch-up after the failover).
+
+And when only the network fails (a relay cuts the connection), the node keeps the session
+and alice resumes it (XEP-0198 <resume/>): what was queued for her arrives once, nothing
+is sent again.
 """
 import asyncio
 import json
@@ -23,6 +27,7 @@ import time
 import pytest
 
 from conftest import BUILD, HOST
+from testports import free_port
 from nodes_util import DOMAIN, USERS, Cluster, cluster, on, pg_server, pg_uri  # noqa: F401
 
 DRIVER = os.path.join(BUILD, "parley-driver")
@@ -195,3 +200,84 @@ def test_client_fails_over_and_nothing_is_lost_or_doubled(shared_cluster, pg_uri
     # the chain is whole: the copies left no gap
     seqs = psql(pg_uri, "SELECT count(*), min(seq), max(seq) FROM messages")[0]
     assert int(seqs[0]) == int(seqs[2]) - int(seqs[1]) + 1, seqs
+
+
+class CuttingProxy:
+    """A loopback TCP relay to a node whose connections the test can cut (a network
+    failure: the node sees its client vanish and keeps the session for resumption)."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.port = free_port()
+        self.transports = []
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._client, HOST, self.port)
+
+    async def _client(self, reader, writer):
+        up_r, up_w = await asyncio.open_connection(HOST, self.target)
+        self.transports += [writer.transport, up_w.transport]
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    def cut(self):
+        for t in self.transports:
+            t.abort()
+        self.transports.clear()
+
+    def close(self):
+        self.cut()
+        self.server.close()
+
+
+def test_client_resumes_its_session_after_a_network_cut(cluster, tmp_path, run):
+    c = cluster(1)
+    n1 = c.nodes[0]
+    logdir = str(tmp_path)
+    proxy = CuttingProxy(n1.c2s_port)
+    drivers = []
+
+    async def scenario():
+        await proxy.start()
+        alice = Driver(logdir, "alice", f"{HOST}:{proxy.port}", n1.ca, "--reconnect", "300",
+                       "--carbons", "0")
+        bob = Driver(logdir, "bob", f"{HOST}:{n1.c2s_port}", n1.ca, "--carbons", "0")
+        drivers.extend([alice, bob])
+        await alice.wait(lambda e: e["event"] == "connected", 20, "connected")
+        await bob.wait(lambda e: e["event"] == "connected", 20, "connected")
+        bob.send([f"msg alice@{DOMAIN} before"])
+        await alice.wait(lambda e: e["event"] == "message" and e["body"] == "before", 20,
+                         "the first message")
+        proxy.cut()
+        await alice.wait(lambda e: e["event"] == "disconnected", 15, "disconnected")
+        # parleyd keeps the detached session and queues what arrives for it
+        bob.send([f"msg alice@{DOMAIN} during the cut"])
+        await alice.wait(lambda e: e["event"] == "connected" and
+                         len(alice.all("connected")) == 2, RECONNECT_WITHIN, "a second session")
+        await alice.wait(lambda e: e["event"] == "message" and e["body"] == "during the cut", 20,
+                         "the message queued for the detached session")
+        alice.send([f"msg bob@{DOMAIN} after"])
+        await bob.wait(lambda e: e["event"] == "message" and e["body"] == "after", 20,
+                       "a message on the resumed session")
+        await asyncio.sleep(1.0)
+        proxy.close()
+
+    try:
+        run(scenario, timeout=120)
+        alice = drivers[0]
+        assert [e["body"] for e in alice.all("message")] == ["before", "during the cut"]
+        assert alice.all("resent") == []  # the same session: nothing to send again
+    finally:
+        for d in drivers:
+            d.close()
+    log = n1.log_text()
+    assert "resumed alice@parley.test/drv" in log, n1.log_tail()
