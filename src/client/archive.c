@@ -90,6 +90,7 @@ void archive_free(parley *p)
     dict_free(a->seen, seen_free);
     dict_free(a->last, free);
     seen_free(a->sent);
+    seen_free(a->origins);
     archive_sync_free(a);
     free(a);
     p->ext->archive = NULL;
@@ -106,6 +107,26 @@ int archive_seen(parley *p, const char *archive, const char *id)
         dict_set(a->seen, key_of(archive), s);
     }
     return seen_add(s, id);
+}
+
+int archive_seen_origin(parley *p, const xml_node *msg)
+{
+    const xml_node *o = xml_child(msg, XMLNS_SID, "origin-id");
+    const char *oid = o ? xml_get_attr(o, "id") : NULL;
+    if (!oid || !*oid || strlen(oid) > 256 || str_eq(xml_get_attr(msg, "type"), "error"))
+        return 0;
+    const char *from = xml_get_attr(msg, "from");
+    char *bare = from ? jid_normalize_bare(from) : xstrdup(p->account_bare);
+    if (!bare)
+        return 0;
+    char *key = xasprintf("%s\n%s", bare, oid);
+    archive_state *a = archive_of(p);
+    if (!a->origins)
+        a->origins = seen_new();
+    int seen = seen_add(a->origins, key);
+    free(key);
+    free(bare);
+    return seen;
 }
 
 void archive_note_sent(parley *p, const char *id)
@@ -370,8 +391,8 @@ int archive_result(parley *p, const xml_node *msg)
         archive_seen(p, NULL, id);
         return 1;
     }
-    if (archive_seen(p, NULL, id))
-        return 1;
+    if (archive_seen(p, NULL, id) || archive_seen_origin(p, inner))
+        return 1; /* delivered already: by its archive id, or sent again after a failover */
     fwd_ctx ctx = {.archived = 1, .outgoing = outgoing, .stanza_id = id, .timestamp_ms = ts};
     ext_deliver(p, inner, &ctx);
     q->delivered++;

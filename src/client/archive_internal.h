@@ -47,6 +47,7 @@ struct archive_state {
     dict *seen;         /* archive ("" ours) -> seen_set of archive ids */
     dict *last;         /* archive -> newest archive id known (char *) */
     seen_set *sent;     /* ids of the messages this handle sent */
+    seen_set *origins;  /* "sender bare JID\norigin-id" of the messages delivered */
     held_msg *held;     /* live messages waiting for a fetch to end, in order */
     size_t nheld;
     int draining;       /* delivering the held messages at the session's end */

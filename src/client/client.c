@@ -333,6 +333,7 @@ void parley_free(parley *p)
     p->omemo = NULL;
     im_roster_free(p);
     im_hooks_free(p);
+    sm_free(p);
     client_ext_free(p); /* after the IQ callbacks above, which free what they hold */
     dict_free(p->roster, NULL);
     if (p->ai_list)
@@ -420,6 +421,7 @@ static void handle_failure(parley *p)
     int closing = p->phase == PH_CLOSING;
     transport_close(p);
     session_reset(p);
+    sm_on_lost(p, closing); /* unacknowledged stanzas stay queued for the next session */
     client_ext_offline(p); /* rooms left, held messages out, before the IQ callbacks */
     im_fail_pending_iqs(p, p->err == PARLEY_ERR_CLOSED ? PARLEY_ERR_CLOSED : PARLEY_ERR_UNREACHABLE);
     omemo_on_offline(p, p->err == PARLEY_ERR_CLOSED ? PARLEY_ERR_CLOSED : PARLEY_ERR_UNREACHABLE);

@@ -111,6 +111,8 @@ int ext_live_message(parley *p, const xml_node *msg)
     const char *sid = ext_stanza_id(msg, p->account_bare);
     if (archive_seen(p, NULL, sid))
         return 1; /* already delivered from the archive */
+    if (archive_seen_origin(p, msg))
+        return 1; /* the same message sent again by its client after a failover */
     long long ts = ext_delay_ms(msg);
     /* the newest message of our archive, unless it waited offline (older than what the
      * sign-in sync has fetched) */

@@ -76,6 +76,10 @@ int archive_result(parley *p, const xml_node *msg);
 /* Record that the message with archive id `id` in archive (NULL: ours) was delivered;
  * 1 if it already was (the caller then drops it). NULL id: 0. */
 int archive_seen(parley *p, const char *archive, const char *id);
+/* Record that a one-to-one message with an XEP-0359 origin-id was delivered; 1 if one
+ * from the same sender with the same origin-id already was: a copy its client sent again
+ * after a failover (the server gave it a new stanza-id), dropped by the caller. */
+int archive_seen_origin(parley *p, const xml_node *msg);
 /* We sent a message with this id (its archived copy is not delivered again). */
 void archive_note_sent(parley *p, const char *id);
 /* Hold a live message of archive while a fetch of it runs: 1 if held (a copy is kept and

@@ -4,6 +4,7 @@
  *   transport.c TCP connect over the server list, TLS through memory BIOs, raw I/O
  *   session.c   stream negotiation (STARTTLS, SASL hand-off, bind, roster, presence),
  *               stream errors, keep-alive, failure classification
+ *   sm.c        XEP-0198 stream management: acks, the unacknowledged queue, resumption
  *   sasl.c      mechanism choice and the SCRAM / PLAIN exchanges
  *   im.c        messages, presence, subscriptions, roster, IQ tracking, stanza hooks
  *   policy.c    the admin policy (urn:parley:policy:0): fetched at sign-in, pushed later
@@ -44,6 +45,7 @@ typedef enum {
     NEG_FEATURES = 0, /* header sent, waiting for <stream:features/> */
     NEG_STARTTLS,     /* <starttls/> sent, waiting for <proceed/> */
     NEG_SASL,         /* exchange in progress */
+    NEG_RESUME,       /* XEP-0198 <resume/> sent instead of binding */
     NEG_BIND,         /* bind IQ sent */
     NEG_SESSION,      /* legacy session IQ sent */
     NEG_ROSTER,       /* initial roster fetch */
@@ -78,6 +80,37 @@ typedef struct roster_entry {
     char **groups;
     size_t ngroups;
 } roster_entry;
+
+/* XEP-0198 (sm.c): a stanza sent and not yet acknowledged, as the text that went out. */
+#define XMLNS_SM "urn:xmpp:sm:3"
+typedef struct sm_item {
+    char *xml;
+    size_t len;
+    int is_message;   /* a <message/>: sent again on a new session */
+    char *id, *to;    /* for PARLEY_EV_RESENT (may be NULL) */
+} sm_item;
+
+typedef struct sm_queue {
+    sm_item *items;   /* items[head .. head + count): the oldest first */
+    size_t head, count, cap;
+    uint32_t acked;   /* the server's last h: it handled this many (mod 2^32) */
+} sm_queue;
+
+typedef struct sm_client {
+    sm_queue q;         /* sent since <enable/> (or resent after <resumed/>), unacknowledged */
+    sm_queue resend;    /* messages of a lost session, sent again once the new one is online */
+    int offered;        /* this stream's features offer urn:xmpp:sm:3 */
+    int enabled;        /* <enable/> sent on this stream: outgoing stanzas are counted */
+    int active;         /* <enabled/> (or <resumed/>) received: incoming ones are counted */
+    uint32_t h_in;      /* stanzas received since <enabled/> (mod 2^32) */
+    char *resume_id;    /* the server's id of our resumable session, or NULL */
+    char *resume_jid;   /* the JID that session is bound to */
+    uint32_t resume_max_s;     /* the server's resumption window (0: not said) */
+    int64_t resume_until_ms;   /* after a loss: resume only before this (0: no limit) */
+    int r_outstanding;  /* our <r/> awaits its <a/> */
+    int64_t r_due_ms;   /* send <r/> at this time (0: none due) */
+    unsigned since_r;   /* stanzas queued since our last <r/> */
+} sm_client;
 
 typedef struct sasl_ctx sasl_ctx;
 typedef struct omemo_ctx omemo_ctx;
@@ -132,6 +165,7 @@ struct parley {
     omemo_ctx *omemo;  /* NULL when e2e is off */
     int64_t last_rx_ms;
     int64_t ping_deadline_ms; /* 0: no ping outstanding */
+    sm_client sm;             /* XEP-0198; survives reconnects (sm.c) */
 
     /* lifecycle */
     int want_online;        /* parley_connect called, parley_disconnect not */
@@ -190,6 +224,32 @@ void session_close_stream(parley *p);
 pending_iq *session_track_iq(parley *p, const char *id, const char *to, parley_iq_fn cb,
                              void *ud, int timeout_ms, int internal);
 char *session_new_id(parley *p);
+
+/* ---- sm.c: XEP-0198 stream management */
+/* The queue (pure; unit-tested): push a copy; ack h: the number of items newly
+ * acknowledged and dropped, or -1 (nothing dropped) if h counts more than was sent. */
+void sm_queue_push(sm_queue *q, const char *xml, size_t len, int is_message, const char *id,
+                   const char *to);
+int sm_queue_ack(sm_queue *q, uint32_t h);
+const sm_item *sm_queue_at(const sm_queue *q, size_t i);
+/* Append from's messages to `to` (dropping its other stanzas); from is emptied. */
+size_t sm_queue_move_messages(sm_queue *from, sm_queue *to);
+void sm_queue_clear(sm_queue *q);
+/* An h attribute: decimal, 0 .. 2^32-1. */
+int sm_parse_h(const char *text, uint32_t *out);
+
+typedef enum { SM_OK = 0, SM_RESUMED, SM_RESUME_FAILED } sm_result;
+void sm_on_features(parley *p, const xml_node *features); /* after authentication */
+int sm_try_resume(parley *p);  /* 1: <resume/> sent (p->neg must become NEG_RESUME) */
+void sm_on_bound(parley *p);   /* a new session: enable, keep old messages to resend */
+void sm_track(parley *p, const xml_node *st, const char *xml, size_t len); /* sent */
+void sm_count_inbound(parley *p);                     /* a stanza received */
+sm_result sm_handle(parley *p, const xml_node *el);   /* an urn:xmpp:sm:3 element */
+void sm_resend(parley *p);          /* online on a new session: the old messages again */
+void sm_on_lost(parley *p, int clean); /* the connection ended (clean: closed by us) */
+void sm_timers(parley *p, int64_t now);
+int64_t sm_next_timer(const parley *p);
+void sm_free(parley *p);
 
 /* ---- policy.c */
 /* The policy a server without one implies (known 0). */

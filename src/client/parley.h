@@ -108,6 +108,11 @@ typedef enum {
                                 refused, a replayed message was ignored, keys could not be
                                 published... from: the account concerned */
     PARLEY_EV_POLICY,        /* the admin policy arrived or changed: parley_policy_get */
+    PARLEY_EV_RESENT,        /* after a lost connection, on a new session (the old one could
+                                not be resumed): a message the server had not acknowledged
+                                was sent again (id, to; error_text says why). The recipient
+                                may get it twice; it carries the same origin-id (XEP-0359),
+                                so clients drop the copy. */
     /* group chat (XEP-0045) and the message archive (XEP-0313): see "group chat" below */
     PARLEY_EV_ROOM_JOINED = 32, /* we are in room (nick, role, affiliation) */
     PARLEY_EV_ROOM_LEFT,     /* we are out of room: room_change says why (left, kicked,

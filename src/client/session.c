@@ -3,6 +3,7 @@
  * presence, stream errors, XEP-0199 keep-alive and IQ time-outs. Every outgoing stanza
  * passes through session_send() (the one place later work such as XEP-0198 counts). */
 #include "../common/util.h"
+#include "ext.h"
 #include "internal.h"
 #include "omemo/omemo.h"
 
@@ -24,14 +25,34 @@ char *session_new_id(parley *p)
     return xasprintf("pl%u-%s", ++p->next_id, rnd);
 }
 
+/* A message with content gets an XEP-0359 origin-id (unless it has one): sent again after
+ * a failover it is then known as the same message, by the recipient's client and by the
+ * server's compliance log. Returns a tagged copy, or NULL when the stanza stays as it is. */
+static xml_node *with_origin_id(const xml_node *st)
+{
+    if (!str_eq(st->name, "message") || !str_eq(st->ns, XMLNS_CLIENT) ||
+        str_eq(xml_get_attr(st, "type"), "error") || !ext_has_content(st) ||
+        xml_child(st, XMLNS_SID, "origin-id"))
+        return NULL;
+    char token[25];
+    random_token(token, sizeof token - 1);
+    xml_node *copy = xml_copy(st);
+    xml_set_attr(xml_add_child(copy, XMLNS_SID, "origin-id"), "id", token);
+    return copy;
+}
+
 void session_send(parley *p, const xml_node *stanza)
 {
-    client_ext_sent(p, stanza);
+    xml_node *tagged = with_origin_id(stanza);
+    const xml_node *st = tagged ? tagged : stanza;
+    client_ext_sent(p, st);
     buf out;
     buf_init(&out);
-    xml_serialize(stanza, XMLNS_CLIENT, &out);
+    xml_serialize(st, XMLNS_CLIENT, &out);
     transport_write(p, out.data, out.len);
+    sm_track(p, st, out.data, out.len); /* XEP-0198: kept until the server acknowledges it */
     buf_free(&out);
+    xml_free(tagged);
 }
 
 static void send_header(parley *p)
@@ -154,6 +175,7 @@ static void go_online(parley *p)
     p->last_rx_ms = time_mono_ms();
     if (p->opt.initial_presence)
         im_send_current_presence(p);
+    sm_resend(p); /* a lost session's unacknowledged messages, before anything new */
     omemo_on_online(p); /* publishes (or withdraws) our keys as the policy says */
     client_online(p);
 }
@@ -236,6 +258,7 @@ static void on_bind(parley *p, const parley_stanza *res, parley_error err, void 
     free(p->bound);
     p->bound = norm;
     client_log(p, 1, "%s: bound as %s", p->peer, norm);
+    sm_on_bound(p); /* XEP-0198 right after binding, before anything is counted */
     if (p->need_session) {
         p->neg = NEG_SESSION;
         xml_node *iq = xml_new(XMLNS_CLIENT, "iq");
@@ -247,14 +270,8 @@ static void on_bind(parley *p, const parley_stanza *res, parley_error err, void 
     after_session(p);
 }
 
-static void start_bind(parley *p, const xml_node *features)
+static void start_bind(parley *p)
 {
-    if (!xml_child(features, XMLNS_BIND, "bind")) {
-        client_fail(p, PARLEY_ERR_PROTOCOL, 0, "%s: the server offers no resource binding", p->peer);
-        return;
-    }
-    const xml_node *sess = xml_child(features, XMLNS_SESSION, "session");
-    p->need_session = sess && !xml_child(sess, NULL, "optional");
     p->neg = NEG_BIND;
     xml_node *iq = xml_new(XMLNS_CLIENT, "iq");
     xml_set_attr(iq, "type", "set");
@@ -284,7 +301,17 @@ static xs_action on_features(parley *p, const xml_node *features)
         p->neg = NEG_SASL;
         return sasl_begin(p, features) == SASL_FAILED ? XS_STOP : XS_CONTINUE;
     }
-    start_bind(p, features);
+    if (!xml_child(features, XMLNS_BIND, "bind")) {
+        client_fail(p, PARLEY_ERR_PROTOCOL, 0, "%s: the server offers no resource binding", p->peer);
+        return XS_STOP;
+    }
+    const xml_node *sess = xml_child(features, XMLNS_SESSION, "session");
+    p->need_session = sess && !xml_child(sess, NULL, "optional");
+    sm_on_features(p, features);
+    if (sm_try_resume(p))
+        p->neg = NEG_RESUME; /* <resumed/> or <failed/> (then we bind) comes next */
+    else
+        start_bind(p);
     return p->fail_pending ? XS_STOP : XS_CONTINUE;
 }
 
@@ -357,8 +384,18 @@ static xs_action on_stanza(void *ud, xml_node *el)
         break;
     default:
         if (str_eq(el->ns, XMLNS_CLIENT)) {
+            sm_count_inbound(p); /* handled from here on, whatever becomes of it */
             im_dispatch(p, el); /* takes ownership */
             return p->fail_pending ? XS_STOP : XS_CONTINUE;
+        }
+        if (str_eq(el->ns, XMLNS_SM)) {
+            switch (sm_handle(p, el)) {
+            case SM_RESUMED: go_online(p); break; /* the server kept roster and presence */
+            case SM_RESUME_FAILED: start_bind(p); break;
+            case SM_OK: break;
+            }
+            act = p->fail_pending ? XS_STOP : XS_CONTINUE;
+            break;
         }
         client_log(p, 0, "ignoring <%s xmlns='%s'/>", el->name, el->ns);
         break;
@@ -423,6 +460,7 @@ void session_timers(parley *p, int64_t now)
     expire_iqs(p, now);
     if (p->fail_pending || p->neg != NEG_ONLINE)
         return;
+    sm_timers(p, now);
     omemo_timers(p, now);
     if (p->opt.ping_interval_ms <= 0)
         return;
@@ -454,6 +492,9 @@ int64_t session_next_timer(const parley *p)
     for (const pending_iq *q = p->iqs; q; q = q->next)
         if (next < 0 || q->deadline_ms < next)
             next = q->deadline_ms;
+    int64_t sm_due = p->neg == NEG_ONLINE ? sm_next_timer(p) : -1;
+    if (sm_due >= 0 && (next < 0 || sm_due < next))
+        next = sm_due;
     if (p->neg == NEG_ONLINE && p->opt.ping_interval_ms > 0) {
         int64_t t = p->ping_deadline_ms ? p->ping_deadline_ms : p->last_rx_ms + p->opt.ping_interval_ms;
         if (next < 0 || t < next)

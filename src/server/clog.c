@@ -11,6 +11,7 @@
 #include "../common/log.h"
 #include "../common/tls.h"
 #include "../common/util.h"
+#include "../common/xml.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -192,6 +193,64 @@ void clog_record_hash(const clog_record *r, unsigned char out[CLOG_HASH_LEN])
     encode_record(r, &b);
     sha256_buf(&b, out);
     buf_free(&b);
+}
+
+#define TAG_DEDUPE "parley-clog-dedupe-v1"
+#define XMLNS_SID "urn:xmpp:sid:0"
+#define DEDUPE_STANZA_MAX (1024 * 1024)
+
+int clog_record_dedupe_key(const clog_record *r, char out[CLOG_DEDUPE_KEY_LEN])
+{
+    out[0] = '\0';
+    /* cheap test first: most stanzas have none */
+    if (!r->stanza || !r->sender || !strstr(r->stanza, "origin-id"))
+        return -1;
+    xml_node *st = xml_parse_document(r->stanza, strlen(r->stanza), "jabber:client",
+                                      DEDUPE_STANZA_MAX);
+    const xml_node *o = st ? xml_child(st, XMLNS_SID, "origin-id") : NULL;
+    const char *oid = o ? xml_get_attr(o, "id") : NULL;
+    if (!oid || !*oid) {
+        xml_free(st);
+        return -1;
+    }
+    /* The same origin-id with other content is another message, recorded as such: a
+     * client cannot hide a message behind an earlier one's id. The content is what the
+     * record holds (the encrypted payload for an end-to-end encrypted message). */
+    char *bare = xstrndup(r->sender, strcspn(r->sender, "/"));
+    buf b;
+    buf_init(&b);
+    put_field(&b, TAG_DEDUPE);
+    put_field(&b, bare);
+    put_field(&b, oid);
+    put_field(&b, r->kind);
+    put_field(&b, r->recipient);
+    put_field(&b, r->msg_id);
+    put_field(&b, r->thread);
+    put_field(&b, r->type);
+    put_field(&b, r->subject);
+    put_field(&b, r->body);
+    put_int(&b, r->encrypted ? 1 : 0);
+    put_field(&b, r->enc_ns);
+    put_field(&b, r->file_name);
+    put_int(&b, r->file_size);
+    put_field(&b, r->file_type);
+    put_field(&b, r->file_sha256);
+    const xml_node *enc = r->enc_ns ? xml_child(st, r->enc_ns, NULL) : NULL;
+    char *payload = enc ? xml_to_string(enc, "jabber:client") : NULL;
+    put_field(&b, payload);
+    free(payload);
+    free(bare);
+    xml_free(st);
+    unsigned char digest[CLOG_HASH_LEN];
+    sha256_buf(&b, digest);
+    buf_free(&b);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < CLOG_HASH_LEN; i++) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 15];
+    }
+    out[2 * CLOG_HASH_LEN] = '\0';
+    return 0;
 }
 
 void clog_audit_hash(const clog_audit *a, unsigned char out[CLOG_HASH_LEN])
@@ -412,8 +471,14 @@ static int append_locked(clog *c, clog_record *recs, size_t nrecs, clog_audit *e
             recs[i].seq = ++seq;
             memcpy(recs[i].prev_hash, prev, CLOG_HASH_LEN);
             clog_record_hash(&recs[i], recs[i].hash);
-            if (c->ops->insert_record(c, &recs[i]) < 0)
+            int rc = c->ops->insert_record(c, &recs[i]);
+            if (rc < 0)
                 return -1;
+            if (rc > 0) { /* a copy of a recorded message: no record, the chain unchanged */
+                recs[i].seq = 0;
+                seq--;
+                continue;
+            }
             memcpy(prev, recs[i].hash, CLOG_HASH_LEN);
         }
         if (maybe_checkpoint(c, CLOG_MESSAGES, c->checkpoint_every) < 0)

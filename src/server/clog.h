@@ -177,6 +177,13 @@ int clog_search_audit(clog *c, const clog_filter *f,
 /* hash = SHA-256(prev_hash || encoding) of a record / audit event, from their fields
  * and prev_hash (seq included). */
 void clog_record_hash(const clog_record *r, unsigned char out[CLOG_HASH_LEN]);
+/* The dedupe key of a message record whose stanza carries an XEP-0359 origin-id: 64 hex
+ * digits of SHA-256 over the sender's bare JID, the origin-id and the message's content
+ * (docs/compliance.md). A second record with the same key is a copy its client sent
+ * again after a failover: the back ends store it once (unique index). Returns 0, or -1
+ * (out "") when there is no origin-id. Not part of the hash chain. */
+#define CLOG_DEDUPE_KEY_LEN (2 * CLOG_HASH_LEN + 1)
+int clog_record_dedupe_key(const clog_record *r, char out[CLOG_DEDUPE_KEY_LEN]);
 void clog_audit_hash(const clog_audit *a, unsigned char out[CLOG_HASH_LEN]);
 /* The canonical encoding itself (freshly allocated, *len set), for the tests and docs. */
 unsigned char *clog_record_encode(const clog_record *r, size_t *len);

@@ -29,6 +29,7 @@ struct clog_ops {
     int (*head)(clog *c, clog_chain chain, int64_t *seq, unsigned char hash[CLOG_HASH_LEN]);
     /* The seq of the latest checkpoint of the chain (0: none). */
     int (*last_checkpoint)(clog *c, clog_chain chain, int64_t *seq);
+    /* 1 (nothing stored) if a record with the same clog_record_dedupe_key exists */
     int (*insert_record)(clog *c, const clog_record *r);
     int (*insert_audit)(clog *c, const clog_audit *a);
     int (*insert_checkpoint)(clog *c, const clog_checkpoint *cp);

@@ -123,6 +123,11 @@ static const char *const migrations[] = {
     "  spool_id TEXT PRIMARY KEY NOT NULL,"
     "  last_entry BIGINT NOT NULL,"
     "  ts_us BIGINT NOT NULL);",
+    /* version 2: a message sent again after a failover (same sender, origin-id and
+     * content: clog_record_dedupe_key) is recorded once, whichever node it reached;
+     * NULL (no origin-id) never clashes */
+    ("ALTER TABLE messages ADD COLUMN dedupe_key TEXT;"
+     "CREATE UNIQUE INDEX messages_dedupe ON messages(dedupe_key);"),
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -167,9 +172,9 @@ static const char *const sql_text[S_COUNT] = {
     [S_HEAD_MESSAGES] = "SELECT seq, hash FROM messages ORDER BY seq DESC LIMIT 1",
     [S_HEAD_AUDIT] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     [S_LAST_CP] = "SELECT coalesce(max(seq), 0) FROM checkpoints WHERE chain = $1",
-    [S_INSERT_RECORD] = "INSERT INTO messages(" RECORD_COLUMNS ") VALUES ($1, $2, $3, $4, $5,"
+    [S_INSERT_RECORD] = "INSERT INTO messages(" RECORD_COLUMNS ", dedupe_key) VALUES ($1, $2, $3, $4, $5,"
                         " $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,"
-                        " $20, $21, $22)",
+                        " $20, $21, $22, $23) ON CONFLICT (dedupe_key) DO NOTHING RETURNING seq",
     [S_INSERT_AUDIT] = "INSERT INTO audit(" AUDIT_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6,"
                        " $7, $8, $9)",
     [S_INSERT_CP] = "INSERT INTO checkpoints(chain, seq, ts_us, hash, signature, signer)"
@@ -516,7 +521,14 @@ static int pg_insert_record(clog *c, const clog_record *r)
     p_text(&p, r->stanza);
     p_bin(&p, r->prev_hash, CLOG_HASH_LEN);
     p_bin(&p, r->hash, CLOG_HASH_LEN);
-    return run_simple(s, S_INSERT_RECORD, &p, "inserting a message record");
+    char key[CLOG_DEDUPE_KEY_LEN];
+    p_text(&p, clog_record_dedupe_key(r, key) == 0 ? key : NULL);
+    PGresult *res = run(s, S_INSERT_RECORD, &p, "inserting a message record");
+    if (!res)
+        return -1;
+    int copy = PQntuples(res) == 0; /* nothing returned: a copy, not stored */
+    PQclear(res);
+    return copy;
 }
 
 static int pg_insert_audit(clog *c, const clog_audit *a)

@@ -105,6 +105,10 @@ static const char *const migrations[] = {
     "  spool_id TEXT PRIMARY KEY NOT NULL,"
     "  last_entry INTEGER NOT NULL,"
     "  ts_us INTEGER NOT NULL);",
+    /* version 3: a message sent again after a failover (same sender, origin-id and
+     * content: clog_record_dedupe_key) is recorded once; NULL (no origin-id) never clashes */
+    ("ALTER TABLE messages ADD COLUMN dedupe_key TEXT;"
+     "CREATE UNIQUE INDEX messages_dedupe ON messages(dedupe_key);"),
 };
 #define SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -147,9 +151,9 @@ static const char *const sql_text[S_COUNT] = {
     [S_HEAD_MESSAGES] = "SELECT seq, hash FROM messages ORDER BY seq DESC LIMIT 1",
     [S_HEAD_AUDIT] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     [S_LAST_CP] = "SELECT coalesce(max(seq), 0) FROM checkpoints WHERE chain = ?1",
-    [S_INSERT_RECORD] = "INSERT INTO messages(" RECORD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5,"
+    [S_INSERT_RECORD] = "INSERT INTO messages(" RECORD_COLUMNS ", dedupe_key) VALUES (?1, ?2, ?3, ?4, ?5,"
                         " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
-                        " ?20, ?21, ?22)",
+                        " ?20, ?21, ?22, ?23) ON CONFLICT (dedupe_key) DO NOTHING",
     [S_INSERT_AUDIT] = "INSERT INTO audit(" AUDIT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
                        " ?7, ?8, ?9)",
     [S_INSERT_CP] = "INSERT INTO checkpoints(chain, seq, ts_us, hash, signature, signer)"
@@ -423,7 +427,11 @@ static int sqlite_insert_record(clog *c, const clog_record *r)
     bind_str(st, 20, r->stanza);
     sqlite3_bind_blob(st, 21, r->prev_hash, CLOG_HASH_LEN, SQLITE_STATIC);
     sqlite3_bind_blob(st, 22, r->hash, CLOG_HASH_LEN, SQLITE_STATIC);
-    return step_insert(s, st, "inserting a message record");
+    char key[CLOG_DEDUPE_KEY_LEN];
+    bind_str(st, 23, clog_record_dedupe_key(r, key) == 0 ? key : NULL);
+    if (step_insert(s, st, "inserting a message record") < 0)
+        return -1;
+    return sqlite3_changes(sqlite3_db_handle(st)) == 0 ? 1 : 0; /* a copy: not stored */
 }
 
 static int sqlite_insert_audit(clog *c, const clog_audit *a)

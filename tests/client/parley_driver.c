@@ -32,6 +32,7 @@ static const char *event_name(parley_event_type t)
     case PARLEY_EV_SENT: return "sent";
     case PARLEY_EV_SECURITY: return "security";
     case PARLEY_EV_POLICY: return "policy";
+    case PARLEY_EV_RESENT: return "resent";
     case PARLEY_EV_ROOM_JOINED: return "room_joined";
     case PARLEY_EV_ROOM_LEFT: return "room_left";
     case PARLEY_EV_ROOM_MESSAGE: return "room_message";
@@ -223,6 +224,8 @@ int main(int argc, char **argv)
             o.archive_sync = atoi(v);
         else if (!strcmp(k, "--carbons"))
             o.carbons = atoi(v);
+        else if (!strcmp(k, "--reconnect")) /* N: reconnect after a lost session, min back-off N ms */
+            o.reconnect = 1, o.reconnect_min_ms = atoi(v), o.reconnect_max_ms = 4 * atoi(v);
         else if (!strcmp(k, "--last") && nlast < 8)
             lasts[nlast++] = v;
         else {

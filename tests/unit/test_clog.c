@@ -943,7 +943,7 @@ static void test_pg_schema(void **state)
     value(f, "SELECT to_regclass('schema_version') IS NULL", v, sizeof v);
     assert_string_equal(v, "t");
     value(f, "SELECT max(version) FROM compliance_schema_version", v, sizeof v);
-    assert_string_equal(v, "1");
+    assert_string_equal(v, "2"); /* 2: the dedupe key of copies sent again */
     value(f, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'messages'"
              " AND column_name IN ('prev_hash', 'hash') AND data_type = 'bytea'",
           v, sizeof v);
@@ -953,7 +953,7 @@ static void test_pg_schema(void **state)
     value(f, "SELECT octet_length(hash) FROM messages WHERE seq = 1", v, sizeof v);
     assert_string_equal(v, "32");
     value(f, "SELECT count(*) FROM pg_indexes WHERE tablename = 'messages'", v, sizeof v);
-    assert_string_equal(v, "5"); /* the primary key and four */
+    assert_string_equal(v, "6"); /* the primary key, four, and the dedupe key */
 }
 
 static double now_s(void)
@@ -1014,6 +1014,78 @@ static void test_pg_connection_loss(void **state)
 
 #define BOTH(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
+/* ---- copies sent again after a failover (XEP-0359 origin-id) ---- */
+
+static void origin_record(clog_record *r, const char *sender, const char *oid, const char *body,
+                          char *stanza, size_t len)
+{
+    memset(r, 0, sizeof *r);
+    r->file_size = -1;
+    r->ts_us = 1700000000000000LL;
+    r->kind = "message";
+    r->sender = (char *)sender;
+    r->recipient = "bob@example.org";
+    r->msg_id = "m1";
+    r->type = "chat";
+    r->body = (char *)body;
+    r->outcome = "delivered";
+    r->verdict = "allow";
+    if (oid)
+        snprintf(stanza, len,
+                 "<message xmlns='jabber:client' from='%s' to='bob@example.org' id='m1'"
+                 " type='chat'><body>%s</body><origin-id xmlns='urn:xmpp:sid:0' id='%s'/>"
+                 "</message>", sender, body, oid);
+    else
+        snprintf(stanza, len, "<message xmlns='jabber:client' from='%s' id='m1'><body>%s</body>"
+                 "</message>", sender, body);
+    r->stanza = stanza;
+}
+
+static void test_dedupe_origin_id(void **state)
+{
+    fixture *f = *state;
+    clog *c = open_log(f, f->key, 1000);
+    char st[8][512];
+    clog_record r[8];
+    /* the first copy, then the same message sent again from another resource (a new
+     * session after a failover): one record, the chain untouched */
+    origin_record(&r[0], "alice@example.org/phone", "o-1", "hello", st[0], sizeof st[0]);
+    assert_int_equal(clog_append(c, r, 1, NULL, 0), 0);
+    assert_int_equal(r[0].seq, 1);
+    origin_record(&r[1], "alice@example.org/other", "o-1", "hello", st[1], sizeof st[1]);
+    assert_int_equal(clog_append(c, &r[1], 1, NULL, 0), 0);
+    assert_int_equal(r[1].seq, 0);
+    assert_int_equal(count_rows(f, "messages"), 1);
+    /* in one batch: a copy between two new messages; the others link past it */
+    origin_record(&r[2], "alice@example.org/phone", "o-2", "second", st[2], sizeof st[2]);
+    origin_record(&r[3], "alice@example.org/phone", "o-2", "second", st[3], sizeof st[3]);
+    origin_record(&r[4], "alice@example.org/phone", "o-3", "third", st[4], sizeof st[4]);
+    assert_int_equal(clog_append(c, &r[2], 3, NULL, 0), 0);
+    assert_int_equal(r[2].seq, 2);
+    assert_int_equal(r[3].seq, 0);
+    assert_int_equal(r[4].seq, 3);
+    assert_memory_equal(r[4].prev_hash, r[2].hash, 32);
+    /* not copies: the same origin-id with other content (an id cannot hide a message),
+     * from another account, and messages without an origin-id */
+    origin_record(&r[5], "alice@example.org/phone", "o-1", "something else", st[5], sizeof st[5]);
+    origin_record(&r[6], "mallory@example.org/x", "o-1", "hello", st[6], sizeof st[6]);
+    assert_int_equal(clog_append(c, &r[5], 2, NULL, 0), 0);
+    assert_int_equal(r[5].seq, 4);
+    assert_int_equal(r[6].seq, 5);
+    origin_record(&r[7], "alice@example.org/phone", NULL, "plain", st[7], sizeof st[7]);
+    assert_int_equal(clog_append(c, &r[7], 1, NULL, 0), 0);
+    assert_int_equal(clog_append(c, &r[7], 1, NULL, 0), 0);
+    assert_int_equal(count_rows(f, "messages"), 7);
+    char key[CLOG_DEDUPE_KEY_LEN];
+    assert_int_equal(clog_record_dedupe_key(&r[7], key), -1);
+    assert_int_equal(clog_record_dedupe_key(&r[0], key), 0);
+    assert_int_equal(strlen(key), 64);
+    clog_close(c);
+    clog_verify_result res = verify(f, CLOG_MESSAGES, f->key);
+    assert_true(res.ok);
+    assert_int_equal(res.records, 7);
+}
+
 int main(void)
 {
     log_set_level(PLOG_ERROR);
@@ -1041,6 +1113,7 @@ int main(void)
         BOTH(test_purge_needs_key),
         BOTH(test_append_marked_once),
         BOTH(test_two_appenders_one_chain),
+        BOTH(test_dedupe_origin_id),
     };
     const struct CMUnitTest no_store[] = {
         cmocka_unit_test(test_canonical_encoding),
