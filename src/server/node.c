@@ -425,8 +425,6 @@ static void split_full(const char *full, char **bare, const char **resource)
 
 /* ---- our entries, told to the other nodes (docs/federation.md, "The directory replica") ---- */
 
-/* Sessions per snapshot stanza: well within half of the smallest max_stanza_size. */
-#define SNAPSHOT_CHUNK 100
 
 /* <message from=domain to=domain><what xmlns=XMLNS_NODE node=us/></message> */
 static xml_node *dir_envelope(server *srv, const char *what, xml_node **dir)
@@ -478,7 +476,7 @@ typedef struct snapshot {
     server *srv;
     const char *node;
     xml_node *env, *dir;
-    int in_chunk;
+    size_t bytes; /* about how long the stanza being filled is */
 } snapshot;
 
 static void snapshot_send(snapshot *sn, int last)
@@ -487,7 +485,7 @@ static void snapshot_send(snapshot *sn, int last)
         xml_set_attr(sn->dir, "complete", "1");
     s2s_node_send(sn->srv, sn->node, sn->env);
     sn->env = dir_envelope(sn->srv, "directory", &sn->dir);
-    sn->in_chunk = 0;
+    sn->bytes = 0;
 }
 
 static int snapshot_user(void *ud, const char *bare, void *value)
@@ -497,7 +495,9 @@ static int snapshot_user(void *ud, const char *bare, void *value)
         if (!s->full)
             continue;
         add_session(sn->dir, s->full, s->available, s->priority);
-        if (++sn->in_chunk == SNAPSHOT_CHUNK)
+        /* Well within max_stanza_size, the most a node link takes in one stanza. */
+        sn->bytes += strlen(s->full) + 64;
+        if (sn->bytes >= sn->srv->cfg.max_stanza_size / 4)
             snapshot_send(sn, 0);
     }
     return 0;

@@ -4,10 +4,12 @@ link when asked and the pushes that follow. Routing to a session on another node
 store query; a session that just began on another node is still reached (a negative
 answer is asked again of the store, never sent to offline storage on the replica's word);
 ended sessions and priority changes are seen across nodes; forged directory updates (over
-a node link naming another node, or from a client) change nothing.
+a node link naming another node, or from a client) change nothing; a snapshot too large
+for one stanza arrives in several.
 
 PostgreSQL: PARLEY_TEST_PG_URI, else a cluster of our own (nodes_util.py)."""
 import asyncio
+import time
 
 from nodes_util import DOMAIN, USERS, cluster, on, pg_server, pg_uri, subscribe  # noqa: F401
 from s2s_util import RawPeer, issue_cert, login
@@ -26,9 +28,20 @@ def store_lookups(srv, since, bare):
 
 
 def restart_with_debug(srv):
+    """Restart srv with log_level debug; returns the log offset of its new life."""
     assert srv.stop() == []
+    since = len(srv.log_text())
     srv.set_config(["log_level = debug"])
     srv.start()
+    return since
+
+
+def wait_synced(srv, node, since=0, timeout=15.0):
+    """Until srv's replica of node is in (a log line after offset since)."""
+    deadline = time.monotonic() + timeout
+    while f"node directory: {node} synced" not in srv.log_text()[since:]:
+        assert time.monotonic() < deadline, f"{srv.name}: {node} not synced\n" + srv.log_tail()
+        time.sleep(0.1)
 
 
 def live(m):
@@ -39,14 +52,14 @@ def live(m):
 def test_routing_to_other_nodes_asks_no_store_query(cluster, run):
     c = cluster(3)
     n1, n2, n3 = c.nodes
-    restart_with_debug(n1)
+    since = restart_with_debug(n1)
 
     async def scenario():
         alice = await on(n1, "alice")
         bob = await on(n2, "bob")
         # node1 asked node2 and node3 for their snapshots
-        n1.wait_log(r"node directory: node2 synced")
-        n1.wait_log(r"node directory: node3 synced")
+        wait_synced(n1, "node2", since)
+        wait_synced(n1, "node3", since)
         await asyncio.sleep(0.5)
         mark = len(n1.log_text())
         for i in range(10):
@@ -79,8 +92,8 @@ def test_sign_in_sign_out_and_priority_seen_across_nodes(cluster, run):
 
     async def scenario():
         alice = await on(n1, "alice")
-        n1.wait_log(r"node directory: node2 synced")
-        n1.wait_log(r"node directory: node3 synced")
+        wait_synced(n1, "node2")
+        wait_synced(n1, "node3")
         for round_ in range(3):
             # bob signs in on node2 and is messaged from node1 at once: live, not offline
             bob = await login(DOMAIN, n2.c2s_port, n2.ca, "bob", USERS["bob"], resource="r")
@@ -133,7 +146,7 @@ def test_killed_node_entries_dropped(cluster, run):
     async def scenario():
         alice = await on(n1, "alice")
         carol = await on(n3, "carol")
-        n1.wait_log(r"node directory: node3 synced")
+        wait_synced(n1, "node3")
         alice.send_message(mto=CAROL, mbody="before", mtype="chat")
         await carol.wait_for("message", lambda m: m["body"] == "before", timeout=10)
         c.kill(n3)
@@ -159,13 +172,13 @@ def test_forged_directory_updates_ignored(cluster, run, tmp_path):
     # a node of the cluster, with a certificate from its CA, that holds no sessions
     n1.ctl("node", "add", "node7", f"{HOST}:1")
     cert, key = issue_cert(str(tmp_path / "node7"), "node7", ca_from=n1.dir)
-    restart_with_debug(n1)
+    since = restart_with_debug(n1)
 
     async def scenario():
         alice = await on(n1, "alice")
         bob = await on(n2, "bob")
         await subscribe(bob, BOB, alice, f"alice@{DOMAIN}")  # bob gets alice's presence
-        n1.wait_log(r"node directory: node2 synced")
+        wait_synced(n1, "node2", since)
         # a client cannot send one: its stanzas carry its own JID
         alice.send_raw(f"<message to='{DOMAIN}'><directory xmlns='{NS_NODE}' node='node2' "
                        "reset='1' complete='1'/></message>")
@@ -204,3 +217,36 @@ def test_forged_directory_updates_ignored(cluster, run, tmp_path):
             await x.close()
 
     run(scenario, timeout=90)
+
+
+def test_snapshot_in_several_stanzas(cluster, run):
+    c = cluster(2)
+    n1, n2 = c.nodes
+    # a quarter of max_stanza_size per snapshot stanza: a handful of sessions each
+    assert n2.stop() == []
+    n2.set_config(["max_stanza_size = 2K"])
+    n2.start()
+
+    async def scenario():
+        # 40 sessions: more than one stanza of 2K can list
+        bobs = []
+        for batch in range(4):
+            bobs += await asyncio.gather(*(on(n2, "bob", resource=f"r{batch * 10 + i}",
+                                              presence=False) for i in range(10)))
+        # node1 comes back: node2's snapshot arrives in several stanzas
+        n1.set_config(["max_stanza_size = 2K"])  # what node1 takes over a link, too
+        since = restart_with_debug(n1)
+        wait_synced(n1, "node2", since)
+        alice = await on(n1, "alice")
+        await asyncio.sleep(0.5)
+        mark = len(n1.log_text())
+        for i, b in enumerate(bobs):
+            alice.send_message(mto=f"{BOB}/r{i}", mbody=f"to r{i}", mtype="chat")
+        for i, b in enumerate(bobs):
+            await b.wait_for("message", lambda m, i=i: m["body"] == f"to r{i}", timeout=10,
+                             what=f"to r{i}")
+        assert store_lookups(n1, mark, BOB) == 0, n1.log_text()[mark:]
+        for x in bobs + [alice]:
+            await x.close()
+
+    run(scenario, timeout=120)
