@@ -397,8 +397,11 @@ static void flush_dirty(void)
 /* ---- TLS session tickets ---------------------------------------------------------------
  * --save-tickets appends "USER-NUMBER HEX-DER" lines (one write each, O_APPEND, so that
  * processes can share the file); --resume-from loads them (later lines win) and offers
- * each user's session, as a reconnecting client does. */
+ * each user's session, as a reconnecting client does. During the run a session is only
+ * kept (a reference); encoding and writing wait until the results are out, so that the
+ * storm's figures (login rate, the generator's CPU) do not include the file. */
 static SSL_SESSION **tickets; /* by session index, NULL: none */
+static SSL_SESSION **to_save; /* by session index: sessions for --save-tickets */
 static int ticket_fd = -1;
 
 static void save_ticket(session *s)
@@ -406,21 +409,41 @@ static void save_ticket(session *s)
     SSL_SESSION *sess = SSL_get1_session(s->ssl);
     if (!sess)
         return;
-    int len = SSL_SESSION_is_resumable(sess) ? i2d_SSL_SESSION(sess, NULL) : 0;
-    if (len > 0 && len < 8192) {
-        unsigned char *der = xmalloc((size_t)len), *p = der;
-        i2d_SSL_SESSION(sess, &p);
-        char *line = xmalloc((size_t)len * 2 + 32);
-        int n = snprintf(line, 32, "%d ", s->user);
-        for (int i = 0; i < len; i++)
-            n += snprintf(line + n, 3, "%02x", der[i]);
-        line[n++] = '\n';
-        if (write(ticket_fd, line, (size_t)n) != n)
-            perror("parley-loadgen: --save-tickets");
-        free(line);
-        free(der);
+    SSL_SESSION_free(to_save[s->user - opt.first]);
+    to_save[s->user - opt.first] = sess;
+}
+
+static void write_tickets(void)
+{
+    static const char hexdigits[] = "0123456789abcdef";
+    for (int u = 0; to_save && u < opt.count; u++) {
+        SSL_SESSION *sess = to_save[u];
+        int len = sess && SSL_SESSION_is_resumable(sess) ? i2d_SSL_SESSION(sess, NULL) : 0;
+        if (len > 0 && len < 8192) {
+            unsigned char *der = xmalloc((size_t)len), *p = der;
+            i2d_SSL_SESSION(sess, &p);
+            char *line = xmalloc((size_t)len * 2 + 32);
+            int n = snprintf(line, 32, "%d ", opt.first + u);
+            for (int i = 0; i < len; i++) {
+                line[n++] = hexdigits[der[i] >> 4];
+                line[n++] = hexdigits[der[i] & 15];
+            }
+            line[n++] = '\n';
+            if (write(ticket_fd, line, (size_t)n) != n)
+                perror("parley-loadgen: --save-tickets");
+            free(line);
+            free(der);
+        }
+        SSL_SESSION_free(sess);
+        to_save[u] = NULL;
     }
-    SSL_SESSION_free(sess);
+    free(to_save);
+    to_save = NULL;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
 }
 
 static void load_tickets(const char *file)
@@ -442,11 +465,8 @@ static void load_tickets(const char *file)
         if (hl < 2 || hl % 2)
             continue;
         unsigned char *der = xmalloc(hl / 2);
-        for (size_t i = 0; i < hl / 2; i++) {
-            unsigned v = 0;
-            sscanf(hex + 2 * i, "%2x", &v);
-            der[i] = (unsigned char)v;
-        }
+        for (size_t i = 0; i < hl / 2; i++) /* not sscanf: millions of calls, all in cpu_s */
+            der[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
         const unsigned char *p = der;
         SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long)(hl / 2));
         free(der);
@@ -1473,6 +1493,7 @@ int main(int argc, char **argv)
         ticket_fd = open(opt.save_tickets, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
         if (ticket_fd < 0)
             die("--save-tickets %s: %s", opt.save_tickets, strerror(errno));
+        to_save = xcalloc((size_t)opt.count, sizeof *to_save);
     }
     if (opt.resume_from) {
         tickets = xcalloc((size_t)opt.count, sizeof *tickets);
@@ -1744,6 +1765,10 @@ int main(int argc, char **argv)
         }
     }
     fflush(stdout);
+    if (ticket_fd >= 0) {
+        write_tickets();
+        close(ticket_fd);
+    }
 
     for (int i = 0; i < npairs; i++)
         free(pairs[i].to);

@@ -425,8 +425,10 @@ static void on_pool_done(void *ud, tls_pool_result result, const char *err)
     if (c->out.len)
         mark_dirty(c);
     /* The client's first records may have arrived with its Finished, and sit in
-     * OpenSSL's buffer where the socket's readiness no longer shows them. */
-    read_input(c);
+     * OpenSSL's buffer where the socket's readiness no longer shows them (what is still
+     * in the socket, the loop's level-triggered watch reports). */
+    if (SSL_has_pending(c->ssl))
+        read_input(c);
 }
 
 /* Input on a compacted connection: open the records, hand on the plaintext. */
