@@ -132,9 +132,17 @@ static void step(worker *w, tls_pool_job *j)
 static void take_inbox(worker *w)
 {
     pthread_mutex_lock(&w->lock);
-    tls_pool_job *j = w->inbox;
+    tls_pool_job *lifo = w->inbox;
     w->inbox = NULL;
     pthread_mutex_unlock(&w->lock);
+    /* Oldest first: in a storm the connections that waited longest start first. */
+    tls_pool_job *j = NULL;
+    while (lifo) {
+        tls_pool_job *next = lifo->next;
+        lifo->next = j;
+        j = lifo;
+        lifo = next;
+    }
     while (j) {
         tls_pool_job *next = j->next;
         j->next = NULL;
