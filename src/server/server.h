@@ -54,6 +54,7 @@ typedef struct server {
     int nlisten;
     int spare_fd;               /* reserve fd released to shed connections on EMFILE */
     int exit_code;
+    struct tls_pool *tls_pool;  /* TLS handshake threads, NULL with tls_threads = 0 (tls_pool.h) */
 } server;
 
 /* Bring everything up from a loaded config: store, TLS, listeners. Returns 0, or -1 after
