@@ -358,12 +358,15 @@ void mam_archive(server *srv, xml_node *stanza, const char *recipient_bare)
     jid_clear(&from);
 
     char rid[25], sid[25];
-    random_token(rid, sizeof rid - 1);
-    random_token(sid, sizeof sid - 1);
     int to_recipient = wants(srv, recipient_bare, sender);
     /* A note to self is archived once. */
     int to_sender = sender_local && strcmp(sender, recipient_bare) != 0 &&
                     wants(srv, sender, recipient_bare);
+    /* Ids only for the archives that keep it (each costs a DRBG call). */
+    if (to_recipient)
+        random_token(rid, sizeof rid - 1);
+    if (to_sender)
+        random_token(sid, sizeof sid - 1);
     if (to_recipient) {
         xml_node *tag = xml_add_child(stanza, XMLNS_SID, "stanza-id");
         xml_set_attr(tag, "id", rid);
