@@ -222,6 +222,14 @@ static void batch_clear(batch *b)
 {
     batch_drop_oldest(b, b->n);
     b->retry_after_ms = 0;
+    /* Arrays grown while the store failed go back: the usual batch is small. */
+    if (b->cap > 4 * BATCH_COMMIT_ROWS) {
+        free(b->rows);
+        free(b->mem);
+        b->rows = NULL;
+        b->mem = NULL;
+        b->cap = 0;
+    }
 }
 
 /* Copy row into the batch (its strings too). */

@@ -1,7 +1,7 @@
 /* test_srv_mam.c - the archive's group commit (mam.c) on a real SQLite store: rows wait
  * for mam_flush and keep their order, a long batch commits early, a query answers with the
- * rows archived a moment ago, deleting an archive takes its waiting rows with it, and
- * shutdown commits what is left. */
+ * rows archived a moment ago, deleting an archive takes its waiting rows with it, a commit
+ * the store refuses is kept and retried, and shutdown commits what is left. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include "server/server.h"
 #include "server/store.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,21 +169,27 @@ static void take_answer(void *ud, xml_node *stanza)
     xml_free(stanza);
 }
 
-static void a_query_sees_what_waits(void **state)
+/* A query of ROOM's archive answers n results, the last one last_id, and a <fin/>. */
+static void a_query_sees_what_waits_ids(server *srv, int n, const char *last_id)
 {
-    fixture *f = *state;
-    say(&f->srv, ROOM, "id-1", "archived a moment ago");
-    say(&f->srv, ROOM, "id-2", "and this too");
     const char *q = "<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2'/></iq>";
     xml_node *iq = xml_parse_document(q, strlen(q), XMLNS_CLIENT, 1 << 16);
     assert_non_null(iq);
     answers a = {0};
     mam_target t = {.owner = ROOM, .to = "bob@localhost/b", .send = take_answer, .ud = &a};
-    mam_answer_query(&f->srv, &t, iq);
+    mam_answer_query(srv, &t, iq);
     xml_free(iq);
-    assert_int_equal(a.results, 2);
+    assert_int_equal(a.results, n);
     assert_int_equal(a.fin, 1);
-    assert_string_equal(a.last_id, "id-2");
+    assert_string_equal(a.last_id, last_id);
+}
+
+static void a_query_sees_what_waits(void **state)
+{
+    fixture *f = *state;
+    say(&f->srv, ROOM, "id-1", "archived a moment ago");
+    say(&f->srv, ROOM, "id-2", "and this too");
+    a_query_sees_what_waits_ids(&f->srv, 2, "id-2");
 }
 
 static void forgetting_an_archive_drops_its_waiting_rows(void **state)
@@ -203,6 +210,31 @@ static void forgetting_an_archive_drops_its_waiting_rows(void **state)
     assert_string_equal(got.list[0], "id-2");
 }
 
+static void a_refused_commit_is_kept_and_retried(void **state)
+{
+    fixture *f = *state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/parley.db", f->dir);
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    say(&f->srv, ROOM, "id-1", "while locked");
+    mam_flush(&f->srv); /* fails after the store's busy timeout */
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    ids got;
+    stored(&f->srv, ROOM, &got);
+    assert_int_equal(got.n, 0);
+    /* The next message joins the kept one; a query does not wait for the retry delay:
+     * both are committed, in order, once. */
+    say(&f->srv, ROOM, "id-2", "after");
+    a_query_sees_what_waits_ids(&f->srv, 2, "id-2");
+    stored(&f->srv, ROOM, &got);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(got.list[0], "id-1");
+    assert_string_equal(got.list[1], "id-2");
+}
+
 static void shutdown_commits_what_is_left(void **state)
 {
     fixture *f = *state;
@@ -221,6 +253,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_query_sees_what_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(forgetting_an_archive_drops_its_waiting_rows, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_refused_commit_is_kept_and_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(shutdown_commits_what_is_left, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
