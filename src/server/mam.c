@@ -237,7 +237,7 @@ static void batch_add(batch *b, const mam_row *row)
 {
     if (b->n >= MAX_PENDING_ROWS || b->bytes >= MAX_PENDING_BYTES) {
         size_t k = b->n / 10 ? b->n / 10 : b->n;
-        log_error("archive: %zu messages (%zu bytes) wait for the store; the oldest %zu "
+        log_error("archive: %zu entries (%zu bytes) wait for the store; the oldest %zu "
                   "(from %s's archive on) are dropped",
                   b->n, b->bytes, k, b->rows[0].owner);
         batch_drop_oldest(b, k);
@@ -269,7 +269,7 @@ static int batch_commit(server *srv, batch *b, int force)
     if (!force && b->retry_after_ms && time_mono_ms() < b->retry_after_ms)
         return -1;
     if (store_mam_append(srv->store, b->rows, b->n) != STORE_OK) {
-        log_error("archive: committing %zu messages (the first in %s's archive, id %s) "
+        log_error("archive: committing %zu entries (the first in %s's archive, id %s) "
                   "failed, kept for a retry in %d ms: %s",
                   b->n, b->rows[0].owner, b->rows[0].id, RETRY_MS,
                   store_last_error(srv->store));
@@ -277,7 +277,7 @@ static int batch_commit(server *srv, batch *b, int force)
         return -1;
     }
     if (b->retry_after_ms)
-        log_info("archive: %zu messages kept after a failed commit are now stored", b->n);
+        log_info("archive: %zu entries kept after a failed commit are now stored", b->n);
     batch_clear(b);
     return 0;
 }
@@ -688,7 +688,7 @@ void mam_free(server *srv)
         return;
     batch *b = &srv->mam->pending;
     if (batch_commit(srv, b, 1) < 0)
-        log_error("archive: %zu messages could not be stored at shutdown and are lost",
+        log_error("archive: %zu entries could not be stored at shutdown and are lost",
                   b->n);
     batch_clear(b);
     free(b->rows);
