@@ -53,8 +53,11 @@ static void on_fast_tick(ev_loop *loop, void *ud)
 
 static void before_sleep(ev_loop *loop, void *ud)
 {
-    /* Records first: the messages they release are then written out in the same pass. */
+    /* Records first: the messages they release are then written out in the same pass.
+     * The users' archive commits before any output leaves: an <a/> or a delivery never
+     * precedes the archive rows of the messages it stands for (mam.c). */
     compliance_flush(ud);
+    mam_flush(ud);
     conn_flush_all(ud);
 }
 
@@ -232,8 +235,8 @@ void server_shutdown(server *srv)
     muc_free(srv);
     iq_out_free(srv);
     s2s_free(srv);
-    mam_free(srv);
     compliance_close(srv);
+    mam_free(srv); /* after the compliance archive: the messages it releases are archived */
     verdict_free(srv);
     policy_service_free(srv);
     pep_free(srv);
