@@ -164,9 +164,14 @@ void conn_write(conn *c, const char *data, size_t len)
         return; /* a detached session (sm.c) queues instead */
     if (c->closing)
         return;
-    if (c->out.len + c->ct.len + len > c->srv->cfg.max_output_buffer) {
-        log_warn("%s: output buffer over %zu bytes (peer not reading), closing", c->peer,
-                 c->srv->cfg.max_output_buffer);
+    /* Output leaves only when the loop flushes (after the pass's commits), so one pass
+     * may queue more than max_output_buffer for a peer that reads perfectly well (a
+     * burst of large stanzas read in one go). A peer is judged "not reading" by
+     * flush_out, after the socket took what it could; here only a hard cap bounds
+     * what one pass may queue. */
+    size_t hard_cap = c->srv->cfg.max_output_buffer * OUTPUT_PASS_FACTOR;
+    if (c->out.len + c->ct.len + len > hard_cap) {
+        log_warn("%s: over %zu bytes of output queued in one pass, closing", c->peer, hard_cap);
         conn_close(c, "output buffer limit exceeded");
         return;
     }
@@ -342,6 +347,13 @@ static int flush_out(conn *c)
             }
             buf_consume(&c->out, (size_t)n);
         }
+    }
+    if (c->out.len + c->ct.len > c->srv->cfg.max_output_buffer && !c->closing &&
+        !c->handshaking && !c->connecting) {
+        log_warn("%s: output buffer over %zu bytes (peer not reading), closing", c->peer,
+                 c->srv->cfg.max_output_buffer);
+        conn_close(c, "output buffer limit exceeded");
+        return -1;
     }
     if (c->out.len == 0 && c->ct.len == 0) {
         buf_shrink(&c->out);
