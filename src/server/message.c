@@ -98,7 +98,8 @@ static const char *decide_outcome(server *srv, const xml_node *stanza, const cha
     if (!type)
         type = "normal";
     *reason = NULL;
-    if (!router_sessions(srv, bare) && store_user_exists(srv->store, bare) != STORE_OK) {
+    if (!router_sessions(srv, bare) && !node_has_user(srv, bare) &&
+        store_user_exists(srv->store, bare) != STORE_OK) {
         *reason = "no such account";
         return strcmp(type, "headline") == 0 ? "discarded" : "bounced";
     }
@@ -154,8 +155,10 @@ static void deliver(server *srv, xml_node *stanza, const char *bare, const char 
     const char *type = xml_get_attr(stanza, "type");
     if (!type)
         type = "normal";
-    /* An account with a session exists: the store is asked only for offline recipients. */
-    if (!router_sessions(srv, bare) && store_user_exists(srv->store, bare) != STORE_OK) {
+    /* An account with a session (here or on another node) exists: the store is asked
+     * only for offline recipients. */
+    if (!router_sessions(srv, bare) && !node_has_user(srv, bare) &&
+        store_user_exists(srv->store, bare) != STORE_OK) {
         if (strcmp(type, "error") != 0 && strcmp(type, "headline") != 0)
             router_bounce(srv, stanza, "cancel", "service-unavailable", NULL);
         xml_free(stanza);

@@ -7,13 +7,22 @@
  * directory as a whole when its lease expires, and the survivors delete its entries.
  * Stanzas for sessions on another node travel over a node link (s2s.h); what arrives
  * over one is delivered here and never forwarded again, so a stale directory can only
- * cause a detour to offline storage, never a loop. */
+ * cause a detour to offline storage, never a loop.
+ *
+ * Routing reads a replica of the other nodes' entries (node_dir.h), not the store: each
+ * node sends a snapshot of its sessions to a node that asks (over its link), then pushes
+ * every change. The replica answers only while every live node's snapshot is in; an
+ * answer that would send a stanza to offline storage or bounce it (no such session) is
+ * asked again of the store, since a session that began a moment ago on another node may
+ * not have reached the replica yet. */
 #include "node.h"
+#include "../common/dict.h"
 #include "../common/jid.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "c2s.h"
 #include "message.h"
+#include "node_dir.h"
 #include "node_ns.h"
 #include "node_rooms.h"
 #include "roster.h"
@@ -29,7 +38,11 @@
 typedef struct node_state {
     int64_t renewed_s;  /* when our lease was last written */
     int64_t swept_s;    /* when dead nodes' entries were last deleted */
+    node_dir *dir;      /* the other nodes' entries, as they told us */
+    unsigned long long from_replica, from_store; /* lookups, logged at shutdown */
 } node_state;
+
+static void refresh_alive(server *srv);
 
 static int clustered(const server *srv) { return srv->cfg.node_name != NULL; }
 static int64_t now_s(void) { return time_mono_ms() / 1000; }
@@ -39,6 +52,7 @@ static void renew(server *srv)
     if (store_node_renew(srv->store, srv->cfg.node_name, srv->cfg.node_lease) != STORE_OK)
         log_error("node lease: %s", store_last_error(srv->store));
     srv->nodes->renewed_s = now_s();
+    refresh_alive(srv);
 }
 
 /* ---- directory entries ---- */
@@ -54,6 +68,7 @@ typedef struct entries {
     entry *v;
     size_t n;
     const char *self;
+    int stored; /* from the store, not the replica */
 } entries;
 
 static void entry_cb(void *ud, const char *resource, const char *node, int available,
@@ -75,13 +90,58 @@ static void entries_free(entries *es)
     free(es->v);
 }
 
-/* The entries of bare on other live nodes. */
-static void others(server *srv, const char *bare, entries *es)
+/* The entries of bare on other live nodes, from the store. */
+static void from_store(server *srv, const char *bare, entries *es)
 {
     memset(es, 0, sizeof *es);
     es->self = srv->cfg.node_name;
+    es->stored = 1;
+    srv->nodes->from_store++;
+    log_debug("node directory: %s asked of the store", bare);
     if (store_session_list(srv->store, bare, entry_cb, es) != STORE_OK)
         log_error("node directory of %s: %s", bare, store_last_error(srv->store));
+}
+
+/* The entries of bare on other live nodes: from the replica when every live node's
+ * snapshot is in, else from the store. */
+static void others(server *srv, const char *bare, entries *es)
+{
+    node_state *ns = srv->nodes;
+    if (!node_dir_trusted(ns->dir)) {
+        from_store(srv, bare, es);
+        return;
+    }
+    memset(es, 0, sizeof *es);
+    es->self = srv->cfg.node_name;
+    node_dir_each(ns->dir, bare, entry_cb, es);
+    /* One full JID named by two nodes (a session that moved, a node that lies): the store
+     * says which session is the newer. */
+    for (size_t i = 0; i < es->n; i++)
+        for (size_t j = i + 1; j < es->n; j++)
+            if (strcmp(es->v[i].resource, es->v[j].resource) == 0) {
+                entries_free(es);
+                from_store(srv, bare, es);
+                return;
+            }
+    ns->from_replica++;
+}
+
+/* A negative answer that decides a stanza's fate (offline storage, a bounce): asked again
+ * of the store, which a session that began a moment ago is already in. */
+static void confirm(server *srv, const char *bare, entries *es)
+{
+    if (es->stored)
+        return;
+    entries_free(es);
+    from_store(srv, bare, es);
+}
+
+static char *find_holder(const entries *es, const char *resource)
+{
+    for (size_t i = 0; i < es->n; i++)
+        if (strcmp(es->v[i].resource, resource) == 0)
+            return xstrdup(es->v[i].node);
+    return NULL;
 }
 
 /* The other node holding bare/resource, or NULL (caller frees). */
@@ -89,10 +149,11 @@ static char *holder(server *srv, const char *bare, const char *resource)
 {
     entries es;
     others(srv, bare, &es);
-    char *node = NULL;
-    for (size_t i = 0; i < es.n && !node; i++)
-        if (strcmp(es.v[i].resource, resource) == 0)
-            node = xstrdup(es.v[i].node);
+    char *node = find_holder(&es, resource);
+    if (!node) {
+        confirm(srv, bare, &es);
+        node = find_holder(&es, resource);
+    }
     entries_free(&es);
     return node;
 }
@@ -104,6 +165,7 @@ int node_init(server *srv)
     if (!clustered(srv))
         return 0;
     srv->nodes = xcalloc(1, sizeof *srv->nodes);
+    srv->nodes->dir = node_dir_new();
     int removed = 0;
     /* Entries of an earlier life of this node (killed before it could clean up). */
     if (store_node_sweep(srv->store, srv->cfg.node_name, 0, &removed) != STORE_OK) {
@@ -192,15 +254,32 @@ int node_copy_to_user(server *srv, const char *bare, const xml_node *stanza, int
     return n;
 }
 
+static int any_deliverable(const entries *es)
+{
+    for (size_t i = 0; i < es->n; i++)
+        if (wanted(&es->v[i], NODE_DELIVERABLE))
+            return 1;
+    return 0;
+}
+
+/* Can a session here take a message for bare (available, priority >= 0)? */
+static int deliverable_here(server *srv, const char *bare)
+{
+    for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
+        if (s->available && c2s_is_live(s) && s->priority >= 0)
+            return 1;
+    return 0;
+}
+
 int node_user_available(server *srv, const char *bare)
 {
     if (!clustered(srv))
         return 0;
     entries es;
     others(srv, bare, &es);
-    int any = 0;
-    for (size_t i = 0; i < es.n; i++)
-        any |= wanted(&es.v[i], NODE_DELIVERABLE);
+    if (!any_deliverable(&es))
+        confirm(srv, bare, &es);
+    int any = any_deliverable(&es);
     entries_free(&es);
     return any;
 }
@@ -211,12 +290,35 @@ int node_best_priority(server *srv, const char *bare)
         return -1;
     entries es;
     others(srv, bare, &es);
+    /* None elsewhere and none here: the message would go to offline storage. */
+    if (!any_deliverable(&es) && !deliverable_here(srv, bare))
+        confirm(srv, bare, &es);
     int best = -1;
     for (size_t i = 0; i < es.n; i++)
         if (wanted(&es.v[i], NODE_DELIVERABLE) && es.v[i].priority > best)
             best = es.v[i].priority;
     entries_free(&es);
     return best;
+}
+
+static int copy_to_priority(server *srv, const entries *es, const xml_node *stanza,
+                            int min_priority)
+{
+    int n = 0;
+    for (size_t i = 0; i < es->n; i++) {
+        const entry *e = &es->v[i];
+        if (!wanted(e, NODE_DELIVERABLE) || e->priority < min_priority)
+            continue;
+        int seen = 0; /* one copy per node */
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = wanted(&es->v[j], NODE_DELIVERABLE) && es->v[j].priority >= min_priority &&
+                   strcmp(es->v[j].node, e->node) == 0;
+        if (seen)
+            continue;
+        s2s_node_send(srv, e->node, xml_copy(stanza));
+        n++;
+    }
+    return n;
 }
 
 int node_copy_to_priority(server *srv, const char *bare, const xml_node *stanza,
@@ -226,22 +328,27 @@ int node_copy_to_priority(server *srv, const char *bare, const xml_node *stanza,
         return 0;
     entries es;
     others(srv, bare, &es);
-    int n = 0;
-    for (size_t i = 0; i < es.n; i++) {
-        entry *e = &es.v[i];
-        if (!wanted(e, NODE_DELIVERABLE) || e->priority < min_priority)
-            continue;
-        int seen = 0; /* one copy per node */
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = wanted(&es.v[j], NODE_DELIVERABLE) && es.v[j].priority >= min_priority &&
-                   strcmp(es.v[j].node, e->node) == 0;
-        if (seen)
-            continue;
-        s2s_node_send(srv, e->node, xml_copy(stanza));
-        n++;
+    int n = copy_to_priority(srv, &es, stanza, min_priority);
+    if (n == 0 && !es.stored) {
+        /* node_best_priority found one, so the store did (a session the replica lacks). */
+        confirm(srv, bare, &es);
+        n = copy_to_priority(srv, &es, stanza, min_priority);
     }
     entries_free(&es);
     return n;
+}
+
+int node_has_user(server *srv, const char *bare)
+{
+    if (!clustered(srv))
+        return 0;
+    entries es;
+    memset(&es, 0, sizeof es);
+    es.self = srv->cfg.node_name;
+    node_dir_each(srv->nodes->dir, bare, entry_cb, &es);
+    int any = es.n > 0;
+    entries_free(&es);
+    return any;
 }
 
 typedef struct live_nodes {
@@ -265,6 +372,20 @@ static void live_others(server *srv, live_nodes *l)
     *l = (live_nodes){srv->cfg.node_name, NULL, 0};
     if (store_node_list(srv->store, live_cb, l) != STORE_OK)
         log_error("node registry: %s", store_last_error(srv->store));
+}
+
+/* The store's view of which nodes live: the replica answers only while each of them has
+ * sent its snapshot. */
+static void refresh_alive(server *srv)
+{
+    live_nodes l;
+    live_others(srv, &l);
+    node_dir_mark_all_dead(srv->nodes->dir);
+    for (size_t i = 0; i < l.n; i++) {
+        node_dir_mark_alive(srv->nodes->dir, l.names[i]);
+        free(l.names[i]);
+    }
+    free(l.names);
 }
 
 void node_copy_to_all(server *srv, const xml_node *stanza)
@@ -302,6 +423,99 @@ static void split_full(const char *full, char **bare, const char **resource)
     *resource = slash ? slash + 1 : NULL;
 }
 
+/* ---- our entries, told to the other nodes (docs/federation.md, "The directory replica") ---- */
+
+
+/* <message from=domain to=domain><what xmlns=XMLNS_NODE node=us/></message> */
+static xml_node *dir_envelope(server *srv, const char *what, xml_node **dir)
+{
+    xml_node *env = xml_new(XMLNS_CLIENT, "message");
+    xml_set_attr(env, "from", srv->cfg.domain);
+    xml_set_attr(env, "to", srv->cfg.domain);
+    *dir = xml_add_child(env, XMLNS_NODE, what);
+    xml_set_attr(*dir, "node", srv->cfg.node_name);
+    return env;
+}
+
+static void add_session(xml_node *dir, const char *full, int available, int priority)
+{
+    char prio[16];
+    snprintf(prio, sizeof prio, "%d", priority);
+    xml_node *e = xml_add_child(dir, XMLNS_NODE, "session");
+    xml_set_attr(e, "jid", full);
+    xml_set_attr(e, "available", available ? "1" : "0");
+    xml_set_attr(e, "priority", prio);
+}
+
+typedef struct names {
+    char **v;
+    size_t n;
+} names;
+
+static void collect_name(void *ud, const char *node)
+{
+    names *l = ud;
+    l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->v[l->n++] = xstrdup(node);
+}
+
+/* A change of our entries, to every node that has our snapshot. Takes env. */
+static void push(server *srv, xml_node *env)
+{
+    names l = {NULL, 0};
+    node_dir_each_pushed(srv->nodes->dir, collect_name, &l); /* sending may fail a link */
+    for (size_t i = 0; i < l.n; i++) {
+        s2s_node_send(srv, l.v[i], xml_copy(env));
+        free(l.v[i]);
+    }
+    free(l.v);
+    xml_free(env);
+}
+
+typedef struct snapshot {
+    server *srv;
+    const char *node;
+    xml_node *env, *dir;
+    size_t bytes; /* about how long the stanza being filled is */
+} snapshot;
+
+static void snapshot_send(snapshot *sn, int last)
+{
+    if (last)
+        xml_set_attr(sn->dir, "complete", "1");
+    s2s_node_send(sn->srv, sn->node, sn->env);
+    sn->env = dir_envelope(sn->srv, "directory", &sn->dir);
+    sn->bytes = 0;
+}
+
+static int snapshot_user(void *ud, const char *bare, void *value)
+{
+    snapshot *sn = ud;
+    for (c2s *s = value; s; s = s->next_resource) {
+        if (!s->full)
+            continue;
+        add_session(sn->dir, s->full, s->available, s->priority);
+        /* Well within max_stanza_size, the most a node link takes in one stanza. */
+        sn->bytes += strlen(s->full) + 64;
+        if (sn->bytes >= sn->srv->cfg.max_stanza_size / 4)
+            snapshot_send(sn, 0);
+    }
+    return 0;
+}
+
+/* Every session here, to node (which asked): the first stanza says reset, the last
+ * complete; our pushes follow over the same link, in order. */
+static void send_snapshot(server *srv, const char *node)
+{
+    snapshot sn = {srv, node, NULL, NULL, 0};
+    sn.env = dir_envelope(srv, "directory", &sn.dir);
+    xml_set_attr(sn.dir, "reset", "1");
+    dict_each(srv->users, snapshot_user, &sn);
+    snapshot_send(&sn, 1);
+    xml_free(sn.env);
+    node_dir_set_pushing(srv->nodes->dir, node, 1);
+}
+
 void node_session_update(server *srv, const char *full, int available, int priority)
 {
     if (!clustered(srv))
@@ -312,6 +526,12 @@ void node_session_update(server *srv, const char *full, int available, int prior
     if (resource && store_session_put(srv->store, bare, resource, srv->cfg.node_name, available,
                                       priority) != STORE_OK)
         log_error("node directory, %s: %s", full, store_last_error(srv->store));
+    if (resource) { /* after the store: a node that misses the push finds it there */
+        xml_node *dir;
+        xml_node *env = dir_envelope(srv, "directory", &dir);
+        add_session(dir, full, available, priority);
+        push(srv, env);
+    }
     free(bare);
 }
 
@@ -324,7 +544,78 @@ void node_session_gone(server *srv, const char *full)
     split_full(full, &bare, &resource);
     if (resource && store_session_del(srv->store, bare, resource, srv->cfg.node_name) != STORE_OK)
         log_error("node directory, %s: %s", full, store_last_error(srv->store));
+    if (resource) {
+        xml_node *dir;
+        xml_node *env = dir_envelope(srv, "directory", &dir);
+        xml_set_attr(xml_add_child(dir, XMLNS_NODE, "gone"), "jid", full);
+        push(srv, env);
+    }
     free(bare);
+}
+
+/* ---- the other nodes' entries, as they tell us ---- */
+
+/* One <session/> or <gone/> of node's: for a full JID of ours. */
+static void apply(server *srv, const char *node, const xml_node *e)
+{
+    jid j;
+    const char *full = xml_get_attr(e, "jid");
+    if (!full || jid_parse(full, &j) < 0)
+        return;
+    if (j.local && j.resource && str_eq(j.domain, srv->cfg.domain)) {
+        char *bare = jid_bare(&j);
+        if (strcmp(e->name, "session") == 0) {
+            const char *prio = xml_get_attr(e, "priority");
+            long p = prio ? strtol(prio, NULL, 10) : 0;
+            p = p < -128 ? -128 : p > 127 ? 127 : p; /* RFC 6121 4.7.2.3 */
+            node_dir_put(srv->nodes->dir, node, bare, j.resource,
+                         str_eq(xml_get_attr(e, "available"), "1"), (int)p);
+        } else if (strcmp(e->name, "gone") == 0) {
+            node_dir_del(srv->nodes->dir, node, bare, j.resource);
+        }
+        free(bare);
+    }
+    jid_clear(&j);
+}
+
+void node_directory_from_node(server *srv, const char *node, const xml_node *el)
+{
+    if (!clustered(srv))
+        return;
+    /* A node speaks only of its own sessions: what names another is forged. */
+    if (!str_eq(xml_get_attr(el, "node"), node)) {
+        log_warn("node %s: a directory update naming node %s dropped", node,
+                 xml_get_attr(el, "node") ? xml_get_attr(el, "node") : "(none)");
+        return;
+    }
+    node_dir *d = srv->nodes->dir;
+    if (strcmp(el->name, "resync") == 0) {
+        send_snapshot(srv, node);
+        return;
+    }
+    if (str_eq(xml_get_attr(el, "reset"), "1"))
+        node_dir_drop(d, node);
+    for (const xml_node *e = xml_child(el, XMLNS_NODE, NULL); e; e = xml_next(e, XMLNS_NODE, NULL))
+        apply(srv, node, e);
+    if (str_eq(xml_get_attr(el, "complete"), "1") && !node_dir_synced(d, node)) {
+        node_dir_set_synced(d, node);
+        log_info("node directory: %s synced", node);
+    }
+}
+
+/* Ask node for its snapshot (it is alive and its entries are not in). */
+static void ask(void *ud, const char *node)
+{
+    server *srv = ud;
+    node_state *ns = srv->nodes;
+    int64_t s = now_s(), retry = (srv->cfg.node_lease + 2) / 3;
+    int64_t asked = node_dir_asked(ns->dir, node);
+    if (asked && s - asked < retry)
+        return;
+    node_dir_set_asked(ns->dir, node, s);
+    xml_node *dir;
+    xml_node *env = dir_envelope(srv, "resync", &dir);
+    s2s_node_send(srv, node, env);
 }
 
 /* ---- stanzas from other nodes: delivered here, never forwarded again ---- */
@@ -430,8 +721,20 @@ void node_link_up(server *srv, const char *node, int outbound)
 void node_link_down(server *srv, const char *node, int outbound)
 {
     log_info("node %s: %s link down", node ? node : "?", outbound ? "outbound" : "inbound");
-    if (node)
-        node_rooms_link_down(srv, node);
+    if (!node)
+        return;
+    node_rooms_link_down(srv, node);
+    if (!clustered(srv) || !srv->nodes)
+        return;
+    if (outbound) {
+        /* Our pushes are lost with the link: node asks for a snapshot again. */
+        node_dir_set_pushing(srv->nodes->dir, node, 0);
+    } else {
+        /* Its pushes may be lost with the link: its entries no longer count (the store
+         * answers) until a new snapshot arrives, which we ask for at once. */
+        node_dir_drop(srv->nodes->dir, node);
+        node_dir_set_asked(srv->nodes->dir, node, 0);
+    }
 }
 
 void node_housekeeping(server *srv)
@@ -451,6 +754,7 @@ void node_housekeeping(server *srv)
         else if (removed)
             log_info("node directory: %d entries of nodes that are gone removed", removed);
     }
+    node_dir_each_unsynced(ns->dir, ask, srv);
     node_rooms_housekeeping(srv);
 }
 
@@ -462,6 +766,9 @@ void node_shutdown(server *srv)
     if (store_node_sweep(srv->store, srv->cfg.node_name, 0, NULL) != STORE_OK ||
         store_node_renew(srv->store, srv->cfg.node_name, 1) != STORE_OK)
         log_error("node directory: %s", store_last_error(srv->store));
+    log_info("node directory: %llu lookups answered by the replica, %llu by the store",
+             srv->nodes->from_replica, srv->nodes->from_store);
+    node_dir_free(srv->nodes->dir);
     free(srv->nodes);
     srv->nodes = NULL;
 }

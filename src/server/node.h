@@ -27,6 +27,9 @@ enum { NODE_ANY = 0, NODE_AVAILABLE = 1, NODE_DELIVERABLE = 2 /* available, prio
 /* Copies of stanza for the sessions of bare on other nodes (one per node holding a session
  * of the kind want says). Returns how many nodes got one. stanza is not consumed. */
 int node_copy_to_user(server *srv, const char *bare, const xml_node *stanza, int want);
+/* Does the directory replica name a session of bare on another node (then the account
+ * exists: no need to ask the store)? No store query. */
+int node_has_user(server *srv, const char *bare);
 /* Does another (live) node hold bare/resource? */
 int node_has_session(server *srv, const char *bare, const char *resource);
 /* Does bare have an available session with priority >= 0 on another node? */
@@ -44,6 +47,9 @@ int node_alive(server *srv, const char *name);
 /* A session was bound / ended here, or its availability changed: the directory. */
 void node_session_update(server *srv, const char *full, int available, int priority);
 void node_session_gone(server *srv, const char *full);
+/* A <directory/> or <resync/> envelope's payload from node (node_ns.h): node's entries
+ * for our replica, or its request for our snapshot (docs/federation.md). */
+void node_directory_from_node(server *srv, const char *node, const xml_node *el);
 /* A stanza from node over its link (from, to normalised). Takes ownership. */
 void node_from_link(server *srv, const char *node, xml_node *stanza);
 /* A stanza queued for a node whose link failed: delivered as if the user were offline. */

@@ -6,6 +6,7 @@
  * user's sessions here) or to the domain (for every session here):
  *   <carbon kind=...>  carbons.h, carbons_from_node
  *   <pep .../>         pep.h, pep_from_node
+ *   <directory node=.../>, <resync node=.../> (to the domain)  node.h, node_directory_from_node
  * It is handled here and never forwarded again. A request is an IQ get/set from another
  * node, from domain/node, whose payload is in XMLNS_NODE (the handover of node_sm.h). */
 #include "node_ns.h"
@@ -47,6 +48,8 @@ static void open_envelope(server *srv, const char *node, xml_node *stanza, const
             carbons_from_node(srv, bare, el);
         else if (strcmp(el->name, "pep") == 0)
             pep_from_node(srv, bare, el);
+        else if (!bare && (strcmp(el->name, "directory") == 0 || strcmp(el->name, "resync") == 0))
+            node_directory_from_node(srv, node, el);
         else
             log_warn("node %s: an envelope <%s/> for %s dropped", node, el->name,
                      xml_get_attr(stanza, "to"));
