@@ -11,7 +11,8 @@ PostgreSQL: PARLEY_TEST_PG_URI, else a cluster of our own (nodes_util.py)."""
 import asyncio
 import time
 
-from nodes_util import AVAILABLE, DOMAIN, USERS, cluster, on, pg_server, pg_uri, subscribe  # noqa: F401
+from nodes_util import AVAILABLE, DOMAIN, USERS, on, subscribe
+from nodes_util import cluster, pg_server, pg_uri  # noqa: F401
 from s2s_util import RawPeer, issue_cert, login
 from conftest import HOST
 
