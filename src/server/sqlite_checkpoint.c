@@ -20,9 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* How long the TRUNCATE checkpoint waits for the owner's write or a reader. */
-#define CKPT_BUSY_MS 5000
-/* Passive checkpoints in a row while each one still makes progress. */
+/* How long the TRUNCATE checkpoint waits for the owner's transaction to end and then,
+ * holding the owner's next one up, for a reader that began meanwhile. Short: a failed
+ * attempt is tried again a little later, a long wait stops the event loop. */
+#define CKPT_BUSY_MS 100
+/* Passive checkpoints in a row while the owner keeps committing. */
 #define CKPT_ROUNDS 4
 /* Bytes of WAL per page besides the page itself (the frame header). */
 #define WAL_FRAME_HEADER 24
@@ -46,17 +48,24 @@ struct sqlite_ckpt {
 /* Copy the WAL into the database with own; returns the frames left in the WAL. */
 static int checkpoint(sqlite_ckpt *c, sqlite3 *own, int page_size, int final, int *warned)
 {
-    int log = 0, done = 0, before = -1;
+    int log = 0, done = 0, seen = -1;
     int rc = SQLITE_OK;
-    for (int round = 0; round < CKPT_ROUNDS; round++) {
+    /* A passive checkpoint copies the frames that were in the WAL when it began (log).
+     * Another round copies what the owner committed meanwhile, until a round finds
+     * nothing new: then the owner's next write starts the WAL over. */
+    for (int round = 0; round < CKPT_ROUNDS && log != seen; round++) {
+        seen = log;
         rc = sqlite3_wal_checkpoint_v2(own, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-        /* Busy: another connection is checkpointing (parleyctl closing); it does our work. */
-        if (rc != SQLITE_OK || done >= log || done == before)
+        /* Busy: another connection is checkpointing (parleyctl closing): it does our work.
+         * done < log: a reader still uses older frames; a wait would not help. */
+        if (rc != SQLITE_OK || done < log)
             break;
-        /* The owner committed during the copy: the next round has less to copy. */
-        before = done;
     }
-    if (rc == SQLITE_OK && !final &&
+    /* Only when no reader is in the way: TRUNCATE waits for readers with the owner's
+     * writes held up, and a long reader (parleyctl) would stop the owner for the whole
+     * busy timeout. A WAL that a reader holds grows until the reader is done, as it does
+     * with SQLite's own checkpoints. */
+    if (rc == SQLITE_OK && !final && done >= log &&
         (long long)log * (page_size + WAL_FRAME_HEADER) > c->max_wal_bytes) {
         rc = sqlite3_wal_checkpoint_v2(own, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
         if (rc == SQLITE_OK)
@@ -102,6 +111,9 @@ static void *run(void *arg)
         return NULL;
     }
     sqlite3_busy_timeout(own, CKPT_BUSY_MS);
+    /* A checkpoint syncs the WAL before copying it and the file after, unless this
+     * connection's synchronous is OFF (a build's default could be): never let it be. */
+    sqlite3_exec(own, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     int page_size = 4096;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(own, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK) {
