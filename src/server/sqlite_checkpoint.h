@@ -13,8 +13,8 @@
 
 /* WAL pages after which a checkpoint is due (SQLite's own auto-checkpoint threshold). */
 #define SQLITE_CKPT_PAGES 1000
-/* The usual max_wal_bytes: past it the thread checkpoints with TRUNCATE, which makes
- * writers wait until every frame is in the database and the WAL is empty: the bound on
+/* The usual max_wal_bytes: past it the thread checkpoints with RESTART, which makes
+ * writers wait until every frame is in the database and the WAL can start over: the bound on
  * the WAL when passive checkpoints cannot keep up (a writer that never pauses long
  * enough for one to finish, a long reader). */
 #define SQLITE_CKPT_MAX_WAL_BYTES (64 * 1024 * 1024)

@@ -454,6 +454,19 @@ static const char *hash_name(scram_hash h)
 
 /* ---- open / close ---- */
 
+/* Wait for another connection's lock by retrying every millisecond, up to about
+ * SQLITE_BUSY_MS. SQLite's busy_timeout sleeps 1, 2, 5, 10 ... 100 ms between tries, so
+ * a lock held 30 ms (the checkpoint thread's RESTART, sqlite_checkpoint.c) would stop
+ * the event loop for 53 ms. */
+static int retry_every_ms(void *arg, int tries)
+{
+    (void)arg;
+    if (tries >= SQLITE_BUSY_MS)
+        return 0;
+    nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+    return 1;
+}
+
 static void sqlite_close(store *st)
 {
     sqlite_store *s = ss_of(st);
@@ -486,7 +499,7 @@ static store *sqlite_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, SQLITE_BUSY_MS);
+    sqlite3_busy_handler(db, retry_every_ms, NULL);
 
     char what[300];
     snprintf(what, sizeof what, "%.200s", path);

@@ -224,10 +224,10 @@ static void test_checkpoints_off_the_writer(void **state)
 }
 
 /* A writer that never pauses long enough for a passive checkpoint to catch up (the WAL
- * never starts over): the thread's TRUNCATE checkpoint past max_wal_bytes holds it back
+ * never starts over): the thread's RESTART checkpoint past max_wal_bytes holds it back
  * instead, so the WAL file stays near the bound while 40 MB go through it. Between
  * commits the writer pauses for a millisecond, as the event loop does other work: a
- * writer that holds the write lock all the time starves the TRUNCATE (SQLite's locks
+ * writer that holds the write lock all the time starves the RESTART (SQLite's locks
  * are not fair) and only a passive checkpoint can run. */
 static void test_wal_bounded_under_a_busy_writer(void **state)
 {
@@ -289,7 +289,7 @@ static void test_close_leaves_every_row(void **state)
 
 /* A reader keeps its snapshot while the writer goes on past several checkpoints' worth of
  * WAL and past the WAL's bound (about 100 MB): the checkpoints wait for the reader
- * without holding up the writer (a TRUNCATE would, for its whole busy timeout), and
+ * without holding up the writer (a RESTART would, for its whole busy timeout), and
  * catch up after. */
 static void test_reader_holds_a_snapshot(void **state)
 {
