@@ -12,8 +12,8 @@
  * here), and the owner's next write starts the WAL over. That is the price of a bounded
  * WAL when the thread falls behind, once per max_wal_bytes instead of once per
  * SQLITE_CKPT_PAGES. Not TRUNCATE: cutting a 64 MiB file took 150 ms with the writer
- * held; the file keeps its size and is overwritten from the start. If the thread cannot run at all, the hook
- * checkpoints inline, as SQLite would have. */
+ * held; the file keeps its size and is overwritten from the start. If the thread cannot
+ * run at all, the hook checkpoints inline, as SQLite would have. */
 #include "sqlite_checkpoint.h"
 
 #include "../common/log.h"
