@@ -5,6 +5,10 @@
  * records. One batch is one BEGIN IMMEDIATE transaction, so the fsync is paid once per
  * event-loop iteration, not once per message (group commit).
  *
+ * WAL checkpoints (copying the WAL into the file; nothing to do with the signed
+ * checkpoints of the log) run on a thread of their own (sqlite_checkpoint.c), not inside
+ * the COMMIT that fills the WAL: they add two fsyncs to a stopped event loop otherwise.
+ *
  * WAL mode lets parleyctl search and verify while parleyd appends. The busy timeout is
  * short: parleyd waits on it with its event loop stopped, and in strict mode a store that
  * stays locked must turn into an error for the senders, not a frozen server.
@@ -15,6 +19,7 @@
  * docs/compliance.md documents it for auditors. The file is created 0600 (it holds
  * message content). */
 #include "clog_backend.h"
+#include "sqlite_checkpoint.h"
 #include "sqlite_db.h"
 
 #include "../common/buf.h"
@@ -182,6 +187,7 @@ typedef struct sqlite_clog {
     sqlite3 *db;
     char *path;
     int version; /* schema version of the file (a read-only handle cannot migrate it) */
+    sqlite_ckpt *ckpt; /* WAL checkpoints; NULL when read-only */
     sqlite3_stmt *stmts[S_COUNT];
 } sqlite_clog;
 
@@ -256,6 +262,7 @@ static void col_hash(sqlite3_stmt *st, int col, unsigned char out[CLOG_HASH_LEN]
 static void sqlite_close(clog *c)
 {
     sqlite_clog *s = sc_of(c);
+    sqlite_ckpt_stop(s->ckpt);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(s->stmts[i]);
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
@@ -323,6 +330,8 @@ static clog *sqlite_open(const char *path, int readonly, char *err, size_t errle
     s->db = db;
     s->path = xstrdup(path);
     s->version = v;
+    if (!readonly)
+        s->ckpt = sqlite_ckpt_start(db, "compliance store", SQLITE_CKPT_MAX_WAL_BYTES);
     return &s->base;
 fail:
     sqlite3_close(db);

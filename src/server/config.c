@@ -121,6 +121,7 @@ void config_init(config *cfg)
     cfg->s2s_max_queue = DEFAULT_S2S_MAX_QUEUE;
     cfg->s2s_idle_timeout = DEFAULT_S2S_IDLE;
     cfg->node_lease = DEFAULT_NODE_LEASE;
+    cfg->tls_threads = -1; /* one per online CPU, decided at start-up */
 }
 
 void config_free(config *cfg)
@@ -432,6 +433,7 @@ static const key_def keys[] = {
     KEY(node_name, K_DOMAIN),
     KEY(nodes, K_HOSTS),
     KEY(node_lease, K_POSINT),
+    KEY(tls_threads, K_NONNEG),
 };
 #undef KEY
 #undef CHOICE

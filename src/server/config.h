@@ -83,6 +83,7 @@ typedef struct config {
     char *node_name;           /* this node's name in a cluster; NULL: not clustered */
     char *nodes;               /* the other nodes "name=host:port,..." */
     int node_lease;            /* seconds a session directory entry lives unrenewed; 30 */
+    int tls_threads;           /* TLS handshake threads; default -1 = online CPUs, 0: none */
 } config;
 
 /* A configured external component (XEP-0114). */

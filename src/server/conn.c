@@ -11,6 +11,7 @@
 #include "../common/tls.h"
 #include "../common/tlsrec.h"
 #include "../common/util.h"
+#include "tls_pool.h"
 
 #include <openssl/err.h>
 
@@ -37,6 +38,8 @@ struct conn {
     void (*on_connected)(void *ud);
     int handshaking;
     int handshake_wants_write;
+    tls_pool_job *pool_job; /* the handshake is on a pool thread: hands off ssl and fd */
+    int orphan;             /* reaped while in the pool: freed when it comes back */
     const conn_handlers *h;
     void (*on_drain)(void *ud);
     void *ud;
@@ -54,6 +57,9 @@ struct conn {
 };
 
 static void on_fd_event(ev_loop *loop, int fd, void *ud, int mask);
+static void on_pool_done(void *ud, tls_pool_result result, const char *err);
+static void conn_free(conn *c);
+static void read_input(conn *c);
 
 conn *conn_new(server *srv, int fd, const char *peer, const conn_handlers *h, void *ud)
 {
@@ -158,9 +164,14 @@ void conn_write(conn *c, const char *data, size_t len)
         return; /* a detached session (sm.c) queues instead */
     if (c->closing)
         return;
-    if (c->out.len + c->ct.len + len > c->srv->cfg.max_output_buffer) {
-        log_warn("%s: output buffer over %zu bytes (peer not reading), closing", c->peer,
-                 c->srv->cfg.max_output_buffer);
+    /* Output leaves only when the loop flushes (after the pass's commits), so one pass
+     * may queue more than max_output_buffer for a peer that reads perfectly well (a
+     * burst of large stanzas read in one go). A peer is judged "not reading" by
+     * flush_out, after the socket took what it could; here only a hard cap bounds
+     * what one pass may queue. */
+    size_t hard_cap = c->srv->cfg.max_output_buffer * OUTPUT_PASS_FACTOR;
+    if (c->out.len + c->ct.len + len > hard_cap) {
+        log_warn("%s: over %zu bytes of output queued in one pass, closing", c->peer, hard_cap);
         conn_close(c, "output buffer limit exceeded");
         return;
     }
@@ -170,6 +181,8 @@ void conn_write(conn *c, const char *data, size_t len)
 
 static void set_interest(conn *c)
 {
+    if (c->pool_job)
+        return; /* not watched by the loop until the pool hands the connection back */
     /* Write interest only when there is something to write: a writable socket is always
      * ready, and asking anyway would spin the loop (during a stalled handshake, say). */
     if (c->connecting) {
@@ -216,6 +229,15 @@ static void begin_tls(conn *c)
     }
     c->ssl = ssl;
     c->handshaking = 1;
+    if (!c->tls_client && c->srv->tls_pool) {
+        /* The loop lets go of the fd (even an error or hangup must not wake it) until
+         * the pool hands the connection back; if it cannot take it, the loop does the
+         * handshake itself. */
+        ev_unwatch(c->srv->loop, c->fd);
+        c->pool_job = tls_pool_submit(c->srv->tls_pool, ssl, c->fd, on_pool_done, c);
+        if (!c->pool_job && ev_watch(c->srv->loop, c->fd, EV_READ, on_fd_event, c) < 0)
+            tls_failed(c, "TLS setup failed");
+    }
 }
 
 int conn_start_tls(conn *c, SSL_CTX *ctx)
@@ -326,6 +348,13 @@ static int flush_out(conn *c)
             buf_consume(&c->out, (size_t)n);
         }
     }
+    if (c->out.len + c->ct.len > c->srv->cfg.max_output_buffer && !c->closing &&
+        !c->handshaking && !c->connecting) {
+        log_warn("%s: output buffer over %zu bytes (peer not reading), closing", c->peer,
+                 c->srv->cfg.max_output_buffer);
+        conn_close(c, "output buffer limit exceeded");
+        return -1;
+    }
     if (c->out.len == 0 && c->ct.len == 0) {
         buf_shrink(&c->out);
         buf_shrink(&c->ct);
@@ -350,16 +379,23 @@ static int flush_out(conn *c)
     return 0;
 }
 
+static void handshake_done(conn *c)
+{
+    c->handshaking = 0;
+    if (log_get_level() <= PLOG_DEBUG) {
+        char desc[128];
+        tls_describe(c->ssl, desc, sizeof desc);
+        log_debug("%s: TLS established: %s", c->peer, desc);
+    }
+    c->h->on_tls_ready(c->ud);
+    set_interest(c);
+}
+
 static void do_handshake(conn *c)
 {
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
-        c->handshaking = 0;
-        char desc[128];
-        tls_describe(c->ssl, desc, sizeof desc);
-        log_debug("%s: TLS established: %s", c->peer, desc);
-        c->h->on_tls_ready(c->ud);
-        set_interest(c);
+        handshake_done(c);
         return;
     }
     int e = SSL_get_error(c->ssl, r);
@@ -369,6 +405,42 @@ static void do_handshake(conn *c)
         return;
     }
     tls_failed(c, "TLS handshake failed");
+}
+
+/* The pool is done with the SSL object and the fd: the loop owns them again. */
+static void on_pool_done(void *ud, tls_pool_result result, const char *err)
+{
+    conn *c = ud;
+    c->pool_job = NULL;
+    if (c->orphan) {
+        conn_free(c); /* reaped (on_close ran) while the pool had it */
+        return;
+    }
+    if (ev_watch(c->srv->loop, c->fd, c->closing ? 0 : EV_READ, on_fd_event, c) < 0) {
+        conn_close(c, "cannot watch the connection");
+        return;
+    }
+    if (c->closing)
+        return; /* closed meanwhile: reaped with the next flush */
+    if (result == TLS_POOL_CANCELLED) {
+        conn_close(c, "TLS handshake abandoned");
+        return;
+    }
+    if (result == TLS_POOL_FAILED) {
+        log_info("%s: TLS handshake failed: %s", c->peer, err);
+        conn_close(c, "TLS handshake failed");
+        return;
+    }
+    handshake_done(c);
+    if (c->closing)
+        return;
+    if (c->out.len)
+        mark_dirty(c);
+    /* The client's first records may have arrived with its Finished, and sit in
+     * OpenSSL's buffer where the socket's readiness no longer shows them (what is still
+     * in the socket, the loop's level-triggered watch reports). */
+    if (SSL_has_pending(c->ssl))
+        read_input(c);
 }
 
 /* Input on a compacted connection: open the records, hand on the plaintext. */
@@ -487,7 +559,7 @@ static void finish_connect(conn *c)
 static void on_fd_event(ev_loop *loop, int fd, void *ud, int mask)
 {
     conn *c = ud;
-    if (c->closing)
+    if (c->closing || c->pool_job)
         return;
     if (c->connecting) {
         finish_connect(c);
@@ -509,6 +581,12 @@ static void on_fd_event(ev_loop *loop, int fd, void *ud, int mask)
 
 static void conn_free(conn *c)
 {
+    if (c->pool_job) {
+        /* The pool still holds the SSL object and the fd: free once it lets go. */
+        c->orphan = 1;
+        tls_pool_cancel(c->pool_job);
+        return;
+    }
     ev_unwatch(c->srv->loop, c->fd);
     if (c->ssl)
         SSL_free(c->ssl);

@@ -39,9 +39,11 @@ int conn_start_tls(conn *c, SSL_CTX *ctx);
 /* Begin a client-side TLS handshake (after STARTTLS), sending sni as server name. The
  * certificate is judged by the caller once on_tls_ready runs. Returns 0 or -1. */
 int conn_start_tls_client(conn *c, SSL_CTX *ctx, const char *sni);
-/* Queue bytes for the peer (nothing for NULL). If the queue would exceed the server's max_output_buffer the
- * connection is closed (a peer that does not read must not make the server hold
- * unbounded data). */
+/* Queue bytes for the peer (nothing for NULL). A peer whose queue still holds more than
+ * max_output_buffer after a flush has written what the socket would take is closed (a
+ * peer that does not read must not make the server hold unbounded data); within one
+ * pass of the loop the queue may grow to OUTPUT_PASS_FACTOR times that, not more. */
+#define OUTPUT_PASS_FACTOR 4
 void conn_write(conn *c, const char *data, size_t len);
 /* Close once queued output is flushed (or after a short grace period). */
 void conn_close_after_flush(conn *c, const char *reason);

@@ -4,7 +4,15 @@
  * end-to-end encrypted payload, the same rule as the compliance archive), unless they
  * carry a no-store or no-permanent-store hint (XEP-0334). Encrypted messages are kept as
  * they are: the client's keys decrypt them. Preferences (XEP-0313 section 7) are cached per
- * user and stored as a document (store_kv "mam-prefs"). */
+ * user and stored as a document (store_kv "mam-prefs").
+ *
+ * Group commit: rows are not written one transaction each. They wait in memory (the
+ * batch) and mam_flush commits them in one transaction before the event loop sleeps,
+ * ahead of conn_flush_all: nothing a message caused (its delivery, an XEP-0198 <a/>
+ * counting it) leaves the server before its rows are committed, so an acknowledged
+ * message is in the archive as it was when every message had its own transaction. A
+ * query commits the batch before reading, a purge drops the batch's rows it covers, and a
+ * failed commit keeps the rows and retries (docs/protocols.md, message archive). */
 #include "mam.h"
 #include "../common/dict.h"
 #include "../common/jid.h"
@@ -28,6 +36,16 @@
 #define DEFAULT_PAGE 50
 #define MAX_PAGE 250
 #define MAX_PREF_JIDS 1000
+/* A batch this long is committed at once, before the loop sleeps: bounds the memory a
+ * busy iteration holds and the length of one transaction. */
+#define BATCH_COMMIT_ROWS 256
+/* While the store fails, rows wait for it up to these bounds; beyond them the oldest
+ * tenth is dropped (with an error in the log) so a dead store cannot exhaust memory. */
+#define MAX_PENDING_ROWS 100000
+#define MAX_PENDING_BYTES (64u << 20)
+/* A failed commit is retried at most this often (ms): each attempt may wait the store's
+ * busy timeout with the event loop stopped. */
+#define RETRY_MS 1000
 
 typedef enum { PREF_ALWAYS, PREF_NEVER, PREF_ROSTER } pref_default;
 
@@ -37,8 +55,19 @@ typedef struct prefs {
     dict *never;
 } prefs;
 
+/* Rows archived in this iteration (or kept after a failed commit), oldest first.
+ * rows[i] points into mem[i]: one allocation per row. */
+typedef struct batch {
+    mam_row *rows;
+    char **mem;
+    size_t n, cap;
+    size_t bytes;
+    int64_t retry_after_ms; /* monotonic; 0 unless the last commit failed */
+} batch;
+
 struct mam_cache {
     dict *prefs; /* user -> prefs */
+    batch pending;
 };
 
 static const char *const default_names[] = {"always", "never", "roster"};
@@ -168,6 +197,136 @@ static int wants(server *srv, const char *owner, const char *with)
     return pr->dflt == PREF_ALWAYS;
 }
 
+/* ------------------------------------------------------------------ batch ---- */
+
+static size_t row_bytes(const mam_row *r)
+{
+    return strlen(r->id) + strlen(r->owner) + strlen(r->with) + strlen(r->stanza) + 4;
+}
+
+/* Drop rows [0, k) (the oldest) from the batch. */
+static void batch_drop_oldest(batch *b, size_t k)
+{
+    if (k == 0)
+        return;
+    for (size_t i = 0; i < k; i++) {
+        b->bytes -= row_bytes(&b->rows[i]);
+        free(b->mem[i]);
+    }
+    memmove(b->rows, b->rows + k, (b->n - k) * sizeof *b->rows);
+    memmove(b->mem, b->mem + k, (b->n - k) * sizeof *b->mem);
+    b->n -= k;
+}
+
+static void batch_clear(batch *b)
+{
+    batch_drop_oldest(b, b->n);
+    b->retry_after_ms = 0;
+    /* Arrays grown while the store failed go back: the usual batch is small. */
+    if (b->cap > 4 * BATCH_COMMIT_ROWS) {
+        free(b->rows);
+        free(b->mem);
+        b->rows = NULL;
+        b->mem = NULL;
+        b->cap = 0;
+    }
+}
+
+/* Copy row into the batch (its strings too). */
+static void batch_add(batch *b, const mam_row *row)
+{
+    if (b->n >= MAX_PENDING_ROWS || b->bytes >= MAX_PENDING_BYTES) {
+        size_t k = b->n / 10 ? b->n / 10 : b->n;
+        log_error("archive: %zu entries (%zu bytes) wait for the store; the oldest %zu "
+                  "(from %s's archive on) are dropped",
+                  b->n, b->bytes, k, b->rows[0].owner);
+        batch_drop_oldest(b, k);
+    }
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->rows = xrealloc(b->rows, b->cap * sizeof *b->rows);
+        b->mem = xrealloc(b->mem, b->cap * sizeof *b->mem);
+    }
+    size_t lid = strlen(row->id) + 1, lowner = strlen(row->owner) + 1,
+           lwith = strlen(row->with) + 1, lstanza = strlen(row->stanza) + 1;
+    char *m = xmalloc(lid + lowner + lwith + lstanza);
+    mam_row *r = &b->rows[b->n];
+    r->id = memcpy(m, row->id, lid);
+    r->owner = memcpy(m + lid, row->owner, lowner);
+    r->with = memcpy(m + lid + lowner, row->with, lwith);
+    r->stanza = memcpy(m + lid + lowner + lwith, row->stanza, lstanza);
+    r->ts_us = row->ts_us;
+    b->mem[b->n++] = m;
+    b->bytes += lid + lowner + lwith + lstanza;
+}
+
+/* Commit the batch in one transaction. force: try even while a failed commit waits for
+ * its retry time (a query that must see the rows). Returns 0 when nothing is left. */
+static int batch_commit(server *srv, batch *b, int force)
+{
+    if (b->n == 0)
+        return 0;
+    if (!force && b->retry_after_ms && time_mono_ms() < b->retry_after_ms)
+        return -1;
+    if (store_mam_append(srv->store, b->rows, b->n) != STORE_OK) {
+        log_error("archive: committing %zu entries (the first in %s's archive, id %s) "
+                  "failed, kept for a retry in %d ms: %s",
+                  b->n, b->rows[0].owner, b->rows[0].id, RETRY_MS,
+                  store_last_error(srv->store));
+        b->retry_after_ms = time_mono_ms() + RETRY_MS;
+        return -1;
+    }
+    if (b->retry_after_ms)
+        log_info("archive: %zu entries kept after a failed commit are now stored", b->n);
+    batch_clear(b);
+    return 0;
+}
+
+/* Queue rows for the commit before the loop sleeps (at once when the batch is long). */
+static void archive_rows(server *srv, const mam_row *rows, size_t n)
+{
+    batch *b = &cache(srv)->pending;
+    for (size_t i = 0; i < n; i++)
+        batch_add(b, &rows[i]);
+    if (b->n >= BATCH_COMMIT_ROWS)
+        batch_commit(srv, b, 0);
+}
+
+/* Is a row of owner still waiting in the batch? */
+static int batch_holds(const batch *b, const char *owner)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (strcmp(b->rows[i].owner, owner) == 0)
+            return 1;
+    return 0;
+}
+
+/* A purge covers the rows still in the batch too: drop those of owner (everyone's when
+ * NULL) older than before_us, so that a later commit does not bring them back. */
+static void batch_purge(batch *b, const char *owner, int64_t before_us)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        mam_row *r = &b->rows[i];
+        if ((!owner || strcmp(r->owner, owner) == 0) && r->ts_us < before_us) {
+            b->bytes -= row_bytes(r);
+            free(b->mem[i]);
+            continue;
+        }
+        b->rows[kept] = *r;
+        b->mem[kept++] = b->mem[i];
+    }
+    b->n = kept;
+    if (kept == 0)
+        b->retry_after_ms = 0;
+}
+
+void mam_flush(server *srv)
+{
+    if (srv->mam && srv->mam->pending.n)
+        batch_commit(srv, &srv->mam->pending, 0);
+}
+
 /* -------------------------------------------------------------- archiving ---- */
 
 static int archivable(const xml_node *stanza)
@@ -207,12 +366,15 @@ void mam_archive(server *srv, xml_node *stanza, const char *recipient_bare)
     jid_clear(&from);
 
     char rid[25], sid[25];
-    random_token(rid, sizeof rid - 1);
-    random_token(sid, sizeof sid - 1);
     int to_recipient = wants(srv, recipient_bare, sender);
     /* A note to self is archived once. */
     int to_sender = sender_local && strcmp(sender, recipient_bare) != 0 &&
                     wants(srv, sender, recipient_bare);
+    /* Ids only for the archives that keep it (each costs a DRBG call). */
+    if (to_recipient)
+        random_token(rid, sizeof rid - 1);
+    if (to_sender)
+        random_token(sid, sizeof sid - 1);
     if (to_recipient) {
         xml_node *tag = xml_add_child(stanza, XMLNS_SID, "stanza-id");
         xml_set_attr(tag, "id", rid);
@@ -227,9 +389,7 @@ void mam_archive(server *srv, xml_node *stanza, const char *recipient_bare)
             rows[n++] = (mam_row){rid, recipient_bare, sender, now, text};
         if (to_sender)
             rows[n++] = (mam_row){sid, sender, recipient_bare, now, text};
-        if (store_mam_append(srv->store, rows, n) != STORE_OK)
-            log_error("archiving a message from %s to %s failed: %s", sender, recipient_bare,
-                      store_last_error(srv->store));
+        archive_rows(srv, rows, n);
         free(text);
     }
     free(sender);
@@ -247,13 +407,13 @@ void mam_archive_room(server *srv, const char *room, const char *sender_bare, co
         return;
     char *text = xml_to_string(stanza, XMLNS_CLIENT);
     mam_row row = {id, room, sender_bare, time_now_us(), text};
-    if (store_mam_append(srv->store, &row, 1) != STORE_OK)
-        log_error("archiving a message in %s failed: %s", room, store_last_error(srv->store));
+    archive_rows(srv, &row, 1);
     free(text);
 }
 
 void mam_forget(server *srv, const char *owner)
 {
+    batch_purge(&cache(srv)->pending, owner, INT64_MAX);
     int64_t deleted = 0;
     if (store_mam_purge(srv->store, owner, INT64_MAX, &deleted) != STORE_OK)
         log_error("deleting the archive of %s failed: %s", owner, store_last_error(srv->store));
@@ -380,8 +540,13 @@ static void handle_query(server *srv, const mam_target *t, const xml_node *iq,
     } else {
         results r = {srv, t, xml_get_attr(query, "queryid"), NULL, NULL, 0};
         int complete = 1;
-        store_status st = f.max > 0 ? store_mam_query(srv->store, &f, send_result, &r, &complete)
-                                    : STORE_OK;
+        /* The answer includes what was archived a moment ago: commit the batch first. */
+        batch *b = &cache(srv)->pending;
+        store_status st = STORE_OK;
+        if (batch_commit(srv, b, 1) < 0 && batch_holds(b, t->owner))
+            st = STORE_ERROR; /* the store failed; its error is set */
+        else if (f.max > 0)
+            st = store_mam_query(srv->store, &f, send_result, &r, &complete);
         if (st == STORE_NOT_FOUND) {
             reply_error(t, iq, "cancel", "item-not-found", "no archived message has that id");
         } else if (st != STORE_OK) {
@@ -509,6 +674,7 @@ void mam_expire(server *srv)
         return;
     int64_t before = time_now_us() - (int64_t)srv->cfg.archive_expires_after * 86400 * 1000000;
     int64_t deleted = 0;
+    batch_purge(&cache(srv)->pending, NULL, before);
     if (store_mam_purge(srv->store, NULL, before, &deleted) != STORE_OK)
         log_error("expiring the message archive failed: %s", store_last_error(srv->store));
     else if (deleted)
@@ -520,6 +686,13 @@ void mam_free(server *srv)
 {
     if (!srv->mam)
         return;
+    batch *b = &srv->mam->pending;
+    if (batch_commit(srv, b, 1) < 0)
+        log_error("archive: %zu entries could not be stored at shutdown and are lost",
+                  b->n);
+    batch_clear(b);
+    free(b->rows);
+    free(b->mem);
     dict_free(srv->mam->prefs, prefs_free);
     free(srv->mam);
     srv->mam = NULL;

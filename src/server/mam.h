@@ -43,7 +43,11 @@ void mam_forget(server *srv, const char *owner);
 int mam_is_request(const xml_node *payload);
 /* Hourly: delete archived messages older than archive_expires_after. */
 void mam_expire(server *srv);
-/* Free cached preferences (shutdown). */
+/* Commit the messages archived since the last call in one transaction (before the event
+ * loop sleeps, ahead of any output: see mam.c). A failure is logged and the messages are
+ * kept for a retry. */
+void mam_flush(server *srv);
+/* Commit what is left and free cached preferences (shutdown). */
 void mam_free(server *srv);
 
 #endif

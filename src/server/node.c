@@ -14,7 +14,8 @@
  * every change. The replica answers only while every live node's snapshot is in; an
  * answer that would send a stanza to offline storage or bounce it (no such session) is
  * asked again of the store, since a session that began a moment ago on another node may
- * not have reached the replica yet. */
+ * not have reached the replica yet. Presence at login does the same when the replica shows
+ * a contact nowhere available (node_copy_at_login); other copies use the replica alone. */
 #include "node.h"
 #include "../common/dict.h"
 #include "../common/jid.h"
@@ -232,35 +233,66 @@ static int wanted(const entry *e, int want)
              (want == NODE_DELIVERABLE && e->priority < 0));
 }
 
+/* A copy of stanza for each node named in es holding a session of the kind want says (one
+ * per node). Returns how many nodes got one. */
+static int copy_to_nodes(server *srv, const entries *es, const xml_node *stanza, int want)
+{
+    int n = 0;
+    for (size_t i = 0; i < es->n; i++) {
+        if (!wanted(&es->v[i], want))
+            continue;
+        int seen = 0; /* one copy per node */
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = wanted(&es->v[j], want) && strcmp(es->v[j].node, es->v[i].node) == 0;
+        if (seen)
+            continue;
+        s2s_node_send(srv, es->v[i].node, xml_copy(stanza));
+        n++;
+    }
+    return n;
+}
+
+static int any_wanted(const entries *es, int want)
+{
+    for (size_t i = 0; i < es->n; i++)
+        if (wanted(&es->v[i], want))
+            return 1;
+    return 0;
+}
+
 int node_copy_to_user(server *srv, const char *bare, const xml_node *stanza, int want)
 {
     if (!clustered(srv))
         return 0;
     entries es;
     others(srv, bare, &es);
-    int n = 0;
-    for (size_t i = 0; i < es.n; i++) {
-        if (!wanted(&es.v[i], want))
-            continue;
-        int seen = 0; /* one copy per node */
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = wanted(&es.v[j], want) && strcmp(es.v[j].node, es.v[i].node) == 0;
-        if (seen)
-            continue;
-        s2s_node_send(srv, es.v[i].node, xml_copy(stanza));
-        n++;
-    }
+    int n = copy_to_nodes(srv, &es, stanza, want);
     entries_free(&es);
     return n;
 }
 
-static int any_deliverable(const entries *es)
+int node_copy_at_login(server *srv, const char *bare, const xml_node *presence,
+                       const xml_node *probe)
 {
-    for (size_t i = 0; i < es->n; i++)
-        if (wanted(&es->v[i], NODE_DELIVERABLE))
-            return 1;
-    return 0;
+    if (!clustered(srv))
+        return 0;
+    entries es;
+    others(srv, bare, &es);
+    /* None available on the replica's word: a session of bare that became available a
+     * moment ago on another node may not have reached the replica yet, but it is in the
+     * store, written before our own availability was (docs/federation.md). */
+    if (!any_wanted(&es, NODE_AVAILABLE))
+        confirm(srv, bare, &es);
+    int n = 0;
+    if (presence)
+        n = copy_to_nodes(srv, &es, presence, NODE_AVAILABLE);
+    if (probe)
+        n = copy_to_nodes(srv, &es, probe, NODE_AVAILABLE);
+    entries_free(&es);
+    return n;
 }
+
+static int any_deliverable(const entries *es) { return any_wanted(es, NODE_DELIVERABLE); }
 
 /* Can a session here take a message for bare (available, priority >= 0)? */
 static int deliverable_here(server *srv, const char *bare)

@@ -27,6 +27,13 @@ enum { NODE_ANY = 0, NODE_AVAILABLE = 1, NODE_DELIVERABLE = 2 /* available, prio
 /* Copies of stanza for the sessions of bare on other nodes (one per node holding a session
  * of the kind want says). Returns how many nodes got one. stanza is not consumed. */
 int node_copy_to_user(server *srv, const char *bare, const xml_node *stanza, int want);
+/* Login-time presence (docs/federation.md, "The directory replica"): copies of presence
+ * and of probe (either may be NULL; presence first) for each node holding an available
+ * session of bare. When the replica names none, the store is asked (one query for both):
+ * a contact that became available on another node a moment ago is then still reached.
+ * Returns how many nodes got a copy. Not consumed. */
+int node_copy_at_login(server *srv, const char *bare, const xml_node *presence,
+                       const xml_node *probe);
 /* Does the directory replica name a session of bare on another node (then the account
  * exists: no need to ask the store)? No store query. */
 int node_has_user(server *srv, const char *bare);

@@ -21,13 +21,18 @@
 static int has_to(sub_state s) { return s == SUB_TO || s == SUB_BOTH; }
 static int has_from(sub_state s) { return s == SUB_FROM || s == SUB_BOTH; }
 
-/* Send a copy of stanza to every available resource of a local bare JID, on this node
- * and on the others (node.h). */
-static void to_available(server *srv, const char *bare, const xml_node *stanza)
+/* Send a copy of stanza to every available resource of a local bare JID on this node. */
+static void to_available_here(server *srv, const char *bare, const xml_node *stanza)
 {
     for (c2s *s = router_sessions(srv, bare); s; s = s->next_resource)
         if (s->available)
             c2s_send(s, stanza);
+}
+
+/* ... on this node and on the others (node.h). */
+static void to_available(server *srv, const char *bare, const xml_node *stanza)
+{
+    to_available_here(srv, bare, stanza);
     node_copy_to_user(srv, bare, stanza, NODE_AVAILABLE);
 }
 
@@ -278,13 +283,19 @@ static void get_roster(server *srv, c2s *s, roster_item **items, size_t *n)
     }
 }
 
-static void broadcast_to(server *srv, c2s *s, xml_node *stanza, const roster_item *items, size_t n)
+/* The broadcast of stanza to the user's contacts and own resources. At login (the initial
+ * presence) the copies for other nodes are left to login_nodes. */
+static void broadcast_to(server *srv, c2s *s, xml_node *stanza, const roster_item *items, size_t n,
+                         int at_login)
 {
     for (size_t i = 0; i < n; i++) {
         if (!has_from(items[i].sub))
             continue;
         xml_set_attr(stanza, "to", items[i].contact);
-        to_contact(srv, items[i].contact, stanza);
+        if (at_login && !is_remote_bare(srv, items[i].contact))
+            to_available_here(srv, items[i].contact, stanza);
+        else
+            to_contact(srv, items[i].contact, stanza);
         if (s->directed)
             free(dict_del(s->directed, items[i].contact));
     }
@@ -293,7 +304,8 @@ static void broadcast_to(server *srv, c2s *s, xml_node *stanza, const roster_ite
     for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource)
         if (r->available || r == s)
             c2s_send(r, stanza);
-    node_copy_to_user(srv, s->user, stanza, NODE_AVAILABLE);
+    if (!at_login)
+        node_copy_to_user(srv, s->user, stanza, NODE_AVAILABLE);
 }
 
 static void broadcast(server *srv, c2s *s, xml_node *stanza)
@@ -301,7 +313,7 @@ static void broadcast(server *srv, c2s *s, xml_node *stanza)
     roster_item *items;
     size_t n;
     get_roster(srv, s, &items, &n);
-    broadcast_to(srv, s, stanza, items, n);
+    broadcast_to(srv, s, stanza, items, n, 0);
     roster_items_free(items, n);
 }
 
@@ -313,27 +325,40 @@ static int send_directed_unavailable(void *ud, const char *target, void *value)
     return 0;
 }
 
-/* Ask the other nodes for the presence of their sessions of bare (answered to s). */
-static void probe_nodes(server *srv, c2s *s, const char *bare)
+/* Login-time presence for the sessions of bare (a local contact, or the user) on other
+ * nodes: the initial presence if broadcast, and a probe (answered to s) if probe. Unlike
+ * later presence, asked of the store when the replica shows bare nowhere available: two
+ * contacts signing in on two nodes at once would otherwise each miss the other
+ * (docs/federation.md, "The directory replica"). */
+static void login_nodes(server *srv, c2s *s, const char *bare, xml_node *broadcast, int probe)
 {
-    xml_node *p = xml_new(XMLNS_CLIENT, "presence");
-    xml_set_attr(p, "type", "probe");
-    xml_set_attr(p, "from", s->full);
-    xml_set_attr(p, "to", bare);
-    node_copy_to_user(srv, bare, p, NODE_AVAILABLE);
+    xml_node *p = NULL;
+    if (probe) {
+        p = xml_new(XMLNS_CLIENT, "presence");
+        xml_set_attr(p, "type", "probe");
+        xml_set_attr(p, "from", s->full);
+        xml_set_attr(p, "to", bare);
+    }
+    if (broadcast)
+        xml_set_attr(broadcast, "to", bare);
+    if (broadcast || p)
+        node_copy_at_login(srv, bare, broadcast, p);
     xml_free(p);
 }
 
-static void initial_presence(server *srv, c2s *s, const roster_item *items, size_t n)
+static void initial_presence(server *srv, c2s *s, xml_node *stanza, const roster_item *items,
+                             size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         /* Probe: local contacts are answered directly, remote ones by their server. */
-        if (has_to(items[i].sub) && is_remote_bare(srv, items[i].contact)) {
+        int remote = is_remote_bare(srv, items[i].contact);
+        if (has_to(items[i].sub) && remote)
             send_remote(srv, "probe", s->user, items[i].contact);
-        } else if (has_to(items[i].sub)) {
+        else if (has_to(items[i].sub))
             send_current_presence(srv, items[i].contact, s, NULL);
-            probe_nodes(srv, s, items[i].contact);
-        }
+        if (!remote)
+            login_nodes(srv, s, items[i].contact, has_from(items[i].sub) ? stanza : NULL,
+                        has_to(items[i].sub));
         /* Subscription requests that arrived while we were away (RFC 6121 3.1.3). */
         if (items[i].pending_in && items[i].pending_in_stanza) {
             xml_node *req = xml_parse_document(items[i].pending_in_stanza,
@@ -345,7 +370,7 @@ static void initial_presence(server *srv, c2s *s, const roster_item *items, size
             }
         }
     }
-    probe_nodes(srv, s, s->user);
+    login_nodes(srv, s, s->user, stanza, 1);
     /* The user's other resources are also presences this session should know. */
     for (c2s *r = router_sessions(srv, s->user); r; r = r->next_resource) {
         if (r == s || !r->available || !r->presence)
@@ -378,9 +403,9 @@ static void available_presence(server *srv, c2s *s, xml_node *stanza)
     roster_item *items;
     size_t n;
     get_roster(srv, s, &items, &n);
-    broadcast_to(srv, s, stanza, items, n);
+    broadcast_to(srv, s, stanza, items, n, initial);
     if (initial)
-        initial_presence(srv, s, items, n);
+        initial_presence(srv, s, stanza, items, n);
     roster_items_free(items, n);
     if (priority >= 0)
         message_flush_offline(srv, s);

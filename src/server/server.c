@@ -19,6 +19,7 @@
 #include "verdict.h"
 #include "pep.h"
 #include "policy_service.h"
+#include "tls_pool.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -52,8 +53,11 @@ static void on_fast_tick(ev_loop *loop, void *ud)
 
 static void before_sleep(ev_loop *loop, void *ud)
 {
-    /* Records first: the messages they release are then written out in the same pass. */
+    /* Records first: the messages they release are then written out in the same pass.
+     * The users' archive commits before any output leaves: an <a/> or a delivery never
+     * precedes the archive rows of the messages it stands for (mam.c). */
     compliance_flush(ud);
+    mam_flush(ud);
     conn_flush_all(ud);
 }
 
@@ -103,6 +107,27 @@ static int raise_fd_limit(int want)
     return (int)rl.rlim_cur;
 }
 
+/* tls_threads: -1 means one thread per online CPU (at most 64). */
+static int start_tls_pool(server *srv)
+{
+    int n = srv->cfg.tls_threads;
+    if (n < 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus < 1 ? 1 : (int)cpus;
+    }
+    if (n > 64)
+        n = 64;
+    if (n == 0)
+        return 0;
+    srv->tls_pool = tls_pool_new(srv->loop, n);
+    if (!srv->tls_pool) {
+        log_error("cannot start %d TLS handshake threads", n);
+        return -1;
+    }
+    log_info("TLS handshakes on %d thread%s", n, n == 1 ? "" : "s");
+    return 0;
+}
+
 int server_init(server *srv, const config *cfg)
 {
     memset(srv, 0, sizeof *srv);
@@ -138,6 +163,8 @@ int server_init(server *srv, const config *cfg)
         log_error("cannot create the event loop");
         return -1;
     }
+    if (start_tls_pool(srv) < 0)
+        return -1;
     srv->users = dict_new();
     srv->authlimit = authlimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -188,6 +215,10 @@ void server_shutdown(server *srv)
     compliance_flush(srv);
     if (srv->loop) {
         listener_close_all(srv);
+        /* Handshakes still on the pool's threads come back (abandoned) to be closed
+         * with the rest; new ones from here on run in the loop. */
+        tls_pool_free(srv->tls_pool);
+        srv->tls_pool = NULL;
         /* Components first: checks waiting for the compliance server fail now, and the
          * messages they held are delivered or bounced while their senders are online. */
         component_shutdown_all(srv);
@@ -204,8 +235,8 @@ void server_shutdown(server *srv)
     muc_free(srv);
     iq_out_free(srv);
     s2s_free(srv);
-    mam_free(srv);
     compliance_close(srv);
+    mam_free(srv); /* after the compliance archive: the messages it releases are archived */
     verdict_free(srv);
     policy_service_free(srv);
     pep_free(srv);

@@ -32,7 +32,7 @@ typedef struct server {
     struct dict *services;      /* domain -> service served in or beside parleyd (router.c) */
     struct iq_out *iq_out;      /* IQs the server sent and awaits answers to (iq_out.h) */
     struct dict *sm_sessions;   /* XEP-0198 resumption id -> c2s (sm.c) */
-    struct mam_cache *mam;      /* archive preferences in memory (mam.c) */
+    struct mam_cache *mam;      /* archive preferences and rows awaiting commit (mam.c) */
     struct verdicts *verdicts;  /* messages waiting for the compliance server (verdict.h) */
     struct component *components; /* every external component connection (component.h) */
     struct s2s *s2s;            /* server links, NULL when federation is off (s2s.h) */
@@ -54,6 +54,7 @@ typedef struct server {
     int nlisten;
     int spare_fd;               /* reserve fd released to shed connections on EMFILE */
     int exit_code;
+    struct tls_pool *tls_pool;  /* TLS handshake threads, NULL with tls_threads = 0 (tls_pool.h) */
 } server;
 
 /* Bring everything up from a loaded config: store, TLS, listeners. Returns 0, or -1 after

@@ -95,7 +95,8 @@ typedef struct mam_filter {
     int max;               /* page size, > 0 */
 } mam_filter;
 
-/* Append rows in one transaction (all or none). */
+/* Append rows in one transaction (all or none). A row whose (owner, id) is already there
+ * is skipped: a commit retried after an unclear failure stores nothing twice. */
 store_status store_mam_append(store *st, const mam_row *rows, size_t n);
 /* Call fn on each result in archive order; *complete is 1 when the page reaches the end
  * of the results in its direction. STORE_NOT_FOUND if after_id/before_id is unknown. */

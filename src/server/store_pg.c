@@ -324,7 +324,8 @@ static const char *const sql_text[S_COUNT] = {
     [S_OFFLINE_INSERT] = "INSERT INTO offline(owner, stanza, stored_at) VALUES ($1, $2, $3)",
     [S_OFFLINE_LOCK] = "SELECT id, stanza FROM offline WHERE owner = $1 ORDER BY id FOR UPDATE",
     [S_OFFLINE_DELETE_IDS] = "DELETE FROM offline WHERE owner = $1 AND id = ANY($2::bigint[])",
-    [S_MAM_INSERT] = "INSERT INTO mam(sid, owner, with_jid, ts_us, stanza) VALUES ($1, $2, $3, $4, $5)",
+    [S_MAM_INSERT] = "INSERT INTO mam(sid, owner, with_jid, ts_us, stanza) VALUES ($1, $2, $3, $4, $5)"
+                    " ON CONFLICT (owner, sid) DO NOTHING",
     [S_MAM_SEQ] = "SELECT seq FROM mam WHERE owner = $1 AND sid = $2",
     [S_MAM_NEXT] = "SELECT sid, with_jid, ts_us, stanza FROM mam WHERE owner = $1"
                    " AND ($2::text IS NULL OR with_jid = $2) AND ts_us >= $3 AND ts_us <= $4"

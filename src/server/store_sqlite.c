@@ -14,8 +14,14 @@
  * Schema: versioned migrations recorded in schema_version; later features append a
  * migration to the table below and never edit an applied one.
  *
+ * Checkpoints: not in the COMMIT that fills the WAL (SQLite's default, which stopped
+ * parleyd's event loop for 20-35 ms several times a second under archive load) but on a
+ * background thread with its own connection (sqlite_checkpoint.c), started by the first
+ * commit that needs one, so parleyctl's few writes never start it.
+ *
  * Every statement is prepared once per store (SQLITE_PREPARE_PERSISTENT) and reused. */
 #include "store_backend.h"
+#include "sqlite_checkpoint.h"
 #include "sqlite_db.h"
 
 #include "../common/log.h"
@@ -251,7 +257,8 @@ static const char *const sql_text[S_COUNT] = {
     [S_OFFLINE_INSERT] = "INSERT INTO offline(owner, stanza, stored_at) VALUES (?1, ?2, ?3)",
     [S_OFFLINE_LIST] = "SELECT id, stanza FROM offline WHERE owner = ?1 ORDER BY id",
     [S_OFFLINE_DELETE_UPTO] = "DELETE FROM offline WHERE owner = ?1 AND id <= ?2",
-    [S_MAM_INSERT] = "INSERT INTO mam(sid, owner, with_jid, ts_us, stanza) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_MAM_INSERT] = "INSERT INTO mam(sid, owner, with_jid, ts_us, stanza) VALUES (?1, ?2, ?3, ?4, ?5)"
+                    " ON CONFLICT(owner, sid) DO NOTHING",
     [S_MAM_SEQ] = "SELECT seq FROM mam WHERE owner = ?1 AND sid = ?2",
     [S_MAM_NEXT] = "SELECT sid, with_jid, ts_us, stanza FROM mam WHERE owner = ?1"
                    " AND (?2 IS NULL OR with_jid = ?2) AND ts_us >= ?3 AND ts_us <= ?4"
@@ -328,6 +335,7 @@ static const char *const sql_text[S_COUNT] = {
 typedef struct sqlite_store {
     struct store base; /* first: store.c sees only this */
     sqlite3 *db;
+    sqlite_ckpt *ckpt; /* NULL for ":memory:" */
     sqlite3_stmt *stmts[S_COUNT];
 } sqlite_store;
 
@@ -446,9 +454,23 @@ static const char *hash_name(scram_hash h)
 
 /* ---- open / close ---- */
 
+/* Wait for another connection's lock by retrying every millisecond, up to about
+ * SQLITE_BUSY_MS. SQLite's busy_timeout sleeps 1, 2, 5, 10 ... 100 ms between tries, so
+ * a lock held 30 ms (the checkpoint thread's RESTART, sqlite_checkpoint.c) would stop
+ * the event loop for 53 ms. */
+static int retry_every_ms(void *arg, int tries)
+{
+    (void)arg;
+    if (tries >= SQLITE_BUSY_MS)
+        return 0;
+    nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+    return 1;
+}
+
 static void sqlite_close(store *st)
 {
     sqlite_store *s = ss_of(st);
+    sqlite_ckpt_stop(s->ckpt);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(s->stmts[i]);
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
@@ -477,7 +499,7 @@ static store *sqlite_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, SQLITE_BUSY_MS);
+    sqlite3_busy_handler(db, retry_every_ms, NULL);
 
     char what[300];
     snprintf(what, sizeof what, "%.200s", path);
@@ -504,6 +526,7 @@ static store *sqlite_open(const char *path, char *err, size_t errlen)
 
     sqlite_store *s = xcalloc(1, sizeof *s);
     s->db = db;
+    s->ckpt = sqlite_ckpt_start(db, "store", SQLITE_CKPT_MAX_WAL_BYTES);
     return &s->base;
 }
 

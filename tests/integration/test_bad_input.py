@@ -326,6 +326,25 @@ def test_authenticated_session_not_cut_by_handshake_timeout(server, run):
 
 # ---------------------------------------------------------------- slow reader
 
+def test_stanza_larger_than_output_limit_reaches_a_reading_client(server):
+    """A stanza bigger than max_output_buffer (but within max_stanza_size) for a client
+    that reads normally is delivered: a peer is judged "not reading" only after the
+    socket took what it could, not while one pass of the loop queues its output."""
+    srv = server(extra=["max_output_buffer = 64K"])
+    sender, _ = raw_login(srv, "alice", "big", timeout=10)
+    reader, _ = raw_login(srv, "bob", "reader", timeout=10)
+    body = "b" * (100 * 1024)
+    for i in range(3):
+        sender.send(f"<message to='bob@localhost/reader' type='chat' id='big{i}'>"
+                    f"<body>big-{i}-{body}</body></message>")
+        reader.read_until(f"big-{i}-b+</body>", timeout=20)
+    reader.send("<iq type='get' id='still'><ping xmlns='urn:xmpp:ping'/></iq>")
+    reader.read_until(r"<iq\b[^>]*\bid=['\"]still['\"]", timeout=10)
+    sender.close()
+    reader.close()
+    assert srv.alive()
+
+
 def test_never_reading_client_flooded_is_dropped(server, run):
     """carol (raw socket, small receive buffer) never reads; dave floods her with headline
     messages (headlines to a gone resource are dropped silently, so nothing bounces back to

@@ -11,7 +11,8 @@ PostgreSQL: PARLEY_TEST_PG_URI, else a cluster of our own (nodes_util.py)."""
 import asyncio
 import time
 
-from nodes_util import DOMAIN, USERS, cluster, on, pg_server, pg_uri, subscribe  # noqa: F401
+from nodes_util import AVAILABLE, DOMAIN, USERS, on, subscribe
+from nodes_util import cluster, pg_server, pg_uri  # noqa: F401
 from s2s_util import RawPeer, issue_cert, login
 from conftest import HOST
 
@@ -250,3 +251,58 @@ def test_snapshot_in_several_stanzas(cluster, run):
             await x.close()
 
     run(scenario, timeout=120)
+
+
+def test_login_presence_reaches_a_contact_the_replica_does_not_know_yet(cluster, run):
+    """Two contacts signing in on two nodes at about the same time each see the other:
+    the login-time broadcast and probes ask the store about a contact the replica shows
+    nowhere available. The replica's miss is made deterministic with a node that has just
+    started: with a long lease, node1 looks at which nodes live only every lease/3
+    seconds, so for that long it does not count the new node2 and trusts a replica
+    without node2's sessions, while bob's available session on node2 is in the store."""
+    c = cluster(2)
+    n1, n2 = c.nodes
+    alice_jid = f"alice@{DOMAIN}"
+
+    async def subscribed():
+        alice = await on(n1, "alice")
+        bob = await on(n1, "bob")
+        await subscribe(alice, alice_jid, bob, BOB)
+        await subscribe(bob, BOB, alice, alice_jid)
+        for x in (alice, bob):
+            await x.close()
+
+    run(subscribed, timeout=60)
+    lease = 60  # node1's next look at the live nodes: 20 s after its start
+    assert n2.stop() == []
+    assert n1.stop() == []
+    time.sleep(1.5)  # node2's clean leave: its lease (1 s) has run out
+    n2.set_config([f"node_lease = {lease}"])
+    n1.set_config([f"node_lease = {lease}", "log_level = debug"])
+    since = len(n1.log_text())
+    n1.start()
+    started = time.monotonic()
+    n2.start()
+
+    async def scenario():
+        bob = await login(DOMAIN, n2.c2s_port, n2.ca, "bob", USERS["bob"], resource="r")
+        # his own presence back: node2 has written his availability to the store
+        await bob.wait_for("presence", lambda p: str(p["from"]) == f"{BOB}/r",
+                           timeout=10, what="bob's own presence")
+        mark = len(n1.log_text())
+        alice = await login(DOMAIN, n1.c2s_port, n1.ca, "alice", USERS["alice"], resource="r")
+        await alice.wait_for("presence", lambda p: str(p["from"]) == f"{alice_jid}/r",
+                             timeout=10, what="alice's own presence")
+        # the race was there: node1 handled alice's initial presence before it counted
+        # node2 (it asks a node it counts for its snapshot at once, and logs the sync)
+        assert time.monotonic() - started < lease / 3 - 5, "too slow to set up the race"
+        assert "node directory: node2 synced" not in n1.log_text()[since:]
+        await alice.wait_for("presence", lambda p: str(p["from"]) == f"{BOB}/r" and
+                             p["type"] in AVAILABLE, timeout=10, what="bob's presence")
+        await bob.wait_for("presence", lambda p: str(p["from"]) == f"{alice_jid}/r" and
+                           p["type"] in AVAILABLE, timeout=10, what="alice's presence")
+        assert store_lookups(n1, mark, BOB) >= 1, n1.log_text()[mark:]
+        for x in (alice, bob):
+            await x.close()
+
+    run(scenario, timeout=60)

@@ -110,6 +110,25 @@ static inline int pgt_drop_db(const char *name)
     return pgt_exec(getenv("PARLEY_TEST_PG_URI"), sql);
 }
 
+/* ---- one database for a whole test program (cmocka group setup and teardown) ---- */
+
+static char pgt_group_name[64], pgt_group_uri[600]; /* uri "" when there is no server */
+
+/* Make database PREFIX_PID when PARLEY_TEST_PG_URI names a server; 0, or -1. */
+static inline int pgt_group_setup(const char *prefix)
+{
+    const char *base = getenv("PARLEY_TEST_PG_URI");
+    if (!base || !*base)
+        return 0; /* the PostgreSQL cases skip themselves */
+    snprintf(pgt_group_name, sizeof pgt_group_name, "%s_%ld", prefix, (long)getpid());
+    return pgt_create_db(pgt_group_name, pgt_group_uri, sizeof pgt_group_uri) < 0 ? -1 : 0;
+}
+
+static inline int pgt_group_teardown(void)
+{
+    return !pgt_group_uri[0] || pgt_drop_db(pgt_group_name) == 0 ? 0 : -1;
+}
+
 /* ---- a private cluster (scripts/pg-cluster.sh), for tests that stop the server ---- */
 
 typedef struct pgt_cluster {

@@ -11,77 +11,33 @@
 
 #include "server/store.h"
 
-#include <libpq-fe.h>
+#include "pg_helpers.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static char g_base[512], g_uri[600], g_db[64];
-
-static int pg_exec(const char *uri, const char *sql)
-{
-    PGconn *c = PQconnectdb(uri);
-    int ok = PQstatus(c) == CONNECTION_OK;
-    if (ok) {
-        PGresult *r = PQexec(c, sql);
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (!ok)
-            fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
-        PQclear(r);
-    }
-    PQfinish(c);
-    return ok ? 0 : -1;
-}
-
-/* base URI with its database replaced by db. */
-static void with_db(const char *base, const char *db, char *out, size_t outlen)
-{
-    const char *slash = strrchr(base, '/');
-    int n = slash ? (int)(slash - base) : (int)strlen(base);
-    snprintf(out, outlen, "%.*s/%s", n, base, db);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("PARLEY_TEST_PG_URI");
-    if (!base || !*base)
-        return 0;
-    snprintf(g_base, sizeof g_base, "%s", base);
-    snprintf(g_db, sizeof g_db, "parley_test_nodes_%ld", (long)getpid());
-    char admin[600], sql[128];
-    with_db(base, "postgres", admin, sizeof admin);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", g_db);
-    if (pg_exec(admin, sql) < 0)
-        return -1;
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
-    if (pg_exec(admin, sql) < 0)
-        return -1;
-    with_db(base, g_db, g_uri, sizeof g_uri);
-    return 0;
+    return pgt_group_setup("parley_test_nodes");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (!g_uri[0])
-        return 0;
-    char admin[600], sql[128];
-    with_db(g_base, "postgres", admin, sizeof admin);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-    return pg_exec(admin, sql) < 0 ? -1 : 0;
+    return pgt_group_teardown();
 }
 
 static store *open_pg(void)
 {
-    if (!g_uri[0])
+    if (!pgt_group_uri[0])
         skip(); /* no PostgreSQL server for this run */
     char err[512];
-    store *st = store_open(g_uri, err, sizeof err);
+    store *st = store_open(pgt_group_uri, err, sizeof err);
     if (!st)
         fail_msg("store_open: %s", err);
-    assert_int_equal(pg_exec(g_uri, "DELETE FROM cluster_sessions; DELETE FROM cluster_nodes"), 0);
+    assert_int_equal(pgt_exec(pgt_group_uri, "DELETE FROM cluster_sessions; DELETE FROM cluster_nodes"), 0);
     return st;
 }
 
@@ -152,7 +108,7 @@ static void test_directory_and_leases(void **state)
     assert_int_equal(s.n, 2);
     assert_string_equal(s.what[0], "r1@b 1 1");
     /* b's lease ran out (on the database's clock): its entries no longer count */
-    assert_int_equal(pg_exec(g_uri, "UPDATE cluster_nodes SET lease_until = now() - "
+    assert_int_equal(pgt_exec(pgt_group_uri, "UPDATE cluster_nodes SET lease_until = now() - "
                                     "interval '100 seconds' WHERE name = 'b'"),
                      0);
     memset(&s, 0, sizeof s);
