@@ -27,18 +27,24 @@ def codes(p):
     return p["muc"]["status_codes"]
 
 
-async def login(cl, user, resource=None, plugins=PLUGINS):
-    """A client with the MUC plugins (or these). slixmpp stops raising 'presence' events
-    for a room's JIDs once it has seen one of them, so every presence stanza is also
-    recorded as 'mucp', straight from the stream."""
-    c = cl.make(user, resource or user, plugins=plugins)
+def record_raw(c):
+    """Record every presence ('mucp') and message ('mucm') straight from c's stream:
+    slixmpp hides some of a room's stanzas (and subject changes, invitations and
+    declines have no body). Returns c."""
     c.events["mucp"] = []
     c.events["mucm"] = []
     c.register_handler(Callback("record-presence", MatchXPath("{jabber:client}presence"),
                                 lambda p: c.events["mucp"].append(p)))
-    # and every message: subject changes, invitations and declines have no body
     c.register_handler(Callback("record-message", MatchXPath("{jabber:client}message"),
                                 lambda m: c.events["mucm"].append(m)))
+    return c
+
+
+async def login(cl, user, resource=None, plugins=PLUGINS):
+    """A client with the MUC plugins (or these). slixmpp stops raising 'presence' events
+    for a room's JIDs once it has seen one of them, so every presence stanza is also
+    recorded as 'mucp', straight from the stream."""
+    c = record_raw(cl.make(user, resource or user, plugins=plugins))
     await cl.connect(c)
     await asyncio.wait_for(c.get_roster(), 10)
     c.send_presence()

@@ -11,15 +11,13 @@ import asyncio
 import time
 
 from slixmpp.exceptions import PresenceError
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import MatchXPath
 
 from conftest import HOST, Client
+from muc_util import PLUGINS, record_raw
 from nodes_util import DOMAIN, LEASE, USERS, cluster, pg_server, pg_uri  # noqa: F401
 from s2s_util import RawPeer, issue_cert
 
 MUC = f"conference.{DOMAIN}"
-PLUGINS = ("xep_0030", "xep_0004", "xep_0045", "xep_0203")
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 
@@ -27,13 +25,7 @@ NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 async def member(srv, user, resource="r"):
     """A session on node srv with the MUC plugins; every presence and message is also
     recorded raw ('mucp', 'mucm': slixmpp hides some of a room's stanzas)."""
-    c = Client(f"{user}@{DOMAIN}/{resource}", USERS[user], srv.ca, plugins=PLUGINS)
-    c.events["mucp"] = []
-    c.events["mucm"] = []
-    c.register_handler(Callback("record-presence", MatchXPath("{jabber:client}presence"),
-                                lambda p: c.events["mucp"].append(p)))
-    c.register_handler(Callback("record-message", MatchXPath("{jabber:client}message"),
-                                lambda m: c.events["mucm"].append(m)))
+    c = record_raw(Client(f"{user}@{DOMAIN}/{resource}", USERS[user], srv.ca, plugins=PLUGINS))
     c.session = asyncio.get_running_loop().create_future()
     c.connect((HOST, srv.c2s_port), force_starttls=True)
     await asyncio.wait_for(asyncio.shield(c.session), 15)
