@@ -1,12 +1,18 @@
 """Parley's own client for file transfer: `parley send-file` and `parley screenshot`
-against parleyd (slixmpp on the receiving side), including the policy's refusal."""
+against parleyd (slixmpp on the receiving side), including the policy's refusal, files
+to a room, and the reasons for refusals after the slot (the PUT refused, the compliance
+server's block)."""
 import asyncio
 import hashlib
 import os
 import subprocess
 
+from component_util import Component
 from conftest import BUILD, HOST, clients_for
-from test_upload import https, upload_server, wait_records
+from muc_util import configure, occupied_room, presence_of
+from test_upload import file_records, https, upload_server, wait_records
+from test_upload_policy import EXE
+from test_upload_verdicts import judge, verdict_server
 
 PARLEY = os.environ.get("PARLEY_CLIENT", os.path.join(BUILD, "parley"))
 NS_OOB = "jabber:x:oob"
@@ -70,4 +76,118 @@ def test_parley_send_file_and_screenshot(server, run):
         # no screen and no picture: a clear usage error
         p = await asyncio.to_thread(parley, srv, "alice", "screenshot", "--to", "bob@localhost")
         assert p.returncode == 1 and "DISPLAY" in p.stderr and "--file" in p.stderr
+    run(scenario)
+
+
+# --------------------------------------------------------------------------- rooms
+
+def test_send_file_to_a_room(server, run):
+    """`parley send-file --room` joins the room, sends the link as groupchat with the
+    out-of-band data, and leaves; an occupant downloads a byte-identical copy and the
+    compliance record names the room. Without --room the room refuses the (chat) link,
+    and the client says so instead of reporting success."""
+    srv = upload_server(server)
+    data = os.urandom(40_000)
+    path = os.path.join(srv.dir, "minutes.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+
+    async def scenario():
+        cl = clients_for(srv)
+        rjid, bob, carol = await occupied_room(cl, "files", "bob", "carol")
+        p = await asyncio.to_thread(parley, srv, "alice", "send-file", "--room", "--to", rjid,
+                                    path)
+        assert p.returncode == 0, p.stderr
+        url = p.stdout.strip()
+        m = await carol.wait_for("mucm", lambda m: m["type"] == "groupchat" and m["body"] == url,
+                                 timeout=10)
+        assert m["from"].bare == rjid and m["from"].resource == "alice"
+        assert f"<url>{url}</url>" in str(m) and NS_OOB in str(m)
+        st, _, body = await asyncio.to_thread(https, srv, "GET", url)
+        assert st == 200 and body == data
+        up = (await wait_records(srv, type="upload"))[0]
+        assert up["recipient"] == rjid and up["outcome"] == "stored"
+        # alice came only for the transfer
+        await carol.wait_for("mucp", presence_of(rjid, "alice", "unavailable"), timeout=10)
+
+        # a chat message to a room is refused: no success, the room's reason shown
+        p = await asyncio.to_thread(parley, srv, "alice", "send-file", "--to", rjid, path)
+        assert p.returncode != 0, p.stdout
+        assert "bad-request" in p.stderr and "groupchat" in p.stderr, p.stderr
+        assert p.stdout.strip() == ""
+        # a room alice may not enter: nothing is uploaded
+        await configure(bob, rjid, {"membersonly": "1"})
+        p = await asyncio.to_thread(parley, srv, "alice", "send-file", "--room", "--to", rjid,
+                                    path)
+        assert p.returncode != 0, p.stdout
+        assert "cannot enter room" in p.stderr and "registration-required" in p.stderr, p.stderr
+        assert len(file_records(srv, type="upload")) == 2
+    run(scenario)
+
+
+# --------------------------------------------------------------------------- refusals after the slot
+
+def test_send_file_put_refused_shows_the_reason(server, run):
+    """The slot is granted for the declared name, but the content (an executable renamed
+    .pdf) is refused by the blocked-types policy at PUT: exit 5 with the policy's reason,
+    and no link sent."""
+    srv = upload_server(server)
+    srv.ctl("policy", "set", "--global", "file_types_blocked", "exe,application/x-msdownload")
+    path = os.path.join(srv.dir, "quarterly-report.pdf")
+    with open(path, "wb") as f:
+        f.write(EXE)
+
+    async def scenario():
+        cl = clients_for(srv)
+        b = await cl.login("bob", "b")
+        p = await asyncio.to_thread(parley, srv, "alice", "send-file", "--to", "bob@localhost",
+                                    path)
+        assert p.returncode == 5, (p.returncode, p.stderr)
+        assert "quarterly-report.pdf refused: HTTP 403" in p.stderr, p.stderr
+        assert "file_types_blocked" in p.stderr and "x-dosexec" in p.stderr
+        assert p.stdout.strip() == ""
+        await b.expect_none("message", lambda m: "quarterly-report" in m["body"], duration=1)
+        up = await wait_records(srv, type="upload")
+        assert [r["outcome"] for r in up] == ["blocked-policy"]
+    run(scenario)
+
+
+def test_send_file_blocked_by_the_compliance_server(server, run):
+    """Under a compliance server the upload is held until its verdict: the client waits
+    for it, sends the link once released, and on a block exits 5 with the compliance
+    server's reason (upload.localhost's notice) and sends no link."""
+    srv, cport = verdict_server(server)
+    good = os.path.join(srv.dir, "slow.txt")
+    bad = os.path.join(srv.dir, "bad.txt")
+    with open(good, "w") as f:
+        f.write("fine!")
+    with open(bad, "w") as f:
+        f.write("ACCT-123-456")
+
+    async def scenario():
+        comp = Component(srv, cport)
+        # files: slow.txt allowed after 1.5 s, bad.txt blocked; messages (the links) pass
+        comp.policy = lambda c: judge(c) if c["file"] is not None else ("allow", None, None)
+        await comp.start()
+        cl = clients_for(srv)
+        b = await cl.login("bob", "b")
+        p = await asyncio.to_thread(parley, srv, "alice", "send-file", "--to", "bob@localhost",
+                                    good)
+        assert p.returncode == 0, p.stderr
+        url = p.stdout.strip()
+        await b.wait_for("message", lambda m: m["body"] == url, timeout=10)
+        # the link came after the release: it works at once
+        st, _, body = await asyncio.to_thread(https, srv, "GET", url)
+        assert st == 200 and body == b"fine!"
+
+        p = await asyncio.to_thread(parley, srv, "alice", "send-file", "--to", "bob@localhost",
+                                    bad)
+        assert p.returncode == 5, (p.returncode, p.stderr)
+        assert "blocked by the compliance server" in p.stderr
+        assert "contains client account numbers" in p.stderr and "bad.txt" in p.stderr
+        assert p.stdout.strip() == ""
+        await b.expect_none("message", lambda m: "bad.txt" in m["body"], duration=1)
+        vd = file_records(srv, type="verdict", file_name="bad.txt")
+        assert [r["outcome"] for r in vd] == ["blocked-compliance"]
+        await comp.stop()
     run(scenario)
