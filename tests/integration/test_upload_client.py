@@ -5,6 +5,8 @@ server's block)."""
 import asyncio
 import hashlib
 import os
+import resource
+import signal
 import subprocess
 
 from component_util import Component
@@ -190,4 +192,43 @@ def test_send_file_blocked_by_the_compliance_server(server, run):
         vd = file_records(srv, type="verdict", file_name="bad.txt")
         assert [r["outcome"] for r in vd] == ["blocked-compliance"]
         await comp.stop()
+    run(scenario)
+
+
+def test_send_file_disk_full_says_insufficient_storage(server, run, monkeypatch):
+    """parleyd may write no file larger than 4 MiB (RLIMIT_FSIZE, SIGXFSZ ignored: writes
+    past it fail with EFBIG, which parleyd treats as a full disk): the server answers the
+    PUT with 507, and `parley send-file` says the server is out of storage space."""
+    limit = 4 << 20
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    real_popen = subprocess.Popen
+
+    def popen(args, *a, **kw):
+        if isinstance(args, (list, tuple)) and os.path.basename(str(args[0])) == "parleyd":
+            kw["preexec_fn"] = limited
+        return real_popen(args, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    srv = upload_server(server)
+    monkeypatch.setattr(subprocess, "Popen", real_popen)
+    path = os.path.join(srv.dir, "big.bin")
+    with open(path, "wb") as f:
+        f.write(os.urandom(limit + (2 << 20)))
+
+    async def scenario():
+        cl = clients_for(srv)
+        b = await cl.login("bob", "b")
+        p = await asyncio.to_thread(parley, srv, "alice", "send-file", "--to", "bob@localhost",
+                                    path)
+        assert p.returncode == 7, (p.returncode, p.stderr)
+        assert "out of storage space" in p.stderr and "HTTP 507" in p.stderr, p.stderr
+        assert "insufficient storage" in p.stderr
+        assert p.stdout.strip() == ""
+        await b.expect_none("message", lambda m: "big.bin" in m["body"], duration=1)
+        up = await wait_records(srv, type="upload")
+        assert [(r["outcome"], r["reason"]) for r in up] == [("failed", "insufficient storage")]
     run(scenario)
