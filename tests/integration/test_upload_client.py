@@ -8,6 +8,9 @@ import os
 import resource
 import signal
 import subprocess
+import sys
+
+import pytest
 
 from component_util import Component
 from conftest import BUILD, HOST, clients_for
@@ -231,4 +234,49 @@ def test_send_file_disk_full_says_insufficient_storage(server, run, monkeypatch)
         await b.expect_none("message", lambda m: "big.bin" in m["body"], duration=1)
         up = await wait_records(srv, type="upload")
         assert [(r["outcome"], r["reason"]) for r in up] == [("failed", "insufficient storage")]
+    run(scenario)
+
+
+# --------------------------------------------------------------------------- interactive
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "client"))
+from test_interactive import TMUX, Term, tmux_dir  # noqa: E402,F401  (tmux_dir is a fixture)
+
+
+class TermServer:
+    """What test_interactive's Term needs of a server, from conftest's Server."""
+
+    def __init__(self, srv):
+        self.ca, self.c2s_port = srv.ca, srv.c2s_port
+        self.pwfiles = {u: os.path.join(srv.dir, f".pw-{u}") for u in ("alice", "bob", "carol")}
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+def test_interactive_sendfile_blocked_by_the_compliance_server(server, run, tmux_dir):  # noqa: F811
+    """/sendfile of a file the compliance server blocks after the upload: the
+    conversation window says so, with the compliance server's reason, and no link goes
+    out."""
+    srv, cport = verdict_server(server)
+    bad = os.path.join(str(tmux_dir), "bad.txt")
+    with open(bad, "w") as f:
+        f.write("ACCT-123-456")
+
+    async def scenario():
+        comp = Component(srv, cport)
+        comp.policy = lambda c: judge(c) if c["file"] is not None else ("allow", None, None)
+        await comp.start()
+        cl = clients_for(srv)
+        b = await cl.login("bob", "b")
+        alice = Term(tmux_dir, "alice", TermServer(srv), "alice").start()
+        await asyncio.to_thread(alice.wait, r"signed in as")
+        alice.type("/msg bob@localhost")
+        alice.type(f"/sendfile {bad}")
+        s = await asyncio.to_thread(alice.wait, r"not sent: .*blocked by the compliance", 30)
+        assert "bad.txt" in s
+        s = await asyncio.to_thread(alice.wait, r"contains client account\s+numbers", 5)
+        assert "https://" not in s, s
+        await b.expect_none("message", lambda m: "bad.txt" in m["body"], duration=1)
+        assert "PARLEY-EXIT=0" in await asyncio.to_thread(alice.quit)
+        await comp.stop()
     run(scenario)
