@@ -140,6 +140,10 @@ static void cmd_sendfile(ui *u, const char *path)
         INFO(u, w->jid ? "usage: /sendfile PATH" : "open a conversation first (/msg JID)");
         return;
     }
+    if (w->room && !parley_room_nick(u->p, w->jid)) {
+        INFO(u, "not sent: you are not in this room (/join it)");
+        return;
+    }
     char url[1024], why[800];
     INFO(u, "uploading %s ...", path);
     chat_draw(u);
