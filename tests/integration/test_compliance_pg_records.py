@@ -14,7 +14,11 @@ import time
 import pytest
 
 from conftest import clients_for, exchange
+from nodes_util import cluster, pg_server, pg_uri  # noqa: F401
 from muc_util import create, gc_body, groupchat, join, logins, presence_of, record_raw
+from nodes_util import DOMAIN as NODES_DOMAIN
+from test_nodes_rooms import gc, instant, member, unavailable, until
+from test_nodes_rooms import join as node_join
 from test_policy import condition
 from test_compliance_store import Database, assert_verifies, pg_base, pg_rows, sqlite_rows
 from test_upload import https, request_slot, upload_server
@@ -310,3 +314,66 @@ def test_file_upload_and_download_recorded(archive, server, run):
         ("minutes.txt", sha, "bob@localhost")
     assert "127.0.0.1" in down["stanza"]
     assert_verifies(srv)
+
+
+# --------------------------------------------------------------------------- several nodes
+
+def test_room_on_another_node_home_records_occupants_once(cluster, run):
+    """A room homed on node2 with an occupant on node1: node2 records alice's joins and
+    leaves (with the node she joined from), node1 none; her client going away on node1
+    reaches node2 as 'disconnected', her own leave as 'left' even with the node link's
+    mark forged into it; whoever is still in the room when its home stops leaves it then."""
+    c = cluster(2)
+    n1, n2 = c.nodes
+    rjid = f"crossing@conference.{NODES_DOMAIN}"
+
+    def room_events(node):
+        return sqlite_rows(node, "SELECT * FROM audit WHERE event LIKE 'room-%' ORDER BY seq")
+
+    async def scenario():
+        bob = await member(n2, "bob")
+        await node_join(bob, rjid, "bob")
+        await instant(bob, rjid)
+        alice = await member(n1, "alice")
+        await node_join(alice, rjid, "alice")
+        gc(bob, rjid, "x1")
+        await until(lambda: any(m["body"] == "x1" for m in alice.events["mucm"]), 10, "x1")
+        alice.send_raw(f"<presence to='{rjid}/alice' type='unavailable'>"
+                       f"<session-ended xmlns='{NS_NODE}'/></presence>")
+        await bob.wait_for("mucp", unavailable(rjid, "alice"), timeout=10)
+        bob.events["mucp"].clear()
+        await node_join(alice, rjid, "alice")
+        alice.abort()
+        await bob.wait_for("mucp", unavailable(rjid, "alice"), timeout=10)
+        alice2 = await member(n1, "alice", resource="two")
+        await node_join(alice2, rjid, "alice2")
+        await until_rows(lambda: room_events(n2), 6, 10)
+        assert n2.stop() == []
+        await alice2.close()
+        await bob.close()
+    run(scenario, timeout=120)
+
+    events = room_events(n2)
+    got = [(e["event"], e["actor"], detail_fields(e["detail"]).get("reason"),
+            detail_fields(e["detail"]).get("node")) for e in events]
+    assert got == [
+        ("room-join", f"bob@{NODES_DOMAIN}/r", None, None),
+        ("room-join", f"alice@{NODES_DOMAIN}/r", None, "node1"),
+        ("room-leave", f"alice@{NODES_DOMAIN}/r", "left", "node1"),
+        ("room-join", f"alice@{NODES_DOMAIN}/r", None, "node1"),
+        ("room-leave", f"alice@{NODES_DOMAIN}/r", "disconnected", "node1"),
+        ("room-join", f"alice@{NODES_DOMAIN}/two", None, "node1"),
+        ("room-leave", f"bob@{NODES_DOMAIN}/r", "disconnected", None),
+        ("room-leave", f"alice@{NODES_DOMAIN}/two", "server-stop", "node1"),
+    ], got
+    assert all(e["target"] == rjid for e in events)
+    assert room_events(n1) == []  # not recorded twice
+    # The chains verify. (Not who signed them: nodes_util's parleyctl wrote the first
+    # audit checkpoint with the key of `parleyctl init`, before the node got its own.)
+    for node in (n1, n2):
+        node.set_config(["cert_file = no-such.crt"])
+        try:
+            p = assert_verifies(node)
+        finally:
+            node.set_config([f"cert_file = {node.name}.crt"])
+        assert "audit: all" in p.stdout, p.stdout
