@@ -123,11 +123,13 @@ def test_room_occupants_joins_and_leaves_in_order_with_room_messages(archive, se
         for x in (a, b, d):
             await x.wait_for("message", gc_body(rjid, "m2 with dave"))
         d.abort()
-        await a.wait_for("mucp", presence_of(rjid, "dave the diver", "unavailable"))
+        p = await a.wait_for("mucp", presence_of(rjid, "dave the diver", "unavailable"))
+        assert p.xml.find(f"{{{NS_NODE}}}session-ended") is None  # the mark is the server's
         # bob leaves himself: left, even when his presence claims the server's mark
         b.send_raw(f"<presence to='{rjid}/bob' type='unavailable'>"
                    f"<session-ended xmlns='{NS_NODE}'/></presence>")
-        await a.wait_for("mucp", presence_of(rjid, "bob", "unavailable"))
+        p = await a.wait_for("mucp", presence_of(rjid, "bob", "unavailable"))
+        assert p.xml.find(f"{{{NS_NODE}}}session-ended") is None
         # back in, then banned
         await join(b, rjid, "bob")
         await a.plugin["xep_0045"].set_affiliation(rjid, "outcast", jid="bob@localhost",
