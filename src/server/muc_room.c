@@ -1,7 +1,9 @@
 /* muc_room.c - a room's occupants: joining (with the checks of XEP-0045 7.2), nickname
  * and presence changes, leaving, removal by a moderator, and the presence broadcasts
  * with their status codes (110 self, 100 non-anonymous, 170 archived, 201 created,
- * 303 new nickname, 307 kicked, 301 banned, 321/322 membership, 333 error). */
+ * 303 new nickname, 307 kicked, 301 banned, 321/322 membership, 333 error), and each
+ * join and leave in the compliance audit chain (room-join, room-leave: who was in the room
+ * when each room message was recorded). */
 #include "../common/log.h"
 #include "../common/util.h"
 #include "compliance.h"
