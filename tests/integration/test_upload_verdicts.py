@@ -76,7 +76,8 @@ def test_quarantine_until_allow_and_block_deletes(server, run):
         assert st == 404
         assert len(objects(srv)) == 1  # only slow.txt's bytes remain
         up = file_records(srv, type="upload", file_name="bad.txt")
-        assert [r["outcome"] for r in up] == ["quarantined"]
+        # no verdict yet when the bytes arrived: the "verdict" record carries it
+        assert [(r["outcome"], r["verdict"]) for r in up] == [("quarantined", "pending")]
         vd = file_records(srv, type="verdict", file_name="bad.txt")
         assert [(r["outcome"], r["verdict"], r["reason"]) for r in vd] == \
             [("blocked-compliance", "block", "contains client account numbers")]
@@ -96,4 +97,39 @@ def test_no_compliance_server_connected_blocks_upload(server, run):
         assert ei.value.iq["error"]["condition"] == "service-unavailable"
         rows = await wait_records(srv, type="slot")
         assert rows and rows[0]["verdict"] == "block-unchecked"
+    run(scenario)
+
+
+def test_blocked_copy_keeps_the_bytes_of_an_allowed_one(server, run):
+    """Identical content is stored once: when the compliance server blocks one upload of
+    it, the bytes stay for the copy it allowed (and go with the last copy)."""
+    srv, cport = verdict_server(server)
+
+    async def scenario():
+        comp = Component(srv, cport)
+        comp.policy = judge
+        await comp.start()
+        cl = clients_for(srv)
+        a = await cl.login("alice", "a")
+        b = await cl.login("bob", "b")
+        data = b"ACCT-123-456"
+        put, get = await request_slot(a, "good.txt", len(data))
+        assert (await asyncio.to_thread(https, srv, "PUT", put, data))[0] == 201
+        await wait_until(lambda: file_records(srv, type="verdict", outcome="released"),
+                         timeout=8, what="release")
+        assert len(objects(srv)) == 1
+        # bob sends the same bytes as "bad.txt": blocked and deleted ...
+        put, bad_get = await request_slot(b, "bad.txt", len(data))
+        assert (await asyncio.to_thread(https, srv, "PUT", put, data))[0] == 201
+        await b.wait_for("message", lambda m: str(m["from"]) == UPLOAD_JID, timeout=8)
+        assert (await asyncio.to_thread(https, srv, "GET", bad_get))[0] == 404
+        # ... while alice's allowed copy still downloads, from the one stored object
+        st, _, body = await asyncio.to_thread(https, srv, "GET", get)
+        assert st == 200 and body == data
+        assert len(objects(srv)) == 1
+        vd = file_records(srv, type="verdict")
+        assert [(r["file_name"], r["outcome"], r["verdict"]) for r in vd] == \
+            [("good.txt", "released", "allow"), ("bad.txt", "blocked-compliance", "block")]
+        assert vd[0]["file_sha256"] == vd[1]["file_sha256"]
+        await comp.stop()
     run(scenario)
