@@ -136,6 +136,10 @@ static void storage_failed(http_conn *h, put_state *ps, int err)
         upload_record(srv, &ps->m, "upload", "failed", NULL, "insufficient storage",
                       http_peer(h), NULL, NULL);
         http_refuse(h, 507, "insufficient storage: the server's disk is full");
+    } else if (err == EWOULDBLOCK) {
+        /* files_publish: another process held the objects lock too long */
+        log_error("upload: storing %.8s... failed: the objects lock is busy", ps->m.id);
+        http_refuse(h, 503, "the file store is busy; try again later");
     } else {
         log_error("upload: storing %.8s... failed: %s", ps->m.id, strerror(err));
         http_refuse(h, 500, "the file could not be stored");
@@ -307,11 +311,6 @@ void upload_http_complete(http_conn *h)
         http_respond(h, 403, why, 1);
         return;
     }
-    if (files_commit(srv->cfg.upload_dir, ps->tmp, ps->fd, ps->m.sha256) < 0) {
-        storage_failed(h, ps, errno);
-        return;
-    }
-    ps->committed = 1;
     int64_t now = time_now_us();
     ps->m.uploaded_us = now;
     ps->m.expires_us = srv->cfg.upload_expire_after
@@ -319,10 +318,15 @@ void upload_http_complete(http_conn *h)
                            : 0;
     int quarantined = srv->cfg.compliance_server != NULL;
     ps->m.state = quarantined ? FILE_QUARANTINED : FILE_AVAILABLE;
-    if (files_meta_put(srv->store, &ps->m) != STORE_OK) {
+    int published = files_publish(srv->store, srv->cfg.upload_dir, ps->tmp, ps->fd, &ps->m);
+    if (published == -1) {
+        storage_failed(h, ps, errno);
+        return;
+    }
+    ps->committed = 1; /* the temporary file is gone: renamed, or dropped as a duplicate */
+    if (published == -2) {
         log_error("upload: cannot store the metadata of %.8s...: %s", ps->m.id,
                   store_last_error(srv->store));
-        ps->committed = 0; /* the object may be shared: only the metadata decides */
         http_respond(h, 503, "the file store is unavailable", 1);
         return;
     }

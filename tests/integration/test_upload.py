@@ -3,6 +3,7 @@ PUT/GET/HEAD on parleyd's own HTTPS listener, with slixmpp's xep_0363 plugin as 
 independent client and raw TLS sockets for bad input.  Every case checks the
 compliance record it must leave."""
 import asyncio
+import fcntl
 import hashlib
 import http.client
 import os
@@ -768,4 +769,38 @@ def test_refused_downloads_recorded_per_address_at_a_bounded_rate(server, run):
         # the owner of the link still downloads, and that is recorded as ever
         assert (await asyncio.to_thread(https, srv, "GET", get))[0] == 200
         assert await wait_records(srv, type="download", outcome="downloaded")
+    run(scenario)
+
+
+def test_shared_bytes_change_hands_under_the_objects_lock(server, run):
+    """parleyd (publishing an upload) and parleyctl (purging a file) both decide whether
+    shared bytes are still used: each does so under upload_dir/objects.lock, so a purge of
+    one copy cannot delete the bytes of a copy being stored at the same moment.  While
+    someone else holds the lock, both wait (boundedly) and then fail, changing nothing."""
+    srv = upload_server(server)
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await cl.login("alice", "a")
+        data = b"shared bytes\n" * 50
+        get = await put_file(srv, a, "one.txt", data)
+        put2, get2 = await request_slot(a, "two.txt", len(data))
+        with open(os.path.join(files_dir(srv), "objects.lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            p = srv.ctl("files", "purge", file_id(get), check=False)
+            assert p.returncode != 0 and "objects.lock" in p.stderr, p.stderr
+            st, _, body = await asyncio.to_thread(https, srv, "PUT", put2, data, None, 20)
+            assert st == 503 and b"busy" in body
+            assert tmpfiles(srv) == []
+        # nothing changed meanwhile; with the lock free both go through
+        st, _, body = await asyncio.to_thread(https, srv, "GET", get)
+        assert st == 200 and body == data
+        assert file_records(srv, type="upload", outcome="stored") and \
+            len(file_records(srv, type="upload")) == 1
+        put3, get3 = await request_slot(a, "three.txt", len(data))
+        assert (await asyncio.to_thread(https, srv, "PUT", put3, data))[0] == 201
+        assert "1 file purged" in srv.ctl("files", "purge", file_id(get)).stdout
+        st, _, body = await asyncio.to_thread(https, srv, "GET", get3)
+        assert st == 200 and body == data
+        assert len(objects(srv)) == 1
     run(scenario)
