@@ -803,4 +803,8 @@ def test_shared_bytes_change_hands_under_the_objects_lock(server, run):
         st, _, body = await asyncio.to_thread(https, srv, "GET", get3)
         assert st == 200 and body == data
         assert len(objects(srv)) == 1
+        ev = db_rows(srv, "SELECT event, detail FROM audit WHERE event LIKE 'file-purge%' "
+                          "ORDER BY seq")
+        assert [e["event"] for e in ev] == ["file-purge", "file-purge-failed", "file-purge"]
+        assert all(f"id={file_id(get)}" in e["detail"] for e in ev)
     run(scenario)
