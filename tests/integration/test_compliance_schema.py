@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 import muc_util
 from conftest import DOMAIN, clients_for, exchange, free_port
 from test_compliance_store import pg_rows, pgdb, psql  # noqa: F401 (pgdb: a fixture)
-from test_upload import https, request_slot, upload_server, wait_records
+from test_upload import https, request_slot, upload_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC = os.path.join(ROOT, "docs", "compliance.md")
@@ -184,8 +184,8 @@ def check_doc_queries(store, rows_of, rjid, file_name):
     down = results["AFT_LOG: downloads with the downloader's network address"]
     assert len(down) == 1 and re.fullmatch(r"127\.0\.0\.1:\d+", down[0]["downloader_address"]), down
 
-    direction = {r["recipient"]: r["direction"] for r in
-                 results["JM: direction (inbound from another domain, outbound to one, or internal)"]}
+    dir_title = "JM: direction (inbound from another domain, outbound to one, or internal)"
+    direction = {r["recipient"]: r["direction"] for r in results[dir_title]}
     assert direction[f"carol@{REMOTE}"] == "outbound"
     assert direction[rjid] == "internal"
     assert {d for r, d in direction.items() if r.startswith(f"bob@{DOMAIN}")} == {"internal"}
@@ -428,8 +428,8 @@ def ctl(srv, *args):
 def check_upgrade(srv, rows_of, found, latest, run):
     before = evidence(rows_of)
     p = ctl(srv, "schema")
-    assert p.returncode == 0 and \
-        f"compliance schema version {found} (this program: {latest};" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"compliance schema version {found} (this program: {latest};" in p.stdout, p.stdout
     # Read-only commands read the older schema as it is.
     p = ctl(srv, "verify")
     assert p.returncode == 0 and "messages: all 3 records verify (1 checkpoint)" in p.stdout \
