@@ -175,6 +175,14 @@ def check_doc_queries(store, rows_of, rjid, file_name):
     created = results["TC_ROOMS: rooms created, configured and destroyed, and by whom"]
     assert any(r["room_jid"] == rjid and r["event"] == "muc-room-create" for r in created)
 
+    # Occupancy events (room-join / room-leave) come with the room code that writes them;
+    # once they are there, the occupants at the time of the room message are alice and bob.
+    joins = results["TC_USERS: who joined and left which room, with role, affiliation and nick"]
+    if any(r["event"] == "room-join" for r in joins):
+        present = results["TC_USERS: who was in the room when each room message was recorded"]
+        assert sorted(r["occupant"].split("/")[0] for r in present) == \
+            [f"alice@{DOMAIN}", f"bob@{DOMAIN}"], present
+
     aft = results["AFT_LOG: file transfers (upload = the seed's POST, download = GET)"]
     assert [(r["method"], r["file_name"], r["to_jid"], r["outcome"]) for r in aft] == [
         ("POST", file_name, f"bob@{DOMAIN}", "stored"),
