@@ -385,12 +385,12 @@ typedef enum {
     K_ITER,    /* SCRAM iteration count */
     K_CHOICE,  /* one of key_def.choices, stored as its index */
     K_DAYS,    /* "forever" (0) or a number of days, optional 'd' suffix */
+    K_RETENTION, /* "forever" (0) or a duration in seconds (long long): N[s|m|h|d|w|y],
+                  * a bare number being days */
     K_COMPONENT, /* "DOMAIN SECRET"; the only key that may repeat */
     K_URL,     /* https://host[:port][/path], no trailing slash, no query */
     K_DOMAINS, /* comma-separated domains, normalised */
     K_HOSTS,   /* comma-separated name=host:port */
-    K_RETENTION, /* "forever" (0) or a duration in seconds (long long): N[s|m|h|d|w|y],
-                  * a bare number being days */
 } key_type;
 
 typedef struct key_def {
@@ -603,6 +603,12 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
         set_err(why, whylen, "bad value '%s' for '%s' (%s or %s)", value, k->name,
                 k->choices[0], k->choices[1]);
         return -1;
+    case K_RETENTION:
+        if (config_parse_retention(value, (long long *)slot) == 0)
+            return 0;
+        set_err(why, whylen, "bad value '%s' for '%s' ('forever' or a number of days, or a "
+                             "duration with a unit: 12h, 365d, 7y)", value, k->name);
+        return -1;
     case K_DAYS: {
         if (strcasecmp(value, "forever") == 0) {
             *(int *)slot = 0;
@@ -624,12 +630,6 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
                              "e.g. 2555d)", value, k->name);
         return -1;
     }
-    case K_RETENTION:
-        if (config_parse_retention(value, (long long *)slot) == 0)
-            return 0;
-        set_err(why, whylen, "bad value '%s' for '%s' ('forever' or a number of days, or a "
-                             "duration with a unit: 12h, 365d, 7y)", value, k->name);
-        return -1;
     case K_URL: {
         /* Slot URLs are built by appending to this; anything that could change their
          * meaning (query, fragment, blanks, quotes) is refused here. */
