@@ -385,6 +385,13 @@ clog *clog_open(const char *uri, EVP_PKEY *key, int checkpoint_every, int flags,
     return NULL;
 }
 
+void clog_schema(const clog *c, int *found, int *current, int *supported)
+{
+    *found = c->schema_found;
+    *current = c->schema_current;
+    *supported = c->schema_supported;
+}
+
 /* The chain's head; when every record was purged, the record the latest purge checkpoint
  * pins, so the chain goes on from there instead of starting again at 1. */
 static int chain_head(clog *c, clog_chain chain, int64_t *seq, unsigned char hash[CLOG_HASH_LEN])

@@ -106,6 +106,10 @@ clog *clog_open(const char *uri, EVP_PKEY *key, int checkpoint_every, int flags,
  * then closes. */
 void clog_close(clog *c);
 const char *clog_last_error(const clog *c);
+/* The store's schema versions: *found when it was opened (0: there was no archive, one
+ * was created), *current now (after a writable open's migrations), *supported the
+ * newest this program knows. A store newer than *supported never opens. */
+void clog_schema(const clog *c, int *found, int *current, int *supported);
 
 /* Append records and audit events in one transaction, in order: all of them are
  * durable, or none is (then -1 and clog_last_error). Sets seq, prev_hash and hash in

@@ -71,6 +71,9 @@ struct clog {
     char *signer_pem;       /* key's public half, PEM (stored with each checkpoint) */
     int checkpoint_every;
     int readonly;
+    /* Set by the back end's open: schema version found (0: none), after migrating, and
+     * the newest it knows (clog_schema). */
+    int schema_found, schema_current, schema_supported;
     char error[CLOG_ERRLEN];
 };
 

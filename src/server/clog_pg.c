@@ -393,17 +393,30 @@ static clog *pg_open(const char *location, int readonly, char *err, size_t errle
             snprintf(err, errlen,
                      v < 1 ? "compliance store PostgreSQL %s: no compliance archive in this "
                              "database (schema version %d)"
-                           : "compliance store PostgreSQL %s: schema version %d not "
-                             "supported (this program: %d)",
+                           : "compliance store PostgreSQL %s: schema version %d is newer "
+                             "than this program supports (%d); upgrade Parley",
                      s->db.where, v, SCHEMA_VERSION);
             goto fail;
         }
+        s->base.schema_found = v;
     } else {
+        /* Looked at before migrating, to report what was there (parleyctl compliance
+         * migrate); pg_db_migrate decides again under its lock. */
+        int v = 0;
+        char why[CLOG_ERRLEN];
+        if (pg_db_schema_version(s->db.conn, "compliance_schema_version", &v, why,
+                                 sizeof why) < 0) {
+            snprintf(err, errlen, "compliance store PostgreSQL %s: %s", s->db.where, why);
+            goto fail;
+        }
+        s->base.schema_found = v < 0 ? 0 : v;
         if (pg_db_migrate(&s->db, "compliance_schema_version", PG_MIGRATION_LOCK, migrations,
                           SCHEMA_VERSION, err, errlen) < 0)
             goto fail;
         warn_if_not_durable(s->db.conn, s->db.where);
     }
+    s->base.schema_current = readonly ? s->base.schema_found : SCHEMA_VERSION;
+    s->base.schema_supported = SCHEMA_VERSION;
     return &s->base;
 fail:
     pg_close(&s->base);

@@ -271,6 +271,28 @@ static void sqlite_close(clog *c)
     free(s);
 }
 
+/* The schema version of a file before any migration: 0 for a new or empty file. */
+static int found_version(sqlite3 *db, int *v, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                               "name = 'schema_version'", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "read schema_version: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE) {
+        *v = 0;
+        return 0;
+    }
+    if (rc != SQLITE_ROW) {
+        snprintf(err, errlen, "read schema_version: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    return sqlite_db_schema_version(db, v, err, errlen);
+}
+
 static clog *sqlite_open(const char *path, int readonly, char *err, size_t errlen)
 {
     if (!*path || strcmp(path, ":memory:") == 0) {
@@ -300,15 +322,20 @@ static clog *sqlite_open(const char *path, int readonly, char *err, size_t errle
 
     char what[300];
     snprintf(what, sizeof what, "compliance store %.200s", path);
-    int v = SCHEMA_VERSION;
+    int v = SCHEMA_VERSION, found = 0;
     if (readonly) {
         if (sqlite_db_schema_version(db, &v, err, errlen) < 0)
             goto fail;
-        if (v < 1 || v > SCHEMA_VERSION) {
-            snprintf(err, errlen, "%s: schema version %d not supported (this program: %d)", what,
-                     v, SCHEMA_VERSION);
+        if (v > SCHEMA_VERSION) {
+            snprintf(err, errlen, "%s: schema version %d is newer than this program supports "
+                                  "(%d); upgrade Parley", what, v, SCHEMA_VERSION);
             goto fail;
         }
+        if (v < 1) {
+            snprintf(err, errlen, "%s: not a compliance archive (schema version %d)", what, v);
+            goto fail;
+        }
+        found = v;
     } else {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK ||
@@ -323,6 +350,7 @@ static clog *sqlite_open(const char *path, int readonly, char *err, size_t errle
         sqlite3_finalize(st);
         /* FULL: a commit has reached the disk when COMMIT returns. */
         if (sqlite_db_exec(db, "PRAGMA synchronous=FULL", what, err, errlen) < 0 ||
+            found_version(db, &found, err, errlen) < 0 ||
             sqlite_db_migrate(db, path, "compliance store", migrations, SCHEMA_VERSION, err, errlen) < 0)
             goto fail;
     }
@@ -330,6 +358,9 @@ static clog *sqlite_open(const char *path, int readonly, char *err, size_t errle
     s->db = db;
     s->path = xstrdup(path);
     s->version = v;
+    s->base.schema_found = found;
+    s->base.schema_current = v;
+    s->base.schema_supported = SCHEMA_VERSION;
     if (!readonly)
         s->ckpt = sqlite_ckpt_start(db, "compliance store", SQLITE_CKPT_MAX_WAL_BYTES);
     return &s->base;

@@ -13,6 +13,7 @@
 #include "../common/util.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <fcntl.h>
@@ -220,6 +221,43 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* A retention period: "forever" (0), or N > 0 with a unit s, m, h, d, w or y (a bare
+ * number is days, as compliance_retention_days always took). A year counts as 366 days,
+ * so "7y" is never shorter than seven calendar years: retention errs on keeping. */
+static int config_parse_retention(const char *value, long long *secs)
+{
+    if (strcasecmp(value, "forever") == 0) {
+        *secs = 0;
+        return 0;
+    }
+    static const struct {
+        char unit;
+        long long secs;
+    } units[] = {{'s', 1},          {'m', 60},          {'h', 3600}, {'d', 86400},
+                 {'w', 7 * 86400},  {'y', 366 * 86400}};
+    char num[32];
+    size_t vlen = strlen(value);
+    long long mult = 86400;
+    if (vlen > 1) {
+        for (size_t i = 0; i < ARRAY_LEN(units); i++)
+            if (tolower((unsigned char)value[vlen - 1]) == units[i].unit) {
+                mult = units[i].secs;
+                vlen--;
+                break;
+            }
+    }
+    long n;
+    if (vlen >= sizeof num)
+        return -1;
+    memcpy(num, value, vlen);
+    num[vlen] = '\0';
+    /* At most 1000 years, whatever the unit. */
+    if (parse_long(num, 1, (long)(1000LL * 366 * 86400 / mult), &n) < 0)
+        return -1;
+    *secs = (long long)n * mult;
+    return 0;
+}
+
 /* Digits with an optional K or M suffix (binary multiples), > 0. */
 static int parse_size(const char *s, size_t *out)
 {
@@ -347,6 +385,8 @@ typedef enum {
     K_ITER,    /* SCRAM iteration count */
     K_CHOICE,  /* one of key_def.choices, stored as its index */
     K_DAYS,    /* "forever" (0) or a number of days, optional 'd' suffix */
+    K_RETENTION, /* "forever" (0) or a duration in seconds (long long): N[s|m|h|d|w|y],
+                  * a bare number being days */
     K_COMPONENT, /* "DOMAIN SECRET"; the only key that may repeat */
     K_URL,     /* https://host[:port][/path], no trailing slash, no query */
     K_DOMAINS, /* comma-separated domains, normalised */
@@ -396,7 +436,9 @@ static const key_def keys[] = {
     KEY(compliance_checkpoint_every, K_POSINT),
     CHOICE(compliance_mode, compliance_modes),
     KEY(compliance_spool, K_PATH),
-    KEY(compliance_retention_days, K_DAYS),
+    {"compliance_retention", K_RETENTION, offsetof(config, compliance_retention_secs), NULL},
+    {"compliance_retention_days", K_RETENTION, offsetof(config, compliance_retention_secs),
+     NULL}, /* the older name, still accepted */
     KEY(compliance_server, K_DOMAIN),
     KEY(compliance_server_timeout, K_POSINT),
     CHOICE(compliance_server_failure, failure_modes),
@@ -562,6 +604,12 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
         }
         set_err(why, whylen, "bad value '%s' for '%s' (%s or %s)", value, k->name,
                 k->choices[0], k->choices[1]);
+        return -1;
+    case K_RETENTION:
+        if (config_parse_retention(value, (long long *)slot) == 0)
+            return 0;
+        set_err(why, whylen, "bad value '%s' for '%s' ('forever' or a number of days, or a "
+                             "duration with a unit: 12h, 365d, 7y)", value, k->name);
         return -1;
     case K_DAYS: {
         if (strcasecmp(value, "forever") == 0) {
@@ -824,6 +872,24 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
     free(line);
     fclose(f);
 
+    if (rc == 0) {
+        /* compliance_retention and its alias name one setting: set once. */
+        size_t ret = 0, alias = 0;
+        for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+            if (strcmp(keys[i].name, "compliance_retention") == 0)
+                ret = i;
+            else if (strcmp(keys[i].name, "compliance_retention_days") == 0)
+                alias = i;
+        }
+        if (seen[ret] && seen[alias]) {
+            set_err(err, errlen, "%s:%d: compliance_retention (line %d) and "
+                                 "compliance_retention_days (line %d) are one setting under "
+                                 "two names: set one of them",
+                    path, seen[alias] > seen[ret] ? seen[alias] : seen[ret], seen[ret],
+                    seen[alias]);
+            rc = -1;
+        }
+    }
     if (rc == 0) {
         static const char *required[] = {"domain", "cert_file", "key_file"};
         for (size_t r = 0; r < ARRAY_LEN(required); r++) {

@@ -41,7 +41,9 @@ typedef struct config {
     int compliance_checkpoint_every; /* records between signed checkpoints; default 1000 */
     int compliance_mode;       /* COMPLIANCE_STRICT (default) or COMPLIANCE_SPOOL */
     char *compliance_spool;    /* spool file; default <data_dir>/compliance.spool */
-    int compliance_retention_days; /* minimum age a purge may remove; 0 = forever (default) */
+    long long compliance_retention_secs; /* minimum age a purge may remove, seconds
+                                          * (compliance_retention, alias
+                                          * compliance_retention_days); 0 = forever */
     char *compliance_server;   /* the component that judges messages (a domain); NULL: none */
     int compliance_server_timeout; /* milliseconds to wait for a verdict; default 5000 */
     int compliance_server_failure; /* COMPLIANCE_FAIL_BLOCK (default) or _ALLOW */

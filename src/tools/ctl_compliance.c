@@ -1,7 +1,7 @@
 /* ctl_compliance.c - `parleyctl compliance`: verify the archive's hash chains and signed
- * checkpoints, search and export message records, list audit events, and purge records
- * past their retention. Every command but purge opens the archive read-only: an audit
- * must not change what it inspects. */
+ * checkpoints, search and export message records, list audit events, purge records
+ * past their retention, and create or migrate the schema. Every command but purge and
+ * migrate opens the archive read-only: an audit must not change what it inspects. */
 #include "ctl.h"
 #include "common/jid.h"
 #include "common/util.h"
@@ -33,9 +33,15 @@ void ctl_compliance_usage(FILE *out)
           "  compliance purge --before TIME\n"
           "          delete the oldest message records older than TIME (up to the first\n"
           "          younger one), leaving a signed purge checkpoint and an audit event;\n"
-          "          refused unless compliance_retention_days is set and TIME is at least\n"
-          "          that many days in the past, or if the archive does not verify; needs\n"
-          "          the signing key (key_file); audit events are never purged\n",
+          "          refused unless compliance_retention is set and TIME is at least that\n"
+          "          far in the past, or if the archive does not verify; needs\n"
+          "          the signing key (key_file); audit events are never purged\n"
+          "  compliance migrate\n"
+          "          create the compliance archive's schema, or upgrade it to this program's\n"
+          "          version; prints FROM -> TO (audited as compliance-migrate when it\n"
+          "          changed anything)\n"
+          "  compliance schema\n"
+          "          print the archive's schema version and the newest this program knows\n",
           out);
 }
 
@@ -309,8 +315,6 @@ static int compliance_verify(const config *cfg, clog *log)
     return rc;
 }
 
-#define DAY_US (86400LL * 1000000LL)
-
 /* `compliance purge --before TIME`: the retention rule first, then the archive's own
  * checks (it verifies before deleting, under the appenders' lock). */
 static int compliance_purge(const char *conf_path, int argc, char **argv)
@@ -338,18 +342,23 @@ static int compliance_purge(const char *conf_path, int argc, char **argv)
     EVP_PKEY *key = NULL, *trusted = NULL;
     clog *log = NULL;
     char latest[TIME_UTC_LEN];
-    int64_t limit = time_now_us() - (int64_t)cfg.compliance_retention_days * DAY_US;
+    int64_t limit = time_now_us() - (int64_t)cfg.compliance_retention_secs * 1000000LL;
     time_format_utc(limit, latest);
-    if (cfg.compliance_retention_days == 0) {
-        fail("compliance purge refused: compliance_retention_days is forever in %s, so no "
-             "record may ever be deleted (set it to the number of days records must be kept)",
+    if (cfg.compliance_retention_secs == 0) {
+        fail("compliance purge refused: compliance_retention is forever in %s, so no record "
+             "may ever be deleted (set it to how long records must be kept, e.g. 7y)",
              cfg.path);
         goto out;
     }
     if (before > limit) {
-        fail("compliance purge refused: %s is less than compliance_retention_days (%d days) in "
-             "the past; the latest time allowed now is %s",
-             when, cfg.compliance_retention_days, latest);
+        char period[48];
+        if (cfg.compliance_retention_secs % 86400 == 0)
+            snprintf(period, sizeof period, "%lld days", cfg.compliance_retention_secs / 86400);
+        else
+            snprintf(period, sizeof period, "%lld seconds", cfg.compliance_retention_secs);
+        fail("compliance purge refused: %s is less than compliance_retention (%s) in the "
+             "past; the latest time allowed now is %s",
+             when, period, latest);
         goto out;
     }
     if (!(key = load_signing_key(&cfg))) {
@@ -389,14 +398,85 @@ out:
     return rc;
 }
 
+/* `compliance migrate`: the writable open creates or migrates the schema (parleyd does
+ * the same when it starts); this makes it an explicit, audited step. A schema newer than
+ * this program is refused by the open, before anything is written. */
+static int compliance_migrate(const char *conf_path, int argc)
+{
+    if (argc > 0)
+        return usage_error("compliance migrate takes no arguments");
+    config cfg;
+    if (load_config(conf_path, &cfg) < 0)
+        return EXIT_RUNTIME;
+    int rc = EXIT_RUNTIME;
+    admin_log al = {0};
+    if (!cfg.compliance) {
+        fail("compliance is off in %s: there is no archive to migrate", cfg.path);
+        goto out;
+    }
+    if (admin_log_open(&cfg, &al) < 0)
+        goto out;
+    int found, current, supported;
+    clog_schema(al.log, &found, &current, &supported);
+    if (found != current) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "from=%d to=%d", found, current);
+        if (admin_log_write(&al, "compliance-migrate", "schema", detail) < 0)
+            goto out;
+    }
+    if (found == 0)
+        printf("compliance schema: 0 -> %d (archive created)\n", current);
+    else if (found == current)
+        printf("compliance schema: %d -> %d (already up to date)\n", found, current);
+    else
+        printf("compliance schema: %d -> %d (migrated)\n", found, current);
+    rc = 0;
+out:
+    admin_log_close(&al);
+    config_free(&cfg);
+    return rc;
+}
+
+/* `compliance schema`: the version of the archive, read-only. */
+static int compliance_schema(const char *conf_path, int argc)
+{
+    if (argc > 0)
+        return usage_error("compliance schema takes no arguments");
+    config cfg;
+    if (load_config(conf_path, &cfg) < 0)
+        return EXIT_RUNTIME;
+    char err[512];
+    int rc = EXIT_RUNTIME;
+    clog *log = clog_open(cfg.compliance_store, NULL, 1, CLOG_READONLY, err, sizeof err);
+    if (!log) {
+        fail("%s", err);
+    } else {
+        int found, current, supported;
+        clog_schema(log, &found, &current, &supported);
+        printf("compliance schema version %d (this program: %d%s)\n", current, supported,
+               current < supported ? "; run parleyctl compliance migrate, or start parleyd, "
+                                     "to upgrade"
+                                   : "");
+        rc = 0;
+    }
+    clog_close(log);
+    config_free(&cfg);
+    return rc;
+}
+
 int ctl_compliance(const char *conf_path, int argc, char **argv)
 {
     if (argc < 1)
         return usage_error(
-            "compliance needs a subcommand: verify, search, export, audit or purge");
+            "compliance needs a subcommand: verify, search, export, audit, purge, migrate or "
+            "schema");
     const char *sub = argv[0];
     if (strcmp(sub, "purge") == 0)
         return compliance_purge(conf_path, argc - 1, argv + 1);
+    if (strcmp(sub, "migrate") == 0)
+        return compliance_migrate(conf_path, argc - 1);
+    if (strcmp(sub, "schema") == 0 || strcmp(sub, "version") == 0)
+        return compliance_schema(conf_path, argc - 1);
     int is_verify = strcmp(sub, "verify") == 0, is_search = strcmp(sub, "search") == 0;
     int is_export = strcmp(sub, "export") == 0, is_audit = strcmp(sub, "audit") == 0;
     if (!is_verify && !is_search && !is_export && !is_audit)

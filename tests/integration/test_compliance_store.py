@@ -574,7 +574,7 @@ def test_purge_refused_or_allowed_by_retention(server, run, backend, request):
     srv.set_config(["compliance_retention_days = 300d"])
     # less than the retention in the past
     p = srv.ctl("compliance", "purge", "--before", before, check=False)
-    assert p.returncode == 2 and "less than compliance_retention_days (300 days)" in p.stderr, \
+    assert p.returncode == 2 and "less than compliance_retention (300 days)" in p.stderr, \
         p.stderr
     p = srv.ctl("compliance", "purge", "--before", "last year", check=False)
     assert p.returncode == 1 and "bad time" in p.stderr, p.stderr

@@ -925,6 +925,72 @@ static void test_two_appenders_one_chain(void **state)
     assert_int_equal(v.records, 80);
 }
 
+/* clog_schema: the version found at open (0: created), the version now, the newest known;
+ * an older store is read as it is and migrated by a writable open; a newer one never
+ * opens. */
+static void test_schema_versions(void **state)
+{
+    fixture *f = *state;
+    const char *table = g_backend == BACKEND_PG ? "compliance_schema_version" : "schema_version";
+    char err[512] = "", q[256];
+    int found, current, supported;
+    clog *c = open_log(f, f->key, 10);
+    clog_schema(c, &found, &current, &supported);
+    assert_int_equal(found, 0);
+    assert_int_equal(current, supported);
+    assert_int_equal(supported, g_backend == BACKEND_PG ? 2 : 3);
+    append_n(c, 1, 2);
+    clog_close(c);
+    c = open_log(f, f->key, 10);
+    clog_schema(c, &found, &current, &supported);
+    assert_int_equal(found, supported);
+    assert_int_equal(current, supported);
+    clog_close(c);
+
+    /* Back to the version before the dedupe key (what that version's tables were). */
+    snprintf(q, sizeof q, "DELETE FROM %s WHERE version = %d; DROP INDEX messages_dedupe;"
+                          " ALTER TABLE messages DROP COLUMN dedupe_key", table, supported);
+    sql(f, q);
+    c = clog_open(f->uri, NULL, 1, CLOG_READONLY, err, sizeof err);
+    if (!c)
+        fail_msg("read-only open of an older schema: %s", err);
+    clog_schema(c, &found, &current, &supported);
+    assert_int_equal(found, supported - 1);
+    assert_int_equal(current, supported - 1); /* read-only: not migrated */
+    clog_verify_result res;
+    assert_int_equal(clog_verify(c, CLOG_MESSAGES, NULL, &res), 0);
+    assert_true(res.ok);
+    clog_close(c);
+    c = open_log(f, f->key, 10);
+    clog_schema(c, &found, &current, &supported);
+    assert_int_equal(found, supported - 1);
+    assert_int_equal(current, supported);
+    append_n(c, 3, 1);
+    clog_close(c);
+    res = verify(f, CLOG_MESSAGES, NULL);
+    assert_true(res.ok);
+    assert_int_equal(res.records, 3);
+
+    /* Newer than this program: refused by both kinds of open, nothing written. */
+    snprintf(q, sizeof q, "INSERT INTO %s(version, applied) VALUES (%d, 0)", table,
+             supported + 1);
+    sql(f, q);
+    int64_t before = count_rows(f, "audit") + count_rows(f, "messages") +
+                     count_rows(f, "checkpoints");
+    char want[128];
+    snprintf(want, sizeof want, "schema version %d is newer than this program supports (%d)",
+             supported + 1, supported);
+    assert_null(clog_open(f->uri, f->key, 10, 0, err, sizeof err));
+    if (!strstr(err, want))
+        fail_msg("writable open: '%s', want '%s'", err, want);
+    assert_null(clog_open(f->uri, NULL, 1, CLOG_READONLY, err, sizeof err));
+    if (!strstr(err, want))
+        fail_msg("read-only open: '%s', want '%s'", err, want);
+    assert_int_equal(count_rows(f, "audit") + count_rows(f, "messages") +
+                         count_rows(f, "checkpoints"),
+                     before);
+}
+
 /* ---- PostgreSQL only ---- */
 
 static void test_pg_schema(void **state)
@@ -1114,6 +1180,7 @@ int main(void)
         BOTH(test_append_marked_once),
         BOTH(test_two_appenders_one_chain),
         BOTH(test_dedupe_origin_id),
+        BOTH(test_schema_versions),
     };
     const struct CMUnitTest no_store[] = {
         cmocka_unit_test(test_canonical_encoding),

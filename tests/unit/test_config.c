@@ -322,14 +322,14 @@ static void test_components_and_choices(void **state)
     assert_null(config_find_component(&cfg, "example.org"));
     assert_int_equal(cfg.compliance_mode, COMPLIANCE_SPOOL);
     assert_int_equal(cfg.compliance_server_failure, COMPLIANCE_FAIL_ALLOW);
-    assert_int_equal(cfg.compliance_retention_days, 2555);
+    assert_int_equal(cfg.compliance_retention_secs, 2555LL * 86400);
     assert_string_equal(cfg.compliance_store, "postgresql://db/x");
     assert_string_equal(cfg.muc_domain, "conference.example.org");
     config_free(&cfg);
     /* Defaults. */
     assert_int_equal(load_text(f, MINIMAL, &cfg, err, sizeof err), 0);
     assert_int_equal(cfg.compliance_mode, COMPLIANCE_STRICT);
-    assert_int_equal(cfg.compliance_retention_days, 0);
+    assert_int_equal(cfg.compliance_retention_secs, 0);
     assert_int_equal(cfg.compliance_server_failure, COMPLIANCE_FAIL_BLOCK);
     assert_int_equal(cfg.ncomponents, 0);
     config_free(&cfg);
@@ -429,6 +429,57 @@ static void test_write_default_other_dir(void **state)
     config_free(&cfg);
 }
 
+/* compliance_retention: forever or a duration with a unit (a bare number is days);
+ * compliance_retention_days is the same setting under its older name, not both. */
+static void test_compliance_retention(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const char *line;
+        long long secs;
+    } ok[] = {
+        {"compliance_retention = forever\n", 0},
+        {"compliance_retention = FOREVER\n", 0},
+        {"compliance_retention = 365d\n", 365LL * 86400},
+        {"compliance_retention = 7y\n", 7LL * 366 * 86400},
+        {"compliance_retention = 12h\n", 12LL * 3600},
+        {"compliance_retention = 90m\n", 90LL * 60},
+        {"compliance_retention = 30s\n", 30},
+        {"compliance_retention = 2w\n", 14LL * 86400},
+        {"compliance_retention = 100\n", 100LL * 86400},
+        {"compliance_retention = 1000y\n", 1000LL * 366 * 86400},
+        {"compliance_retention_days = 2555d\n", 2555LL * 86400},
+        {"compliance_retention_days = 100\n", 100LL * 86400},
+        {"compliance_retention_days = 7y\n", 7LL * 366 * 86400},
+        {"compliance_retention_days = forever\n", 0},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char text[256], err[512];
+        snprintf(text, sizeof text, MINIMAL "%s", ok[i].line);
+        config cfg;
+        if (load_text(f, text, &cfg, err, sizeof err) != 0) {
+            print_error("%s: %s\n", ok[i].line, err);
+            fail();
+        }
+        if (cfg.compliance_retention_secs != ok[i].secs) {
+            print_error("%s: got %lld seconds\n", ok[i].line, cfg.compliance_retention_secs);
+            fail();
+        }
+        config_free(&cfg);
+    }
+    const char *bad[] = {"0", "0d", "-5d", "12x", "d", "y", "1001y", "soon", "1.5y", "7 y", "12hh"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, MINIMAL "compliance_retention = %s\n", bad[i]);
+        expect_error(f, text, 4, "for 'compliance_retention' ('forever' or a number of days, "
+                                 "or a duration with a unit: 12h, 365d, 7y)");
+    }
+    expect_error(f, MINIMAL "compliance_retention = 7y\ncompliance_retention_days = 30\n", 5,
+                 "one setting under two names");
+    expect_error(f, MINIMAL "compliance_retention_days = 30\ncompliance_retention = 7y\n", 5,
+                 "one setting under two names");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +492,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_components_and_choices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compliance_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_default_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_default_other_dir, setup, teardown),
