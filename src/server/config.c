@@ -221,10 +221,10 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-/* A retention period: "forever" (0), or N > 0 with a unit s, m, h, d, w or y (a bare
- * number is days, as compliance_retention_days always took). A year counts as 366 days,
- * so "7y" is never shorter than seven calendar years: retention errs on keeping. */
-static int config_parse_retention(const char *value, long long *secs)
+/* A duration (retention, expiry): "forever" (0), or N > 0 with a unit s, m, h, d, w or y
+ * (a bare number is days, as these keys always took). A year counts as 366 days, so "7y"
+ * is never shorter than seven calendar years: retention errs on keeping. */
+static int parse_duration(const char *value, long long *secs)
 {
     if (strcasecmp(value, "forever") == 0) {
         *secs = 0;
@@ -385,14 +385,12 @@ typedef enum {
     K_ITER,    /* SCRAM iteration count */
     K_CHOICE,  /* one of key_def.choices, stored as its index */
     K_DAYS,    /* "forever" (0) or a number of days, optional 'd' suffix */
-    K_RETENTION, /* "forever" (0) or a duration in seconds (long long): N[s|m|h|d|w|y],
-                  * a bare number being days */
+    K_DURATION, /* "forever" (0) or a duration in seconds (long long): N[s|m|h|d|w|y],
+                 * a bare number being days (what older configurations meant) */
     K_COMPONENT, /* "DOMAIN SECRET"; the only key that may repeat */
     K_URL,     /* https://host[:port][/path], no trailing slash, no query */
     K_DOMAINS, /* comma-separated domains, normalised */
     K_HOSTS,   /* comma-separated name=host:port */
-    K_DURATION, /* "forever" (0) or a number with unit s, m, h or d; plain number: days.
-                 * Stored as seconds in a long long. */
 } key_type;
 
 typedef struct key_def {
@@ -436,8 +434,8 @@ static const key_def keys[] = {
     KEY(compliance_checkpoint_every, K_POSINT),
     CHOICE(compliance_mode, compliance_modes),
     KEY(compliance_spool, K_PATH),
-    {"compliance_retention", K_RETENTION, offsetof(config, compliance_retention_secs), NULL},
-    {"compliance_retention_days", K_RETENTION, offsetof(config, compliance_retention_secs),
+    {"compliance_retention", K_DURATION, offsetof(config, compliance_retention_secs), NULL},
+    {"compliance_retention_days", K_DURATION, offsetof(config, compliance_retention_secs),
      NULL}, /* the older name, still accepted */
     KEY(compliance_server, K_DOMAIN),
     KEY(compliance_server_timeout, K_POSINT),
@@ -605,8 +603,8 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
         set_err(why, whylen, "bad value '%s' for '%s' (%s or %s)", value, k->name,
                 k->choices[0], k->choices[1]);
         return -1;
-    case K_RETENTION:
-        if (config_parse_retention(value, (long long *)slot) == 0)
+    case K_DURATION:
+        if (parse_duration(value, (long long *)slot) == 0)
             return 0;
         set_err(why, whylen, "bad value '%s' for '%s' ('forever' or a number of days, or a "
                              "duration with a unit: 12h, 365d, 7y)", value, k->name);
@@ -630,36 +628,6 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
         }
         set_err(why, whylen, "bad value '%s' for '%s' ('forever' or a number of days, "
                              "e.g. 2555d)", value, k->name);
-        return -1;
-    }
-    case K_DURATION: {
-        if (strcasecmp(value, "forever") == 0) {
-            *(long long *)slot = 0;
-            return 0;
-        }
-        /* Days stay the unit of a bare number: older configurations mean days. */
-        static const struct { char unit; long long seconds, max; } units[] = {
-            {'s', 1, 365L * 1000 * 86400}, {'m', 60, 365L * 1000 * 1440},
-            {'h', 3600, 365L * 1000 * 24}, {'d', 86400, 365L * 1000}};
-        char num[32];
-        size_t vlen = strlen(value);
-        long long mult = 86400, max = 365L * 1000;
-        for (size_t i = 0; vlen > 1 && i < ARRAY_LEN(units); i++)
-            if (value[vlen - 1] == units[i].unit || value[vlen - 1] == units[i].unit - 32) {
-                mult = units[i].seconds, max = units[i].max;
-                vlen--;
-                break;
-            }
-        if (vlen < sizeof num) {
-            memcpy(num, value, vlen);
-            num[vlen] = '\0';
-            if (parse_long(num, 1, (long)max, &n) == 0) {
-                *(long long *)slot = (long long)n * mult;
-                return 0;
-            }
-        }
-        set_err(why, whylen, "bad value '%s' for '%s' ('forever' or a duration: 30s, 15m, "
-                             "12h, 7d; a plain number is days)", value, k->name);
         return -1;
     }
     case K_URL: {
