@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from slixmpp.exceptions import IqError
 
 from conftest import clients_for, send_iq
+from muc_util import record_raw
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_SID = "urn:xmpp:sid:0"
@@ -200,16 +201,10 @@ def test_mam_parleyctl_purge_per_user_and_bad_dates(srv, run):
 NS_RSM = "http://jabber.org/protocol/rsm"
 
 
-def record_results(c):
-    """Record every message c receives, straight from the stream (the MAM results of a
-    raw query do not reach slixmpp's 'message' event)."""
-    from muc_util import record_raw
-    return record_raw(c)
-
-
 async def raw_query(c, queryid, fields=(), rsm=""):
-    """A MAM query with these form fields and this RSM <set/> body; returns (the bodies
-    of the results, their archive ids, the <fin/> element)."""
+    """A MAM query with these form fields and this RSM <set/> body, from c (recording with
+    muc_util.record_raw: slixmpp's 'message' event does not get these results); returns
+    (the bodies of the results, their archive ids, the <fin/> element)."""
     form = ""
     if fields:
         form = (f"<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
@@ -251,7 +246,7 @@ def test_mam_end_and_after_id_before_id_fields_and_rsm_before_an_id(srv, run):
         await asyncio.sleep(1.5)
         for i in range(3, 6):
             await say(i)
-        q = record_results(await cl.login("alice", "q", plugins=PLUGINS))
+        q = record_raw(await cl.login("alice", "q", plugins=PLUGINS))
         stamp = cut.strftime("%Y-%m-%dT%H:%M:%SZ")
         # 'end' with slixmpp's own form
         assert bodies(await fetch_all(q, end=cut)) == ["e0", "e1", "e2"]
@@ -261,7 +256,8 @@ def test_mam_end_and_after_id_before_id_fields_and_rsm_before_an_id(srv, run):
         assert (rsm_of(fin, "first"), rsm_of(fin, "last")) == (ids[0], ids[5])
         got, _, fin = await raw_query(q, "end", [("end", stamp)])
         assert got == ["e0", "e1", "e2"] and rsm_of(fin, "count") == "3"
-        got, _, _ = await raw_query(q, "start-end", [("start", stamp), ("end", "2999-01-01T00:00:00Z")])
+        got, _, _ = await raw_query(q, "start-end", [("start", stamp),
+                                                     ("end", "2999-01-01T00:00:00Z")])
         assert got == ["e3", "e4", "e5"]
         # the extended id fields, alone and together
         got, _, fin = await raw_query(q, "after-id", [("after-id", ids[3])])
@@ -271,11 +267,13 @@ def test_mam_end_and_after_id_before_id_fields_and_rsm_before_an_id(srv, run):
         got, _, _ = await raw_query(q, "between", [("after-id", ids[0]), ("before-id", ids[4])])
         assert got == ["e1", "e2", "e3"]
         # RSM <before>id</before>: the page just before it, newest end, in archive order
-        got, _, fin = await raw_query(q, "rsm-before", rsm=f"<max>2</max><before>{ids[4]}</before>")
+        got, _, fin = await raw_query(q, "rsm-before",
+                                      rsm=f"<max>2</max><before>{ids[4]}</before>")
         assert got == ["e2", "e3"]
         assert fin.get("complete") is None  # e0 and e1 lie further back
         assert rsm_of(fin, "count") == "6"  # the size of the whole set, not of the page
-        got, _, fin = await raw_query(q, "rsm-before-all", rsm=f"<max>5</max><before>{ids[2]}</before>")
+        got, _, fin = await raw_query(q, "rsm-before-all",
+                                      rsm=f"<max>5</max><before>{ids[2]}</before>")
         assert got == ["e0", "e1"] and fin.get("complete") == "true"
         # a page in the middle going forwards is not complete, the last one is
         got, _, fin = await raw_query(q, "page1", rsm="<max>4</max>")

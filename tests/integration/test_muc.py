@@ -15,8 +15,8 @@ import time
 
 from conftest import DOMAIN, RawStream, clients_for, exchange, send_iq
 from muc_util import (MUC, NS_DELAY, NS_MUC_OWNER, NS_MUC_USER, NS_SID, PLUGINS, codes,
-                      configure, create, error_for, gc_body, groupchat, instant, iq_error, join, join_error, login,
-                      logins, occupied_room, presence_of, room)
+                      configure, create, error_for, gc_body, groupchat, instant, iq_error, join,
+                      join_error, login, logins, occupied_room, presence_of, room)
 
 
 # --------------------------------------------------------------------------- rooms
@@ -934,8 +934,8 @@ def test_granting_admin_and_owner_and_the_list_queries(srv, run):
         assert sorted(await muc.get_roles_list(rjid, "moderator", timeout=5)) == ["alice", "bob"]
         assert await muc.get_roles_list(rjid, "participant", timeout=5) == ["carol"]
         # an admin may not make owners, but reads the lists
-        e = await iq_error(b.plugin["xep_0045"].set_affiliation(rjid, "owner", jid="carol@localhost",
-                                                                  timeout=5))
+        e = await iq_error(b.plugin["xep_0045"].set_affiliation(rjid, "owner",
+                                                                  jid="carol@localhost", timeout=5))
         assert e["condition"] == "forbidden"
         assert await b.plugin["xep_0045"].get_affiliation_list(rjid, "owner", timeout=5) == \
             ["alice@localhost"]
