@@ -988,3 +988,4 @@ def test_occupant_whose_connection_drops_is_removed(srv, run):
         pres, *_ = await join(b, rjid, "bob")  # the nickname is free
         assert 110 in codes(pres)
     run(scenario)
+    assert "bob@localhost/flaky: closed: read failed" in srv.log_text()  # a reset, not a close
