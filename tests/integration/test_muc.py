@@ -882,6 +882,13 @@ def test_persistent_room_made_temporary_goes_with_its_last_occupant(srv, run):
         srv.proc.wait(timeout=10)
     run(scenario)
     srv.stop()  # reaps the killed server (its exit code is not clean, by design)
+    # the room that ended took its archive (kept while it was persistent) with it
+    db = sqlite3.connect(f"{srv.dir}/data/parley.db")
+    try:
+        assert db.execute("SELECT count(*) FROM mam WHERE owner = ?",
+                          (room("shortlived"),)).fetchone()[0] == 0
+    finally:
+        db.close()
     srv.start()
 
     async def after():
