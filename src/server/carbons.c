@@ -1,6 +1,9 @@
 /* carbons.c - XEP-0280 message carbons (see carbons.h). Which messages are copied follows
  * XEP-0280 section 6: chat messages, and normal messages with a body, unless marked
- * private (or no-copy) or sent within a group chat. */
+ * private (or no-copy), or sent by a room (group chat, and occupants' private messages:
+ * the user's other devices are not in the room). A private message the user sends to an
+ * occupant is an ordinary chat to the other devices, and is copied (as Prosody and
+ * ejabberd do). */
 #include "carbons.h"
 #include "../common/jid.h"
 #include "../common/util.h"
@@ -35,13 +38,14 @@ void carbons_handle_iq(server *srv, c2s *origin, xml_node *iq)
     xml_free(iq);
 }
 
-static int eligible(const xml_node *stanza)
+static int eligible(const xml_node *stanza, int received)
 {
     const char *type = xml_get_attr(stanza, "type");
     if (xml_child(stanza, XMLNS_CARBONS, "private") || xml_child(stanza, XMLNS_HINTS, "no-copy"))
         return 0;
-    /* A private message within a room is between occupants, not the user's devices. */
-    if (xml_child(stanza, XMLNS_MUC_USER, "x"))
+    /* Sent by a room (the room marks an occupant's private message with this): only the
+     * session in the room can answer it. */
+    if (received && xml_child(stanza, XMLNS_MUC_USER, "x"))
         return 0;
     if (str_eq(type, "chat"))
         return 1;
@@ -112,7 +116,7 @@ void carbons_copy_sent(server *srv, const xml_node *stanza)
 {
     const char *from = xml_get_attr(stanza, "from");
     jid j;
-    if (!eligible(stanza) || !from || jid_parse(from, &j) < 0)
+    if (!eligible(stanza, 0) || !from || jid_parse(from, &j) < 0)
         return;
     if (j.local && j.resource && router_is_local_domain(srv, j.domain)) {
         char *bare = jid_bare(&j);
@@ -126,7 +130,7 @@ void carbons_copy_sent(server *srv, const xml_node *stanza)
 void carbons_copy_received(server *srv, const xml_node *stanza, const char *bare,
                            const char *target, int priority)
 {
-    if (!eligible(stanza))
+    if (!eligible(stanza, 1))
         return;
     copy_received_here(srv, stanza, bare, target, priority);
     copy_on_other_nodes(srv, stanza, bare, kind_received, target, priority);
@@ -136,7 +140,7 @@ void carbons_from_node(server *srv, const char *bare, const xml_node *carbon)
 {
     const char *kind = xml_get_attr(carbon, "kind");
     const xml_node *m = xml_child(carbon, XMLNS_CLIENT, "message");
-    if (!m || !eligible(m))
+    if (!m || !eligible(m, str_eq(kind, kind_received)))
         return;
     if (str_eq(kind, "sent")) {
         /* The sender's resource is on the node that sent this: every session here. */

@@ -23,6 +23,7 @@
 #include "stanza.h"
 #include "store.h"
 
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -547,6 +548,13 @@ static void handle_query(server *srv, const mam_target *t, const xml_node *iq,
             st = STORE_ERROR; /* the store failed; its error is set */
         else if (f.max > 0)
             st = store_mam_query(srv->store, &f, send_result, &r, &complete);
+        /* XEP-0059: the size of the whole result set, whatever the page (a <max>0</max>
+         * query asks for nothing else); complete only when nothing lies beyond. */
+        int64_t total = 0;
+        if (st == STORE_OK)
+            st = store_mam_count(srv->store, &f, &total);
+        if (f.max == 0)
+            complete = total == 0;
         if (st == STORE_NOT_FOUND) {
             reply_error(t, iq, "cancel", "item-not-found", "no archived message has that id");
         } else if (st != STORE_OK) {
@@ -562,9 +570,10 @@ static void handle_query(server *srv, const mam_target *t, const xml_node *iq,
             if (r.first) {
                 xml_add_text(xml_add_child(rs, NULL, "first"), r.first, strlen(r.first));
                 xml_add_text(xml_add_child(rs, NULL, "last"), r.last, strlen(r.last));
-            } else {
-                xml_add_text(xml_add_child(rs, NULL, "count"), "0", 1);
             }
+            char num[24];
+            snprintf(num, sizeof num, "%" PRId64, total);
+            xml_add_text(xml_add_child(rs, NULL, "count"), num, strlen(num));
             reply(t, res);
         }
         free(r.first);

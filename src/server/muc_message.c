@@ -5,6 +5,7 @@
 #include "../common/jid.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "carbons.h"
 #include "compliance.h"
 #include "muc_internal.h"
 #include "router.h"
@@ -348,6 +349,9 @@ static void release_private(server *srv, xml_node *stanza, void *ud)
     muc_room *r = pending_room(srv, p);
     muc_occupant *to = r ? muc_occupant_by_jid(r, p->target) : NULL;
     if (to) {
+        /* The sender's other devices see what was said (XEP-0280 section 6: a chat the
+         * user sent; the room is not its sender). */
+        carbons_copy_sent(srv, stanza);
         as_room_message(r, stanza, p->nick);
         muc_user_x(stanza); /* XEP-0045 7.5: marks it as a private message in a room */
         muc_send(r, to, stanza);

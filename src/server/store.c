@@ -269,6 +269,13 @@ store_status store_mam_query(store *st, const mam_filter *q,
     return st->ops->mam_query(st, q, fn, ud, complete);
 }
 
+store_status store_mam_count(store *st, const mam_filter *q, int64_t *count)
+{
+    CHECK_STR(st, q->owner, "owner");
+    *count = 0;
+    return st->ops->mam_count(st, q, count);
+}
+
 store_status store_mam_purge(store *st, const char *owner, int64_t before_us, int64_t *deleted)
 {
     *deleted = 0;

@@ -102,6 +102,9 @@ store_status store_mam_append(store *st, const mam_row *rows, size_t n);
  * of the results in its direction. STORE_NOT_FOUND if after_id/before_id is unknown. */
 store_status store_mam_query(store *st, const mam_filter *q,
                              void (*fn)(void *ud, const mam_row *row), void *ud, int *complete);
+/* How many archived messages match q's owner, with, start and end (the whole result set
+ * of a query, whatever its page: XEP-0059 <count/>). */
+store_status store_mam_count(store *st, const mam_filter *q, int64_t *count);
 /* Delete archived messages older than before_us (of owner, or everyone's when NULL). */
 store_status store_mam_purge(store *st, const char *owner, int64_t before_us, int64_t *deleted);
 

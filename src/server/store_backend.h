@@ -107,6 +107,7 @@ struct store_ops {
     store_status (*room_describe)(store *st, const char *room, const char *node,
                                   const char *listing, int persistent);
     store_status (*room_list)(store *st, void (*fn)(void *ud, const store_room *room), void *ud);
+    store_status (*mam_count)(store *st, const mam_filter *q, int64_t *count);
 };
 
 struct store {

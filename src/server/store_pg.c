@@ -269,6 +269,7 @@ enum sid {
     S_ROOM_SWEEP,
     S_ROOM_DESCRIBE,
     S_ROOM_LIST,
+    S_MAM_COUNT,
     S_COUNT
 };
 
@@ -446,6 +447,8 @@ static const char *const sql_text[S_COUNT] = {
     [S_ROOM_LIST] = "SELECT r.room, r.node, r.listing, r.persistent,"
                     " coalesce(n.lease_until > now(), false) FROM cluster_rooms r"
                     " LEFT JOIN cluster_nodes n ON n.name = r.node ORDER BY r.room COLLATE \"C\"",
+    [S_MAM_COUNT] = "SELECT count(*) FROM mam WHERE owner = $1"
+                    " AND ($2::text IS NULL OR with_jid = $2) AND ts_us >= $3 AND ts_us <= $4",
 };
 
 /* SQLSTATEs the store maps to its own codes. */
@@ -1240,6 +1243,24 @@ static store_status mam_purge(pg_store *s, const char *owner, int64_t before_us,
     return STORE_OK;
 }
 
+static store_status mam_count(pg_store *s, const mam_filter *q, int64_t *count)
+{
+    char start[32], end[32];
+    snprintf(start, sizeof start, "%lld", (long long)q->start_us);
+    snprintf(end, sizeof end, "%lld", (long long)(q->end_us ? q->end_us : INT64_MAX));
+    params p = {0};
+    p_text(&p, q->owner);
+    p_text(&p, q->with);
+    p_text(&p, start);
+    p_text(&p, end);
+    PGresult *res = run(s, S_MAM_COUNT, &p, 0);
+    if (!res)
+        return STORE_ERROR;
+    *count = PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    PQclear(res);
+    return STORE_OK;
+}
+
 PG_OP(mam_append, (store *base, const mam_row *rows, size_t n), (s, rows, n))
 PG_OP(mam_query,
       (store *base, const mam_filter *q, void (*fn)(void *ud, const mam_row *row), void *ud,
@@ -1247,6 +1268,7 @@ PG_OP(mam_query,
       (s, q, fn, ud, complete))
 PG_OP(mam_purge, (store *base, const char *owner, int64_t before_us, int64_t *deleted),
       (s, owner, before_us, deleted))
+PG_OP(mam_count, (store *base, const mam_filter *q, int64_t *count), (s, q, count))
 
 /* ---- small documents ---- */
 
@@ -2090,4 +2112,5 @@ const struct store_ops store_pg_ops = {
     .room_sweep = pg_room_sweep,
     .room_describe = pg_room_describe,
     .room_list = pg_room_list,
+    .mam_count = pg_mam_count,
 };

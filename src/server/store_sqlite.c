@@ -216,6 +216,7 @@ enum sid {
     S_PEP_ITEM_GET,
     S_PEP_ITEMS_ALL,
     S_PEP_ITEMS_LAST,
+    S_MAM_COUNT,
     S_COUNT
 };
 
@@ -330,6 +331,8 @@ static const char *const sql_text[S_COUNT] = {
     [S_PEP_ITEMS_LAST] = "SELECT item_id, publisher, payload FROM (SELECT item_id, publisher,"
                          " payload, seq FROM pep_items WHERE owner = ?1 AND node = ?2"
                          " ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
+    [S_MAM_COUNT] = "SELECT count(*) FROM mam WHERE owner = ?1"
+                    " AND (?2 IS NULL OR with_jid = ?2) AND ts_us >= ?3 AND ts_us <= ?4",
 };
 
 typedef struct sqlite_store {
@@ -1118,6 +1121,26 @@ static store_status sqlite_mam_query(store *base, const mam_filter *q,
     return ret;
 }
 
+static store_status sqlite_mam_count(store *base, const mam_filter *q, int64_t *count)
+{
+    sqlite_store *s = ss_of(base);
+    sqlite3_stmt *st = stmt(s, S_MAM_COUNT);
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_text(st, 1, q->owner, -1, SQLITE_STATIC);
+    if (q->with)
+        sqlite3_bind_text(st, 2, q->with, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, q->start_us);
+    sqlite3_bind_int64(st, 4, q->end_us ? q->end_us : INT64_MAX);
+    store_status ret = STORE_OK;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *count = sqlite3_column_int64(st, 0);
+    else
+        ret = db_error(s, "count archived messages");
+    finish(st);
+    return ret;
+}
+
 static store_status sqlite_mam_purge(store *base, const char *owner, int64_t before_us,
                                      int64_t *deleted)
 {
@@ -1767,4 +1790,5 @@ const struct store_ops store_sqlite_ops = {
     .pep_item_put = sqlite_pep_item_put,
     .pep_item_del = sqlite_pep_item_del,
     .pep_items = sqlite_pep_items,
+    .mam_count = sqlite_mam_count,
 };

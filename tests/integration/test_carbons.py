@@ -109,3 +109,75 @@ def test_carbons_bad_input_enable_as_get_is_refused(srv, run):
         b.send_message(mto="alice@localhost/desk", mbody="still-here", mtype="chat")
         await a.wait_for("message", lambda m: m["body"] == "still-here")
     run(scenario)
+
+
+def test_carbons_which_messages_are_copied(srv, run):
+    """XEP-0280 section 6: chat, and normal with a body, are copied; groupchat never, nor
+    a private message from a room occupant (sent by the room), nor headlines, bodiless
+    normal messages, or what is marked <private/> or <no-copy/>. A private message the
+    user sends to an occupant is a chat like any other: the user's other devices see it.
+    Each case is sent before an ordinary message whose copy ends the wait, so a copy
+    that should not exist would be there by then."""
+    from muc_util import PLUGINS as MUC_PLUGINS, create, gc_body, groupchat, join
+    from muc_util import login as muc_login
+
+    async def scenario():
+        cl = clients_for(srv)
+        plugins = MUC_PLUGINS + ("xep_0280",)
+        desk = await muc_login(cl, "alice", "desk", plugins=plugins)
+        phone = await cl.login("alice", "phone", plugins=("xep_0280",))
+        bob = await muc_login(cl, "bob", "b", plugins=plugins)
+        await enable(desk)
+        await enable(phone)
+        sent = carbons_of(phone, "carbon_sent")
+        received = carbons_of(phone, "carbon_received")
+        rjid = await create(desk, "carbonroom", "alice")
+        await join(bob, rjid, "bob")
+
+        async def marker(text):
+            bob.send_message(mto="alice@localhost/desk", mbody=text, mtype="chat")
+            await wait_until(lambda: any(m["carbon_received"]["body"] == text
+                                         for m in received))
+
+        # groupchat, both ways
+        groupchat(desk, rjid, "gc from alice")
+        groupchat(bob, rjid, "gc from bob")
+        await desk.wait_for("message", gc_body(rjid, "gc from bob"))
+        # a private message from an occupant, sent by the room
+        bob.send_message(mto=f"{rjid}/alice", mbody="pm from bob", mtype="chat")
+        await desk.wait_for("message", lambda m: m["body"] == "pm from bob")
+        # marked private, or no-copy, either way
+        bob.send_raw("<message to='alice@localhost/desk' type='chat'><body>no-copy in</body>"
+                     "<no-copy xmlns='urn:xmpp:hints'/></message>")
+        desk.send_raw("<message to='bob@localhost/b' type='chat'><body>private out</body>"
+                      "<private xmlns='urn:xmpp:carbons:2'/></message>")
+        desk.send_raw("<message to='bob@localhost/b' type='chat'><body>no-copy out</body>"
+                      "<no-copy xmlns='urn:xmpp:hints'/></message>")
+        await bob.wait_for("message", lambda m: m["body"] == "no-copy out")
+        # headline, and normal without a body
+        bob.send_raw("<message to='alice@localhost/desk' type='headline'><body>headline</body>"
+                     "</message>")
+        bob.send_raw("<message to='alice@localhost/desk' type='normal' id='bodiless'>"
+                     "<subject>only a subject</subject></message>")
+        await desk.wait_for("mucm", lambda m: m["id"] == "bodiless")
+        await marker("marker 1")
+        assert [m["carbon_received"]["body"] for m in received] == ["marker 1"]
+        assert sent == []
+
+        # copied: normal with a body (both ways), and a private message alice sends in the room
+        bob.send_message(mto="alice@localhost/desk", mbody="normal in", mtype="normal")
+        desk.send_message(mto="bob@localhost/b", mbody="normal out", mtype="normal")
+        desk.send_raw(f"<message to='{rjid}/bob' type='chat'><body>pm from alice</body>"
+                      "<x xmlns='http://jabber.org/protocol/muc#user'/></message>")
+        await bob.wait_for("message", lambda m: m["body"] == "pm from alice")
+        await marker("marker 2")
+        await wait_until(lambda: len(sent) == 2)
+        assert [m["carbon_received"]["body"] for m in received] == \
+            ["marker 1", "normal in", "marker 2"]
+        assert [m["carbon_received"]["type"] for m in received][1] == "normal"
+        got = {m["carbon_sent"]["body"]: m["carbon_sent"] for m in sent}
+        assert set(got) == {"normal out", "pm from alice"}, list(got)
+        assert got["pm from alice"]["to"] == f"{rjid}/bob"
+        assert got["pm from alice"]["from"] == "alice@localhost/desk"
+        assert all(m["from"] == "alice@localhost" for m in sent)
+    run(scenario)

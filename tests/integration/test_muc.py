@@ -5,15 +5,18 @@ moderation, subject, history, invitations, private messages, destruction, persis
 across a restart, the service's limits, the compliance record of each room message, and
 200 occupants who all see one burst of messages in one order."""
 import asyncio
+import datetime
 import os
 import re
+import socket
 import sqlite3
+import struct
 import time
 
 from conftest import DOMAIN, RawStream, clients_for, exchange, send_iq
-from muc_util import (MUC, NS_DELAY, NS_MUC_OWNER, NS_MUC_USER, NS_SID, codes, configure, create,
-                      error_for, gc_body, groupchat, instant, iq_error, join, join_error, login,
-                      logins, occupied_room, presence_of, room)
+from muc_util import (MUC, NS_DELAY, NS_MUC_OWNER, NS_MUC_USER, NS_SID, PLUGINS, codes,
+                      configure, create, error_for, gc_body, groupchat, instant, iq_error, join,
+                      join_error, login, logins, occupied_room, presence_of, room)
 
 
 # --------------------------------------------------------------------------- rooms
@@ -739,3 +742,258 @@ def test_compliance_server_judges_room_messages_with_occupants(server, run):
         assert [m["body"] for m in hist] == ["hello all [monitored]"]
         await comp.stop()
     run(scenario)
+
+
+# --------------------------------------------------------------------------- audit gaps
+
+def test_room_rate_limit_is_per_room(server, run):
+    """muc_room_rate caps what one room accepts, whoever sends: a burst is partly refused
+    with 'this room is busy', none vanish, and another room is not held back by it."""
+    srv = server(extra=["muc_user_rate = 1000", "muc_room_rate = 3"])
+
+    async def scenario():
+        cl = clients_for(srv)
+        rjid, a, b = await occupied_room(cl, "busy", "alice", "bob")
+        other = await create(b, "quiet", "bob")
+        a.send_raw("".join(f"<message to='{rjid}' type='groupchat' id='rb-{i}'>"
+                           f"<body>room burst {i}</body></message>" for i in range(12)))
+        # at the same moment, another room takes a message: each room has its own bucket
+        groupchat(b, other, "bob elsewhere")
+        delivered, refused = set(), set()
+        deadline = time.monotonic() + 5
+        while len(delivered) + len(refused) < 12 and time.monotonic() < deadline:
+            for m in list(a.events["message"]):
+                if m["type"] == "groupchat" and m["body"].startswith("room burst "):
+                    delivered.add(m["body"])
+            for m in list(a.events["message_error"]):
+                if m["body"].startswith("room burst "):
+                    assert (m["error"]["condition"], m["error"]["type"]) == \
+                        ("resource-constraint", "wait"), m
+                    assert "this room is busy" in m["error"]["text"]
+                    assert "at most 3 messages a second" in m["error"]["text"]
+                    refused.add(m["body"])
+            await asyncio.sleep(0.05)
+        assert len(delivered) + len(refused) == 12, (delivered, refused)
+        assert 3 <= len(delivered) < 12 and refused, (delivered, refused)
+        await b.wait_for("message", gc_body(other, "bob elsewhere"))
+    run(scenario)
+
+
+def test_full_room_refuses_joins_but_admits_admins_and_owners(srv, run):
+    """maxusers: a join past it is refused (service-unavailable, 'the room is full');
+    the room's admins and owners still get in (XEP-0045 7.2.10)."""
+    async def scenario():
+        cl = clients_for(srv)
+        a, b, c, d = await logins(cl, "alice", "bob", "carol", "dave")
+        rjid = await create(a, "tiny", "alice", config={"maxusers": "2"})
+        await join(b, rjid, "bob")
+        err = await join_error(c, rjid, "carol")
+        assert (err.condition, err.etype) == ("service-unavailable", "wait"), err
+        assert err.text == "the room is full"
+        await a.expect_none("mucp", presence_of(rjid, "carol"), 0.3)
+        # an admin is let in although the room is full
+        await a.plugin["xep_0045"].set_affiliation(rjid, "admin", jid=d.boundjid.bare, timeout=5)
+        pres, *_ = await join(d, rjid, "dave")
+        assert (pres["muc"]["affiliation"], pres["muc"]["role"]) == ("admin", "moderator")
+        # and so is the owner from a second device
+        a2 = await login(cl, "alice", resource="second")
+        pres, *_ = await join(a2, rjid, "alice2")
+        assert pres["muc"]["affiliation"] == "owner"
+        # bob leaves, but alice, her second device and dave still fill the room
+        b.plugin["xep_0045"].leave_muc(rjid, "bob")
+        await a.wait_for("mucp", presence_of(rjid, "bob", "unavailable"))
+        err = await join_error(c, rjid, "carol")
+        assert err.text == "the room is full"
+        # once under the limit, ordinary joins work again
+        d.plugin["xep_0045"].leave_muc(rjid, "dave")
+        a2.plugin["xep_0045"].leave_muc(rjid, "alice2")
+        await a.wait_for("mucp", presence_of(rjid, "alice2", "unavailable"))
+        await a.wait_for("mucp", presence_of(rjid, "dave", "unavailable"))
+        await join(c, rjid, "carol")
+    run(scenario)
+
+
+def test_destroyed_persistent_room_stays_gone_after_restart(srv, run):
+    """Destroying a persistent room deletes it and its archive from the store: after a
+    restart it does not exist, and a new room of that name starts empty."""
+    async def scenario():
+        cl = clients_for(srv)
+        a = await login(cl, "alice")
+        rjid = await create(a, "monument", "alice", config={"persistentroom": "1",
+                                                            "roomname": "Monument"})
+        a.plugin["xep_0045"].set_subject(rjid, "old subject")
+        await a.wait_for("mucm", lambda m: m["subject"] == "old subject")
+        for i in range(2):
+            groupchat(a, rjid, f"carved {i}")
+        await a.wait_for("message", gc_body(rjid, "carved 1"))
+        await a.plugin["xep_0045"].destroy(rjid, "demolished", timeout=5)
+        await a.wait_for("mucp", presence_of(rjid, "alice", "unavailable"))
+    run(scenario)
+    db = sqlite3.connect(f"{srv.dir}/data/parley.db")
+    try:
+        assert db.execute("SELECT count(*) FROM mam WHERE owner = ?",
+                          (room("monument"),)).fetchone()[0] == 0
+    finally:
+        db.close()
+    assert not srv.stop()
+    srv.start()
+
+    async def after():
+        cl = clients_for(srv)
+        b = await login(cl, "bob")
+        e = await iq_error(b.plugin["xep_0030"].get_info(jid=room("monument"), timeout=5))
+        assert e["condition"] == "item-not-found"
+        items = await b.plugin["xep_0030"].get_items(jid=MUC, timeout=5)
+        assert room("monument") not in [i[0] for i in items["disco_items"]["items"]]
+        # the name is free: bob creates a new room there, with no history nor subject
+        pres, subject, _, hist = await join(b, room("monument"), "bob")
+        assert 201 in codes(pres) and pres["muc"]["affiliation"] == "owner"
+        assert hist == [] and subject["subject"] == ""
+    run(after)
+
+
+def test_persistent_room_made_temporary_goes_with_its_last_occupant(srv, run):
+    """Switching persistentroom off removes the room from the store: it lives while
+    occupied, vanishes when the last occupant leaves, and neither a restart nor a crash
+    while it is occupied brings it back."""
+    async def scenario():
+        cl = clients_for(srv)
+        a, b = await logins(cl, "alice", "bob")
+        rjid = await create(a, "shortlived", "alice", config={"persistentroom": "1"})
+        groupchat(a, rjid, "while persistent")
+        await a.wait_for("message", gc_body(rjid, "while persistent"))
+        await configure(a, rjid, {"persistentroom": "0"})
+        await join(b, rjid, "bob")
+        info = await b.plugin["xep_0030"].get_info(jid=rjid, timeout=5)
+        assert "muc_temporary" in info["disco_info"]["features"]
+        a.plugin["xep_0045"].leave_muc(rjid, "alice")
+        await b.wait_for("mucp", presence_of(rjid, "alice", "unavailable"))
+        # still there while bob is in
+        await b.plugin["xep_0030"].get_info(jid=rjid, timeout=5)
+        b.plugin["xep_0045"].leave_muc(rjid, "bob")
+        await b.wait_for("mucp", presence_of(rjid, "bob", "unavailable"))
+        e = await iq_error(a.plugin["xep_0030"].get_info(jid=rjid, timeout=5))
+        assert e["condition"] == "item-not-found"
+        # another, still occupied when the server dies (no one leaves): a temporary room
+        # is not in the store, so it does not come back
+        other = await create(a, "occupied", "alice", config={"persistentroom": "1"})
+        await configure(a, other, {"persistentroom": "0"})
+        srv.proc.kill()
+        srv.proc.wait(timeout=10)
+    run(scenario)
+    srv.stop()  # reaps the killed server (its exit code is not clean, by design)
+    # the room that ended took its archive (kept while it was persistent) with it
+    db = sqlite3.connect(f"{srv.dir}/data/parley.db")
+    try:
+        assert db.execute("SELECT count(*) FROM mam WHERE owner = ?",
+                          (room("shortlived"),)).fetchone()[0] == 0
+    finally:
+        db.close()
+    srv.start()
+
+    async def after():
+        cl = clients_for(srv)
+        c = await login(cl, "carol")
+        for name in ("shortlived", "occupied"):
+            e = await iq_error(c.plugin["xep_0030"].get_info(jid=room(name), timeout=5))
+            assert e["condition"] == "item-not-found", name
+    run(after)
+
+
+def test_history_on_join_by_seconds_and_since(srv, run):
+    """<history seconds/> and <history since/> (XEP-0045 7.2.15) leave out what is older."""
+    plugins = PLUGINS + ("xep_0082",)
+
+    async def scenario():
+        cl = clients_for(srv)
+        a, b, c, d = await logins(cl, "alice", "bob", "carol", "dave", plugins=plugins)
+        rjid = await create(a, "recent", "alice")
+        for i in range(3):
+            groupchat(a, rjid, f"old {i}")
+        await a.wait_for("message", gc_body(rjid, "old 2"))
+        # the old ones are over 4 s old at the joins, the new ones (joins within 3 s) not
+        await asyncio.sleep(4.2)
+        cut = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+        for i in range(2):
+            groupchat(a, rjid, f"new {i}")
+        await a.wait_for("message", gc_body(rjid, "new 1"))
+        _, _, _, hist = await join(b, rjid, "bob", seconds=3)
+        assert [m["body"] for m in hist] == ["new 0", "new 1"], [m["body"] for m in hist]
+        _, _, _, hist = await join(c, rjid, "carol", since=cut.replace(microsecond=0))
+        assert [m["body"] for m in hist] == ["new 0", "new 1"], [m["body"] for m in hist]
+        # a generous window gets everything
+        _, _, _, hist = await join(d, rjid, "dave", seconds=3600)
+        assert [m["body"] for m in hist] == ["old 0", "old 1", "old 2", "new 0", "new 1"]
+    run(scenario)
+
+
+def test_granting_admin_and_owner_and_the_list_queries(srv, run):
+    """XEP-0045 9.x/10.x admin IQs: an owner makes an admin and another owner; each
+    affiliation list and each role list says who holds it; an admin may not make owners."""
+    async def scenario():
+        cl = clients_for(srv)
+        rjid, a, b, c = await occupied_room(cl, "council", "alice", "bob", "carol")
+        muc = a.plugin["xep_0045"]
+        await muc.set_affiliation(rjid, "admin", jid=b.boundjid.bare, timeout=5)
+        p = await c.wait_for("mucp", lambda p: presence_of(rjid, "bob")(p)
+                             and p["muc"]["affiliation"] == "admin")
+        assert p["muc"]["role"] == "moderator"  # admins are moderators when they join
+        assert await muc.get_affiliation_list(rjid, "admin", timeout=5) == ["bob@localhost"]
+        assert sorted(await muc.get_roles_list(rjid, "moderator", timeout=5)) == ["alice", "bob"]
+        assert await muc.get_roles_list(rjid, "participant", timeout=5) == ["carol"]
+        # an admin may not make owners, but reads the lists
+        e = await iq_error(b.plugin["xep_0045"].set_affiliation(rjid, "owner",
+                                                                  jid="carol@localhost", timeout=5))
+        assert e["condition"] == "forbidden"
+        assert await b.plugin["xep_0045"].get_affiliation_list(rjid, "owner", timeout=5) == \
+            ["alice@localhost"]
+        # a participant sees no lists
+        e = await iq_error(c.plugin["xep_0045"].get_affiliation_list(rjid, "admin", timeout=5))
+        assert e["condition"] == "forbidden"
+        e = await iq_error(c.plugin["xep_0045"].get_roles_list(rjid, "moderator", timeout=5))
+        assert e["condition"] == "forbidden"
+        # a second owner; then the first may step down
+        await muc.set_affiliation(rjid, "owner", jid=c.boundjid.bare, timeout=5)
+        p = await b.wait_for("mucp", lambda p: presence_of(rjid, "carol")(p)
+                             and p["muc"]["affiliation"] == "owner")
+        assert p["muc"]["role"] == "moderator"
+        assert sorted(await muc.get_affiliation_list(rjid, "owner", timeout=5)) == \
+            ["alice@localhost", "carol@localhost"]
+        await c.plugin["xep_0045"].set_affiliation(rjid, "member", jid="alice@localhost",
+                                                   timeout=5)
+        assert await c.plugin["xep_0045"].get_affiliation_list(rjid, "owner", timeout=5) == \
+            ["carol@localhost"]
+        assert await c.plugin["xep_0045"].get_affiliation_list(rjid, "member", timeout=5) == \
+            ["alice@localhost"]
+        # alice, now a member, no longer configures the room
+        e = await iq_error(a.plugin["xep_0045"].get_room_config(rjid, timeout=5))
+        assert e["condition"] == "forbidden"
+    run(scenario)
+
+
+def test_occupant_whose_connection_drops_is_removed(srv, run):
+    """A client that vanishes without leaving (TCP reset) is taken out of the room: the
+    others get its unavailable presence and its nickname is free again."""
+    async def scenario():
+        cl = clients_for(srv)
+        a = await login(cl, "alice")
+        rjid = await create(a, "fragile", "alice")
+        rs = raw_occupant(srv, "bob", "flaky")
+        try:
+            rs.send(f"<presence to='{rjid}/bob'><x xmlns='http://jabber.org/protocol/muc'/>"
+                    "</presence>")
+            rs.read_until(r"<subject\s*/>|<subject>.*?</subject>")
+            await a.wait_for("mucp", presence_of(rjid, "bob"))
+            # SO_LINGER 0: close sends a RST, no </stream:stream>, no unavailable presence
+            rs.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        finally:
+            rs.close()
+        gone = await a.wait_for("mucp", presence_of(rjid, "bob", "unavailable"), 10)
+        assert gone["muc"]["role"] == "none"
+        occupants = a.plugin["xep_0045"].get_roster(rjid)
+        assert "bob" not in occupants
+        b = await login(cl, "bob")
+        pres, *_ = await join(b, rjid, "bob")  # the nickname is free
+        assert 110 in codes(pres)
+    run(scenario)
+    assert "bob@localhost/flaky: closed: read failed" in srv.log_text()  # a reset, not a close

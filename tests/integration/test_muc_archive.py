@@ -207,3 +207,30 @@ def test_room_archive_off_when_the_archive_is_off(server, run):
         assert ei.value.iq["error"]["condition"] == "service-unavailable"
     run(scenario)
     assert rows(srv, f"unrecorded@{MUC}") == 0
+
+
+def test_room_archive_answers_carry_the_rsm_count_and_complete(srv, run):
+    """A room's archive answers like a user's: <count/> is the size of the whole result
+    set (XEP-0059), <fin complete='true'/> only on the page that reaches its end."""
+    async def scenario():
+        cl = clients_for(srv)
+        rjid, a, b = await occupied_room(cl, "counted", "alice", "bob", plugins=PLUGINS)
+        ids = await talk(a, rjid, [f"n{i}" for i in range(5)])
+        groupchat(b, rjid, "from bob")
+        await b.wait_for("message", gc_body(rjid, "from bob"))
+
+        async def fin_of(rsm, form=""):
+            res = await send_iq(b, rjid, f"<query xmlns='{NS_MAM}'>{form}<set xmlns='{NS_RSM}'>"
+                                f"{rsm}</set></query>", itype="set")
+            fin = res.xml.find(f"{{{NS_MAM}}}fin")
+            count = fin.find(f"{{{NS_RSM}}}set/{{{NS_RSM}}}count")
+            return fin.get("complete"), None if count is None else count.text
+
+        assert await fin_of("<max>2</max>") == (None, "6")
+        assert await fin_of(f"<max>2</max><after>{ids[3]}</after>") == ("true", "6")
+        assert await fin_of("<max>10</max><before/>") == ("true", "6")
+        with_bob = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>"
+                    f"<value>{NS_MAM}</value></field><field var='with'><value>bob@localhost"
+                    "</value></field></x>")
+        assert await fin_of("<max>0</max>", with_bob) == (None, "1")
+    run(scenario)

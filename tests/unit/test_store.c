@@ -1142,6 +1142,17 @@ static void test_mam_archive_query_pages(void **state)
     out[0] = '\0';
     assert_int_equal(store_mam_query(f->st, &range, append_mam, out, &complete), STORE_OK);
     assert_string_equal(out, "id3:<m3/>;id5:<m5/>;");
+    /* The size of the whole result set, whatever the page (XEP-0059 <count/>). */
+    int64_t total = -1;
+    assert_int_equal(store_mam_count(f->st, &q, &total), STORE_OK); /* after id6: ignored */
+    assert_int_equal(total, 7);
+    assert_int_equal(store_mam_count(f->st, &with, &total), STORE_OK);
+    assert_int_equal(total, 3);
+    assert_int_equal(store_mam_count(f->st, &range, &total), STORE_OK);
+    assert_int_equal(total, 2);
+    mam_filter nobody = {.owner = "dave@localhost", .max = 1};
+    assert_int_equal(store_mam_count(f->st, &nobody, &total), STORE_OK);
+    assert_int_equal(total, 0);
     /* An id from someone else's archive, or none at all, is not found. */
     mam_filter bad = {.owner = "bob@localhost", .after_id = "id2", .max = 10};
     assert_int_equal(store_mam_query(f->st, &bad, append_mam, out, &complete), STORE_NOT_FOUND);
