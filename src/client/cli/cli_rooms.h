@@ -1,5 +1,6 @@
 /* cli_rooms.h - group chat, the server archive and carbons in the parley command: room
- * commands, windows and events of the interactive client (cli_rooms.c), history from the
+ * commands, windows and events of the interactive client (cli_rooms.c; running a room:
+ * cli_room_owner.c), history from the
  * server archive and copies from other devices (cli_sync.c), `parley rooms`
  * (cli_rooms_cmd.c). */
 #ifndef PARLEY_CLI_ROOMS_H
@@ -34,6 +35,10 @@ int rooms_on_event(ui *u, const parley_event *ev);
 void rooms_ui_free(ui *u);
 /* The group chat state of the ui (made on first use). */
 rooms_ui *rooms_ui_of(ui *u);
+
+/* ---- cli_room_owner.c */
+/* /nick, /affiliation, /destroy, /config: 1 if handled. */
+int room_owner_command(ui *u, const char *name, const char *args);
 
 /* ---- cli_sync.c */
 /* Carbons on, and the archive sync unless the history is disabled. */
