@@ -385,3 +385,58 @@ def test_interactive_owner_commands_refused_for_a_participant(parleyd, tmux_dir)
         finally:
             await bob.close()
     run(scenario)
+
+
+def test_parley_room_config_affiliation_destroy_commands(parleyd):  # noqa: F811
+    """`parley room ...` for scripts: the settings as JSON lines, a change applied (a
+    non-member refused), membership granted (then admitted), a refusal's exit code and
+    reason, destruction seen by the occupant; usage errors are exit 1."""
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "b").login()
+        acct = parleyd.account("alice")
+        desk = await Peer(parleyd, "alice", "desk").login()
+        hq = room("hq")
+        try:
+            await desk.join(hq, "alice", create=True)
+            loop = asyncio.get_running_loop()
+
+            async def cmd(*args):  # parley_cmd blocks: the peers keep running meanwhile
+                return await loop.run_in_executor(None, lambda: parley_cmd(*acct, "room",
+                                                                          *args, timeout=60))
+            r = await cmd("config", hq)
+            assert r.returncode == 0, r.stderr
+            rows = {row["key"]: row["value"] for row in map(json.loads, r.stdout.splitlines())}
+            assert rows["members-only"] == "off" and rows["password"] == "none", rows
+            assert "max-users" in rows and "passwordprotectedroom" not in rows, rows
+            r = await cmd("config", hq, "members-only", "on")
+            assert r.returncode == 0, r.stderr
+            r = await cmd("config", hq)
+            assert ('{"key":"members-only","value":"on"' in r.stdout), r.stdout
+            try:
+                await bob.join(hq, "bob")
+                raise AssertionError("a non-member joined a members-only room")
+            except Exception as e:  # noqa: BLE001  (slixmpp raises its PresenceError)
+                assert "registration-required" in str(e) or "members only" in str(e), e
+            r = await cmd("affiliation", hq, BOB, "member")
+            assert r.returncode == 0, r.stderr
+            await bob.join(hq, "bob")
+            # refused by the room: its reason, the policy exit code
+            r = await cmd("affiliation", hq, ALICE, "none")
+            assert r.returncode == 7 and "at least one owner" in r.stderr, (r.returncode,
+                                                                            r.stderr)
+            r = await cmd("config", hq, "max-users", "999999")
+            assert r.returncode == 5 and "at most" in r.stderr, (r.returncode, r.stderr)
+            r = await cmd("destroy", hq, "merged into ops")
+            assert r.returncode == 0, r.stderr
+            gone = await bob.wait(lambda p: p.name == "presence" and p["type"] == "unavailable"
+                                  and p.xml.find(f"{MUC_USER}x/{MUC_USER}destroy") is not None)
+            reason = gone.xml.find(f"{MUC_USER}x/{MUC_USER}destroy/{MUC_USER}reason")
+            assert reason is not None and reason.text == "merged into ops"
+            for bad in (["config"], ["frob", hq], ["config", hq, "colour", "red"],
+                        ["config", hq, "moderated", "maybe"], ["affiliation", hq, BOB]):
+                r = await cmd(*bad)
+                assert r.returncode == 1 and "parley:" in r.stderr, (bad, r.stderr)
+        finally:
+            await bob.close()
+            await desk.close()
+    run(scenario)

@@ -170,22 +170,52 @@ static void cmd_destroy(ui *u, const char *args)
 
 /* ------------------------------------------------------------------ /config */
 
-static void show_field(ui *u, win *w, const parley_room_field *f)
+int room_config_describe(const parley_room_field *f, const char **key, const char **value)
 {
     const char *var = strncmp(f->var, ROOMCONFIG, strlen(ROOMCONFIG)) == 0
                           ? f->var + strlen(ROOMCONFIG) : f->var;
     if (strcmp(var, "passwordprotectedroom") == 0)
-        return; /* shown as password: set or none */
+        return 0; /* shown as password: set or none */
     int k = find_key(var);
-    const char *name = k >= 0 ? keys[k].key : var;
     const char *v = f->value ? f->value : "";
+    *key = k >= 0 ? keys[k].key : var;
     if ((k >= 0 && keys[k].kind == KEY_BOOL) || str_eq(f->type, "boolean"))
         v = bool_value(v) && strcmp(bool_value(v), "1") == 0 ? "on" : "off";
     else if (k >= 0 && keys[k].kind == KEY_SECRET)
         v = *v ? "(set)" : "none"; /* never shown on a screen others may see */
-    else if (!*v)
-        v = "(none)";
-    char *sv = fmt_sanitize(v, u->utf8, 0);
+    *value = v;
+    return 1;
+}
+
+size_t room_config_fields(const char *key, const char *value, parley_room_field out[2],
+                          char vars[2][64], const char **why)
+{
+    int k = find_key(key);
+    if (k < 0 || !*value) {
+        *why = "unknown key, or no value";
+        return 0;
+    }
+    snprintf(vars[0], 64, ROOMCONFIG "%s", keys[k].field);
+    snprintf(vars[1], 64, ROOMCONFIG "passwordprotectedroom");
+    out[0] = (parley_room_field){vars[0], NULL, NULL, value};
+    out[1] = (parley_room_field){vars[1], NULL, NULL, "1"};
+    if (keys[k].kind == KEY_BOOL && !(out[0].value = bool_value(value))) {
+        *why = "takes on or off";
+        return 0;
+    }
+    if (keys[k].kind != KEY_SECRET)
+        return 1;
+    if (strcmp(value, "-") == 0) /* no password: protection off, the secret emptied */
+        out[0].value = "", out[1].value = "0";
+    return 2;
+}
+
+static void show_field(ui *u, win *w, const parley_room_field *f)
+{
+    const char *name, *v;
+    if (!room_config_describe(f, &name, &v))
+        return;
+    char *sv = fmt_sanitize(*v ? v : "(none)", u->utf8, 0);
     char *label = f->label ? fmt_sanitize(f->label, u->utf8, 0) : NULL;
     win_info(u, w, "  %-15s %s%s%s%s", name, sv, label ? "  (" : "", label ? label : "",
              label ? ")" : "");
@@ -236,24 +266,17 @@ static void cmd_config(ui *u, const char *args)
             INFO(u, "/config failed: %s", call_error(e));
         return;
     }
-    int k = find_key(key);
-    if (k < 0 || !*rest) {
+    parley_room_field f[2];
+    char vars[2][64];
+    const char *why;
+    size_t n = room_config_fields(key, rest, f, vars, &why);
+    if (n == 0 && find_key(key) >= 0 && *rest) {
+        INFO(u, "/config %s takes on or off", key);
+        return;
+    }
+    if (n == 0) {
         INFO(u, "%s", usage);
         return;
-    }
-    char field[64], protect[64];
-    snprintf(field, sizeof field, ROOMCONFIG "%s", keys[k].field);
-    snprintf(protect, sizeof protect, ROOMCONFIG "passwordprotectedroom");
-    parley_room_field f[2] = {{field, NULL, NULL, rest}, {protect, NULL, NULL, "1"}};
-    size_t n = 1;
-    if (keys[k].kind == KEY_BOOL && !(f[0].value = bool_value(rest))) {
-        INFO(u, "/config %s takes on or off", keys[k].key);
-        return;
-    }
-    if (keys[k].kind == KEY_SECRET) {
-        if (strcmp(rest, "-") == 0) /* no password: protection off, the secret emptied */
-            f[0].value = "", f[1].value = "0";
-        n = 2;
     }
     parley_error e = parley_room_config_set(u->p, room, f, n, on_configured, u);
     if (e != PARLEY_OK)
