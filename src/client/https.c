@@ -259,6 +259,48 @@ parley_error parley_https_put(const char *url, const char *ca_file, const char *
     return e;
 }
 
+/* Send a request without a body (GET, HEAD) and read the answer's head. */
+static int ask(hconn *c, const url_parts *u, const char *method, char *head, size_t *have,
+               size_t *off, long long *clen)
+{
+    char req[3072];
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\nUser-Agent: parley\r\n\r\n",
+                     method, u->path, u->host, u->port);
+    if (n <= 0 || (size_t)n >= sizeof req || hwrite(c, req, (size_t)n) < 0)
+        return -1;
+    return read_head(c, head, have, off, clen);
+}
+
+parley_error parley_https_head(const char *url, const char *ca_file, int timeout_ms,
+                               char *err, size_t errlen)
+{
+    url_parts u;
+    if (!url || parse_url(url, &u) < 0) {
+        snprintf(err, errlen, "not an https:// URL");
+        return PARLEY_ERR_INVALID;
+    }
+    hconn c;
+    parley_error e = hopen(&c, &u, ca_file, timeout_ms, err, errlen);
+    if (e != PARLEY_OK)
+        return e;
+    char *head = xmalloc(HEAD_MAX);
+    size_t have = 0, off = 0;
+    long long clen = -1;
+    int status = ask(&c, &u, "HEAD", head, &have, &off, &clen);
+    if (status < 0) {
+        snprintf(err, errlen, "%s: no valid answer", u.host);
+        e = PARLEY_ERR_UNREACHABLE;
+    } else if (status != 200) {
+        /* an answer to HEAD has no body to read the reason from */
+        snprintf(err, errlen, "HTTP %d", status);
+        e = status == 404 ? PARLEY_ERR_INVALID : status_error(status);
+    }
+    free(head);
+    hclose(&c);
+    return e;
+}
+
 parley_error parley_https_get(const char *url, const char *ca_file, const char *dest,
                               int timeout_ms, char *err, size_t errlen)
 {
@@ -271,16 +313,10 @@ parley_error parley_https_get(const char *url, const char *ca_file, const char *
     parley_error e = hopen(&c, &u, ca_file, timeout_ms, err, errlen);
     if (e != PARLEY_OK)
         return e;
-    char req[3072];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\nUser-Agent: parley\r\n\r\n",
-                     u.path, u.host, u.port);
     char *head = xmalloc(HEAD_MAX);
     size_t have = 0, off = 0;
     long long clen = -1;
-    int status = (n > 0 && (size_t)n < sizeof req && hwrite(&c, req, (size_t)n) == 0)
-                     ? read_head(&c, head, &have, &off, &clen)
-                     : -1;
+    int status = ask(&c, &u, "GET", head, &have, &off, &clen);
     if (status < 0) {
         snprintf(err, errlen, "%s: no valid answer", u.host);
         e = PARLEY_ERR_UNREACHABLE;

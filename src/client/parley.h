@@ -589,6 +589,9 @@ parley_error parley_request_upload_slot(parley *p, const char *name, long long s
 /* Send a file's URL to `to` (body and XEP-0066 out-of-band data; desc may be NULL). */
 parley_error parley_send_file_link(parley *p, const char *to, const char *url,
                                    const char *desc, char *id_out, size_t id_len);
+/* The same to a room we are in (PARLEY_ERR_STATE if not), as a groupchat message. */
+parley_error parley_room_send_file_link(parley *p, const char *room, const char *url,
+                                        const char *desc, char *id_out, size_t id_len);
 /* Blocking HTTPS transfers under the same TLS policy and certificate verification as the
  * XMPP connection (ca_file NULL: the system store). PUT sends the whole file at path with
  * its exact length; GET writes the body to dest (through a temporary file, renamed when
@@ -599,6 +602,10 @@ parley_error parley_https_put(const char *url, const char *ca_file, const char *
                               size_t errlen);
 parley_error parley_https_get(const char *url, const char *ca_file, const char *dest,
                               int timeout_ms, char *err, size_t errlen);
+/* HEAD: PARLEY_OK if url can be downloaded now, PARLEY_ERR_INVALID if the server has no
+ * such file (404: not yet released by the compliance server, blocked or expired). */
+parley_error parley_https_head(const char *url, const char *ca_file, int timeout_ms,
+                               char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -80,19 +80,17 @@ parley_error parley_request_upload_slot(parley *p, const char *name, long long s
     return e;
 }
 
-parley_error parley_send_file_link(parley *p, const char *to, const char *url,
-                                   const char *desc, char *id_out, size_t id_len)
+/* The link message: the body is the URL alone, as XEP-0066 asks, so other clients show it
+ * inline, and the out-of-band data says it is a file. Never end-to-end encrypted: the
+ * server and the compliance archive see the link like the upload itself. */
+static parley_error send_link(parley *p, const char *to, const char *type, const char *url,
+                              const char *desc, char *id_out, size_t id_len)
 {
-    if (!p || !to || !url || strncmp(url, "https://", 8) != 0)
-        return PARLEY_ERR_INVALID;
-    if (!p->bound)
-        return PARLEY_ERR_STATE;
     xml_node *m = xml_new(XMLNS_CLIENT, "message");
     xml_set_attr(m, "to", to);
-    xml_set_attr(m, "type", "chat");
+    xml_set_attr(m, "type", type);
     char *id = session_new_id(p);
     xml_set_attr(m, "id", id);
-    /* The body is the URL alone, as XEP-0066 asks, so other clients show it inline. */
     xml_add_text(xml_add_child(m, NULL, "body"), url, strlen(url));
     xml_node *x = xml_add_child(m, NS_OOB, "x");
     xml_add_text(xml_add_child(x, NULL, "url"), url, strlen(url));
@@ -105,5 +103,32 @@ parley_error parley_send_file_link(parley *p, const char *to, const char *url,
     if (e == PARLEY_OK && id_out && id_len)
         snprintf(id_out, id_len, "%s", id);
     free(id);
+    return e;
+}
+
+parley_error parley_send_file_link(parley *p, const char *to, const char *url,
+                                   const char *desc, char *id_out, size_t id_len)
+{
+    if (!p || !to || !url || strncmp(url, "https://", 8) != 0)
+        return PARLEY_ERR_INVALID;
+    if (!p->bound)
+        return PARLEY_ERR_STATE;
+    return send_link(p, to, "chat", url, desc, id_out, id_len);
+}
+
+parley_error parley_room_send_file_link(parley *p, const char *room, const char *url,
+                                        const char *desc, char *id_out, size_t id_len)
+{
+    if (!p || !room || !url || strncmp(url, "https://", 8) != 0)
+        return PARLEY_ERR_INVALID;
+    if (!p->bound)
+        return PARLEY_ERR_STATE;
+    /* A room takes messages of type groupchat from its occupants only. */
+    if (!parley_room_nick(p, room))
+        return PARLEY_ERR_STATE;
+    char *addr = jid_normalize_bare(room);
+    parley_error e = addr ? send_link(p, addr, "groupchat", url, desc, id_out, id_len)
+                          : PARLEY_ERR_INVALID;
+    free(addr);
     return e;
 }

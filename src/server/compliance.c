@@ -43,6 +43,7 @@ typedef struct compliance {
     clog_audit *events;
     size_t nevents, events_cap;
     int64_t retry_after_ms;
+    int64_t last_ts_us;  /* the latest time stamped on a message record or audit event */
 } compliance;
 
 int compliance_enabled(const server *srv)
@@ -143,15 +144,26 @@ static char *dup_or_null(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
+/* The time of a message record or audit event: the server clock, but strictly after
+ * everything stamped before, so that the two chains (each with its own seq) interleave in
+ * one order by ts_us. An auditor needs that order to tell who was in a room (room-join,
+ * room-leave) when each room message was recorded. */
+static int64_t next_ts(compliance *c)
+{
+    int64_t now = time_now_us();
+    c->last_ts_us = now > c->last_ts_us ? now : c->last_ts_us + 1;
+    return c->last_ts_us;
+}
+
 /* The record of a message: its metadata, its body unless it is end-to-end encrypted,
  * and the whole stanza (without bodies when encrypted: a fallback body is not the
  * content, and the archive must not pretend to hold plaintext it does not). */
-static void build_record(clog_record *r, const xml_node *stanza, const char *recipient,
-                         const char *outcome, const char *reason)
+static void build_record(compliance *c, clog_record *r, const xml_node *stanza,
+                         const char *recipient, const char *outcome, const char *reason)
 {
     memset(r, 0, sizeof *r);
     r->file_size = -1;
-    r->ts_us = time_now_us();
+    r->ts_us = next_ts(c);
     r->kind = xstrdup("message");
     r->sender = dup_or_null(xml_get_attr(stanza, "from"));
     r->recipient = dup_or_null(recipient);
@@ -205,7 +217,7 @@ static void hold(server *srv, xml_node *stanza, const char *recipient, const cha
     h.free_ud = free_ud;
     if (outcome) {
         h.has_record = 1;
-        build_record(&h.rec, stanza, recipient, outcome, reason);
+        build_record(srv->compliance, &h.rec, stanza, recipient, outcome, reason);
     }
     if (verdict_take(srv, &h, kind, occupants, noccupants))
         return;
@@ -271,7 +283,7 @@ void compliance_audit(server *srv, const char *actor, const char *event, const c
     }
     clog_audit *a = &c->events[c->nevents++];
     memset(a, 0, sizeof *a);
-    a->ts_us = time_now_us();
+    a->ts_us = next_ts(c);
     a->actor = dup_or_null(actor);
     a->event = xstrdup(event);
     a->target = dup_or_null(target);

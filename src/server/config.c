@@ -113,7 +113,7 @@ void config_init(config *cfg)
     cfg->pep_max_items = DEFAULT_PEP_MAX_ITEMS;
     cfg->pep_max_payload = DEFAULT_PEP_MAX_PAYLOAD;
     cfg->upload_max_size = DEFAULT_UPLOAD_MAX_SIZE;
-    cfg->upload_expire_after = DEFAULT_UPLOAD_EXPIRE_DAYS;
+    cfg->upload_expire_after = (long long)DEFAULT_UPLOAD_EXPIRE_DAYS * 86400;
     cfg->http_header_timeout = DEFAULT_HTTP_HEADER_TIMEOUT;
     cfg->http_idle_timeout = DEFAULT_HTTP_IDLE_TIMEOUT;
     cfg->s2s_port = DEFAULT_S2S_PORT;
@@ -351,6 +351,8 @@ typedef enum {
     K_URL,     /* https://host[:port][/path], no trailing slash, no query */
     K_DOMAINS, /* comma-separated domains, normalised */
     K_HOSTS,   /* comma-separated name=host:port */
+    K_DURATION, /* "forever" (0) or a number with unit s, m, h or d; plain number: days.
+                 * Stored as seconds in a long long. */
 } key_type;
 
 typedef struct key_def {
@@ -419,7 +421,7 @@ static const key_def keys[] = {
     KEY(upload_dir, K_PATH),
     KEY(upload_url, K_URL),
     KEY(upload_max_size, K_SIZE),
-    KEY(upload_expire_after, K_DAYS),
+    KEY(upload_expire_after, K_DURATION),
     KEY(http_header_timeout, K_POSINT),
     KEY(http_idle_timeout, K_POSINT),
     KEY(s2s_port, K_PORT),
@@ -580,6 +582,36 @@ static int apply_key(config *cfg, const key_def *k, const char *value, const cha
         }
         set_err(why, whylen, "bad value '%s' for '%s' ('forever' or a number of days, "
                              "e.g. 2555d)", value, k->name);
+        return -1;
+    }
+    case K_DURATION: {
+        if (strcasecmp(value, "forever") == 0) {
+            *(long long *)slot = 0;
+            return 0;
+        }
+        /* Days stay the unit of a bare number: older configurations mean days. */
+        static const struct { char unit; long long seconds, max; } units[] = {
+            {'s', 1, 365L * 1000 * 86400}, {'m', 60, 365L * 1000 * 1440},
+            {'h', 3600, 365L * 1000 * 24}, {'d', 86400, 365L * 1000}};
+        char num[32];
+        size_t vlen = strlen(value);
+        long long mult = 86400, max = 365L * 1000;
+        for (size_t i = 0; vlen > 1 && i < ARRAY_LEN(units); i++)
+            if (value[vlen - 1] == units[i].unit || value[vlen - 1] == units[i].unit - 32) {
+                mult = units[i].seconds, max = units[i].max;
+                vlen--;
+                break;
+            }
+        if (vlen < sizeof num) {
+            memcpy(num, value, vlen);
+            num[vlen] = '\0';
+            if (parse_long(num, 1, (long)max, &n) == 0) {
+                *(long long *)slot = (long long)n * mult;
+                return 0;
+            }
+        }
+        set_err(why, whylen, "bad value '%s' for '%s' ('forever' or a duration: 30s, 15m, "
+                             "12h, 7d; a plain number is days)", value, k->name);
         return -1;
     }
     case K_URL: {

@@ -68,7 +68,7 @@ typedef struct config {
     char *upload_dir;          /* stored files; default <data_dir>/files */
     char *upload_url;          /* base of slot URLs; default https://<domain>:<https_port> */
     size_t upload_max_size;    /* ceiling on any file, over every policy; default 100M */
-    int upload_expire_after;   /* days a file is kept; 0 = forever; default 30 */
+    long long upload_expire_after; /* seconds a file is kept; 0 = forever; default 30 days */
     int http_header_timeout;   /* seconds to receive a request's headers; default 10 */
     int http_idle_timeout;     /* seconds of silence in a body or between requests; default 30 */
     /* Server-to-server links (docs/federation.md). Lists are comma-separated. */

@@ -6,7 +6,9 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "compliance.h"
+#include "conn.h"
 #include "mam.h"
+#include "node.h"
 #include "muc_internal.h"
 #include "node_rooms.h"
 #include "router.h"
@@ -424,12 +426,51 @@ static muc_room *find_room(muc *m, xml_node *stanza, const char *room_jid, int *
     return NULL;
 }
 
+int muc_session_ended(const xml_node *stanza)
+{
+    return xml_child(stanza, XMLNS_NODE, MUC_SESSION_ENDED) != NULL;
+}
+
+/* Is from_full a session of this node that is ending (its connection closing, or
+ * detached and not resumed)? Its unavailable presence is then the server's, sent for a
+ * client that disconnected without leaving. */
+static int session_ending(muc *m, const char *from_full, const char *from_bare)
+{
+    const char *at = strchr(from_bare, '@');
+    const char *slash = strchr(from_full, '/');
+    if (!at || !slash || !router_is_local_domain(m->srv, at + 1))
+        return 0;
+    c2s *s = router_session(m->srv, from_bare, slash + 1);
+    return s && (!s->conn || conn_is_closing(s->conn));
+}
+
+/* The room-leave event says "disconnected" for a session that ended. The node holding
+ * the session knows, and marks the presence (MUC_SESSION_ENDED) so that the room's home
+ * learns it too when the room lives on another node; a mark from anyone but another node
+ * of this domain is removed. */
+static void mark_session_end(muc *m, xml_node *stanza, const char *from_full,
+                             const char *from_bare)
+{
+    if (m->via_node)
+        return; /* the node that holds the session marked it (or not) */
+    xml_node *mark;
+    while ((mark = xml_child(stanza, XMLNS_NODE, MUC_SESSION_ENDED)) != NULL) {
+        xml_detach(mark);
+        xml_free(mark);
+    }
+    if (str_eq(xml_get_attr(stanza, "type"), "unavailable") &&
+        session_ending(m, from_full, from_bare))
+        xml_add_child(stanza, XMLNS_NODE, MUC_SESSION_ENDED);
+}
+
 static void deliver_room(muc *m, xml_node *stanza, const jid *to, const char *from_full,
                          const char *from_bare)
 {
     server *srv = m->srv;
     const char *type = xml_get_attr(stanza, "type");
     int is_presence = strcmp(stanza->name, "presence") == 0;
+    if (is_presence)
+        mark_session_end(m, stanza, from_full, from_bare);
     char *room_jid = jid_bare(to);
     int taken;
     muc_room *r = find_room(m, stanza, room_jid, &taken);
@@ -608,6 +649,16 @@ static int forget_temporary(void *ud, const char *key, void *value)
     return 0;
 }
 
+/* Occupants still in a room when the server stops (on other nodes, or other domains'):
+ * they are not in it any more, whatever happens to the room next. */
+static int audit_stop(void *ud, const char *key, void *value)
+{
+    muc_room *r = value;
+    for (const muc_occupant *o = r->first; o; o = o->next)
+        muc_audit_occupant(r, o, "room-leave", "server-stop");
+    return 0;
+}
+
 void muc_free(server *srv)
 {
     muc *m = srv->muc;
@@ -615,6 +666,7 @@ void muc_free(server *srv)
         return;
     if (m->registered)
         router_remove_service(srv, m->domain);
+    dict_each(m->rooms, audit_stop, NULL);
     if (srv->store)
         dict_each(m->rooms, forget_temporary, NULL);
     node_rooms_free(m);

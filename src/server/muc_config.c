@@ -271,6 +271,7 @@ void muc_room_destroy(muc_room *r, const char *actor, const char *reason, const 
         muc_add_status(x, 110);
         muc_send(r, o, p);
         xml_free(p);
+        muc_audit_occupant(r, o, "room-leave", "room-destroyed");
     }
     compliance_audit(srv, actor, "muc-room-destroy", r->jid, NULL, reason);
     log_info("muc: %s destroyed by %s", r->jid, actor);

@@ -160,6 +160,12 @@ void muc_release(muc *m);
  * ownership. */
 void muc_deliver_via(muc *m, xml_node *stanza, const char *node);
 
+/* Marks (in the node link namespace, XMLNS_NODE) an unavailable presence that the
+ * server sent because the occupant's session ended, not because the client left. */
+#define MUC_SESSION_ENDED "session-ended"
+/* Does this unavailable presence say the session ended (disconnected)? */
+int muc_session_ended(const xml_node *stanza);
+
 /* ---- muc_room.c ---- */
 muc_room *muc_room_new(muc *m, const char *jid);
 void muc_room_free(muc_room *r);
@@ -183,6 +189,10 @@ void muc_room_broadcast_presence(muc_room *r, muc_occupant *o);
  * nick and a reason, if any) to everyone, the occupant included. */
 void muc_room_remove(muc_room *r, muc_occupant *o, const int *codes, size_t ncodes,
                      const char *actor, const char *reason);
+/* The compliance audit event (room-join, room-leave) of o in r, with its role, affiliation,
+ * nick and, for a leave, why (reason may be NULL). Only the room's home calls this. */
+void muc_audit_occupant(muc_room *r, const muc_occupant *o, const char *event,
+                        const char *reason);
 /* A message from the room to every occupant carrying these status codes (104: the
  * configuration changed). */
 void muc_room_status_message(muc_room *r, const int *codes, size_t ncodes);

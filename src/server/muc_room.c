@@ -1,12 +1,15 @@
 /* muc_room.c - a room's occupants: joining (with the checks of XEP-0045 7.2), nickname
  * and presence changes, leaving, removal by a moderator, and the presence broadcasts
  * with their status codes (110 self, 100 non-anonymous, 170 archived, 201 created,
- * 303 new nickname, 307 kicked, 301 banned, 321/322 membership, 333 error). */
+ * 303 new nickname, 307 kicked, 301 banned, 321/322 membership, 333 error), and each
+ * join and leave in the compliance audit chain (room-join, room-leave: who was in the room
+ * when each room message was recorded). */
 #include "../common/log.h"
 #include "../common/util.h"
 #include "compliance.h"
 #include "conn.h"
 #include "muc_internal.h"
+#include "node.h"
 #include "node_rooms.h"
 #include "router.h"
 #include "stanza.h"
@@ -162,7 +165,7 @@ static xml_node *presence_payload(const xml_node *stanza)
     xml_node *p = xml_new(XMLNS_CLIENT, "presence");
     for (const xml_node *ch = stanza->children; ch; ch = ch->next) {
         if (!ch->name || xml_is(ch, MUC_NS, "x") || xml_is(ch, MUC_NS_USER, "x") ||
-            strcmp(ch->name, "error") == 0)
+            xml_is(ch, XMLNS_NODE, MUC_SESSION_ENDED) || strcmp(ch->name, "error") == 0)
             continue;
         xml_append(p, xml_copy(ch));
     }
@@ -251,6 +254,38 @@ void muc_room_broadcast_presence(muc_room *r, muc_occupant *o)
     broadcast(r, o, &pi);
 }
 
+void muc_audit_occupant(muc_room *r, const muc_occupant *o, const char *event,
+                        const char *reason)
+{
+    server *srv = r->svc->srv;
+    if (!compliance_enabled(srv))
+        return;
+    /* The nick last: it may hold spaces and '=' (docs/compliance.md). */
+    char *detail = xasprintf("role=%s affiliation=%s%s%s%s%s nick=%s", muc_role_name(o->role),
+                             muc_aff_name(muc_room_aff(r, o->bare)), reason ? " reason=" : "",
+                             reason ? reason : "", o->node ? " node=" : "",
+                             o->node ? o->node : "", o->nick);
+    compliance_audit(srv, o->jid, event, r->jid, NULL, detail);
+    free(detail);
+}
+
+/* Why an occupant was removed, for its room-leave event, from the status codes it gets. */
+static const char *removal_reason(const int *codes, size_t ncodes)
+{
+    for (size_t i = 0; i < ncodes; i++) {
+        switch (codes[i]) {
+        case 301: return "banned";
+        case 307: return "kicked";
+        case 321: return "affiliation-changed";
+        case 322: return "members-only";
+        case 332: return "room-moved";
+        case 333: return "disconnected";
+        default: break;
+        }
+    }
+    return "removed";
+}
+
 static void unlink_occupant(muc_room *r, muc_occupant *o)
 {
     dict_del(r->by_nick, o->nick);
@@ -276,6 +311,7 @@ void muc_room_remove(muc_room *r, muc_occupant *o, const int *codes, size_t ncod
     pi.payload = bare;
     broadcast(r, o, &pi);
     xml_free(bare);
+    muc_audit_occupant(r, o, "room-leave", removal_reason(codes, ncodes));
     unlink_occupant(r, o);
 }
 
@@ -416,6 +452,9 @@ static void join(muc_room *r, xml_node *stanza, const char *from, const char *ni
         if (r->svc->via_node && at && router_is_local_domain(srv, at + 1))
             o->node = xstrdup(r->svc->via_node);
         link_occupant(r, o);
+        /* Before anything the occupant sees: a room message recorded from now on was
+         * sent while it was in the room. */
+        muc_audit_occupant(r, o, "room-join", NULL);
         send_state(r, o, created, jx);
         log_debug("muc: %s joined %s as %s", o->jid, r->jid, o->nick);
     }
@@ -461,6 +500,8 @@ void muc_room_presence(muc_room *r, xml_node *stanza, const char *from, const ch
             presence_info pi = {.type = "unavailable", .payload = payload};
             broadcast(r, o, &pi);
             xml_free(payload);
+            muc_audit_occupant(r, o, "room-leave",
+                               muc_session_ended(stanza) ? "disconnected" : "left");
             unlink_occupant(r, o);
         }
         xml_free(stanza);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -314,6 +315,39 @@ int files_commit(const char *dir, const char *tmp_path, int fd, const char *sha)
     return 0;
 }
 
+/* Objects are shared by the files of the same content, and both parleyd and parleyctl
+ * add and remove them: a file's metadata is removed together with the object it leaves
+ * unused (files_remove), and an object is published together with its file's metadata
+ * (files_publish), each under an exclusive lock on upload_dir/objects.lock. The wait is
+ * bounded: a holder that does not let go makes the operation fail, never hang. */
+#define OBJECTS_LOCK_WAIT_MS 5000
+
+static int objects_lock(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/objects.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    for (int waited = 0;; waited += 10) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return fd;
+        if ((errno != EWOULDBLOCK && errno != EINTR) || waited >= OBJECTS_LOCK_WAIT_MS) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+static void objects_unlock(int fd)
+{
+    close(fd); /* releases the lock */
+}
+
 typedef struct users_of {
     const char *sha;
     const char *except;
@@ -327,21 +361,56 @@ static void count_user(void *ud, const file_meta *m)
         u->n++;
 }
 
+/* Remove the object sha unless a file other than except_id still uses it. Under the
+ * objects lock. */
+static store_status drop_unused_object(store *st, const char *dir, const char *sha,
+                                       const char *except_id)
+{
+    users_of u = {sha, except_id, 0};
+    store_status rc = files_meta_list(st, count_user, &u);
+    char obj[4096];
+    if (rc == STORE_OK && u.n == 0 && files_object_path(dir, sha, obj, sizeof obj) == 0)
+        unlink(obj);
+    return rc;
+}
+
 store_status files_remove(store *st, const char *dir, const char *id)
 {
+    int lock = objects_lock(dir);
+    if (lock < 0)
+        return store_set_error(st, "files: cannot lock %s/objects.lock: %s", dir,
+                               strerror(errno));
     file_meta m;
     store_status rc = files_meta_get(st, id, &m);
-    if (rc != STORE_OK)
-        return rc == STORE_NOT_FOUND ? files_meta_del(st, id) : rc;
-    rc = files_meta_del(st, id);
-    if (rc == STORE_OK && m.sha256[0]) {
-        users_of u = {m.sha256, m.id, 0};
-        rc = files_meta_list(st, count_user, &u);
-        char obj[4096];
-        if (rc == STORE_OK && u.n == 0 && files_object_path(dir, m.sha256, obj, sizeof obj) == 0)
-            unlink(obj);
+    if (rc != STORE_OK) {
+        rc = rc == STORE_NOT_FOUND ? files_meta_del(st, id) : rc;
+    } else {
+        rc = files_meta_del(st, id);
+        if (rc == STORE_OK && m.sha256[0])
+            rc = drop_unused_object(st, dir, m.sha256, m.id);
     }
     file_meta_clear(&m);
+    objects_unlock(lock);
+    return rc;
+}
+
+int files_publish(store *st, const char *dir, const char *tmp_path, int fd, const file_meta *m)
+{
+    int lock = objects_lock(dir);
+    if (lock < 0)
+        return -1;
+    if (files_commit(dir, tmp_path, fd, m->sha256) < 0) {
+        int e = errno;
+        objects_unlock(lock);
+        errno = e;
+        return -1;
+    }
+    int rc = 0;
+    if (files_meta_put(st, m) != STORE_OK) {
+        (void)drop_unused_object(st, dir, m->sha256, m->id);
+        rc = -2;
+    }
+    objects_unlock(lock);
     return rc;
 }
 

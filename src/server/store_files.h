@@ -71,6 +71,12 @@ int files_tmp_create(const char *dir, char *path, size_t pathlen);
 /* Move a complete temporary file into place as the object sha (fsynced first). If the
  * object already exists (same content) the temporary file is dropped. 0 or -1 (errno). */
 int files_commit(const char *dir, const char *tmp_path, int fd, const char *sha);
+/* Publish a completed upload: its bytes (files_commit, m->sha256) and then its metadata
+ * m, under the lock that files_remove takes too, so that removing another file with the
+ * same content (parleyctl purge, in another process) cannot delete the shared bytes in
+ * between. 0; -1 (errno) if the bytes could not be stored (nothing is published); -2 if
+ * the metadata could not (store_last_error; bytes no other file uses are removed). */
+int files_publish(store *st, const char *dir, const char *tmp_path, int fd, const file_meta *m);
 /* Delete the metadata of id, and its object if no other file uses it. */
 store_status files_remove(store *st, const char *dir, const char *id);
 

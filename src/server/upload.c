@@ -17,11 +17,23 @@
 #include <openssl/hmac.h>
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SWEEP_INTERVAL_MS 60000
+#define SWEEP_INTERVAL_MS 60000 /* at most; shorter when files expire sooner */
+#define SWEEP_MIN_INTERVAL_MS 1000
+
+/* How often the sweep runs: every minute, or, when files expire within minutes, often
+ * enough that a file is gone within about half its lifetime after it expires. */
+static int64_t sweep_interval_ms(const server *srv)
+{
+    long long expire = srv->cfg.upload_expire_after;
+    if (expire <= 0 || expire * 1000 / 2 >= SWEEP_INTERVAL_MS)
+        return SWEEP_INTERVAL_MS;
+    return expire * 1000 / 2 < SWEEP_MIN_INTERVAL_MS ? SWEEP_MIN_INTERVAL_MS : expire * 1000 / 2;
+}
 
 void upload_capability(const server *srv, const char *purpose, const char *id, char out[65])
 {
@@ -260,7 +272,7 @@ static void slot_request(server *srv, const xml_node *iq, const xml_node *req, c
     upload_policy_clear(&pol);
     if (refused) {
         log_info("upload: slot for %s refused: %s", from, why);
-        upload_record(srv, m, "slot", "blocked-policy", NULL, why, NULL, NULL, NULL);
+        upload_record(srv, m, "slot", "blocked-policy", "block", why, NULL, NULL, NULL);
         if (strcmp(refused, "max_file_size") == 0)
             send_error(srv, iq, "modify", "not-acceptable", why, max);
         else if (strcmp(refused, "file_daily_quota") == 0)
@@ -360,7 +372,8 @@ static void run_sweep(server *srv)
      * quarantined well after that lost its request (parleyd restarted meanwhile). Asked
      * again only then, so that the compliance server has had time to reconnect. */
     sweep s = {now, NULL, NULL, 0, 0,
-               now - (int64_t)srv->cfg.compliance_server_timeout * 1000 - SWEEP_INTERVAL_MS * 1000};
+               now - (int64_t)srv->cfg.compliance_server_timeout * 1000 -
+                   sweep_interval_ms(srv) * 1000};
     if (files_meta_list(srv->store, sweep_one, &s) != STORE_OK)
         log_warn("upload: cannot list files: %s", store_last_error(srv->store));
     for (size_t i = 0; i < s.n; i++) {
@@ -399,7 +412,7 @@ void upload_housekeeping(server *srv)
     int64_t now = time_mono_ms();
     if (now < srv->upload->next_sweep_ms)
         return;
-    srv->upload->next_sweep_ms = now + SWEEP_INTERVAL_MS;
+    srv->upload->next_sweep_ms = now + sweep_interval_ms(srv);
     run_sweep(srv);
 }
 
@@ -436,10 +449,14 @@ int upload_open(server *srv)
         upload_close(srv);
         return -1;
     }
+    /* A file size limit (RLIMIT_FSIZE) or a full file system must fail the write with
+     * EFBIG (507 to the uploader), never kill the server with SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
     run_sweep(srv);
-    u->next_sweep_ms = time_mono_ms() + SWEEP_INTERVAL_MS;
-    log_info("file transfer: %s, files in %s, at most %zu bytes, kept %d days", srv->cfg.upload_domain,
-             srv->cfg.upload_dir, srv->cfg.upload_max_size, srv->cfg.upload_expire_after);
+    u->next_sweep_ms = time_mono_ms() + sweep_interval_ms(srv);
+    log_info("file transfer: %s, files in %s, at most %zu bytes, kept %lld seconds (0: forever)",
+             srv->cfg.upload_domain, srv->cfg.upload_dir, srv->cfg.upload_max_size,
+             srv->cfg.upload_expire_after);
     return 0;
 }
 

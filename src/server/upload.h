@@ -15,11 +15,24 @@
 #define UPLOAD_NS "urn:xmpp:http:upload:0"
 #define UPLOAD_SLOT_SECONDS 300 /* a granted slot must be used within this */
 
+/* Refused downloads are recorded (who tried to fetch what), but anyone can make them:
+ * at most UPLOAD_REFUSED_PER_MINUTE records per client address per minute, the rest only
+ * logged; the last UPLOAD_REFUSED_TRACKED addresses are tracked. */
+#define UPLOAD_REFUSED_PER_MINUTE 10
+#define UPLOAD_REFUSED_TRACKED 64
+
+typedef struct refused_tally {
+    char addr[64];     /* client address without the port */
+    int64_t window_ms; /* start of its minute (monotonic) */
+    int n;             /* records in that minute */
+} refused_tally;
+
 typedef struct upload {
     unsigned char key[FILES_KEY_LEN]; /* capability HMAC key: never logged */
     void *magic;                      /* libmagic handle (magic_t) */
     int64_t next_sweep_ms;            /* expiry sweep */
     struct dict *uploading;           /* slot ids with a PUT in progress */
+    refused_tally refused[UPLOAD_REFUSED_TRACKED];
 } upload;
 
 /* Start the service if https_port is set: storage directory, key, libmagic, the
@@ -36,8 +49,9 @@ void upload_capability(const server *srv, const char *purpose, const char *id, c
 /* ---- upload_flow.c ---- */
 
 /* Queue the compliance record of a file event: type "slot", "upload", "verdict",
- * "download", outcome and verdict as in docs/file-transfer.md, reason and peer (the
- * HTTP client, may be NULL). done as for compliance_record. */
+ * "download", outcome and verdict as in docs/file-transfer.md (verdict NULL: none
+ * applies), reason and peer (the HTTP client, may be NULL). done as for
+ * compliance_record. */
 void upload_record(server *srv, const file_meta *m, const char *type, const char *outcome,
                    const char *verdict, const char *reason, const char *peer,
                    compliance_done_fn done, void *ud);

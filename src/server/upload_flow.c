@@ -36,7 +36,7 @@ void upload_record(server *srv, const file_meta *m, const char *type, const char
     r.file_type = dup_or_null(m->type ? m->type : m->declared_type);
     r.file_sha256 = m->sha256[0] ? xstrdup(m->sha256) : NULL;
     r.outcome = xstrdup(outcome);
-    r.verdict = xstrdup(verdict ? verdict : "allow");
+    r.verdict = dup_or_null(verdict); /* NULL: no verdict applies (e.g. a failed write) */
     r.reason = dup_or_null(reason);
     /* The event in full, as the record's "stanza": who, from where, which file. */
     xml_node *x = xml_new(FILES_NS, "file");

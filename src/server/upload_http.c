@@ -136,6 +136,10 @@ static void storage_failed(http_conn *h, put_state *ps, int err)
         upload_record(srv, &ps->m, "upload", "failed", NULL, "insufficient storage",
                       http_peer(h), NULL, NULL);
         http_refuse(h, 507, "insufficient storage: the server's disk is full");
+    } else if (err == EWOULDBLOCK) {
+        /* files_publish: another process held the objects lock too long */
+        log_error("upload: storing %.8s... failed: the objects lock is busy", ps->m.id);
+        http_refuse(h, 503, "the file store is busy; try again later");
     } else {
         log_error("upload: storing %.8s... failed: %s", ps->m.id, strerror(err));
         http_refuse(h, 500, "the file could not be stored");
@@ -298,7 +302,8 @@ void upload_http_complete(http_conn *h)
         log_info("upload: file %.8s... from %s refused after upload: %s", ps->m.id,
                  ps->m.sender, why);
         files_remove(srv->store, srv->cfg.upload_dir, ps->m.id); /* the slot is spent */
-        upload_record(srv, &ps->m, "upload", "blocked-policy", NULL, why, http_peer(h), NULL, NULL);
+        upload_record(srv, &ps->m, "upload", "blocked-policy", "block", why, http_peer(h), NULL,
+                      NULL);
         char text[700];
         snprintf(text, sizeof text, "Your file \"%s\" was not stored: %s",
                  ps->m.name ? ps->m.name : "?", why);
@@ -306,22 +311,22 @@ void upload_http_complete(http_conn *h)
         http_respond(h, 403, why, 1);
         return;
     }
-    if (files_commit(srv->cfg.upload_dir, ps->tmp, ps->fd, ps->m.sha256) < 0) {
-        storage_failed(h, ps, errno);
-        return;
-    }
-    ps->committed = 1;
     int64_t now = time_now_us();
     ps->m.uploaded_us = now;
     ps->m.expires_us = srv->cfg.upload_expire_after
-                           ? now + (int64_t)srv->cfg.upload_expire_after * 86400 * 1000000
+                           ? now + (int64_t)srv->cfg.upload_expire_after * 1000000
                            : 0;
     int quarantined = srv->cfg.compliance_server != NULL;
     ps->m.state = quarantined ? FILE_QUARANTINED : FILE_AVAILABLE;
-    if (files_meta_put(srv->store, &ps->m) != STORE_OK) {
+    int published = files_publish(srv->store, srv->cfg.upload_dir, ps->tmp, ps->fd, &ps->m);
+    if (published == -1) {
+        storage_failed(h, ps, errno);
+        return;
+    }
+    ps->committed = 1; /* the temporary file is gone: renamed, or dropped as a duplicate */
+    if (published == -2) {
         log_error("upload: cannot store the metadata of %.8s...: %s", ps->m.id,
                   store_last_error(srv->store));
-        ps->committed = 0; /* the object may be shared: only the metadata decides */
         http_respond(h, 503, "the file store is unavailable", 1);
         return;
     }
@@ -334,8 +339,9 @@ void upload_http_complete(http_conn *h)
     memset(&ps->m, 0, sizeof ps->m);
     memcpy(ps->m.id, w->m.id, sizeof ps->m.id);
     http_hold_begin(h, &w->hold);
-    upload_record(srv, &w->m, "upload", quarantined ? "quarantined" : "stored", NULL, NULL,
-                  http_peer(h), put_recorded, w);
+    /* Quarantined: no verdict yet (the "verdict" record will carry it). */
+    upload_record(srv, &w->m, "upload", quarantined ? "quarantined" : "stored",
+                  quarantined ? "pending" : "allow", NULL, http_peer(h), put_recorded, w);
 }
 
 /* ---- GET / HEAD ---- */
@@ -428,32 +434,88 @@ static void get_recorded(server *srv, int ok, void *ud)
     free(w);
 }
 
+/* May a refused download from peer ("ADDR:PORT") be recorded? Per address, at most
+ * UPLOAD_REFUSED_PER_MINUTE a minute (upload.h), so that refused requests, which need no
+ * account, cannot flood the compliance archive. */
+static int refusal_recordable(upload *u, const char *peer)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "%s", peer);
+    char *colon = strrchr(addr, ':');
+    if (colon)
+        *colon = '\0';
+    int64_t now = time_mono_ms();
+    refused_tally *t = NULL, *oldest = &u->refused[0];
+    for (size_t i = 0; i < UPLOAD_REFUSED_TRACKED && !t; i++) {
+        if (strcmp(u->refused[i].addr, addr) == 0)
+            t = &u->refused[i];
+        else if (u->refused[i].window_ms < oldest->window_ms)
+            oldest = &u->refused[i];
+    }
+    if (!t) {
+        t = oldest;
+        snprintf(t->addr, sizeof t->addr, "%s", addr);
+        t->window_ms = now;
+        t->n = 0;
+    }
+    if (now - t->window_ms >= 60000) {
+        t->window_ms = now;
+        t->n = 0;
+    }
+    return ++t->n <= UPLOAD_REFUSED_PER_MINUTE;
+}
+
+/* Refuse a GET or HEAD of file id (its metadata m when known, else NULL) and record
+ * the attempt as a "download" record with outcome "refused". */
+static void get_refused(http_conn *h, const http_request *req, const char *id,
+                        const file_meta *m, int status, const char *text)
+{
+    server *srv = http_server(h);
+    if (refusal_recordable(srv->upload, http_peer(h))) {
+        file_meta only_id;
+        memset(&only_id, 0, sizeof only_id);
+        snprintf(only_id.id, sizeof only_id.id, "%s", id);
+        char reason[256];
+        snprintf(reason, sizeof reason, "%s refused (%d): %s", req->method_name, status, text);
+        upload_record(srv, m ? m : &only_id, "download", "refused", "block", reason,
+                      http_peer(h), NULL, NULL);
+    } else {
+        log_info("upload: refused %s of %.8s... from %s not recorded (too many this minute)",
+                 req->method_name, id, http_peer(h));
+    }
+    http_respond(h, status, text, 0);
+}
+
 static void get_begin(http_conn *h, const http_request *req)
 {
     server *srv = http_server(h);
     target t;
     if (parse_target(req->path, "file", &t) < 0) {
-        http_respond(h, 404, "not found", 0);
+        http_respond(h, 404, "not found", 0); /* names no file: nothing to record */
+        return;
+    }
+    file_meta m;
+    store_status st = files_meta_get(srv->store, t.id, &m);
+    if (st != STORE_OK && st != STORE_NOT_FOUND) {
+        http_respond(h, 503, "the file store is unavailable", 0);
         return;
     }
     if (!capability_ok(srv, "get", &t)) {
         log_info("upload: %s %s without a valid capability from %s", req->method_name,
                  t.id, http_peer(h));
-        http_respond(h, 403, "this URL does not authorise a download", 0);
+        get_refused(h, req, t.id, st == STORE_OK ? &m : NULL, 403,
+                    "this URL does not authorise a download");
+        file_meta_clear(&m);
         return;
     }
-    file_meta m;
-    store_status st = files_meta_get(srv->store, t.id, &m);
-    if (st != STORE_OK) {
-        http_respond(h, st == STORE_NOT_FOUND ? 404 : 503,
-                     st == STORE_NOT_FOUND ? "no such file (expired, purged or blocked)"
-                                           : "the file store is unavailable", 0);
+    if (st == STORE_NOT_FOUND) {
+        get_refused(h, req, t.id, NULL, 404, "no such file (expired, purged or blocked)");
         return;
     }
     /* Quarantined files do not exist for downloaders until the verdict allows them. */
     if (m.state != FILE_AVAILABLE || (m.expires_us && m.expires_us < time_now_us())) {
+        get_refused(h, req, t.id, &m, 404, "no such file (not available)");
         file_meta_clear(&m);
-        http_respond(h, 404, "no such file (not available)", 0);
         return;
     }
     char path[4096];
@@ -465,8 +527,8 @@ static void get_begin(http_conn *h, const http_request *req)
         log_error("upload: file %.8s... is missing or damaged on disk (%s)", m.id, path);
         if (fd >= 0)
             close(fd);
+        get_refused(h, req, t.id, &m, 404, "no such file (lost)");
         file_meta_clear(&m);
-        http_respond(h, 404, "no such file (lost)", 0);
         return;
     }
     int64_t start = 0, end = m.size - 1;
@@ -511,7 +573,7 @@ static void get_begin(http_conn *h, const http_request *req)
     else
         snprintf(reason, sizeof reason, "whole file");
     log_info("upload: file %.8s... fetched by %s (%s)", w->m.id, http_peer(h), reason);
-    upload_record(srv, &w->m, "download", "downloaded", NULL, reason, http_peer(h),
+    upload_record(srv, &w->m, "download", "downloaded", "allow", reason, http_peer(h),
                   get_recorded, w);
 }
 

@@ -108,10 +108,14 @@ static int purge(const config *cfg, store *st, purge_sel *sel)
                  sel->expired && m.expires_us && m.expires_us < sel->as_of ? "expired"
                  : sel->before && m.created_us < sel->before               ? "before"
                                                                            : "id");
-        /* Audited first: a purge that cannot be recorded is not made. */
-        if (admin_log_write(&al, "file-purge", m.sender, detail) < 0 ||
-            files_remove(st, cfg->upload_dir, m.id) != STORE_OK) {
+        /* Audited first: a purge that cannot be recorded is not made. One that fails
+         * after its record (the store, the objects lock) is recorded as failed too. */
+        if (admin_log_write(&al, "file-purge", m.sender, detail) < 0) {
+            fprintf(stderr, "%s: cannot purge %s: not audited\n", progname, m.id);
+            rc = EXIT_RUNTIME;
+        } else if (files_remove(st, cfg->upload_dir, m.id) != STORE_OK) {
             fprintf(stderr, "%s: cannot purge %s: %s\n", progname, m.id, store_last_error(st));
+            (void)admin_log_write(&al, "file-purge-failed", m.sender, detail);
             rc = EXIT_RUNTIME;
         } else {
             done++;

@@ -67,3 +67,60 @@ def test_sendfile_and_get_in_the_chat_window(parleyd_https, tmux_dir):  # noqa: 
     alice.wait(r"not sent: .*file_transfer", timeout=30)
     assert "PARLEY-EXIT=0" in alice.quit()
     assert "PARLEY-EXIT=0" in bob.quit()
+
+
+EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 200
+
+
+def test_sendfile_in_a_room_window(parleyd_https, tmux_dir):  # noqa: F811
+    """In a room window /sendfile sends the link to the room (groupchat with the
+    out-of-band data): the room shows it once, and another occupant's room window offers
+    /get, which downloads a byte-identical copy."""
+    srv = parleyd_https
+    data = os.urandom(30_000)
+    src = os.path.join(str(tmux_dir), "outbox", "agenda.bin")
+    os.makedirs(os.path.dirname(src))
+    with open(src, "wb") as f:
+        f.write(data)
+    alice = Term(tmux_dir, "alice", srv, "alice").start()
+    bob = Term(tmux_dir, "bob", srv, "bob").start()
+    for t in (alice, bob):
+        t.wait(r"signed in as")
+    alice.type("/join team")
+    alice.wait(r"you are in team@conference\.localhost as alice")
+    bob.type("/join team")
+    bob.wait(r"you are in team@conference\.localhost as bob")
+    alice.wait(r"bob entered")
+    alice.type(f"/sendfile {src}")
+    # (the long URL wraps over lines)
+    s = alice.wait(r"<alice>(.|\n)*https://localhost:\d+/file/(.|\n)*/agenda\.bin *$")
+    assert "not sent" not in s and "bad-request" not in s, s
+    assert s.count("<alice>") == 1, s
+    bob.wait(r"<alice>(.|\n)*https://localhost:\d+/file/(.|\n)*/agenda\.bin *$")
+    bob.wait(r"file 1 received: /get 1 downloads it")
+    bob.type("/get 1")
+    s = bob.wait(r"saved .*agenda\.bin")
+    saved = re.search(r"saved (\S*agenda\.bin)", s).group(1)
+    path = saved if os.path.isabs(saved) else os.path.join(str(tmux_dir), saved)
+    with open(path, "rb") as f:
+        assert hashlib.sha256(f.read()).digest() == hashlib.sha256(data).digest()
+    assert "PARLEY-EXIT=0" in alice.quit()
+    assert "PARLEY-EXIT=0" in bob.quit()
+
+
+def test_sendfile_refused_at_upload_shows_the_reason(parleyd_https, tmux_dir):  # noqa: F811
+    """The slot is granted for the name, but the content (an executable renamed .pdf) is
+    refused at the upload: the window says which policy refused it and why."""
+    srv = parleyd_https
+    srv.ctl("policy", "set", "--global", "file_types_blocked", "exe")
+    src = os.path.join(str(tmux_dir), "outbox", "quarterly-report.pdf")
+    os.makedirs(os.path.dirname(src))
+    with open(src, "wb") as f:
+        f.write(EXE)
+    alice = Term(tmux_dir, "alice", srv, "alice").start()
+    alice.wait(r"signed in as")
+    alice.type(f"/msg bob@{DOMAIN}")
+    alice.type(f"/sendfile {src}")
+    s = alice.wait(r"not sent: upload of quarterly-report\.pdf refused: HTTP 403", timeout=30)
+    assert "file_types_blocked" in s, s
+    assert "PARLEY-EXIT=0" in alice.quit()

@@ -296,6 +296,8 @@ def test_pg_down_strict_mode_refuses_then_recovers(server, cluster, cdb, run):
                 err = await a.wait_for("message_error", body_is(f"while-down-{i}"), 15)
                 assert err["error"]["condition"] == "resource-constraint", err
                 assert err["error"]["type"] == "wait"
+                assert err["error"]["text"] == ("the compliance archive is unavailable; the "
+                                                "message was not delivered"), err
             await b.expect_none("message", lambda m: m["body"].startswith("while-down"), 1.0)
         finally:
             await asyncio.to_thread(cluster.resume)

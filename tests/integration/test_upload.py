@@ -3,13 +3,17 @@ PUT/GET/HEAD on parleyd's own HTTPS listener, with slixmpp's xep_0363 plugin as 
 independent client and raw TLS sockets for bad input.  Every case checks the
 compliance record it must leave."""
 import asyncio
+import fcntl
 import hashlib
 import http.client
 import os
 import re
+import resource
+import signal
 import socket
 import sqlite3
 import ssl
+import subprocess
 import time
 import urllib.parse
 
@@ -321,7 +325,14 @@ def test_get_without_capability(server, run):
         # the GET capability does not authorise a PUT
         st, _, _ = await asyncio.to_thread(https, srv, "PUT", f"/upload/{fid}/{cap}/x", b"0" * 10)
         assert st == 403
-        assert file_records(srv, type="download") == []
+        # Refused attempts that name a file are recorded (outcome "refused"); URLs that
+        # name no file, and the PUT, are not downloads.
+        refused = await wait_records(srv, 3, type="download")
+        assert [r["outcome"] for r in refused] == ["refused"] * 3, refused
+        assert all(r["msg_id"] == fid and r["verdict"] == "block" for r in refused)
+        assert [r["reason"] for r in refused] == \
+            ["GET refused (403): this URL does not authorise a download"] * 3
+        assert refused[0]["file_name"] == "secret.txt" and "peer=" in refused[0]["stanza"]
         assert "secret" not in srv.log_text().replace("secret.txt", "")
         assert cap not in srv.log_text()
     run(scenario)
@@ -514,6 +525,8 @@ def test_recipient_and_screen_capture_recorded(server, run):
         assert "screen-capture=\"true\"" in up["stanza"]
         down = (await wait_records(srv, type="download"))[0]
         assert down["recipient"] == "bob@localhost"
+        assert (up["outcome"], up["verdict"]) == ("stored", "allow")
+        assert (down["outcome"], down["verdict"]) == ("downloaded", "allow")
     run(scenario)
 
 
@@ -554,4 +567,248 @@ def test_expired_and_purged(server, run):
         assert bad.returncode == 1 and "bad time" in bad.stderr
         gone = srv.ctl("files", "purge", "0" * 32, check=False)
         assert gone.returncode == 2 and "no file" in gone.stderr
+    run(scenario)
+
+
+def file_id(url):
+    return urllib.parse.urlsplit(url).path.split("/")[2]
+
+
+async def put_file(srv, c, name, data):
+    put, get = await request_slot(c, name, len(data))
+    st, _, body = await asyncio.to_thread(https, srv, "PUT", put, data)
+    assert st == 201, body
+    return get
+
+
+def start_with_file_size_limit(srv, limit):
+    """Start parleyd as Server.start does, with RLIMIT_FSIZE: a write past limit bytes
+    into any file fails with EFBIG (and SIGXFSZ, unless ignored, kills the process) --
+    a full disk without mounting anything."""
+    def limit_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    srv.logf = open(srv.log_path, "ab")
+    srv.proc = subprocess.Popen([srv.parleyd, "-c", srv.conf], stdin=subprocess.DEVNULL,
+                                stdout=srv.logf, stderr=srv.logf, env=srv.env(), cwd=srv.dir,
+                                preexec_fn=limit_files)
+    for port in (srv.c2s_port, srv.tls_port, srv.https_port):
+        assert wait_port(port, 10, srv.proc), srv.log_tail()
+
+
+def test_disk_full_answers_507_and_server_keeps_serving(server, run):
+    srv = upload_server(server, start=False)
+    limit = 6 << 20  # far above the databases and the log, below the file
+    start_with_file_size_limit(srv, limit)
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await cl.login("alice", "a")
+        size = limit + (64 << 10)
+        put, get = await request_slot(a, "huge.bin", size)
+        path = urllib.parse.urlsplit(put).path
+        t = TLSRaw(srv, timeout=20)
+        try:
+            t.send(f"PUT {path} HTTP/1.1\r\nHost: {DOMAIN}\r\nContent-Length: {size}\r\n\r\n")
+            t.send(b"\x00" * size)
+        except OSError:
+            pass  # the server stops reading once the disk is full
+        raw, _ = await asyncio.to_thread(t.read_all, 10)
+        t.close()
+        assert status_of(raw) == 507 and b"insufficient storage" in raw, raw[:300]
+        assert srv.alive(), "a full disk killed parleyd (SIGXFSZ)\n" + srv.log_tail()
+        assert objects(srv) == [] and tmpfiles(srv) == []
+        assert (await asyncio.to_thread(https, srv, "GET", get))[0] == 404
+        rows = await wait_records(srv, type="upload")
+        assert len(rows) == 1, rows
+        r = rows[0]
+        assert (r["outcome"], r["reason"], r["verdict"]) == ("failed", "insufficient storage", None)
+        assert r["msg_id"] == file_id(get) and r["sender"] == "alice@localhost/a"
+        note = await a.wait_for("message", lambda m: str(m["from"]) == UPLOAD_JID, timeout=5)
+        assert "no room" in note["body"] and "huge.bin" in note["body"]
+        # the server goes on serving: a file that fits is stored and downloaded
+        small = b"still here\n"
+        get2 = await put_file(srv, a, "small.txt", small)
+        st, _, body = await asyncio.to_thread(https, srv, "GET", get2)
+        assert st == 200 and body == small
+        b = await cl.login("bob", "b")
+        await request_slot(b, "other.txt", 10)  # other clients are served too
+        # a record without a verdict keeps the chain verifiable and exportable
+        assert srv.ctl("compliance", "verify", check=False).returncode == 0
+        exp = srv.ctl("compliance", "export", "--format", "json").stdout
+        assert '"outcome": "failed", "verdict": null' in exp, exp[-600:]
+    run(scenario)
+
+
+def test_identical_content_stored_once_and_kept_while_shared(server, run):
+    srv = upload_server(server)
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await cl.login("alice", "a")
+        b = await cl.login("bob", "b")
+        data = b"the same quarterly figures\n" * 100
+        get_a = await put_file(srv, a, "figures.txt", data)
+        get_b = await put_file(srv, b, "copy-of-figures.txt", data)
+        get_c = await put_file(srv, b, "third.txt", data)
+        sha = hashlib.sha256(data).hexdigest()
+        assert objects(srv) == [f"{sha[:2]}/{sha}"]
+        ups = await wait_records(srv, 3, type="upload")
+        assert [u["file_sha256"] for u in ups] == [sha] * 3
+        # purging one copy keeps the bytes for the others
+        assert "1 file purged" in srv.ctl("files", "purge", file_id(get_a)).stdout
+        assert (await asyncio.to_thread(https, srv, "GET", get_a))[0] == 404
+        for g in (get_b, get_c):
+            st, _, body = await asyncio.to_thread(https, srv, "GET", g)
+            assert st == 200 and body == data
+        assert objects(srv) == [f"{sha[:2]}/{sha}"]
+        # the last user of the bytes takes them along
+        assert "2 files purged" in srv.ctl("files", "purge", file_id(get_b),
+                                           file_id(get_c)).stdout
+        assert objects(srv) == []
+        # uploaded again afterwards: stored anew
+        get_d = await put_file(srv, a, "again.txt", data)
+        st, _, body = await asyncio.to_thread(https, srv, "GET", get_d)
+        assert st == 200 and body == data
+    run(scenario)
+
+
+def test_server_killed_mid_upload(server, run):
+    srv = upload_server(server)
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await cl.login("alice", "a")
+        size = 200_000
+        put, get = await request_slot(a, "cut.bin", size)
+        path = urllib.parse.urlsplit(put).path
+        t = TLSRaw(srv)
+        t.send(f"PUT {path} HTTP/1.1\r\nHost: {DOMAIN}\r\nContent-Length: {size}\r\n\r\n"
+               .encode() + b"k" * 100_000)
+        deadline = time.monotonic() + 5
+        while not tmpfiles(srv) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(tmpfiles(srv)) == 1  # the half file, where no one can see it
+        await cl.close_all()
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(timeout=10)
+        t.close()
+        assert objects(srv) == []
+        srv.logf.close()
+        srv.start()
+        assert wait_port(srv.https_port, 10, srv.proc), srv.log_tail()
+        assert tmpfiles(srv) == [] and objects(srv) == []
+        assert (await asyncio.to_thread(https, srv, "GET", get))[0] == 404
+        assert file_records(srv, type="upload") == []
+        # the slot was never used: the upload can be made again, whole
+        data = b"k" * size
+        st, _, _ = await asyncio.to_thread(https, srv, "PUT", put, data)
+        assert st == 201
+        st, _, body = await asyncio.to_thread(https, srv, "GET", get)
+        assert st == 200 and body == data
+    run(scenario)
+
+
+def test_automatic_expiry(server, run):
+    srv = upload_server(server, ["upload_expire_after = 4s"])
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await cl.login("alice", "a")
+        data = b"gone in a few seconds\n"
+        get = await put_file(srv, a, "brief.txt", data)
+        fid = file_id(get)
+        st, _, body = await asyncio.to_thread(https, srv, "GET", get)
+        assert st == 200 and body == data
+        listed = srv.ctl("files", "list").stdout
+        assert fid in listed
+        # the sweep (every 2 s with a 4 s expiry) removes it within a few seconds
+        deadline = time.monotonic() + 15
+        while (objects(srv) or fid in srv.ctl("files", "list").stdout) and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+        assert objects(srv) == [] and fid not in srv.ctl("files", "list").stdout
+        st, _, _ = await asyncio.to_thread(https, srv, "GET", get)
+        assert st == 404
+        ev = db_rows(srv, "SELECT * FROM audit WHERE event = 'file-expire' ORDER BY seq")
+        assert len(ev) == 1 and ev[0]["actor"] == "server"
+        assert f"id={fid}" in ev[0]["detail"]
+        assert ev[0]["target"] == "alice@localhost/a"
+        downs = await wait_records(srv, 2, type="download")
+        assert [(d["outcome"], d["verdict"]) for d in downs] == \
+            [("downloaded", "allow"), ("refused", "block")]
+        assert downs[1]["reason"].startswith("GET refused (404)")
+    run(scenario)
+
+
+def test_expiry_durations_in_the_configuration(server):
+    """upload_expire_after takes a unit (s, m, h, d); a plain number is still days."""
+    srv = server(extra=[f"https_port = {free_port()}"], start=False)
+    for value, ok in (("30s", True), ("15m", True), ("12h", True), ("7d", True), ("30", True),
+                      ("forever", True), ("0", False), ("5x", False), ("s", False),
+                      ("-3h", False), ("1.5h", False)):
+        srv.set_config([f"upload_expire_after = {value}"])
+        p = subprocess.run([srv.parleyd, "-c", srv.conf, "-t"], capture_output=True, text=True,
+                           env=srv.env(), cwd=srv.dir, timeout=30)
+        assert (p.returncode == 0) == ok, (value, p.stdout, p.stderr)
+        if not ok:
+            assert "upload_expire_after" in p.stderr + p.stdout, (value, p.stderr)
+
+
+def test_refused_downloads_recorded_per_address_at_a_bounded_rate(server, run):
+    srv = upload_server(server)
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await cl.login("alice", "a")
+        get = await put_file(srv, a, "target.txt", b"0123456789")
+        fid = file_id(get)
+        for i in range(25):
+            st, _, _ = await asyncio.to_thread(https, srv, "GET",
+                                               f"/file/{fid}/{'%064x' % i}/target.txt")
+            assert st == 403
+        await asyncio.sleep(0.5)
+        rows = await wait_records(srv, 10, type="download", outcome="refused")
+        assert len(rows) == 10, len(rows)  # at most 10 a minute from one address
+        assert "not recorded (too many this minute)" in srv.log_text()
+        # the owner of the link still downloads, and that is recorded as ever
+        assert (await asyncio.to_thread(https, srv, "GET", get))[0] == 200
+        assert await wait_records(srv, type="download", outcome="downloaded")
+    run(scenario)
+
+
+def test_shared_bytes_change_hands_under_the_objects_lock(server, run):
+    """parleyd (publishing an upload) and parleyctl (purging a file) both decide whether
+    shared bytes are still used: each does so under upload_dir/objects.lock, so a purge of
+    one copy cannot delete the bytes of a copy being stored at the same moment.  While
+    someone else holds the lock, both wait (boundedly) and then fail, changing nothing."""
+    srv = upload_server(server)
+
+    async def scenario():
+        cl = clients_for(srv)
+        a = await cl.login("alice", "a")
+        data = b"shared bytes\n" * 50
+        get = await put_file(srv, a, "one.txt", data)
+        put2, get2 = await request_slot(a, "two.txt", len(data))
+        with open(os.path.join(files_dir(srv), "objects.lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            p = srv.ctl("files", "purge", file_id(get), check=False)
+            assert p.returncode != 0 and "objects.lock" in p.stderr, p.stderr
+            st, _, body = await asyncio.to_thread(https, srv, "PUT", put2, data, None, 20)
+            assert st == 503 and b"busy" in body
+            assert tmpfiles(srv) == []
+        # nothing changed meanwhile; with the lock free both go through
+        st, _, body = await asyncio.to_thread(https, srv, "GET", get)
+        assert st == 200 and body == data
+        assert file_records(srv, type="upload", outcome="stored") and \
+            len(file_records(srv, type="upload")) == 1
+        put3, get3 = await request_slot(a, "three.txt", len(data))
+        assert (await asyncio.to_thread(https, srv, "PUT", put3, data))[0] == 201
+        assert "1 file purged" in srv.ctl("files", "purge", file_id(get)).stdout
+        st, _, body = await asyncio.to_thread(https, srv, "GET", get3)
+        assert st == 200 and body == data
+        assert len(objects(srv)) == 1
+        ev = db_rows(srv, "SELECT event, detail FROM audit WHERE event LIKE 'file-purge%' "
+                          "ORDER BY seq")
+        assert [e["event"] for e in ev] == ["file-purge", "file-purge-failed", "file-purge"]
+        assert all(f"id={file_id(get)}" in e["detail"] for e in ev)
     run(scenario)

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from conftest import IqError, clients_for
-from test_upload import (UPLOAD_JID, file_records, https, objects, request_slot, send_iq,
+from test_upload import (UPLOAD_JID, file_records, use_service, https, objects, request_slot, send_iq,
                          slot_xml, tmpfiles, upload_server, wait_records)
 
 EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 200
@@ -39,6 +39,7 @@ def test_screen_capture_refused_for_user_whose_policy_forbids_it(server, run):
         rows = await wait_records(srv, type="slot", outcome="blocked-policy")
         assert len(rows) == 1 and rows[0]["sender"] == "bob@localhost/b"
         assert "screen-capture=\"true\"" in rows[0]["stanza"]
+        assert rows[0]["verdict"] == "block"  # the policy refused it: not "allow"
     run(scenario)
 
 
@@ -85,8 +86,9 @@ def test_blocked_type_refused_even_when_renamed(server, run):
         # the slot is spent
         assert (await asyncio.to_thread(https, srv, "PUT", put, EXE))[0] == 404
         up = await wait_records(srv, type="upload")
-        assert [(r["outcome"], r["file_type"]) for r in up] == \
-            [("blocked-policy", "application/x-dosexec")]
+        assert [(r["outcome"], r["file_type"], r["verdict"]) for r in up] == \
+            [("blocked-policy", "application/x-dosexec", "block")]
+        assert up[0]["reason"].startswith("refused by policy file_types_blocked")
     run(scenario)
 
 
@@ -109,4 +111,35 @@ def test_allowed_types_judge_content(server, run):
         assert (await asyncio.to_thread(https, srv, "PUT", put, pdf))[0] == 201
         st, hd, body = await asyncio.to_thread(https, srv, "GET", get)
         assert st == 200 and body == pdf and hd["content-type"] == "application/pdf"
+    run(scenario)
+
+
+def test_max_file_size_policy_below_the_server_ceiling(server, run):
+    """max_file_size from the policy service, per user and per group, under the server's
+    own upload_max_size (1M here): the smaller one decides, and the refusal names it."""
+    srv = upload_server(server, ["upload_max_size = 1M"])
+    policy(srv, "--user", "bob@localhost", "max_file_size", "1000")
+    srv.ctl("group", "add", "interns")
+    srv.ctl("group", "member", "add", "interns", "carol@localhost")
+    policy(srv, "--group", "interns", "max_file_size", "2000")
+
+    async def scenario():
+        cl = clients_for(srv)
+        for user, limit in (("bob", 1000), ("carol", 2000)):
+            c = await cl.login(user, user[0], plugins=["xep_0363"])
+            assert await use_service(c) == limit  # disco says the requester's own limit
+            err = await refused(c, "big.bin", limit + 1)
+            assert err["condition"] == "not-acceptable"
+            assert err["text"] == (f"refused by policy max_file_size: {limit + 1} bytes is "
+                                   f"over the limit of {limit} bytes")
+            assert f"<max-file-size>{limit}</max-file-size>" in str(err)
+            await request_slot(c, "fits.bin", limit)  # exactly the limit is fine
+        # alice has no such policy: only the server's ceiling applies to her
+        a = await cl.login("alice", "a", plugins=["xep_0363"])
+        assert await use_service(a) == 1 << 20
+        await request_slot(a, "big.bin", 5000)
+        rows = file_records(srv, type="slot", outcome="blocked-policy")
+        assert [(r["sender"], r["file_size"], r["verdict"]) for r in rows] == \
+            [("bob@localhost/b", 1001, "block"), ("carol@localhost/c", 2001, "block")]
+        assert all("max_file_size" in r["reason"] for r in rows)
     run(scenario)

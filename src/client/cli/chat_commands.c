@@ -140,15 +140,23 @@ static void cmd_sendfile(ui *u, const char *path)
         INFO(u, w->jid ? "usage: /sendfile PATH" : "open a conversation first (/msg JID)");
         return;
     }
+    if (w->room && !parley_room_nick(u->p, w->jid)) {
+        INFO(u, "not sent: you are not in this room (/join it)");
+        return;
+    }
     char url[1024], why[800];
     INFO(u, "uploading %s ...", path);
     chat_draw(u);
-    if (cli_send_file(u->p, u->o->ca_file, w->jid, path, cli_base_name(path), 0, 60000, url,
-                      sizeof url, why, sizeof why) != 0) {
+    if (cli_send_file(u->p, u->o->ca_file, w->jid, w->room, path, cli_base_name(path), 0,
+                      60000, url, sizeof url, why, sizeof why) != 0) {
         INFO(u, "not sent: %s", why);
         return;
     }
-    win_message(u, w, time(NULL), "me", url, 0);
+    if (why[0])
+        INFO(u, "%s", why);
+    /* A room sends our link back, and that echo is what shows it there. */
+    if (!w->room)
+        win_message(u, w, time(NULL), "me", url, 0);
 }
 
 static void cmd_get(ui *u, const char *arg)

@@ -79,6 +79,9 @@ char *bare_of(const char *jid);
 /* Lines of a window: a message (sanitised and formatted) or an information line. */
 void win_message(ui *u, win *w, time_t ts, const char *who, const char *body, int encrypted);
 void win_info(ui *u, win *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A file (XEP-0066 out-of-band data with an https URL) in a received message: keep its
+ * URL in w and offer /get N. */
+void win_offer_file(ui *u, win *w, const parley_stanza *st);
 #define INFO(u, ...) win_info((u), &(u)->wins[(u)->cur], __VA_ARGS__)
 #define CONSOLE(u, ...) win_info((u), &(u)->wins[0], __VA_ARGS__)
 void win_free(win *w);

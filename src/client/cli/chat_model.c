@@ -314,19 +314,7 @@ static void on_message(ui *u, const parley_event *ev)
     free(bare);
     if (i != u->cur)
         u->wins[i].unread++;
-    /* A file (XEP-0066 out-of-band data with an https URL): offer /get N. */
-    const parley_stanza *x = ev->stanza ? parley_stanza_child(ev->stanza, "jabber:x:oob", "x") : NULL;
-    char *url = x && parley_stanza_child(x, "jabber:x:oob", "url")
-                    ? parley_stanza_text(parley_stanza_child(x, "jabber:x:oob", "url"))
-                    : NULL;
-    if (url && strncmp(url, "https://", 8) == 0 && strlen(url) < 2048) {
-        win *w = &u->wins[i];
-        w->files = xrealloc(w->files, (w->nfiles + 1) * sizeof *w->files);
-        w->files[w->nfiles++] = url;
-        url = NULL;
-        win_info(u, w, "file %zu received: /get %zu downloads it", w->nfiles, w->nfiles);
-    }
-    free(url);
+    win_offer_file(u, &u->wins[i], ev->stanza);
     if (u->h) {
         hist_msg m = {.peer = ev->from, .sender = ev->from, .body = ev->body,
                       .encrypted = ev->encrypted, .stanza_id = ev->id};
@@ -424,3 +412,17 @@ void chat_on_event(parley *p, const parley_event *ev, void *ud)
     }
 }
 
+void win_offer_file(ui *u, win *w, const parley_stanza *st)
+{
+    const parley_stanza *x = st ? parley_stanza_child(st, "jabber:x:oob", "x") : NULL;
+    char *url = x && parley_stanza_child(x, "jabber:x:oob", "url")
+                    ? parley_stanza_text(parley_stanza_child(x, "jabber:x:oob", "url"))
+                    : NULL;
+    if (url && strncmp(url, "https://", 8) == 0 && strlen(url) < 2048) {
+        w->files = xrealloc(w->files, (w->nfiles + 1) * sizeof *w->files);
+        w->files[w->nfiles++] = url;
+        url = NULL;
+        win_info(u, w, "file %zu received: /get %zu downloads it", w->nfiles, w->nfiles);
+    }
+    free(url);
+}

@@ -7,11 +7,15 @@
 
 #include <stddef.h>
 
-/* Upload path (shown to others as name) for `to` and send the link; waits (at most
- * timeout_ms per step) for the session, the slot, the upload and the server's receipt.
- * Returns an exit code; what failed (naming the refusing policy) goes to why. The GET
- * URL goes to url_out if given. */
-int cli_send_file(parley *p, const char *ca_file, const char *to, const char *path,
+/* Upload path (shown to others as name) for `to` (a group chat if room: joined for the
+ * transfer unless we are in it, and the link sent as groupchat) and send the link;
+ * waits (at most timeout_ms per step) for the session, the slot, the upload, the
+ * compliance server's verdict on a held file and the server's (or room's) receipt.
+ * Returns an exit code; what failed (the refusing policy, the server's reason for
+ * refusing the upload, the compliance server's block, the refusal of the link) goes to
+ * why. On success why is empty, or a note for the user (the file is still held). The
+ * GET URL goes to url_out if given. */
+int cli_send_file(parley *p, const char *ca_file, const char *to, int room, const char *path,
                   const char *name, int screen_capture, int timeout_ms, char *url_out,
                   size_t url_len, char *why, size_t whylen);
 /* Download url into directory dir under the name in the URL (made safe); the path

@@ -356,6 +356,8 @@ static void on_room_message(ui *u, const parley_event *ev)
     /* never the end-to-end lock: the server reads every room message */
     win_message(u, w, ts, who, ev->body, 0);
     free(who);
+    if (!ev->is_self && !ev->archived)
+        win_offer_file(u, w, ev->stanza);
     if (i != u->cur && !ev->archived)
         w->unread++;
     if (u->h) {

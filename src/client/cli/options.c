@@ -136,6 +136,10 @@ int cli_parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errlen)
             o->direct_tls = 0;
             continue;
         }
+        if (!strcmp(a, "--room")) {
+            o->room = 1;
+            continue;
+        }
         if (!strcmp(a, "--json")) {
             o->json = 1;
             continue;

@@ -37,6 +37,7 @@ typedef struct cli_opts {
     int help;
     int version;
     char *service;       /* rooms --service: the group chat service */
+    int room;            /* send-file, screenshot --room: --to is a group chat */
 } cli_opts;
 
 /* Parse argv. Returns 0, or -1 with a message in err (a usage error). */

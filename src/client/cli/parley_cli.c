@@ -40,7 +40,8 @@ static const char usage_text[] =
     "  send-file --to JID PATH\n"
     "                      upload a file (XEP-0363, over HTTPS to your server) and send\n"
     "                      its link; a refusal names the policy that refused it\n"
-    "  screenshot --to JID [--file IMAGE]\n"
+    "      --room          JID is a group chat: join it, send the link there, leave\n"
+    "  screenshot --to JID [--file IMAGE] [--room]\n"
     "                      capture the screen (ImageMagick 'import' under X11) or send\n"
     "                      IMAGE, marked as a screen capture (the screen_capture policy)\n"
     "  tls-info [--json]   print the client-to-server lock: TLS version, cipher, key size,\n"
@@ -441,11 +442,11 @@ static int cmd_file(app *a, int screenshot)
     }
     char url[1024], why[800];
     int budget = timeout_ms(o, 30);
-    int rc = cli_send_file(a->p, o->ca_file, o->to, path, name, screenshot,
+    int rc = cli_send_file(a->p, o->ca_file, o->to, o->room, path, name, screenshot,
                            budget > 0 ? budget : 30000, url, sizeof url, why, sizeof why);
     if (shot[0])
         unlink(shot);
-    if (rc != EXIT_OK)
+    if (why[0])
         fprintf(stderr, "parley: %s\n", why);
     if (rc == EXIT_OK) {
         printf("%s\n", url);
