@@ -469,6 +469,43 @@ parley_error parley_room_kick(parley *p, const char *room, const char *nick,
 parley_error parley_room_ban(parley *p, const char *room, const char *jid, const char *reason,
                              parley_iq_fn cb, void *ud);
 
+/* The answer to a room owner's or admin's request: err PARLEY_OK, or the refusal with
+ * the room's explanation ("forbidden: only owners may destroy the room"). With cb NULL a
+ * refusal arrives as PARLEY_EV_ROOM_ERROR instead. */
+typedef void (*parley_room_done_fn)(parley *p, const char *room, parley_error err,
+                                    const char *error_text, void *ud);
+/* Grant or revoke jid's affiliation with the room ("owner", "admin", "member", "none",
+ * "outcast"); the room need not be joined. */
+parley_error parley_room_set_affiliation(parley *p, const char *room, const char *jid,
+                                         const char *affiliation, const char *reason,
+                                         parley_room_done_fn cb, void *ud);
+/* Take another nickname in a room we are in: a PARLEY_EV_ROOM_PRESENCE with room_change
+ * PARLEY_ROOM_NICK (is_self, new_nick) follows, or a PARLEY_EV_ROOM_ERROR (the nickname
+ * is taken: "conflict: ..."). */
+parley_error parley_room_change_nick(parley *p, const char *room, const char *nick);
+/* Destroy the room (owners only; XEP-0045 10.9); its occupants are told the reason. */
+parley_error parley_room_destroy(parley *p, const char *room, const char *reason,
+                                 parley_room_done_fn cb, void *ud);
+/* One field of a room's configuration form (muc#roomconfig, XEP-0045 10.2). */
+typedef struct parley_room_field {
+    const char *var;   /* "muc#roomconfig_membersonly" */
+    const char *type;  /* "boolean", "text-single", "list-single", ... (NULL when setting) */
+    const char *label; /* the server's words for it, or NULL */
+    const char *value; /* the current value (booleans "1"/"0"), or NULL */
+} parley_room_field;
+typedef void (*parley_room_config_fn)(parley *p, const char *room,
+                                      const parley_room_field *fields, size_t n,
+                                      parley_error err, const char *error_text, void *ud);
+/* The room's current configuration (owners only), FORM_TYPE and hidden fields left out. */
+parley_error parley_room_config_get(parley *p, const char *room, parley_room_config_fn cb,
+                                    void *ud);
+/* Change the fields given (var and value; the others keep their values); the room tells
+ * its occupants (status 104). At most PARLEY_ROOM_MAX_FIELDS fields. */
+#define PARLEY_ROOM_MAX_FIELDS 32
+parley_error parley_room_config_set(parley *p, const char *room,
+                                    const parley_room_field *fields, size_t n,
+                                    parley_room_done_fn cb, void *ud);
+
 typedef struct parley_room_item {
     const char *jid;
     const char *name; /* or NULL */

@@ -45,7 +45,8 @@ static void read_muc(const xml_node *st, muc_info *m)
     const xml_node *actor = m->item ? xml_child(m->item, XMLNS_MUC_USER, "actor") : NULL;
     m->actor = actor ? xml_get_attr(actor, "nick") : NULL;
     m->destroy = xml_child(x, XMLNS_MUC_USER, "destroy");
-    const xml_node *rs = m->item ? m->item : m->destroy;
+    /* a destroyed room's reason is the <destroy/>'s (its <item/> has none) */
+    const xml_node *rs = m->destroy ? m->destroy : m->item;
     m->reason = rs ? xml_child_text(rs, XMLNS_MUC_USER, "reason") : NULL;
     if (m->reason && !*m->reason) {
         free(m->reason);

@@ -1,5 +1,5 @@
 /* room_ops.c - what the application asks of rooms: messages, the subject, invitations,
- * kicks and bans (muc#admin), the list of rooms on a service (disco#items), and finding
+ * kicks, bans and affiliations (muc#admin), the list of rooms on a service (disco#items), and finding
  * the server's group chat service at sign-in (disco#items, then disco#info on each). */
 #include "../common/util.h"
 #include "rooms_internal.h"
@@ -219,22 +219,55 @@ typedef struct admin_req {
     char *room;
     char *what;     /* "kick bob", for the error text */
     parley_iq_fn cb;
+    parley_room_done_fn done;
     void *ud;
 } admin_req;
 
 static void on_admin(parley *p, const parley_stanza *res, parley_error err, void *ud)
 {
     admin_req *a = ud;
-    if (a->cb) {
+    char *text = err == PARLEY_OK ? NULL
+                 : res ? im_error_text((const xml_node *)res) : xstrdup(parley_strerror(err));
+    if (a->cb)
         a->cb(p, res, err, a->ud);
-    } else if (err != PARLEY_OK) {
-        char *text = res ? im_error_text((const xml_node *)res) : xstrdup(parley_strerror(err));
+    else if (a->done)
+        a->done(p, a->room, err, text, a->ud);
+    else if (err != PARLEY_OK)
         rooms_error(p, a->room, err, 0, NULL, "cannot %s in %s: %s", a->what, a->room, text);
-        free(text);
-    }
+    free(text);
     free(a->room);
     free(a->what);
     free(a);
+}
+
+void room_ops_request(parley *p, const char *room_jid, xml_node *iq, const char *what,
+                      parley_iq_fn cb, parley_room_done_fn done, void *ud)
+{
+    admin_req *a = xcalloc(1, sizeof *a);
+    a->room = xstrdup(room_jid);
+    a->what = xstrdup(what);
+    a->cb = cb;
+    a->done = done;
+    a->ud = ud;
+    ext_send_iq(p, iq, on_admin, a);
+}
+
+/* A muc#admin request with one item: attr=value gets set=set_value. */
+static void send_admin(parley *p, const char *room_jid, const char *attr, const char *value,
+                       const char *set, const char *set_value, const char *reason,
+                       const char *what, parley_iq_fn cb, parley_room_done_fn done, void *ud)
+{
+    xml_node *iq = xml_new(XMLNS_CLIENT, "iq");
+    xml_set_attr(iq, "type", "set");
+    xml_set_attr(iq, "to", room_jid);
+    xml_node *item = xml_add_child(xml_add_child(iq, XMLNS_MUC_ADMIN, "query"), NULL, "item");
+    xml_set_attr(item, attr, value);
+    xml_set_attr(item, set, set_value);
+    if (reason && *reason)
+        add_text(item, "reason", reason);
+    char *w = xasprintf("%s %s", what, value);
+    room_ops_request(p, room_jid, iq, w, cb, done, ud);
+    free(w);
 }
 
 static parley_error admin(parley *p, const char *room_name, const char *attr, const char *value,
@@ -247,20 +280,7 @@ static parley_error admin(parley *p, const char *room_name, const char *attr, co
     room *r = joined(p, room_name, &e);
     if (!r)
         return e;
-    xml_node *iq = xml_new(XMLNS_CLIENT, "iq");
-    xml_set_attr(iq, "type", "set");
-    xml_set_attr(iq, "to", r->jid);
-    xml_node *item = xml_add_child(xml_add_child(iq, XMLNS_MUC_ADMIN, "query"), NULL, "item");
-    xml_set_attr(item, attr, value);
-    xml_set_attr(item, set, set_value);
-    if (reason && *reason)
-        add_text(item, "reason", reason);
-    admin_req *a = xcalloc(1, sizeof *a);
-    a->room = xstrdup(r->jid);
-    a->what = xasprintf("%s %s", what, value);
-    a->cb = cb;
-    a->ud = ud;
-    ext_send_iq(p, iq, on_admin, a);
+    send_admin(p, r->jid, attr, value, set, set_value, reason, what, cb, NULL, ud);
     return PARLEY_OK;
 }
 
@@ -279,6 +299,42 @@ parley_error parley_room_ban(parley *p, const char *room_name, const char *who,
     parley_error e = bare ? admin(p, room_name, "jid", bare, "affiliation", "outcast", reason,
                                   "ban", cb, ud)
                           : PARLEY_ERR_INVALID;
+    free(bare);
+    return e;
+}
+
+char *room_ops_target(parley *p, const char *room_name, parley_error *e)
+{
+    char *addr = p && room_name ? room_ops_jid(p, room_name) : NULL;
+    *e = !addr ? PARLEY_ERR_INVALID : !ext_online(p) ? PARLEY_ERR_STATE : PARLEY_OK;
+    if (*e != PARLEY_OK) {
+        free(addr);
+        return NULL;
+    }
+    return addr;
+}
+
+parley_error parley_room_set_affiliation(parley *p, const char *room_name, const char *who,
+                                         const char *affiliation, const char *reason,
+                                         parley_room_done_fn cb, void *ud)
+{
+    static const char *known[] = {"owner", "admin", "member", "none", "outcast"};
+    int ok = 0;
+    for (size_t i = 0; affiliation && i < ARRAY_LEN(known); i++)
+        ok |= strcmp(affiliation, known[i]) == 0;
+    char *bare = who ? jid_normalize_bare(who) : NULL;
+    parley_error e = PARLEY_ERR_INVALID;
+    char *addr = NULL;
+    if (ok && bare && (!reason || strlen(reason) <= EXT_MAX_TEXT) &&
+        (addr = room_ops_target(p, room_name, &e)) != NULL) {
+        /* the error reads "cannot grant owner to bob@... in room@...: forbidden: ..." */
+        char *what = strcmp(affiliation, "none") == 0      ? xstrdup("revoke the affiliation of")
+                     : strcmp(affiliation, "outcast") == 0 ? xstrdup("ban")
+                                                           : xasprintf("grant %s to", affiliation);
+        send_admin(p, addr, "jid", bare, "affiliation", affiliation, reason, what, NULL, cb, ud);
+        free(what);
+    }
+    free(addr);
     free(bare);
     return e;
 }

@@ -53,6 +53,13 @@ void rooms_emit(parley *p, parley_event *ev);
 const char *rooms_refusal_words(const xml_node *stanza);
 /* ---- room_ops.c */
 void room_ops_free_waiting(rooms_state *rs);
+/* Send iq (taken) to room_jid; the answer goes to cb (the stanza), else to done (a text),
+ * else a refusal becomes PARLEY_EV_ROOM_ERROR "cannot <what> in <room>: <why>". */
+void room_ops_request(parley *p, const char *room_jid, xml_node *iq, const char *what,
+                      parley_iq_fn cb, parley_room_done_fn done, void *ud);
+/* The room's JID for a request that needs no joining: NULL with *e INVALID (not a room's
+ * address) or STATE (offline). */
+char *room_ops_target(parley *p, const char *room_name, parley_error *e);
 
 /* ---- rooms.c */
 /* Open a room we created with the service's defaults (XEP-0045 10.1.2). */

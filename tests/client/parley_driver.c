@@ -9,7 +9,9 @@
  * Commands: join ROOM NICK [PASSWORD] | leave ROOM | send ROOM TEXT | msg JID TEXT |
  *   topic ROOM TEXT | invite ROOM JID [REASON] | kick ROOM NICK [REASON] |
  *   ban ROOM JID [REASON] | list [SERVICE] | who ROOM | fetch ARCHIVE WITH AFTER MAX |
- *   last ARCHIVE | quit      ("-" stands for an absent ARCHIVE, WITH or AFTER)
+ *   last ARCHIVE | quit      ("-" stands for an absent ARCHIVE, WITH or AFTER) |
+ *   nick ROOM NICK | affiliation ROOM JID AFFILIATION [REASON] | destroy ROOM [REASON] |
+ *   config ROOM | configure ROOM VAR=VALUE...   (answers: "done" and "config" events)
  * Each command answers {"event":"ack","cmd":...,"error":...} once issued. */
 #include "../../src/client/cli/json.h"
 #include "../../src/client/parley.h"
@@ -136,6 +138,42 @@ static int print_occupant(const parley_occupant *o, void *ud)
     return 0;
 }
 
+static void on_done(parley *p, const char *room, parley_error err, const char *error_text,
+                    void *ud)
+{
+    buf b;
+    buf_init(&b);
+    buf_append_str(&b, "{");
+    json_kv_string(&b, "event", "done", 1);
+    json_kv_string(&b, "what", ud, 0);
+    json_kv_string(&b, "room", room, 0);
+    json_kv_int(&b, "error", err, 0);
+    json_kv_string(&b, "error_text", error_text, 0);
+    out_line(&b);
+}
+
+static void on_config(parley *p, const char *room, const parley_room_field *fields, size_t n,
+                      parley_error err, const char *error_text, void *ud)
+{
+    buf b;
+    buf_init(&b);
+    buf_append_str(&b, "{");
+    json_kv_string(&b, "event", "config", 1);
+    json_kv_string(&b, "room", room, 0);
+    json_kv_int(&b, "error", err, 0);
+    json_kv_string(&b, "error_text", error_text, 0);
+    buf_append_str(&b, ",\"fields\":{");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf_append_str(&b, ",");
+        json_append_string(&b, fields[i].var);
+        buf_append_str(&b, ":");
+        json_append_string(&b, fields[i].value ? fields[i].value : "");
+    }
+    buf_append_str(&b, "}");
+    out_line(&b);
+}
+
 /* Next space-separated word of *s (modified in place), or NULL; "-" is NULL too. */
 static char *word(char **s, int dash_null)
 {
@@ -193,6 +231,28 @@ static int command(parley *p, char *line)
     } else if (!strcmp(cmd, "fetch")) {
         a = word(&s, 1), b = word(&s, 1), c = word(&s, 1), d = word(&s, 0);
         e = parley_archive_fetch(p, a, b, c, d ? atoi(d) : 0);
+    } else if (!strcmp(cmd, "nick")) {
+        a = word(&s, 0);
+        e = parley_room_change_nick(p, a, word(&s, 0));
+    } else if (!strcmp(cmd, "affiliation")) {
+        a = word(&s, 0), b = word(&s, 0), c = word(&s, 0);
+        e = parley_room_set_affiliation(p, a, b, c, *s ? s : NULL, on_done, "affiliation");
+    } else if (!strcmp(cmd, "destroy")) {
+        a = word(&s, 0);
+        e = parley_room_destroy(p, a, *s ? s : NULL, on_done, "destroy");
+    } else if (!strcmp(cmd, "config")) {
+        e = parley_room_config_get(p, word(&s, 0), on_config, NULL);
+    } else if (!strcmp(cmd, "configure")) {
+        parley_room_field f[8];
+        size_t n = 0;
+        a = word(&s, 0);
+        for (char *w; n < 8 && (w = word(&s, 0)) != NULL; n++) {
+            char *eq = strchr(w, '=');
+            if (eq)
+                *eq = '\0';
+            f[n] = (parley_room_field){w, NULL, NULL, eq ? eq + 1 : NULL};
+        }
+        e = parley_room_config_set(p, a, f, n, on_done, "configure");
     } else if (!strcmp(cmd, "last")) {
         const char *id = parley_archive_last(p, word(&s, 1));
         ack(cmd, PARLEY_OK, id);

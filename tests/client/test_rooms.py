@@ -191,3 +191,127 @@ def test_bad_input_room_names_nicks_and_commands_outside_rooms(parleyd, logdir):
         finally:
             await alice.close()
     run(scenario)
+
+
+NICK, REMOVED, DESTROYED = 3, 7, 8
+MUC_USER = "{http://jabber.org/protocol/muc#user}"
+
+
+def muc_codes(st):
+    x = st.xml.find(f"{MUC_USER}x")
+    return set() if x is None else {s.get("code") for s in x.findall(f"{MUC_USER}status")}
+
+
+def test_nick_config_affiliation_destroy_as_owner_seen_by_slixmpp(parleyd, logdir):  # noqa: F811
+    async def scenario():
+        alice = Driver(parleyd, "alice", "desk", logdir)
+        bob = await Peer(parleyd, "bob", "phone").login()
+        club = room("club")
+        try:
+            await alice.online()
+            await alice.cmd("join club alice")
+            await alice.event("room_joined", room=club)
+            await bob.join(club, "bob")
+            await alice.event("room_presence", nick="bob")
+
+            # nickname: taken (the room's conflict), then changed (303 for everyone)
+            assert await alice.cmd(f"nick {club} bob") == OK
+            err = await alice.event("room_error", room=club)
+            assert "conflict" in err["error_text"] and "taken" in err["error_text"], err
+            assert await alice.cmd(f"nick {club} alicia") == OK
+            ch = await alice.event("room_presence", change=NICK)
+            assert ch["is_self"] and ch["nick"] == "alice" and ch["new_nick"] == "alicia", ch
+            gone = await bob.wait(lambda p: p.name == "presence" and p["type"] == "unavailable"
+                                  and str(p["from"]) == f"{club}/alice")
+            assert "303" in muc_codes(gone), gone
+            await bob.wait(lambda p: p.name == "presence" and str(p["from"]) == f"{club}/alicia")
+            assert await alice.cmd(f"send {club} renamed") == OK
+            m = await bob.wait(lambda m: m.name == "message" and m["body"] == "renamed")
+            assert str(m["from"]) == f"{club}/alicia"
+
+            # the configuration as it is, then members-only: bob (no affiliation) is out
+            assert await alice.cmd(f"config {club}") == OK
+            cfg = await alice.event("config", room=club)
+            assert cfg["error"] == 0 and cfg["fields"]["muc#roomconfig_membersonly"] == "0"
+            assert "FORM_TYPE" not in cfg["fields"]
+            assert await alice.cmd(f"configure {club} muc#roomconfig_membersonly=1 "
+                                   "muc#roomconfig_roomname=Book-club") == OK
+            done = await alice.event("done", what="configure")
+            assert done["error"] == 0 and done["room"] == club, done
+            out = await bob.wait(lambda p: p.name == "presence" and p["type"] == "unavailable"
+                                 and str(p["from"]) == f"{club}/bob")
+            assert "322" in muc_codes(out), out
+            await alice.event("room_presence", nick="bob", change=REMOVED)
+            assert await alice.cmd(f"config {club}") == OK
+            cfg = await alice.event("config", room=club)
+            assert cfg["fields"]["muc#roomconfig_membersonly"] == "1"
+            assert cfg["fields"]["muc#roomconfig_roomname"] == "Book-club"
+            try:
+                await bob.join(club, "bob")
+                raise AssertionError("a non-member joined a members-only room")
+            except Exception as e:  # noqa: BLE001  (slixmpp raises its PresenceError)
+                assert "registration-required" in str(e) or "members only" in str(e), e
+            # a refused value: the server's reason, nothing changed
+            assert await alice.cmd(f"configure {club} muc#roomconfig_maxusers=999999") == OK
+            done = await alice.event("done", what="configure")
+            assert done["error"] != 0 and "at most" in done["error_text"], done
+
+            # membership admits bob; the last owner cannot give up ownership
+            assert await alice.cmd(f"affiliation {club} bob@{DOMAIN} member") == OK
+            done = await alice.event("done", what="affiliation")
+            assert done["error"] == 0, done
+            await bob.join(club, "bob")
+            p = await alice.event("room_presence", nick="bob", change=1)
+            assert p["affiliation"] == "member", p
+            assert await alice.cmd(f"affiliation {club} alice@{DOMAIN} none") == OK
+            done = await alice.event("done", what="affiliation")
+            assert done["error"] != 0 and "at least one owner" in done["error_text"], done
+
+            # destruction: bob gets <destroy/> with the reason, alice ROOM_LEFT DESTROYED
+            assert await alice.cmd(f"destroy {club} the club is closed") == OK
+            left = await alice.event("room_left", room=club)
+            assert left["change"] == DESTROYED and left["reason"] == "the club is closed", left
+            gone = await bob.wait(lambda p: p.name == "presence" and p["type"] == "unavailable"
+                                  and p.xml.find(f"{MUC_USER}x/{MUC_USER}destroy") is not None)
+            reason = gone.xml.find(f"{MUC_USER}x/{MUC_USER}destroy/{MUC_USER}reason")
+            assert reason is not None and reason.text == "the club is closed"
+            done = await alice.event("done", what="destroy")
+            assert done["error"] == 0, done
+        finally:
+            await alice.close()
+            await bob.close()
+    run(scenario)
+
+
+def test_owner_requests_refused_for_participant_and_bad_input(parleyd, logdir):  # noqa: F811
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "b").login()
+        alice = Driver(parleyd, "alice", "desk", logdir)
+        bobs = room("bobs")
+        try:
+            await bob.join(bobs, "bob", create=True)
+            await alice.online()
+            # what cannot be asked at all
+            assert await alice.cmd(f"nick {bobs} alice") == STATE      # not in the room
+            assert await alice.cmd(f"affiliation {bobs} bob@{DOMAIN} king") == INVALID
+            assert await alice.cmd(f"affiliation {bobs} not-a-jid@@ member") == INVALID
+            assert await alice.cmd(f"configure {bobs}") == INVALID     # no fields
+            assert await alice.cmd(f"configure {bobs} novalue") == INVALID
+            assert await alice.cmd("destroy a/b") == INVALID
+            await alice.cmd(f"join {bobs} alice")
+            await alice.event("room_joined", room=bobs)
+            assert await alice.cmd(f"nick {bobs}") == INVALID
+            # the room refuses a participant, with its reason
+            for line, what in ((f"config {bobs}", "config"),
+                               (f"configure {bobs} muc#roomconfig_moderatedroom=1", "done"),
+                               (f"destroy {bobs} mine now", "done"),
+                               (f"affiliation {bobs} alice@{DOMAIN} owner", "done")):
+                assert await alice.cmd(line) == OK
+                ans = await alice.event(what, room=bobs)
+                assert ans["error"] != 0 and "forbidden" in ans["error_text"], (line, ans)
+            bob.send_message(mto=bobs, mbody="still open", mtype="groupchat")
+            await alice.event("room_message", body="still open")
+        finally:
+            await alice.close()
+            await bob.close()
+    run(scenario)

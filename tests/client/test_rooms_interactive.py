@@ -254,3 +254,189 @@ def test_interactive_encrypted_message_of_other_device_decrypted_and_marked(parl
         if bob.poll() is None:
             bob.kill()
             bob.wait(timeout=10)
+
+
+MUC_USER = "{http://jabber.org/protocol/muc#user}"
+
+
+def muc_codes(st):
+    x = st.xml.find(f"{MUC_USER}x")
+    return set() if x is None else {s.get("code") for s in x.findall(f"{MUC_USER}status")}
+
+
+def test_interactive_nick_config_affiliation_destroy_seen_by_slixmpp(parleyd, tmux_dir):  # noqa: F811
+    """Running a room from the terminal: /nick (a taken nickname refused, then the change
+    that the other occupant sees as 303), /config (the settings shown, members-only
+    applied: the non-member is put out and refused, a bad value refused), /affiliation
+    (membership admits bob again; a refused change shown) and /destroy with a reason that
+    the other occupant gets."""
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "phone").login()
+        alice = Term(tmux_dir, "alice", parleyd, "alice").start()
+        team = room("team")
+        try:
+            await see(alice, r"signed in as")
+            alice.type("/join team")
+            await see(alice, r"you are in team@conference\.localhost as alice \(moderator, owner\)")
+            await bob.join(team, "bob")
+            await see(alice, r"bob entered")
+
+            # a nickname in use: the room's refusal is shown, nothing changes
+            alice.type("/nick bob")
+            await see(alice, r"conflict: that nickname is taken in this room")
+            alice.type("/nick")
+            await see(alice, r"usage: /nick NEWNICK")
+            # the change: bob sees alice leave with 303 and the new nick, then alicia
+            alice.type("/nick alicia")
+            gone = await bob.wait(lambda p: p.name == "presence" and p["type"] == "unavailable"
+                                  and str(p["from"]) == f"{team}/alice")
+            assert "303" in muc_codes(gone), gone
+            assert gone.xml.find(f"{MUC_USER}x/{MUC_USER}item").get("nick") == "alicia", gone
+            await bob.wait(lambda p: p.name == "presence" and p["type"] != "unavailable"
+                           and str(p["from"]) == f"{team}/alicia")
+            await see(alice, r"alice is now known as alicia")
+            alice.type("said under the new name")
+            m = await bob.wait(lambda m: m.name == "message" and
+                               m["body"] == "said under the new name")
+            assert str(m["from"]) == f"{team}/alicia"
+            await see(alice, r"\| 2 occupants, you are alicia")
+
+            # the settings as the room has them
+            alice.type("/config")
+            s = await see(alice, r"max-users\s+\d+")
+            assert re.search(r"configuration of team@conference\.localhost", s), s
+            assert re.search(r"members-only\s+off", s), s
+            assert re.search(r"password\s+none", s), s
+            assert re.search(r"persistent\s+off", s), s
+            # a value the server refuses: its reason is shown, nothing changes
+            alice.type("/config max-users 999999")
+            await see(alice, r"/config failed: not-acceptable: a room holds at most \d+")
+            alice.type("/config members-only maybe")
+            await see(alice, r"/config members-only takes on or off")
+            # members-only: bob (no affiliation) is put out (322) and refused
+            alice.type("/config members-only on")
+            await see(alice, r"configuration of team@conference\.localhost changed")
+            out = await bob.wait(lambda p: p.name == "presence" and p["type"] == "unavailable"
+                                 and str(p["from"]) == f"{team}/bob")
+            assert "322" in muc_codes(out), out
+            await see(alice, r"bob was removed \(not a member\)")
+            try:
+                await bob.join(team, "bob")
+                raise AssertionError("a non-member joined a members-only room")
+            except Exception as e:  # noqa: BLE001  (slixmpp raises its PresenceError)
+                assert "registration-required" in str(e) or "members only" in str(e), e
+            alice.type("/config name Team Room")
+            await see(alice, r"configuration of team@conference\.localhost changed")
+            alice.type("/config")
+            s = await see(alice, r"members-only\s+on")
+            assert re.search(r"name\s+Team Room", s), s
+
+            # membership admits bob
+            alice.type(f"/affiliation {BOB} member")
+            await see(alice, r"affiliation changed in team@conference\.localhost")
+            await bob.join(team, "bob")
+            await see(alice, r"bob entered")
+            # the last owner cannot give up ownership: the room's reason is shown
+            alice.type(f"/affiliation {ALICE} none")
+            await see(alice, r"/affiliation failed: conflict: a room keeps at least one owner")
+            alice.type("/affiliation bob")
+            await see(alice, r"usage: /affiliation JID owner\|admin\|member\|none\|outcast")
+
+            # destruction: bob is told why
+            alice.type("/destroy moving to #ops")
+            gone = await bob.wait(lambda p: p.name == "presence" and p["type"] == "unavailable"
+                                  and p.xml.find(f"{MUC_USER}x/{MUC_USER}destroy") is not None)
+            reason = gone.xml.find(f"{MUC_USER}x/{MUC_USER}destroy/{MUC_USER}reason")
+            assert reason is not None and reason.text == "moving to #ops", gone
+            await see(alice, r"team@conference\.localhost was destroyed: moving to #ops")
+            assert "PARLEY-EXIT=0" in alice.quit()
+        finally:
+            await bob.close()
+    run(scenario)
+
+
+def test_interactive_owner_commands_refused_for_a_participant(parleyd, tmux_dir):  # noqa: F811
+    """In bob's room alice is a participant: /config, /destroy and /affiliation come back
+    with the room's refusal, and the room is unchanged."""
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "b").login()
+        alice = Term(tmux_dir, "alice", parleyd, "alice").start()
+        bobs = room("bobs")
+        try:
+            await bob.join(bobs, "bob", create=True)
+            await see(alice, r"signed in as")
+            alice.type(f"/join {bobs}")
+            await see(alice, r"you are in bobs@conference\.localhost as alice \(participant")
+            alice.type("/config")
+            await see(alice, r"/config failed: forbidden")
+            alice.type("/config moderated on")
+            await see(alice, r"/config failed: forbidden")
+            alice.type("/destroy bye")
+            await see(alice, r"/destroy failed: forbidden")
+            alice.type(f"/affiliation {ALICE} owner")
+            await see(alice, r"/affiliation failed: forbidden")
+            # the room is still there, bob still in it, alice too
+            bob.send_message(mto=bobs, mbody="still here", mtype="groupchat")
+            await see(alice, r"<bob> still here")
+            alice.keys("M-1")
+            alice.type("/destroy")
+            await see(alice, r"usage: /destroy \[REASON\] \(in a room's window")
+            assert "PARLEY-EXIT=0" in alice.quit()
+        finally:
+            await bob.close()
+    run(scenario)
+
+
+def test_parley_room_config_affiliation_destroy_commands(parleyd):  # noqa: F811
+    """`parley room ...` for scripts: the settings as JSON lines, a change applied (a
+    non-member refused), membership granted (then admitted), a refusal's exit code and
+    reason, destruction seen by the occupant; usage errors are exit 1."""
+    async def scenario():
+        bob = await Peer(parleyd, "bob", "b").login()
+        acct = parleyd.account("alice")
+        desk = await Peer(parleyd, "alice", "desk").login()
+        hq = room("hq")
+        try:
+            await desk.join(hq, "alice", create=True)
+            loop = asyncio.get_running_loop()
+
+            async def cmd(*args):  # parley_cmd blocks: the peers keep running meanwhile
+                return await loop.run_in_executor(None, lambda: parley_cmd(*acct, "room",
+                                                                          *args, timeout=60))
+            r = await cmd("config", hq)
+            assert r.returncode == 0, r.stderr
+            rows = {row["key"]: row["value"] for row in map(json.loads, r.stdout.splitlines())}
+            assert rows["members-only"] == "off" and rows["password"] == "none", rows
+            assert "max-users" in rows and "passwordprotectedroom" not in rows, rows
+            r = await cmd("config", hq, "members-only", "on")
+            assert r.returncode == 0, r.stderr
+            r = await cmd("config", hq)
+            assert ('{"key":"members-only","value":"on"' in r.stdout), r.stdout
+            try:
+                await bob.join(hq, "bob")
+                raise AssertionError("a non-member joined a members-only room")
+            except Exception as e:  # noqa: BLE001  (slixmpp raises its PresenceError)
+                assert "registration-required" in str(e) or "members only" in str(e), e
+            r = await cmd("affiliation", hq, BOB, "member")
+            assert r.returncode == 0, r.stderr
+            await bob.join(hq, "bob")
+            # refused by the room: its reason, the policy exit code
+            r = await cmd("affiliation", hq, ALICE, "none")
+            assert r.returncode == 7 and "at least one owner" in r.stderr, (r.returncode,
+                                                                            r.stderr)
+            r = await cmd("config", hq, "max-users", "999999")
+            assert r.returncode == 5 and "at most" in r.stderr, (r.returncode, r.stderr)
+            r = await cmd("destroy", hq, "merged into ops")
+            assert r.returncode == 0, r.stderr
+            gone = await bob.wait(lambda p: p.name == "presence" and p["type"] == "unavailable"
+                                  and p.xml.find(f"{MUC_USER}x/{MUC_USER}destroy") is not None)
+            reason = gone.xml.find(f"{MUC_USER}x/{MUC_USER}destroy/{MUC_USER}reason")
+            assert reason is not None and reason.text == "merged into ops"
+            for bad in (["config"], ["frob", hq], ["config", hq, "colour", "red"],
+                        ["config", hq, "moderated", "maybe"], ["affiliation", hq, BOB]):
+                r = await cmd(*bad)
+                assert r.returncode == 1 and "parley:" in r.stderr, (bad, r.stderr)
+        finally:
+            await bob.close()
+            await desk.close()
+    run(scenario)

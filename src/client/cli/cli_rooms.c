@@ -1,5 +1,5 @@
 /* cli_rooms.c - group chat in the interactive client: /join, /leave, /rooms, /invite,
- * /kick, /ban, /topic, /who, one window per room, and the rooms' events shown there.
+ * /kick, /ban, /topic, /who (and cli_room_owner.c's), one window per room, and the rooms' events shown there.
  * Room messages never carry the end-to-end lock: the server reads group chats (the
  * status bar's client-to-server lock is the only one that applies). */
 #include "../../common/util.h"
@@ -289,7 +289,9 @@ static void cmd_who(ui *u)
 
 int rooms_command(ui *u, const char *name, const char *args)
 {
-    if (!strcmp(name, "join")) {
+    if (room_owner_command(u, name, args)) {
+        /* /nick, /affiliation, /destroy, /config */
+    } else if (!strcmp(name, "join")) {
         cmd_join(u, args);
     } else if (!strcmp(name, "leave") || !strcmp(name, "part")) {
         cmd_leave(u, args);
@@ -306,8 +308,12 @@ int rooms_command(ui *u, const char *name, const char *args)
     } else if (!strcmp(name, "help")) {
         INFO(u, "group chat: /join ROOM[@service] [NICK] [PASSWORD] | /leave [MESSAGE] | "
              "/rooms [SERVICE] | /invite JID [REASON] | /kick NICK [REASON] | /ban JID "
-             "[REASON] | /topic [TEXT] | /who | /close leaves too. Room messages carry no "
-             "end-to-end lock: the server can read them.");
+             "[REASON] | /topic [TEXT] | /who | /close leaves too | /nick NEWNICK | "
+             "/affiliation JID owner|admin|member|none|outcast [REASON] | /destroy [REASON] "
+             "| /config shows the room's settings, /config KEY VALUE changes one (name, "
+             "description, persistent, public, members-only, moderated, password, "
+             "max-users, ...). Room messages carry no end-to-end lock: the server can read "
+             "them.");
         return 0; /* then the general help */
     } else if (!strcmp(name, "close") && u->wins[u->cur].room) {
         /* closing a room's window leaves the room; the window goes as any other */

@@ -1,5 +1,6 @@
 /* cli_rooms.h - group chat, the server archive and carbons in the parley command: room
- * commands, windows and events of the interactive client (cli_rooms.c), history from the
+ * commands, windows and events of the interactive client (cli_rooms.c; running a room:
+ * cli_room_owner.c), history from the
  * server archive and copies from other devices (cli_sync.c), `parley rooms`
  * (cli_rooms_cmd.c). */
 #ifndef PARLEY_CLI_ROOMS_H
@@ -35,6 +36,17 @@ void rooms_ui_free(ui *u);
 /* The group chat state of the ui (made on first use). */
 rooms_ui *rooms_ui_of(ui *u);
 
+/* ---- cli_room_owner.c */
+/* /nick, /affiliation, /destroy, /config: 1 if handled. */
+int room_owner_command(ui *u, const char *name, const char *args);
+/* A configuration field as /config shows it: its short key ("members-only") and value
+ * ("on", "(set)" for a password); 0 if not shown. */
+int room_config_describe(const parley_room_field *f, const char **key, const char **value);
+/* The fields that set KEY to VALUE (into out, their names in vars): 1 or 2, or 0 with
+ * *why (unknown key, a boolean not on/off). */
+size_t room_config_fields(const char *key, const char *value, parley_room_field out[2],
+                          char vars[2][64], const char **why);
+
 /* ---- cli_sync.c */
 /* Carbons on, and the archive sync unless the history is disabled. */
 void sync_options(ui *u, parley_options *po);
@@ -59,5 +71,9 @@ int chat_ext_event(ui *u, const parley_event *ev);
 /* `parley rooms [--service S]`: the rooms the service lists, as JSON lines
  * {"jid","name"}. Loads the configuration itself. Returns the exit code. */
 int cmd_rooms(cli_opts *o);
+/* `parley room config ROOM [KEY VALUE] | affiliation ROOM JID AFF | destroy ROOM [REASON]`:
+ * one request to the room; config alone prints the settings as JSON lines
+ * {"key","value","label"}. Loads the configuration itself. Returns the exit code. */
+int cmd_room(cli_opts *o);
 
 #endif

@@ -102,10 +102,10 @@ int cli_parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errlen)
         const char *a = argv[i];
         if (a[0] != '-' || strcmp(a, "-") == 0) {
             if (o->command) {
-                /* only `history` (search TEXT...), `send-file` (PATH) and `keys` take
-                 * words after the command */
+                /* only `history` (search TEXT...), `send-file` (PATH), `keys` and `room`
+                 * take words after the command */
                 if ((strcmp(o->command, "history") == 0 || strcmp(o->command, "send-file") == 0 ||
-                     strcmp(o->command, "keys") == 0) &&
+                     strcmp(o->command, "keys") == 0 || strcmp(o->command, "room") == 0) &&
                     o->nargs < (int)ARRAY_LEN(o->args)) {
                     o->args[o->nargs++] = xstrdup(a);
                     continue;

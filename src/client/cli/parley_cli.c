@@ -55,6 +55,12 @@ static const char usage_text[] =
     "                      {\"id\",\"with\",\"direction\",\"from\",\"time\",\"body\",\"encrypted\"}\n"
     "  rooms [--service S] the group chats the server's service (or S) lists, as JSON\n"
     "                      lines {\"jid\",\"name\"}; /join in the interactive client\n"
+    "  room config ROOM [KEY VALUE]\n"
+    "                      a room's settings as JSON lines {\"key\",\"value\",\"label\"}, or\n"
+    "                      change one (keys as /config: members-only on, max-users 50...)\n"
+    "  room affiliation ROOM JID owner|admin|member|none|outcast\n"
+    "  room destroy ROOM [REASON]\n"
+    "                      grant or revoke an affiliation; destroy the room (owners)\n"
     "\n"
     "Account (or the same keys in the configuration file):\n"
     "  --jid JID               user@domain[/resource]           (jid)\n"
@@ -477,8 +483,9 @@ int main(int argc, char **argv)
     }
     if (!o.command)
         o.command = xstrdup("chat");
-    if (!strcmp(o.command, "rooms")) { /* cli_rooms_cmd.c: reads the configuration itself */
-        rc = cmd_rooms(&o);
+    if (!strcmp(o.command, "rooms") || !strcmp(o.command, "room")) {
+        /* cli_rooms_cmd.c: reads the configuration itself */
+        rc = !strcmp(o.command, "rooms") ? cmd_rooms(&o) : cmd_room(&o);
         cli_opts_free(&o);
         return rc;
     }
