@@ -55,6 +55,11 @@ int compliance_pending(const server *srv)
     return srv->compliance && (srv->compliance->nheld > 0 || verdict_pending(srv));
 }
 
+int compliance_sender_waiting(const server *srv, const char *sender)
+{
+    return srv->compliance && verdict_sender_waiting(srv, sender);
+}
+
 static const char *e2e_namespace(const xml_node *stanza)
 {
     for (size_t i = 0; i < ARRAY_LEN(e2e_elements); i++)

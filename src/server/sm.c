@@ -19,6 +19,9 @@
 /* Ask for an acknowledgement once this many stanzas are unacknowledged. */
 #define ACK_REQUEST_EVERY 5
 
+/* Ended sessions whose last inbound count is remembered for <failed h='...'/>. */
+#define SM_EXPIRED_MAX 1024
+
 /* A resumption id: a random token, and on a node "." and the node's name (node_sm.h). */
 #define SM_TOKEN_LEN 24
 #define SM_ID_MAX (SM_TOKEN_LEN + 1 + 255 + 1)
@@ -33,6 +36,25 @@ struct sm_state {
     size_t head, count, cap; /* queue[head .. head + count) */
     int ack_requested;       /* an <r/> is outstanding */
     int64_t detach_deadline; /* monotonic ms; 0 while attached */
+    /* Compliance: h_in when the last stanza arrived while none of the client's messages
+     * waited for a verdict. Every stanza up to it has its record committed, or in the
+     * batch that commits before any output; an <a/> never counts beyond it while
+     * messages wait (a crash must not lose a record of an acknowledged message). */
+    uint32_t h_settled;
+    int ack_owed; /* an <r/> was answered short: send <a/> once the messages settle */
+};
+
+/* The last inbound count of sessions that ended recently (XEP-0198 <failed h/>), kept
+ * sm_resume_timeout seconds in a ring of SM_EXPIRED_MAX: the oldest goes first. */
+typedef struct sm_expired {
+    char *id, *user;
+    uint32_t h;
+    int64_t until_ms;
+} sm_expired;
+
+struct sm_memory {
+    sm_expired ring[SM_EXPIRED_MAX];
+    size_t next;
 };
 
 static void write_nonza(c2s *s, const char *text)
@@ -52,10 +74,54 @@ void sm_add_feature(c2s *s, xml_node *features)
     xml_add_child(features, XMLNS_SM, "sm");
 }
 
+/* Have all the client's messages left the compliance server's queue? */
+static int settled(const c2s *s)
+{
+    return !compliance_sender_waiting(s->srv, s->full);
+}
+
 void sm_count_inbound(c2s *s)
 {
-    if (s->sm)
-        s->sm->h_in++;
+    if (!s->sm)
+        return;
+    if (settled(s))
+        s->sm->h_settled = s->sm->h_in;
+    s->sm->h_in++;
+}
+
+static void send_ack(c2s *s, uint32_t h)
+{
+    char text[64];
+    snprintf(text, sizeof text, "<a xmlns='" XMLNS_SM "' h='%u'/>", (unsigned)h);
+    write_nonza(s, text);
+}
+
+/* Answer <r/> with what is durably handled: all of h_in unless messages still wait for
+ * their verdicts; then the count before them now, and the rest when they settle. */
+static void answer_ack_request(c2s *s)
+{
+    sm_state *sm = s->sm;
+    if (settled(s)) {
+        send_ack(s, sm->h_in);
+        return;
+    }
+    send_ack(s, sm->h_settled);
+    sm->ack_owed = 1;
+}
+
+void sm_sender_settled(server *srv, const char *full)
+{
+    const char *slash = strchr(full, '/');
+    if (!slash)
+        return;
+    char *bare = xstrndup(full, (size_t)(slash - full));
+    c2s *s = router_session(srv, bare, slash + 1);
+    free(bare);
+    if (!s || !s->sm || !s->sm->ack_owed)
+        return;
+    s->sm->ack_owed = 0;
+    s->sm->h_settled = s->sm->h_in;
+    send_ack(s, s->sm->h_in); /* unsolicited, as XEP-0198 section 4 allows */
 }
 
 static void queue_push(sm_state *sm, char *text)
@@ -198,6 +264,52 @@ static void resumed(c2s *s)
              sm->count);
 }
 
+/* A session with a resumption id ends: remember its count for a late <resume/>. */
+static void remember_expired(server *srv, const c2s *s, const sm_state *sm)
+{
+    if (!sm->id[0] || !s->user || srv->cfg.sm_resume_timeout <= 0)
+        return;
+    if (!srv->sm_expired)
+        srv->sm_expired = xcalloc(1, sizeof *srv->sm_expired);
+    struct sm_memory *m = srv->sm_expired;
+    sm_expired *e = &m->ring[m->next];
+    m->next = (m->next + 1) % SM_EXPIRED_MAX;
+    free(e->id);
+    free(e->user);
+    e->id = xstrdup(sm->id);
+    e->user = xstrdup(s->user);
+    e->h = sm->h_in;
+    e->until_ms = time_mono_ms() + (int64_t)srv->cfg.sm_resume_timeout * 1000;
+}
+
+/* The remembered count of the ended session previd of user, or -1. */
+static int64_t expired_h(server *srv, const char *previd, const char *user)
+{
+    struct sm_memory *m = srv->sm_expired;
+    if (!m)
+        return -1;
+    int64_t now = time_mono_ms();
+    for (size_t i = 0; i < SM_EXPIRED_MAX; i++) {
+        const sm_expired *e = &m->ring[i];
+        if (e->id && now < e->until_ms && strcmp(e->id, previd) == 0)
+            return strcmp(e->user, user) == 0 ? (int64_t)e->h : -1;
+    }
+    return -1;
+}
+
+void sm_free(server *srv)
+{
+    struct sm_memory *m = srv->sm_expired;
+    if (!m)
+        return;
+    for (size_t i = 0; i < SM_EXPIRED_MAX; i++) {
+        free(m->ring[i].id);
+        free(m->ring[i].user);
+    }
+    free(m);
+    srv->sm_expired = NULL;
+}
+
 static void handle_resume(c2s *s, const xml_node *resume)
 {
     server *srv = s->srv;
@@ -210,6 +322,13 @@ static void handle_resume(c2s *s, const xml_node *resume)
         return;
     }
     c2s *old = srv->sm_sessions ? dict_get(srv->sm_sessions, previd) : NULL;
+    int64_t gone_h = old ? -1 : expired_h(srv, previd, s->user);
+    if (gone_h >= 0) {
+        /* Ended here not long ago: the client learns which of its stanzas were handled
+         * (XEP-0198 section 5, h on <failed/>). Same account only, like a resumption. */
+        send_failed(s, "item-not-found", 1, (uint32_t)gone_h);
+        return;
+    }
     if (!old && node_sm_resume(s, previd, h))
         return; /* held by another node: asked to hand it over */
     /* Only the same account may take a session over; say nothing else about it. */
@@ -301,6 +420,7 @@ int sm_resume_handed(c2s *s, const char *previd, const xml_node *session)
     sm->handover = 0;
     sm->resumable = s->srv->cfg.sm_resume_timeout > 0; /* as this node would grant it */
     snprintf(sm->id, sizeof sm->id, "%s", previd);
+    sm->h_settled = sm->h_in;
     for (const xml_node *q = xml_child(session, XMLNS_NODE, "queued"); q;
          q = xml_next(q, XMLNS_NODE, "queued"))
         queue_push(sm, xml_text(q));
@@ -338,9 +458,7 @@ int sm_handle(c2s *s, xml_node *nonza)
         /* Not managed until the other node answers: nothing to count or acknowledge. */
         send_failed(s, "unexpected-request", 0, 0);
     } else if (strcmp(nonza->name, "r") == 0 && sm) {
-        char text[64];
-        snprintf(text, sizeof text, "<a xmlns='" XMLNS_SM "' h='%u'/>", (unsigned)sm->h_in);
-        write_nonza(s, text);
+        answer_ack_request(s);
     } else if (strcmp(nonza->name, "a") == 0 && sm) {
         uint32_t h;
         if (parse_h(xml_get_attr(nonza, "h"), &h) < 0 || apply_ack(sm, h) < 0) {
@@ -415,6 +533,7 @@ void sm_session_end(c2s *s)
     s->sm = NULL; /* the redelivered stanzas must not come back into this queue */
     if (sm->id[0] && s->srv->sm_sessions && dict_get(s->srv->sm_sessions, sm->id) == s)
         dict_del(s->srv->sm_sessions, sm->id);
+    remember_expired(s->srv, s, sm);
     if (sm->count)
         log_info("c2s %s: %zu unacknowledged stanzas handed back for delivery", s->full,
                  sm->count);

@@ -46,6 +46,11 @@ void sm_session_end(c2s *s);
 /* Housekeeping tick: end detached sessions whose window has passed; ask for overdue
  * acknowledgements. Returns 1 if s was ended (and freed). */
 int sm_housekeeping(c2s *s, int64_t now_ms);
+/* Compliance: no message of sender (a full JID) waits for a verdict any more, and all are
+ * in the batch committed before any output: an <a/> held back for them may go out. */
+void sm_sender_settled(server *srv, const char *sender);
+/* Shutdown: forget the counts of recently ended sessions. */
+void sm_free(server *srv);
 
 /* ---- handover of a session between the nodes of a domain (node_sm.h) ---- */
 /* The resumable session bound here with id previd, or NULL. */

@@ -12,6 +12,7 @@
 #include "../common/util.h"
 #include "iq_out.h"
 #include "router.h"
+#include "sm.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,11 @@ static struct verdicts *state(server *srv)
 int verdict_pending(const server *srv)
 {
     return srv->verdicts && dict_size(srv->verdicts->queues) > 0;
+}
+
+int verdict_sender_waiting(const server *srv, const char *sender)
+{
+    return srv->verdicts && sender && dict_get(srv->verdicts->queues, sender) != NULL;
 }
 
 static void set_str(char **field, const char *value)
@@ -255,6 +261,9 @@ static void drain(server *srv, queue *q)
     if (q->head)
         return;
     dict_del(srv->verdicts->queues, q->sender);
+    /* Everything the sender sent is now in the batch, committed before any output: an
+     * XEP-0198 acknowledgement held back for these messages may go out with it. */
+    sm_sender_settled(srv, q->sender);
     free(q->sender);
     free(q);
 }

@@ -19,6 +19,8 @@ int verdict_take(server *srv, compliance_item *it, const char *kind,
                  const char *const *occupants, size_t noccupants);
 /* Is any message waiting for a verdict? */
 int verdict_pending(const server *srv);
+/* Is any message of this sender (full JID) waiting for a verdict? */
+int verdict_sender_waiting(const server *srv, const char *sender);
 /* Shutdown, after iq_out_free has answered every check: free the (then empty) table. */
 void verdict_free(server *srv);
 
