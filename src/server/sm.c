@@ -148,6 +148,8 @@ static void queue_drop(sm_state *sm, size_t n)
         sm->head = 0;
 }
 
+static void hand_back(c2s *s, sm_state *sm);
+
 int sm_track_outbound(c2s *s, const char *text, size_t len)
 {
     sm_state *sm = s->sm;
@@ -156,12 +158,18 @@ int sm_track_outbound(c2s *s, const char *text, size_t len)
     if (sm->count >= (size_t)s->srv->cfg.sm_max_queue) {
         /* A client that never acknowledges must not make the server hold unbounded data;
          * ending the session hands the queue back to the router, so nothing is lost. */
-        if (s->conn) {
-            sm_forbid_resume(s);
-            c2s_stream_error(s, "policy-violation", "too many unacknowledged stanzas");
-        } else {
-            sm->detach_deadline = 1; /* ends at the next tick */
+        queue_push(sm, xstrndup(text, len));
+        if (!s->conn) {
+            sm->detach_deadline = 1; /* ends at the next tick, queueing until then */
+            return 0;
         }
+        sm_forbid_resume(s);
+        c2s_stream_error(s, "policy-violation", "too many unacknowledged stanzas");
+        /* The session is no longer live: what arrives while its connection closes goes
+         * elsewhere at once, so the queue goes there now, ahead of it, to keep the order.
+         * Nothing is written after the stream's closing tag. */
+        hand_back(s, sm);
+        return 0;
     }
     queue_push(sm, xstrndup(text, len));
     if (!s->conn)
@@ -534,14 +542,20 @@ void sm_session_end(c2s *s)
     if (sm->id[0] && s->srv->sm_sessions && dict_get(s->srv->sm_sessions, sm->id) == s)
         dict_del(s->srv->sm_sessions, sm->id);
     remember_expired(s->srv, s, sm);
+    hand_back(s, sm);
+    free(sm->queue);
+    free(sm);
+}
+
+/* Deliver the queue again through the normal rules, in order, and empty it. */
+static void hand_back(c2s *s, sm_state *sm)
+{
     if (sm->count)
         log_info("c2s %s: %zu unacknowledged stanzas handed back for delivery", s->full,
                  sm->count);
     for (size_t i = 0; i < sm->count; i++)
         redeliver(s->srv, s, sm->queue[sm->head + i]);
     queue_drop(sm, sm->count);
-    free(sm->queue);
-    free(sm);
 }
 
 int sm_housekeeping(c2s *s, int64_t now_ms)
