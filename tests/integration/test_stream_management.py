@@ -4,6 +4,7 @@ and redelivery through offline storage when a session is not resumed.
 The receiving client is a raw stream that counts the stanzas it gets exactly as
 XEP-0198 defines them, so the tests control precisely what was received and what was
 acknowledged when the TCP connection is cut (SO_LINGER 0: a reset, no closing tag)."""
+import asyncio
 import re
 import socket
 import struct
@@ -12,8 +13,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import (DOMAIN, NS_STANZA_ERR, NS_STREAM_ERR, RawStream, expect_stream_error,
-                      raw_login)
+from conftest import (DOMAIN, HOST, NS_STANZA_ERR, NS_STREAM_ERR, RawStream, clients_for,
+                      exchange, expect_stream_error, raw_login)
 
 NS_SM = "urn:xmpp:sm:3"
 NS_CLIENT = "jabber:client"
@@ -451,3 +452,106 @@ def test_sm_failed_carries_h_of_a_recently_ended_session(server):
     rs.send(f"<resume xmlns='{NS_SM}' previd='{sm_id}' h='0'/>")
     text = rs.read_until(r"<failed\b.*?</failed>")
     assert "item-not-found" in text and "h=" not in text, text
+
+
+def test_sm_slixmpp_client_cut_then_resumes_every_message_exactly_once(server, run):
+    # slixmpp's own XEP-0198 plugin as an independent peer: it enables resumption, its
+    # TCP connection is cut (a reset, no closing tag), it reconnects and resumes by
+    # itself; what was sent to it meanwhile arrives once, after what it had.
+    srv = server(extra=["sm_resume_timeout = 60"])
+    full = f"bob@{DOMAIN}/phone"
+
+    async def scenario():
+        cl = clients_for(srv)
+        bob = cl.make("bob", "phone", plugins=["xep_0198"])
+        await cl.connect(bob)
+        bob.send_presence()
+        sm = bob["xep_0198"]
+        await wait_for(lambda: sm.sm_id is not None, "the <enabled/> id")
+        alice = await cl.login("alice", "a")
+
+        def bodies():
+            return [m["body"] for m in bob.events["message"] if m["body"]]
+        for i in range(3):
+            alice.send_message(mto=full, mbody=f"m{i}", mtype="chat")
+        await wait_for(lambda: bodies() == ["m0", "m1", "m2"], "m0..m2")
+        sm_id = sm.sm_id
+
+        # Cut the connection as a lost signal would, then wait until the server noticed.
+        sock = bob.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        resumed = asyncio.get_running_loop().create_future()
+        bob.add_event_handler("session_resumed",
+                              lambda _: resumed.done() or resumed.set_result(True))
+        bob.abort()
+        await wait_for(lambda: "connection lost" in srv.log_text(), "the server to notice")
+        for i in range(3, 8):
+            alice.send_message(mto=full, mbody=f"m{i}", mtype="chat")
+        await asyncio.sleep(0.3)
+        assert bodies() == ["m0", "m1", "m2"]
+
+        bob.connect((HOST, srv.c2s_port), use_ssl=False, force_starttls=True)
+        await asyncio.wait_for(resumed, 15)
+        assert sm.sm_id == sm_id
+        await wait_for(lambda: len(bodies()) >= 8, "m3..m7 after resumption")
+        await asyncio.sleep(0.5)  # a duplicate would come right behind
+        assert bodies() == [f"m{i}" for i in range(8)], bodies()
+        # The same session goes on: the server's own ping reaches it as bob@/phone.
+        await exchange(alice, bob)
+
+    run(scenario, timeout=90)
+    assert "resumed bob@localhost/phone" in srv.log_text()
+
+
+async def wait_for(pred, what, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_sm_unacked_groupchat_dropped_at_session_end_but_in_room_archive(server, run):
+    # A room message the session never acknowledged is not delivered again when the
+    # session ends unresumed (a room message addressed to a gone occupant has no other
+    # recipient, and offline storage does not keep groupchat): as in Prosody, the room's
+    # own archive (XEP-0313 on the room's JID) is where the client finds it.
+    from muc_util import create, groupchat, login as muc_login
+    srv = server(extra=["sm_resume_timeout = 1"])
+    rjid = f"smroom@conference.{DOMAIN}"
+    join = (f"<presence to='{rjid}/bob'><x xmlns='http://jabber.org/protocol/muc'>"
+            "<history maxstanzas='0'/></x></presence>")
+
+    async def scenario():
+        cl = clients_for(srv)
+        alice = await muc_login(cl, "alice")
+        await create(alice, "smroom")
+        bob, _ = login_sm(srv, "bob", "phone")
+        counter = StanzaCounter(bob)
+        bob.send(join)
+        counter.pump(lambda c: any(e.get("from") == f"{rjid}/bob" for e in c.elements))
+        groupchat(alice, rjid, "missed-1", mid="missed-1")
+        await asyncio.sleep(0.3)
+        counter.pump(lambda c: "missed-1" in c.bodies)  # received, never acknowledged
+        kill(bob)
+        await wait_for(lambda: "detached session ends" in srv.log_text(), "the session's end")
+
+        # Not redelivered: nothing in offline storage for bob.
+        rs, _ = raw_login(srv, "bob", "laptop", timeout=10.0)
+        rs.send("<presence/>")
+        again = StanzaCounter(rs)
+        await asyncio.sleep(0.5)
+        rs.send("<iq type='get' id='end' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        again.pump(lambda c: any(e.get("id") == "end" for e in c.elements))
+        assert "missed-1" not in again.bodies
+        # But the room's archive has it, for an occupant that joins again.
+        rs.send(join.replace("/bob'", "/bob2'"))
+        again.pump(lambda c: any(e.get("from") == f"{rjid}/bob2" for e in c.elements))
+        rs.send(f"<iq type='set' id='mam1' to='{rjid}'><query xmlns='urn:xmpp:mam:2' "
+                "queryid='q1'/></iq>")
+        again.pump(lambda c: any(e.get("id") == "mam1" for e in c.elements))
+        results = [ET.tostring(e, encoding="unicode") for e in again.elements
+                   if e.tag.endswith("}message") and "urn:xmpp:mam:2" in
+                   ET.tostring(e, encoding="unicode")]
+        assert sum("missed-1" in r for r in results) == 1, results
+
+    run(scenario, timeout=90)
