@@ -8,7 +8,10 @@
  * unacknowledged and queued stanzas, in order. A session that is not resumed in time, or
  * is replaced by a new one with the same resource, ends: its queued messages are
  * delivered again through the normal rules (another resource, else offline storage), in
- * order, and requests in the queue are answered with an error. */
+ * order, and requests in the queue are answered with an error; its count of stanzas
+ * received is remembered for another sm_resume_timeout seconds, for <failed h='...'/>.
+ * With a compliance server, <a/> never counts a message still waiting for its verdict
+ * (its record is not committed yet): that count follows once they are decided. */
 #ifndef PARLEY_SM_H
 #define PARLEY_SM_H
 
