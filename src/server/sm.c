@@ -36,13 +36,16 @@ struct sm_state {
     size_t head, count, cap; /* queue[head .. head + count) */
     int ack_requested;       /* an <r/> is outstanding */
     int64_t detach_deadline; /* monotonic ms; 0 while attached */
-    /* Compliance: h_in when the last stanza arrived while none of the client's messages
-     * waited for a verdict. Every stanza up to it has its record committed, or in the
-     * batch that commits before any output; an <a/> never counts beyond it while
-     * messages wait (a crash must not lose a record of an acknowledged message). */
-    uint32_t h_settled;
-    int ack_owed; /* an <r/> was answered short: send <a/> once the messages settle */
+    /* Compliance: an <a/> never counts a message still waiting for the compliance
+     * server's verdict, whose record is not committed (a crash must not lose the record
+     * of an acknowledged message); verdict.c knows them by this serial. */
+    uint64_t serial;
+    int ack_owed;   /* an <r/> was answered short: more <a/> as the messages settle */
+    uint32_t h_sent; /* the last <a/> sent */
 };
+
+/* Serials of stream management states (never 0: 0 is "none" in verdict.c). */
+static uint64_t last_serial;
 
 /* The last inbound count of sessions that ended recently (XEP-0198 <failed h/>), kept
  * sm_resume_timeout seconds in a ring of SM_EXPIRED_MAX: the oldest goes first. */
@@ -74,19 +77,43 @@ void sm_add_feature(c2s *s, xml_node *features)
     xml_add_child(features, XMLNS_SM, "sm");
 }
 
-/* Have all the client's messages left the compliance server's queue? */
-static int settled(const c2s *s)
-{
-    return !compliance_sender_waiting(s->srv, s->full);
-}
-
 void sm_count_inbound(c2s *s)
 {
-    if (!s->sm)
-        return;
-    if (settled(s))
-        s->sm->h_settled = s->sm->h_in;
-    s->sm->h_in++;
+    if (s->sm)
+        s->sm->h_in++;
+}
+
+static c2s *session_of(server *srv, const char *full)
+{
+    const char *slash = full ? strchr(full, '/') : NULL;
+    if (!slash)
+        return NULL;
+    char *bare = xstrndup(full, (size_t)(slash - full));
+    c2s *s = router_session(srv, bare, slash + 1);
+    free(bare);
+    return s && s->sm && !s->sm->handover ? s : NULL;
+}
+
+uint64_t sm_inbound_count(server *srv, const char *full, uint32_t *h)
+{
+    c2s *s = session_of(srv, full);
+    if (!s)
+        return 0;
+    if (!s->sm->serial)
+        s->sm->serial = ++last_serial;
+    *h = s->sm->h_in;
+    return s->sm->serial;
+}
+
+/* The client's stanzas durably handled: all it sent, but for messages still waiting for
+ * their verdicts: then those before the first of them. 1 if that is all it sent. */
+static int handled(c2s *s, uint32_t *h)
+{
+    sm_state *sm = s->sm;
+    if (sm->serial && compliance_sender_waiting(s->srv, s->full, sm->serial, h))
+        return 0;
+    *h = sm->h_in;
+    return 1;
 }
 
 static void send_ack(c2s *s, uint32_t h)
@@ -94,34 +121,26 @@ static void send_ack(c2s *s, uint32_t h)
     char text[64];
     snprintf(text, sizeof text, "<a xmlns='" XMLNS_SM "' h='%u'/>", (unsigned)h);
     write_nonza(s, text);
+    s->sm->h_sent = h;
 }
 
-/* Answer <r/> with what is durably handled: all of h_in unless messages still wait for
- * their verdicts; then the count before them now, and the rest when they settle. */
+/* Answer <r/> with what is durably handled; the rest follows as it settles. */
 static void answer_ack_request(c2s *s)
 {
-    sm_state *sm = s->sm;
-    if (settled(s)) {
-        send_ack(s, sm->h_in);
-        return;
-    }
-    send_ack(s, sm->h_settled);
-    sm->ack_owed = 1;
+    uint32_t h;
+    s->sm->ack_owed = !handled(s, &h);
+    send_ack(s, h);
 }
 
 void sm_sender_settled(server *srv, const char *full)
 {
-    const char *slash = strchr(full, '/');
-    if (!slash)
+    c2s *s = session_of(srv, full);
+    if (!s || !s->sm->ack_owed)
         return;
-    char *bare = xstrndup(full, (size_t)(slash - full));
-    c2s *s = router_session(srv, bare, slash + 1);
-    free(bare);
-    if (!s || !s->sm || !s->sm->ack_owed)
-        return;
-    s->sm->ack_owed = 0;
-    s->sm->h_settled = s->sm->h_in;
-    send_ack(s, s->sm->h_in); /* unsolicited, as XEP-0198 section 4 allows */
+    uint32_t h;
+    s->sm->ack_owed = !handled(s, &h);
+    if (h != s->sm->h_sent)
+        send_ack(s, h); /* unsolicited, as XEP-0198 section 4 allows */
 }
 
 static void queue_push(sm_state *sm, char *text)
@@ -428,7 +447,6 @@ int sm_resume_handed(c2s *s, const char *previd, const xml_node *session)
     sm->handover = 0;
     sm->resumable = s->srv->cfg.sm_resume_timeout > 0; /* as this node would grant it */
     snprintf(sm->id, sizeof sm->id, "%s", previd);
-    sm->h_settled = sm->h_in;
     for (const xml_node *q = xml_child(session, XMLNS_NODE, "queued"); q;
          q = xml_next(q, XMLNS_NODE, "queued"))
         queue_push(sm, xml_text(q));

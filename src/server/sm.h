@@ -19,6 +19,7 @@
 #include "c2s.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define XMLNS_SM "urn:xmpp:sm:3"
 
@@ -49,8 +50,13 @@ void sm_session_end(c2s *s);
 /* Housekeeping tick: end detached sessions whose window has passed; ask for overdue
  * acknowledgements. Returns 1 if s was ended (and freed). */
 int sm_housekeeping(c2s *s, int64_t now_ms);
-/* Compliance: no message of sender (a full JID) waits for a verdict any more, and all are
- * in the batch committed before any output: an <a/> held back for them may go out. */
+/* Compliance (verdict.c): a message of sender (a full JID) is about to wait for the
+ * compliance server's verdict as it is routed. Returns the serial of the sender's stream
+ * management, with *h its count of the sender's stanzas (this one's number), or 0 if
+ * the sender has none. */
+uint64_t sm_inbound_count(server *srv, const char *sender, uint32_t *h);
+/* Compliance: messages of sender left the verdict queue for the batch committed before
+ * any output: an <a/> held back for them may go out. */
 void sm_sender_settled(server *srv, const char *sender);
 /* Shutdown: forget the counts of recently ended sessions. */
 void sm_free(server *srv);
