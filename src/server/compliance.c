@@ -56,6 +56,12 @@ int compliance_pending(const server *srv)
     return srv->compliance && (srv->compliance->nheld > 0 || verdict_pending(srv));
 }
 
+int compliance_sender_waiting(const server *srv, const char *sender, uint64_t sm_serial,
+                              uint32_t *h)
+{
+    return srv->compliance && verdict_sender_waiting(srv, sender, sm_serial, h);
+}
+
 static const char *e2e_namespace(const xml_node *stanza)
 {
     for (size_t i = 0; i < ARRAY_LEN(e2e_elements); i++)

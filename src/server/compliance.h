@@ -38,6 +38,12 @@ int compliance_wants(const xml_node *stanza);
 /* Is anything held or waiting for a verdict (so that a message needing no record must
  * queue behind it)? */
 int compliance_pending(const server *srv);
+/* Do messages of this sender (full JID) wait for the compliance server's verdict, so that
+ * their records are not yet in the batch the next flush commits? Only those counted by
+ * the stream management sm_serial (sm.h); *h is then its count of the sender's stanzas
+ * before the first of them. */
+int compliance_sender_waiting(const server *srv, const char *sender, uint64_t sm_serial,
+                              uint32_t *h);
 /* Hold stanza until the next flush (takes ownership). outcome NULL: no record, only
  * ordering; else the record says this outcome (delivered, offline, bounced, discarded)
  * and why (may be NULL). recipient: the JID it is addressed to. release(srv, stanza, ud)

@@ -20,6 +20,7 @@
 #include "pep.h"
 #include "policy_service.h"
 #include "tls_pool.h"
+#include "sm.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -244,6 +245,7 @@ void server_shutdown(server *srv)
     dict_free(srv->users, NULL);
     dict_free(srv->services, free);
     dict_free(srv->sm_sessions, NULL);
+    sm_free(srv);
     authlimit_free(srv->authlimit);
     store_close(srv->store);
     SSL_CTX_free(srv->tls_ctx);

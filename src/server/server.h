@@ -17,6 +17,7 @@ struct compliance;
 struct iq_out;
 struct mam_cache;
 struct verdicts;
+struct sm_memory;
 struct component;
 struct muc;
 struct policy_cache;
@@ -32,6 +33,7 @@ typedef struct server {
     struct dict *services;      /* domain -> service served in or beside parleyd (router.c) */
     struct iq_out *iq_out;      /* IQs the server sent and awaits answers to (iq_out.h) */
     struct dict *sm_sessions;   /* XEP-0198 resumption id -> c2s (sm.c) */
+    struct sm_memory *sm_expired; /* counts of recently ended resumable sessions (sm.c) */
     struct mam_cache *mam;      /* archive preferences and rows awaiting commit (mam.c) */
     struct verdicts *verdicts;  /* messages waiting for the compliance server (verdict.h) */
     struct component *components; /* every external component connection (component.h) */

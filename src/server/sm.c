@@ -19,6 +19,9 @@
 /* Ask for an acknowledgement once this many stanzas are unacknowledged. */
 #define ACK_REQUEST_EVERY 5
 
+/* Ended sessions whose last inbound count is remembered for <failed h='...'/>. */
+#define SM_EXPIRED_MAX 1024
+
 /* A resumption id: a random token, and on a node "." and the node's name (node_sm.h). */
 #define SM_TOKEN_LEN 24
 #define SM_ID_MAX (SM_TOKEN_LEN + 1 + 255 + 1)
@@ -33,6 +36,28 @@ struct sm_state {
     size_t head, count, cap; /* queue[head .. head + count) */
     int ack_requested;       /* an <r/> is outstanding */
     int64_t detach_deadline; /* monotonic ms; 0 while attached */
+    /* Compliance: an <a/> never counts a message still waiting for the compliance
+     * server's verdict, whose record is not committed (a crash must not lose the record
+     * of an acknowledged message); verdict.c knows them by this serial. */
+    uint64_t serial;
+    int ack_owed;   /* an <r/> was answered short: more <a/> as the messages settle */
+    uint32_t h_sent; /* the last <a/> sent */
+};
+
+/* Serials of stream management states (never 0: 0 is "none" in verdict.c). */
+static uint64_t last_serial;
+
+/* The last inbound count of sessions that ended recently (XEP-0198 <failed h/>), kept
+ * sm_resume_timeout seconds in a ring of SM_EXPIRED_MAX: the oldest goes first. */
+typedef struct sm_expired {
+    char *id, *user;
+    uint32_t h;
+    int64_t until_ms;
+} sm_expired;
+
+struct sm_memory {
+    sm_expired ring[SM_EXPIRED_MAX];
+    size_t next;
 };
 
 static void write_nonza(c2s *s, const char *text)
@@ -56,6 +81,66 @@ void sm_count_inbound(c2s *s)
 {
     if (s->sm)
         s->sm->h_in++;
+}
+
+static c2s *session_of(server *srv, const char *full)
+{
+    const char *slash = full ? strchr(full, '/') : NULL;
+    if (!slash)
+        return NULL;
+    char *bare = xstrndup(full, (size_t)(slash - full));
+    c2s *s = router_session(srv, bare, slash + 1);
+    free(bare);
+    return s && s->sm && !s->sm->handover ? s : NULL;
+}
+
+uint64_t sm_inbound_count(server *srv, const char *full, uint32_t *h)
+{
+    c2s *s = session_of(srv, full);
+    if (!s)
+        return 0;
+    if (!s->sm->serial)
+        s->sm->serial = ++last_serial;
+    *h = s->sm->h_in;
+    return s->sm->serial;
+}
+
+/* The client's stanzas durably handled: all it sent, but for messages still waiting for
+ * their verdicts: then those before the first of them. 1 if that is all it sent. */
+static int handled(c2s *s, uint32_t *h)
+{
+    sm_state *sm = s->sm;
+    if (sm->serial && compliance_sender_waiting(s->srv, s->full, sm->serial, h))
+        return 0;
+    *h = sm->h_in;
+    return 1;
+}
+
+static void send_ack(c2s *s, uint32_t h)
+{
+    char text[64];
+    snprintf(text, sizeof text, "<a xmlns='" XMLNS_SM "' h='%u'/>", (unsigned)h);
+    write_nonza(s, text);
+    s->sm->h_sent = h;
+}
+
+/* Answer <r/> with what is durably handled; the rest follows as it settles. */
+static void answer_ack_request(c2s *s)
+{
+    uint32_t h;
+    s->sm->ack_owed = !handled(s, &h);
+    send_ack(s, h);
+}
+
+void sm_sender_settled(server *srv, const char *full)
+{
+    c2s *s = session_of(srv, full);
+    if (!s || !s->sm->ack_owed)
+        return;
+    uint32_t h;
+    s->sm->ack_owed = !handled(s, &h);
+    if (h != s->sm->h_sent)
+        send_ack(s, h); /* unsolicited, as XEP-0198 section 4 allows */
 }
 
 static void queue_push(sm_state *sm, char *text)
@@ -82,6 +167,8 @@ static void queue_drop(sm_state *sm, size_t n)
         sm->head = 0;
 }
 
+static void hand_back(c2s *s, sm_state *sm);
+
 int sm_track_outbound(c2s *s, const char *text, size_t len)
 {
     sm_state *sm = s->sm;
@@ -90,12 +177,18 @@ int sm_track_outbound(c2s *s, const char *text, size_t len)
     if (sm->count >= (size_t)s->srv->cfg.sm_max_queue) {
         /* A client that never acknowledges must not make the server hold unbounded data;
          * ending the session hands the queue back to the router, so nothing is lost. */
-        if (s->conn) {
-            sm_forbid_resume(s);
-            c2s_stream_error(s, "policy-violation", "too many unacknowledged stanzas");
-        } else {
-            sm->detach_deadline = 1; /* ends at the next tick */
+        queue_push(sm, xstrndup(text, len));
+        if (!s->conn) {
+            sm->detach_deadline = 1; /* ends at the next tick, queueing until then */
+            return 0;
         }
+        sm_forbid_resume(s);
+        c2s_stream_error(s, "policy-violation", "too many unacknowledged stanzas");
+        /* The session is no longer live: what arrives while its connection closes goes
+         * elsewhere at once, so the queue goes there now, ahead of it, to keep the order.
+         * Nothing is written after the stream's closing tag. */
+        hand_back(s, sm);
+        return 0;
     }
     queue_push(sm, xstrndup(text, len));
     if (!s->conn)
@@ -198,6 +291,52 @@ static void resumed(c2s *s)
              sm->count);
 }
 
+/* A session with a resumption id ends: remember its count for a late <resume/>. */
+static void remember_expired(server *srv, const c2s *s, const sm_state *sm)
+{
+    if (!sm->id[0] || !s->user || srv->cfg.sm_resume_timeout <= 0)
+        return;
+    if (!srv->sm_expired)
+        srv->sm_expired = xcalloc(1, sizeof *srv->sm_expired);
+    struct sm_memory *m = srv->sm_expired;
+    sm_expired *e = &m->ring[m->next];
+    m->next = (m->next + 1) % SM_EXPIRED_MAX;
+    free(e->id);
+    free(e->user);
+    e->id = xstrdup(sm->id);
+    e->user = xstrdup(s->user);
+    e->h = sm->h_in;
+    e->until_ms = time_mono_ms() + (int64_t)srv->cfg.sm_resume_timeout * 1000;
+}
+
+/* The remembered count of the ended session previd of user, or -1. */
+static int64_t expired_h(server *srv, const char *previd, const char *user)
+{
+    struct sm_memory *m = srv->sm_expired;
+    if (!m)
+        return -1;
+    int64_t now = time_mono_ms();
+    for (size_t i = 0; i < SM_EXPIRED_MAX; i++) {
+        const sm_expired *e = &m->ring[i];
+        if (e->id && now < e->until_ms && strcmp(e->id, previd) == 0)
+            return strcmp(e->user, user) == 0 ? (int64_t)e->h : -1;
+    }
+    return -1;
+}
+
+void sm_free(server *srv)
+{
+    struct sm_memory *m = srv->sm_expired;
+    if (!m)
+        return;
+    for (size_t i = 0; i < SM_EXPIRED_MAX; i++) {
+        free(m->ring[i].id);
+        free(m->ring[i].user);
+    }
+    free(m);
+    srv->sm_expired = NULL;
+}
+
 static void handle_resume(c2s *s, const xml_node *resume)
 {
     server *srv = s->srv;
@@ -210,6 +349,13 @@ static void handle_resume(c2s *s, const xml_node *resume)
         return;
     }
     c2s *old = srv->sm_sessions ? dict_get(srv->sm_sessions, previd) : NULL;
+    int64_t gone_h = old ? -1 : expired_h(srv, previd, s->user);
+    if (gone_h >= 0) {
+        /* Ended here not long ago: the client learns which of its stanzas were handled
+         * (XEP-0198 section 5, h on <failed/>). Same account only, like a resumption. */
+        send_failed(s, "item-not-found", 1, (uint32_t)gone_h);
+        return;
+    }
     if (!old && node_sm_resume(s, previd, h))
         return; /* held by another node: asked to hand it over */
     /* Only the same account may take a session over; say nothing else about it. */
@@ -338,9 +484,7 @@ int sm_handle(c2s *s, xml_node *nonza)
         /* Not managed until the other node answers: nothing to count or acknowledge. */
         send_failed(s, "unexpected-request", 0, 0);
     } else if (strcmp(nonza->name, "r") == 0 && sm) {
-        char text[64];
-        snprintf(text, sizeof text, "<a xmlns='" XMLNS_SM "' h='%u'/>", (unsigned)sm->h_in);
-        write_nonza(s, text);
+        answer_ack_request(s);
     } else if (strcmp(nonza->name, "a") == 0 && sm) {
         uint32_t h;
         if (parse_h(xml_get_attr(nonza, "h"), &h) < 0 || apply_ack(sm, h) < 0) {
@@ -415,14 +559,21 @@ void sm_session_end(c2s *s)
     s->sm = NULL; /* the redelivered stanzas must not come back into this queue */
     if (sm->id[0] && s->srv->sm_sessions && dict_get(s->srv->sm_sessions, sm->id) == s)
         dict_del(s->srv->sm_sessions, sm->id);
+    remember_expired(s->srv, s, sm);
+    hand_back(s, sm);
+    free(sm->queue);
+    free(sm);
+}
+
+/* Deliver the queue again through the normal rules, in order, and empty it. */
+static void hand_back(c2s *s, sm_state *sm)
+{
     if (sm->count)
         log_info("c2s %s: %zu unacknowledged stanzas handed back for delivery", s->full,
                  sm->count);
     for (size_t i = 0; i < sm->count; i++)
         redeliver(s->srv, s, sm->queue[sm->head + i]);
     queue_drop(sm, sm->count);
-    free(sm->queue);
-    free(sm);
 }
 
 int sm_housekeeping(c2s *s, int64_t now_ms)

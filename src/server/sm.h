@@ -8,7 +8,10 @@
  * unacknowledged and queued stanzas, in order. A session that is not resumed in time, or
  * is replaced by a new one with the same resource, ends: its queued messages are
  * delivered again through the normal rules (another resource, else offline storage), in
- * order, and requests in the queue are answered with an error. */
+ * order, and requests in the queue are answered with an error; its count of stanzas
+ * received is remembered for another sm_resume_timeout seconds, for <failed h='...'/>.
+ * With a compliance server, <a/> never counts a message still waiting for its verdict
+ * (its record is not committed yet): that count follows once they are decided. */
 #ifndef PARLEY_SM_H
 #define PARLEY_SM_H
 
@@ -16,6 +19,7 @@
 #include "c2s.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define XMLNS_SM "urn:xmpp:sm:3"
 
@@ -46,6 +50,16 @@ void sm_session_end(c2s *s);
 /* Housekeeping tick: end detached sessions whose window has passed; ask for overdue
  * acknowledgements. Returns 1 if s was ended (and freed). */
 int sm_housekeeping(c2s *s, int64_t now_ms);
+/* Compliance (verdict.c): a message of sender (a full JID) is about to wait for the
+ * compliance server's verdict as it is routed. Returns the serial of the sender's stream
+ * management, with *h its count of the sender's stanzas (this one's number), or 0 if
+ * the sender has none. */
+uint64_t sm_inbound_count(server *srv, const char *sender, uint32_t *h);
+/* Compliance: messages of sender left the verdict queue for the batch committed before
+ * any output: an <a/> held back for them may go out. */
+void sm_sender_settled(server *srv, const char *sender);
+/* Shutdown: forget the counts of recently ended sessions. */
+void sm_free(server *srv);
 
 /* ---- handover of a session between the nodes of a domain (node_sm.h) ---- */
 /* The resumable session bound here with id previd, or NULL. */

@@ -12,6 +12,7 @@
 #include "../common/util.h"
 #include "iq_out.h"
 #include "router.h"
+#include "sm.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ typedef struct entry {
     queue *q;
     struct entry *next;
     int waiting; /* its check is unanswered (iq_out holds a pointer to it) */
+    uint64_t sm_serial; /* its sender's stream management (sm.h), 0 if none */
+    uint32_t sm_seq;    /* its number among the stanzas counted there */
 } entry;
 
 /* One sender's messages, in order; exists only while its head waits for a verdict. */
@@ -67,6 +70,18 @@ static struct verdicts *state(server *srv)
 int verdict_pending(const server *srv)
 {
     return srv->verdicts && dict_size(srv->verdicts->queues) > 0;
+}
+
+int verdict_sender_waiting(const server *srv, const char *sender, uint64_t sm_serial,
+                           uint32_t *h)
+{
+    const queue *q = srv->verdicts && sender ? dict_get(srv->verdicts->queues, sender) : NULL;
+    for (const entry *e = q ? q->head : NULL; e; e = e->next)
+        if (e->sm_serial == sm_serial) {
+            *h = e->sm_seq - 1; /* modular, like the counter */
+            return 1;
+        }
+    return 0;
 }
 
 static void set_str(char **field, const char *value)
@@ -245,16 +260,25 @@ static void drop_item(compliance_item *it)
 /* Move the decided messages at the front of q into the batch; free q once empty. */
 static void drain(server *srv, queue *q)
 {
+    int moved = 0;
     while (q->head && !q->head->waiting) {
         entry *e = q->head;
         q->head = e->next;
         q->n--;
         compliance_enqueue(srv, &e->it);
         free(e);
+        moved = 1;
     }
+    if (!q->head) {
+        dict_del(srv->verdicts->queues, q->sender);
+        q->tail = NULL;
+    }
+    /* What moved is in the batch, committed before any output: an XEP-0198
+     * acknowledgement held back for these messages may go out with it. */
+    if (moved)
+        sm_sender_settled(srv, q->sender);
     if (q->head)
         return;
-    dict_del(srv->verdicts->queues, q->sender);
     free(q->sender);
     free(q);
 }
@@ -356,6 +380,8 @@ int verdict_take(server *srv, compliance_item *it, const char *kind,
     }
     entry *e = xcalloc(1, sizeof *e);
     e->it = *it;
+    /* Routed as it arrives: the sender's count of stanzas received is its number. */
+    e->sm_serial = sm_inbound_count(srv, sender, &e->sm_seq);
     if (!q) {
         q = xcalloc(1, sizeof *q);
         q->sender = xstrdup(sender);

@@ -19,6 +19,10 @@ int verdict_take(server *srv, compliance_item *it, const char *kind,
                  const char *const *occupants, size_t noccupants);
 /* Is any message waiting for a verdict? */
 int verdict_pending(const server *srv);
+/* Does a message of this sender (full JID) that its stream management sm_serial counted
+ * (sm.h) wait for a verdict? If so *h is the count of its stanzas before the first. */
+int verdict_sender_waiting(const server *srv, const char *sender, uint64_t sm_serial,
+                           uint32_t *h);
 /* Shutdown, after iq_out_free has answered every check: free the (then empty) table. */
 void verdict_free(server *srv);
 
