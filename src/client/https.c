@@ -272,59 +272,81 @@ static int ask(hconn *c, const url_parts *u, const char *method, char *head, siz
     return read_head(c, head, have, off, clen);
 }
 
-parley_error parley_https_head(const char *url, const char *ca_file, int timeout_ms,
-                               char *err, size_t errlen)
-{
+/* One request on a fresh connection, up to the answer's head. */
+typedef struct exchange {
+    hconn c;
     url_parts u;
-    if (!url || parse_url(url, &u) < 0) {
+    char *head;
+    size_t have, off;
+    long long clen;
+    int status; /* < 0: no valid answer */
+} exchange;
+
+static parley_error exchange_start(exchange *x, const char *url, const char *method,
+                                   const char *ca_file, int timeout_ms, char *err, size_t errlen)
+{
+    if (!url || parse_url(url, &x->u) < 0) {
         snprintf(err, errlen, "not an https:// URL");
         return PARLEY_ERR_INVALID;
     }
-    hconn c;
-    parley_error e = hopen(&c, &u, ca_file, timeout_ms, err, errlen);
+    parley_error e = hopen(&x->c, &x->u, ca_file, timeout_ms, err, errlen);
     if (e != PARLEY_OK)
         return e;
-    char *head = xmalloc(HEAD_MAX);
-    size_t have = 0, off = 0;
-    long long clen = -1;
-    int status = ask(&c, &u, "HEAD", head, &have, &off, &clen);
-    if (status < 0) {
-        snprintf(err, errlen, "%s: no valid answer", u.host);
-        e = PARLEY_ERR_UNREACHABLE;
-    } else if (status != 200) {
+    x->head = xmalloc(HEAD_MAX);
+    x->have = x->off = 0;
+    x->clen = -1;
+    x->status = ask(&x->c, &x->u, method, x->head, &x->have, &x->off, &x->clen);
+    if (x->status < 0)
+        snprintf(err, errlen, "%s: no valid answer", x->u.host);
+    return PARLEY_OK;
+}
+
+static void exchange_end(exchange *x)
+{
+    free(x->head);
+    hclose(&x->c);
+}
+
+static parley_error status_code_error(int status)
+{
+    if (status < 0)
+        return PARLEY_ERR_UNREACHABLE;
+    return status == 404 ? PARLEY_ERR_INVALID : status_error(status);
+}
+
+parley_error parley_https_head(const char *url, const char *ca_file, int timeout_ms,
+                               char *err, size_t errlen)
+{
+    exchange x;
+    parley_error e = exchange_start(&x, url, "HEAD", ca_file, timeout_ms, err, errlen);
+    if (e != PARLEY_OK)
+        return e;
+    if (x.status >= 0 && x.status != 200)
         /* an answer to HEAD has no body to read the reason from */
-        snprintf(err, errlen, "HTTP %d", status);
-        e = status == 404 ? PARLEY_ERR_INVALID : status_error(status);
-    }
-    free(head);
-    hclose(&c);
+        snprintf(err, errlen, "HTTP %d", x.status);
+    e = x.status == 200 ? PARLEY_OK : status_code_error(x.status);
+    exchange_end(&x);
     return e;
 }
 
 parley_error parley_https_get(const char *url, const char *ca_file, const char *dest,
                               int timeout_ms, char *err, size_t errlen)
 {
-    url_parts u;
-    if (!url || parse_url(url, &u) < 0) {
-        snprintf(err, errlen, "not an https:// URL");
-        return PARLEY_ERR_INVALID;
-    }
-    hconn c;
-    parley_error e = hopen(&c, &u, ca_file, timeout_ms, err, errlen);
+    exchange x;
+    parley_error e = exchange_start(&x, url, "GET", ca_file, timeout_ms, err, errlen);
     if (e != PARLEY_OK)
         return e;
-    char *head = xmalloc(HEAD_MAX);
-    size_t have = 0, off = 0;
-    long long clen = -1;
-    int status = ask(&c, &u, "GET", head, &have, &off, &clen);
-    if (status < 0) {
-        snprintf(err, errlen, "%s: no valid answer", u.host);
+    hconn *c = &x.c;
+    char *head = x.head;
+    size_t have = x.have, off = x.off;
+    long long clen = x.clen;
+    if (x.status < 0) {
         e = PARLEY_ERR_UNREACHABLE;
-    } else if (status != 200) {
-        error_text(&c, head, have, off, status, err, errlen);
-        e = status == 404 ? PARLEY_ERR_INVALID : status_error(status);
+    } else if (x.status != 200) {
+        error_text(c, head, have, off, x.status, err, errlen);
+        e = status_code_error(x.status);
     } else if (clen < 0) {
-        snprintf(err, errlen, "%s: answer without Content-Length", u.host);
+        snprintf(err, errlen, "%s: answer without Content-Length", x.u.host);
         e = PARLEY_ERR_PROTOCOL;
     } else {
         char *tmp = xasprintf("%s.part", dest);
@@ -340,7 +362,7 @@ parley_error parley_https_get(const char *url, const char *ca_file, const char *
             int bad = write(fd, head + off, (size_t)got) != (ssize_t)got;
             char chunk[65536];
             while (!bad && got < clen) {
-                int r = SSL_read(c.ssl, chunk, (int)sizeof chunk);
+                int r = SSL_read(c->ssl, chunk, (int)sizeof chunk);
                 if (r <= 0)
                     break;
                 if (got + r > clen)
@@ -360,7 +382,6 @@ parley_error parley_https_get(const char *url, const char *ca_file, const char *
         }
         free(tmp);
     }
-    free(head);
-    hclose(&c);
+    exchange_end(&x);
     return e;
 }
