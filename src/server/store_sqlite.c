@@ -1066,6 +1066,16 @@ typedef struct mam_result {
     int64_t ts_us;
 } mam_result;
 
+/* Parameters 1-4 of S_MAM_NEXT, S_MAM_PREV and S_MAM_COUNT: owner, with, start, end. */
+static void bind_mam_filter(sqlite3_stmt *st, const mam_filter *q)
+{
+    sqlite3_bind_text(st, 1, q->owner, -1, SQLITE_STATIC);
+    if (q->with)
+        sqlite3_bind_text(st, 2, q->with, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, q->start_us);
+    sqlite3_bind_int64(st, 4, q->end_us ? q->end_us : INT64_MAX);
+}
+
 static store_status sqlite_mam_query(store *base, const mam_filter *q,
                                      void (*fn)(void *ud, const mam_row *row), void *ud,
                                      int *complete)
@@ -1082,11 +1092,7 @@ static store_status sqlite_mam_query(store *base, const mam_filter *q,
     sqlite3_stmt *st = stmt(s, backwards ? S_MAM_PREV : S_MAM_NEXT);
     if (!st)
         return STORE_ERROR;
-    sqlite3_bind_text(st, 1, q->owner, -1, SQLITE_STATIC);
-    if (q->with)
-        sqlite3_bind_text(st, 2, q->with, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, q->start_us);
-    sqlite3_bind_int64(st, 4, q->end_us ? q->end_us : INT64_MAX);
+    bind_mam_filter(st, q);
     sqlite3_bind_int64(st, 5, lo);
     sqlite3_bind_int64(st, 6, hi);
     sqlite3_bind_int(st, 7, q->max + 1); /* one more tells whether the page is the last */
@@ -1127,11 +1133,7 @@ static store_status sqlite_mam_count(store *base, const mam_filter *q, int64_t *
     sqlite3_stmt *st = stmt(s, S_MAM_COUNT);
     if (!st)
         return STORE_ERROR;
-    sqlite3_bind_text(st, 1, q->owner, -1, SQLITE_STATIC);
-    if (q->with)
-        sqlite3_bind_text(st, 2, q->with, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, q->start_us);
-    sqlite3_bind_int64(st, 4, q->end_us ? q->end_us : INT64_MAX);
+    bind_mam_filter(st, q);
     store_status ret = STORE_OK;
     if (sqlite3_step(st) == SQLITE_ROW)
         *count = sqlite3_column_int64(st, 0);
