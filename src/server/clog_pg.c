@@ -381,14 +381,16 @@ static clog *pg_open(const char *location, int readonly, char *err, size_t errle
     pg_clog *s = xcalloc(1, sizeof *s);
     if (pg_db_open(&s->db, &conf, location, err, errlen) < 0)
         goto fail;
+    /* Looked at first: a read-only open needs an archive it understands, and a migrating
+     * one reports what was there (parleyctl compliance migrate); pg_db_migrate decides
+     * again under its lock. */
+    int v = 0;
+    char why[CLOG_ERRLEN];
+    if (pg_db_schema_version(s->db.conn, "compliance_schema_version", &v, why, sizeof why) < 0) {
+        snprintf(err, errlen, "compliance store PostgreSQL %s: %s", s->db.where, why);
+        goto fail;
+    }
     if (readonly) {
-        int v = 0;
-        char why[CLOG_ERRLEN];
-        if (pg_db_schema_version(s->db.conn, "compliance_schema_version", &v, why,
-                                 sizeof why) < 0) {
-            snprintf(err, errlen, "compliance store PostgreSQL %s: %s", s->db.where, why);
-            goto fail;
-        }
         if (v < 1 || v > SCHEMA_VERSION) {
             snprintf(err, errlen,
                      v < 1 ? "compliance store PostgreSQL %s: no compliance archive in this "
@@ -400,15 +402,6 @@ static clog *pg_open(const char *location, int readonly, char *err, size_t errle
         }
         s->base.schema_found = v;
     } else {
-        /* Looked at before migrating, to report what was there (parleyctl compliance
-         * migrate); pg_db_migrate decides again under its lock. */
-        int v = 0;
-        char why[CLOG_ERRLEN];
-        if (pg_db_schema_version(s->db.conn, "compliance_schema_version", &v, why,
-                                 sizeof why) < 0) {
-            snprintf(err, errlen, "compliance store PostgreSQL %s: %s", s->db.where, why);
-            goto fail;
-        }
         s->base.schema_found = v < 0 ? 0 : v;
         if (pg_db_migrate(&s->db, "compliance_schema_version", PG_MIGRATION_LOCK, migrations,
                           SCHEMA_VERSION, err, errlen) < 0)
