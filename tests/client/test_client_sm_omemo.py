@@ -134,11 +134,22 @@ def test_message_waiting_for_keys_is_refused_when_the_client_gives_up(parleyd, l
             await e2e_ready(alice)
             await e2e_ready(bob)
             await send_into_dead_link(proxy, alice)
-            # the link never comes back: after its attempts alice stops, and says so
-            ev = await alice.wait(lambda e: e["event"] == "message" and e.get("type") == "error",
-                                  timeout=30, what="the refusal of the waiting message")
+            # the link never comes back: after its attempts alice stops, and says so before
+            # she reports herself offline for good (the driver then exits)
+            deadline = time.monotonic() + 30
+            while alice.proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert alice.proc.poll() is not None, "alice did not give up"
+            await asyncio.sleep(0.3)  # the reader thread takes the last lines
+            with alice.lock:
+                events = [e for e in alice.events if e["event"] in ("message", "disconnected")]
+            refused = [i for i, e in enumerate(events) if e.get("type") == "error"]
+            assert len(refused) == 1, events
+            ev = events[refused[0]]
             assert ev["from"].startswith(BOB) and ev["id"], ev
             assert "not sent" in ev["error_text"], ev
+            assert events[-1]["event"] == "disconnected" and refused[0] < len(events) - 1, \
+                f"refused only after the final disconnection: {events}"
             assert TEXT not in bodies(bob)
             assert not [e for e in alice.all("sent") if e.get("to", "").startswith(BOB)]
         finally:
