@@ -392,7 +392,9 @@ parley_error parley_disconnect(parley *p)
         p->closing_deadline_ms = time_mono_ms() + CLOSE_WAIT_MS;
         return PARLEY_OK;
     }
-    if (p->phase != PH_IDLE && p->phase != PH_CLOSING)
+    if (p->phase == PH_IDLE)
+        omemo_give_up(p, PARLEY_ERR_CLOSED); /* it was waiting to reconnect */
+    else if (p->phase != PH_CLOSING)
         client_fail(p, PARLEY_ERR_CLOSED, 1, "disconnected by the application");
     return PARLEY_OK;
 }
@@ -429,6 +431,7 @@ static void handle_failure(parley *p)
     if (closing) {
         parley_event ev = {0};
         ev.type = PARLEY_EV_DISCONNECTED;
+        omemo_give_up(p, PARLEY_ERR_CLOSED);
         ev.error = p->err = PARLEY_ERR_CLOSED;
         ev.error_text = "disconnected";
         ev.retry_in_ms = -1;
@@ -456,6 +459,7 @@ static void handle_failure(parley *p)
         client_log(p, 1, "reconnecting in %d ms (attempt %d)", ev.retry_in_ms, p->attempts + 1);
     } else {
         p->want_online = 0;
+        omemo_give_up(p, p->err == PARLEY_ERR_CLOSED ? PARLEY_ERR_CLOSED : PARLEY_ERR_UNREACHABLE);
     }
     client_emit(p, &ev);
 }

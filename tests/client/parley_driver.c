@@ -5,13 +5,15 @@
  *
  *   parley-driver --jid J --password-file F --ca-file F --server H:P
  *                 [--archive-sync N] [--carbons 0|1] [--last ARCHIVE=ID]...
+ *                 [--reconnect MIN_MS] [--reconnect-attempts N]
  *
  * Commands: join ROOM NICK [PASSWORD] | leave ROOM | send ROOM TEXT | msg JID TEXT |
  *   topic ROOM TEXT | invite ROOM JID [REASON] | kick ROOM NICK [REASON] |
  *   ban ROOM JID [REASON] | list [SERVICE] | who ROOM | fetch ARCHIVE WITH AFTER MAX |
  *   last ARCHIVE | quit      ("-" stands for an absent ARCHIVE, WITH or AFTER) |
  *   nick ROOM NICK | affiliation ROOM JID AFFILIATION [REASON] | destroy ROOM [REASON] |
- *   config ROOM | configure ROOM VAR=VALUE...   (answers: "done" and "config" events)
+ *   config ROOM | configure ROOM VAR=VALUE...   (answers: "done" and "config" events) |
+ *   e2e_ready   (the ack's detail: "1" once this sign-in's OMEMO keys are published)
  * Each command answers {"event":"ack","cmd":...,"error":...} once issued. */
 #include "../../src/client/cli/json.h"
 #include "../../src/client/parley.h"
@@ -257,6 +259,9 @@ static int command(parley *p, char *line)
         const char *id = parley_archive_last(p, word(&s, 1));
         ack(cmd, PARLEY_OK, id);
         return 0;
+    } else if (!strcmp(cmd, "e2e_ready")) { /* "1" once this sign-in published its keys */
+        ack(cmd, PARLEY_OK, parley_e2e_ready(p) ? "1" : "0");
+        return 0;
     }
     ack(cmd, e, NULL);
     return 0;
@@ -286,6 +291,8 @@ int main(int argc, char **argv)
             o.carbons = atoi(v);
         else if (!strcmp(k, "--reconnect")) /* N: reconnect after a lost session, min back-off N ms */
             o.reconnect = 1, o.reconnect_min_ms = atoi(v), o.reconnect_max_ms = 4 * atoi(v);
+        else if (!strcmp(k, "--reconnect-attempts")) /* N: give up after N failed attempts */
+            o.reconnect_max_attempts = atoi(v);
         else if (!strcmp(k, "--last") && nlast < 8)
             lasts[nlast++] = v;
         else {

@@ -385,7 +385,14 @@ void omemo_on_offline(parley *p, parley_error err)
         return;
     c->ready = 0;
     c->published = 0;
-    omemo_queue_fail_all(p, err, "the connection was lost before the message could be sent");
+    omemo_queue_hold(p, err);
+}
+
+void omemo_give_up(parley *p, parley_error err)
+{
+    if (p->omemo)
+        omemo_queue_fail_all(p, err, "not sent: the connection was lost before the "
+                             "recipient's encryption keys could be fetched");
 }
 
 void omemo_timers(parley *p, int64_t now_ms)

@@ -4,7 +4,9 @@
  *   omemo_on_online             publish this device's keys on PEP, or withdraw them, as
  *                               the admin policy says (each sign-in)
  *   omemo_on_policy             the policy changed while online
- *   omemo_on_offline            the session ended: queued messages fail with a reason
+ *   omemo_on_offline            the connection was lost: queued messages wait for the
+ *                               next session (those queued too long fail with a reason)
+ *   omemo_give_up               no more connection attempts: queued messages fail
  *   omemo_send                  every message parley_send_message sends goes through here
  *   omemo_handle_message        every received message: decrypts, applies the policy,
  *                               follows device list notifications; 1 = consumed
@@ -25,6 +27,7 @@ void omemo_free(omemo_ctx *c);
 void omemo_on_online(parley *p);
 void omemo_on_policy(parley *p);
 void omemo_on_offline(parley *p, parley_error err);
+void omemo_give_up(parley *p, parley_error err);
 
 parley_error omemo_send(parley *p, const char *to, const char *type, const char *body,
                         const char *id);

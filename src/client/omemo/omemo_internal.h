@@ -69,6 +69,9 @@ void omemo_pump(parley *p);
 
 /* ---- omemo_send.c */
 void omemo_queue_fail_all(parley *p, parley_error err, const char *why);
+/* The connection was lost: keep the queue for the next session (fetches start over),
+ * refusing the messages that waited too long. */
+void omemo_queue_hold(parley *p, parley_error err);
 void omemo_queue_free(omemo_ctx *c);
 /* Send an empty message (no payload) to one device of bare, addressed to `to` (the full
  * JID it wrote from, so other resources of the account are not bothered): confirms a

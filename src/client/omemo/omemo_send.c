@@ -5,7 +5,13 @@
  * our own device lists are fetched (if not fresh) and then the bundles of devices we have
  * no session with yet; then it is encrypted to every usable device (the recipient's and
  * our other ones). With no usable device of the recipient it goes out in plaintext if the
- * policy allows (and the user is told), or is refused with a reason. */
+ * policy allows (and the user is told), or is refused with a reason.
+ *
+ * The queue is not on the stream yet, so XEP-0198 cannot carry it across a lost
+ * connection, and the key fetches die with the connection (their IQs are not repeated):
+ * while the client reconnects, the queue is kept and starts over at the device lists once
+ * online again, resumed or bound anew. A message waits at most OM_SEND_WAIT_MS across lost
+ * connections, and is refused (the user told it was not sent) when the client gives up. */
 #include "omemo_internal.h"
 
 #include "../../common/util.h"
@@ -20,12 +26,16 @@
 #define FALLBACK_BODY "[This message is end-to-end encrypted with OMEMO (urn:xmpp:omemo:2); " \
                       "your client cannot decrypt it.]"
 
+/* How long a message may wait for a connection on which its keys can be fetched. */
+#define OM_SEND_WAIT_MS (120 * 1000)
+
 enum { ST_LISTS = 0, ST_WAIT_LISTS, ST_BUNDLES, ST_WAIT_BUNDLES, ST_SEND };
 
 struct om_out {
     char *id, *to, *bare, *type, *body;
     int stage;
     uint32_t heal;  /* != 0: an empty message with a new key exchange to this device */
+    int64_t give_up_ms; /* refused if a lost connection finds it still queued after this */
     om_out *next;
 };
 
@@ -91,6 +101,34 @@ void omemo_queue_fail_all(parley *p, parley_error err, const char *why)
         out_free(o);
     }
     c->queue_tail = NULL;
+}
+
+void omemo_queue_hold(parley *p, parley_error err)
+{
+    omemo_ctx *c = p->omemo;
+    int64_t now = time_mono_ms();
+    om_out *keep = NULL, **tail = &keep;
+    c->queue_tail = NULL;
+    while (c->queue) {
+        om_out *o = c->queue;
+        c->queue = o->next;
+        o->next = NULL;
+        if (o->heal || now >= o->give_up_ms) {
+            /* healing is redone per sign-in anyway; a user's message is told about */
+            if (!o->heal)
+                emit_refused(p, o->id, o->to, err,
+                             "not sent: the connection was lost while the recipient's "
+                             "encryption keys were being fetched, and it did not come back "
+                             "in time");
+            out_free(o);
+            continue;
+        }
+        o->stage = ST_LISTS; /* the fetches died with the connection: ask again */
+        *tail = o;
+        tail = &o->next;
+        c->queue_tail = o;
+    }
+    c->queue = keep;
 }
 
 /* No end-to-end encryption possible for this message: plaintext if allowed. */
@@ -592,6 +630,7 @@ parley_error omemo_send(parley *p, const char *to, const char *type, const char 
     o->bare = jid_normalize_bare(to);
     o->type = xstrdup(type);
     o->body = xstrdup(body);
+    o->give_up_ms = time_mono_ms() + OM_SEND_WAIT_MS;
     enqueue(p->omemo, o);
     omemo_pump(p);
     return PARLEY_OK;
