@@ -281,6 +281,41 @@ def test_policy_both_true_remote_without_e2e(parleyd, tmp_path):
     del bob
 
 
+def test_malformed_device_list_is_no_reason_to_send_plaintext(parleyd, tmp_path):
+    """e2e_aes=true, e2e_plain=true, and bob's published OMEMO device list is garbage (a
+    broken client, or whoever can alter PEP): his devices are unknown, not absent, so the
+    message is NOT sent in plaintext; the user is told it was not sent. Bob then publishes
+    a valid list: the same command sends encrypted."""
+    import xml.etree.ElementTree as ET
+    alice = parleyd.account("alice") + history_args(tmp_path, "alice")
+
+    async def scenario():
+        bob = await peer_for(parleyd, "bob").start()
+        la = await AsyncListener.start(*alice, "--count", "1", "--timeout", "5")
+        await la.stop()  # alice's keys are published
+        await wait_devices(bob, "bob")
+        good = (await bob.items(f"bob@{DOMAIN}", "urn:xmpp:omemo:2:devices", None)).find(
+            "{urn:xmpp:omemo:2}devices")
+        bad = ET.Element("{urn:xmpp:omemo:2}devices")
+        ET.SubElement(bad, "{urn:xmpp:omemo:2}device", {"id": "not-a-number"})
+        await bob.publish("urn:xmpp:omemo:2:devices", "current", bad, False)
+        rc, _, err = await parley_async("send", "--to", f"bob@{DOMAIN}", "--message",
+                                        "must not go out in plaintext", "-v", *alice)
+        assert rc != 0, err
+        assert "not sent" in err and "malformed" in err, err
+        assert "sent to bob@" not in err, err
+        with pytest.raises(asyncio.TimeoutError):
+            await bob.next_message(2)
+        await bob.publish("urn:xmpp:omemo:2:devices", "current", good, False)
+        rc, _, err = await parley_async("send", "--to", f"bob@{DOMAIN}", "--message",
+                                        "now encrypted", "-v", *alice)
+        assert rc == 0, err
+        got = await bob.next_message(20)
+        assert got["encrypted"] is True and got["body"] == "now encrypted", got
+        bob.disconnect()
+    run(scenario())
+
+
 def test_policy_aes_true_plain_false(parleyd, tmp_path):
     """e2e_aes=true, e2e_plain=false: encrypted with an OMEMO peer; to and from a remote
     without it nothing goes, with a clear error each time."""

@@ -103,6 +103,7 @@ void omemo_list_update(parley *p, const char *bare, const om_device_entry *d, si
     memcpy(l->d, d, n * sizeof *d);
     l->n = n;
     l->ok = 1;
+    l->unknown = 0;
     l->fetched_ms = time_mono_ms();
     /* the store remembers which devices are listed (for trust display and `parley keys`) */
     int verified_any = 0;

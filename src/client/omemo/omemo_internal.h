@@ -23,6 +23,8 @@ typedef struct om_devlist {
     int ok;              /* the last fetch (or notification) gave a list (maybe empty) */
     int fetching;        /* a fetch is in flight */
     char error[160];     /* why the last fetch failed ("" if it did not) */
+    int unknown;         /* the last fetch got no usable answer (no answer at all, or a
+                          * malformed list): its devices are unknown, not absent */
 } om_devlist;
 
 typedef struct om_out om_out;

@@ -167,12 +167,16 @@ static void on_list(parley *p, const parley_stanza *res, parley_error err, void 
         if (err == PARLEY_OK && devs && om_devices_parse(devs, d, &n, why, sizeof why) != OM_OK) {
             omemo_notice(p, bare, 0, 0, "the OMEMO %s of %s was refused", why, bare);
             l->ok = 0;
+            l->unknown = 1;
             snprintf(l->error, sizeof l->error, "its device list is malformed");
         } else if (err == PARLEY_OK || (etext && strncmp(etext, "item-not-found", 14) == 0)) {
             omemo_list_update(p, bare, d, n); /* no node: no devices */
             l->error[0] = '\0';
         } else {
+            /* An error answer is the server saying there is nothing for us (no PEP,
+             * not allowed to see it); no answer at all says nothing. */
             l->ok = 0;
+            l->unknown = !res || err == PARLEY_ERR_TIMEOUT || err == PARLEY_ERR_UNREACHABLE;
             snprintf(l->error, sizeof l->error, "its device list could not be fetched (%s)",
                      etext ? etext : parley_strerror(err));
         }
@@ -454,6 +458,16 @@ static void encrypt_and_send(parley *p, om_out *o)
     add_targets(p, ts, o->bare, 1);
     if (!str_eq(o->bare, p->account_bare))
         add_targets(p, ts, p->account_bare, 0);
+    if (ts->nrecipient == 0 && rl->unknown) {
+        /* Sending in plaintext because an answer was lost or garbled would let a network
+         * fault, or whoever caused it, decide that a message goes unencrypted. */
+        char text[300];
+        snprintf(text, sizeof text, "not sent: %s: %s; nothing was sent without end-to-end "
+                 "encryption, try again", o->bare, rl->error);
+        emit_refused(p, o->id, o->to, PARLEY_ERR_UNREACHABLE, text);
+        free(ts);
+        return;
+    }
     if (ts->nrecipient == 0) {
         const char *why = !rl->ok && rl->error[0] ? rl->error
                           : ts->untrusted ? "none of its devices is trusted (verify them with "
