@@ -156,8 +156,8 @@ async def wait_connected(drv, n, timeout=20.0):
 
 async def warm_up(alice, bob):
     """A message alice -> bob before the link is cut: her end-to-end session with bob's
-    device is set up (its key fetch is an IQ, which a lost connection does not repeat), so
-    what she sends later goes out at once and only stream management carries it."""
+    device is set up, so what she sends later goes out at once and only stream management
+    carries it (a message still waiting for keys is test_client_sm_omemo.py's case)."""
     assert await alice.cmd(f"msg {BOB} warming up") == 0
     await wait_bodies(bob, ["warming up"])
 
