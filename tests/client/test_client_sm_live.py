@@ -154,6 +154,29 @@ async def wait_connected(drv, n, timeout=20.0):
         await asyncio.sleep(0.05)
 
 
+def through_proxy(parleyd, logdir, scenario, alice_args=(), bob_args=(), timeout=90):
+    """Run `await scenario(proxy, alice, bob)`: alice (resource desk, reconnecting) reaches
+    parleyd through a Proxy, bob (laptop) directly; both are connected first, and the
+    drivers and the proxy are closed however it ends."""
+    proxy = Proxy(parleyd.c2s_port)
+
+    async def main():
+        alice = Driver(parleyd, "alice", "desk", logdir, "--server", f"{HOST}:{proxy.port}",
+                       *RECONNECT, *alice_args)
+        bob = Driver(parleyd, "bob", "laptop", logdir, *bob_args)
+        try:
+            await wait_connected(alice, 1)
+            await wait_connected(bob, 1)
+            await scenario(proxy, alice, bob)
+        finally:
+            await alice.close()
+            await bob.close()
+    try:
+        run(main, timeout=timeout)
+    finally:
+        proxy.close()
+
+
 async def warm_up(alice, bob):
     """A message alice -> bob before the link is cut: her end-to-end session with bob's
     device is set up, so what she sends later goes out at once and only stream management
@@ -163,100 +186,72 @@ async def warm_up(alice, bob):
 
 
 def test_cut_connection_resumes_every_message_once_both_ways(parleyd, logdir):  # noqa: F811
-    proxy = Proxy(parleyd.c2s_port)
-
-    async def scenario():
-        alice = Driver(parleyd, "alice", "desk", logdir, "--server", f"{HOST}:{proxy.port}",
-                       *RECONNECT)
-        bob = Driver(parleyd, "bob", "laptop", logdir)
-        try:
-            await wait_connected(alice, 1)
-            await wait_connected(bob, 1)
-            await bob.cmd(f"msg {ALICE} before the cut")
-            await wait_bodies(alice, ["before the cut"])
-            await warm_up(alice, bob)
-            # the link dies without either end noticing: what goes in is lost
-            proxy.mode = "dead"
-            await asyncio.sleep(0.3)
-            assert await alice.cmd(f"msg {BOB} written into the dead link") == 0
-            for i in range(5):
-                assert await bob.cmd(f"msg {ALICE} lost on the wire {i}") == 0
-            await asyncio.sleep(0.5)
-            # then both ends see it reset; more is said while alice is away
-            proxy.cut()
-            await asyncio.sleep(0.5)
-            for i in range(5):
-                assert await bob.cmd(f"msg {ALICE} while away {i}") == 0
-            await asyncio.sleep(0.5)
-            assert "written into the dead link" not in bodies(bob)
-            proxy.restore()
-            await wait_connected(alice, 2)
-            want = [f"lost on the wire {i}" for i in range(5)] + \
-                   [f"while away {i}" for i in range(5)]
-            await wait_bodies(alice, want)
-            await wait_bodies(bob, ["written into the dead link"])
-            assert bodies(alice).count("before the cut") == 1
-            # the session went on: nothing was sent again as on a new session
-            assert not alice.all("resent"), alice.all("resent")
-            assert f"resumed {ALICE}/desk" in server_log(parleyd)
-            # and it keeps working both ways
-            assert await alice.cmd(f"msg {BOB} after the resumption") == 0
-            await wait_bodies(bob, ["after the resumption"])
-        finally:
-            await alice.close()
-            await bob.close()
-    try:
-        run(scenario)
-    finally:
-        proxy.close()
+    async def scenario(proxy, alice, bob):
+        await bob.cmd(f"msg {ALICE} before the cut")
+        await wait_bodies(alice, ["before the cut"])
+        await warm_up(alice, bob)
+        # the link dies without either end noticing: what goes in is lost
+        proxy.mode = "dead"
+        await asyncio.sleep(0.3)
+        assert await alice.cmd(f"msg {BOB} written into the dead link") == 0
+        for i in range(5):
+            assert await bob.cmd(f"msg {ALICE} lost on the wire {i}") == 0
+        await asyncio.sleep(0.5)
+        # then both ends see it reset; more is said while alice is away
+        proxy.cut()
+        await asyncio.sleep(0.5)
+        for i in range(5):
+            assert await bob.cmd(f"msg {ALICE} while away {i}") == 0
+        await asyncio.sleep(0.5)
+        assert "written into the dead link" not in bodies(bob)
+        proxy.restore()
+        await wait_connected(alice, 2)
+        want = [f"lost on the wire {i}" for i in range(5)] + \
+               [f"while away {i}" for i in range(5)]
+        await wait_bodies(alice, want)
+        await wait_bodies(bob, ["written into the dead link"])
+        assert bodies(alice).count("before the cut") == 1
+        # the session went on: nothing was sent again as on a new session
+        assert not alice.all("resent"), alice.all("resent")
+        assert f"resumed {ALICE}/desk" in server_log(parleyd)
+        # and it keeps working both ways
+        assert await alice.cmd(f"msg {BOB} after the resumption") == 0
+        await wait_bodies(bob, ["after the resumption"])
+    through_proxy(parleyd, logdir, scenario)
 
 
 def test_no_resumption_after_restart_binds_anew_and_resends_each_once(parleyd, logdir):  # noqa: F811
-    proxy = Proxy(parleyd.c2s_port)
-
-    async def scenario():
-        alice = Driver(parleyd, "alice", "desk", logdir, "--server", f"{HOST}:{proxy.port}",
-                       *RECONNECT)
-        bob = Driver(parleyd, "bob", "laptop", logdir, *RECONNECT)
-        try:
-            await wait_connected(alice, 1)
-            await wait_connected(bob, 1)
-            await warm_up(alice, bob)
-            # the server gets these, but its acknowledgements never reach alice
-            proxy.mode = "up"
-            await asyncio.sleep(0.3)
-            for i in range(2):
-                assert await alice.cmd(f"msg {BOB} delivered, never acked {i}") == 0
-            await wait_bodies(bob, [f"delivered, never acked {i}" for i in range(2)])
-            # and these the server never gets
-            proxy.mode = "dead"
-            await asyncio.sleep(0.3)
-            for i in range(2):
-                assert await alice.cmd(f"msg {BOB} never arrived {i}") == 0
-            await asyncio.sleep(0.5)
-            proxy.cut()
-            # a new server process: the old session cannot be resumed
-            parleyd.stop()
-            parleyd.start()
-            proxy.restore()
-            await wait_connected(alice, 2, timeout=30)
+    async def scenario(proxy, alice, bob):
+        await warm_up(alice, bob)
+        # the server gets these, but its acknowledgements never reach alice
+        proxy.mode = "up"
+        await asyncio.sleep(0.3)
+        for i in range(2):
+            assert await alice.cmd(f"msg {BOB} delivered, never acked {i}") == 0
+        await wait_bodies(bob, [f"delivered, never acked {i}" for i in range(2)])
+        # and these the server never gets
+        proxy.mode = "dead"
+        await asyncio.sleep(0.3)
+        for i in range(2):
+            assert await alice.cmd(f"msg {BOB} never arrived {i}") == 0
+        await asyncio.sleep(0.5)
+        proxy.cut()
+        # a new server process: the old session cannot be resumed
+        parleyd.stop()
+        parleyd.start()
+        proxy.restore()
+        await wait_connected(alice, 2, timeout=30)
+        resent = alice.all("resent")
+        deadline = time.monotonic() + 10
+        while len(resent) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
             resent = alice.all("resent")
-            deadline = time.monotonic() + 10
-            while len(resent) < 4 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                resent = alice.all("resent")
-            assert len(resent) == 4, resent
-            assert all(ev["to"].startswith(BOB) and ev["id"] for ev in resent), resent
-            assert len({ev["id"] for ev in resent}) == 4, resent
-            await wait_connected(bob, 2, timeout=30)
-            want = [f"delivered, never acked {i}" for i in range(2)] + \
-                   [f"never arrived {i}" for i in range(2)]
-            await wait_bodies(bob, want, timeout=30)
-            assert len(alice.all("resent")) == 4  # once each, not again
-        finally:
-            await alice.close()
-            await bob.close()
-    try:
-        run(scenario, timeout=120)
-    finally:
-        proxy.close()
+        assert len(resent) == 4, resent
+        assert all(ev["to"].startswith(BOB) and ev["id"] for ev in resent), resent
+        assert len({ev["id"] for ev in resent}) == 4, resent
+        await wait_connected(bob, 2, timeout=30)
+        want = [f"delivered, never acked {i}" for i in range(2)] + \
+               [f"never arrived {i}" for i in range(2)]
+        await wait_bodies(bob, want, timeout=30)
+        assert len(alice.all("resent")) == 4  # once each, not again
+    through_proxy(parleyd, logdir, scenario, bob_args=RECONNECT, timeout=120)

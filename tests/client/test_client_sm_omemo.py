@@ -14,10 +14,9 @@ clients under the default policy.
 import asyncio
 import time
 
-from rooms_util import Driver, run
-from test_client import HOST, parleyd  # noqa: F401  (parleyd is a fixture)
-from test_client_sm_live import ALICE, BOB, RECONNECT, Proxy, bodies, logdir  # noqa: F401
-from test_client_sm_live import server_log, wait_bodies, wait_connected
+from test_client import parleyd  # noqa: F401  (parleyd is a fixture)
+from test_client_sm_live import ALICE, BOB, RECONNECT, bodies, logdir  # noqa: F401 (logdir: a fixture)
+from test_client_sm_live import server_log, through_proxy, wait_bodies, wait_connected
 
 TEXT = "first contact, written while the keys were being fetched"
 
@@ -67,95 +66,53 @@ async def delivered_once_encrypted(alice, bob):
 
 
 def test_message_waiting_for_keys_is_sent_after_resumption(parleyd, logdir):  # noqa: F811
-    proxy = Proxy(parleyd.c2s_port)
-
-    async def scenario():
-        alice = Driver(parleyd, "alice", "desk", logdir, "--server", f"{HOST}:{proxy.port}",
-                       *RECONNECT)
-        bob = Driver(parleyd, "bob", "laptop", logdir)
-        try:
-            await wait_connected(alice, 1)
-            await wait_connected(bob, 1)
-            await e2e_ready(alice)
-            await e2e_ready(bob)
-            await send_into_dead_link(proxy, alice)
-            proxy.restore()
-            await wait_connected(alice, 2)
-            await delivered_once_encrypted(alice, bob)
-            assert f"resumed {ALICE}/desk" in server_log(parleyd)
-        finally:
-            await alice.close()
-            await bob.close()
-    try:
-        run(scenario)
-    finally:
-        proxy.close()
+    async def scenario(proxy, alice, bob):
+        await e2e_ready(alice)
+        await e2e_ready(bob)
+        await send_into_dead_link(proxy, alice)
+        proxy.restore()
+        await wait_connected(alice, 2)
+        await delivered_once_encrypted(alice, bob)
+        assert f"resumed {ALICE}/desk" in server_log(parleyd)
+    through_proxy(parleyd, logdir, scenario)
 
 
 def test_message_waiting_for_keys_is_sent_on_a_new_session(parleyd, logdir):  # noqa: F811
-    proxy = Proxy(parleyd.c2s_port)
-
-    async def scenario():
-        alice = Driver(parleyd, "alice", "desk", logdir, "--server", f"{HOST}:{proxy.port}",
-                       *RECONNECT)
-        bob = Driver(parleyd, "bob", "laptop", logdir, *RECONNECT)
-        try:
-            await wait_connected(alice, 1)
-            await wait_connected(bob, 1)
-            await e2e_ready(alice)
-            await e2e_ready(bob)
-            await send_into_dead_link(proxy, alice)
-            # a new server process: the old session cannot be resumed, alice binds anew
-            parleyd.stop()
-            parleyd.start()
-            proxy.restore()
-            await wait_connected(alice, 2, timeout=30)
-            await wait_connected(bob, 2, timeout=30)
-            await delivered_once_encrypted(alice, bob)
-        finally:
-            await alice.close()
-            await bob.close()
-    try:
-        run(scenario, timeout=120)
-    finally:
-        proxy.close()
+    async def scenario(proxy, alice, bob):
+        await e2e_ready(alice)
+        await e2e_ready(bob)
+        await send_into_dead_link(proxy, alice)
+        # a new server process: the old session cannot be resumed, alice binds anew
+        parleyd.stop()
+        parleyd.start()
+        proxy.restore()
+        await wait_connected(alice, 2, timeout=30)
+        await wait_connected(bob, 2, timeout=30)
+        await delivered_once_encrypted(alice, bob)
+    through_proxy(parleyd, logdir, scenario, bob_args=RECONNECT, timeout=120)
 
 
 def test_message_waiting_for_keys_is_refused_when_the_client_gives_up(parleyd, logdir):  # noqa: F811
-    proxy = Proxy(parleyd.c2s_port)
-
-    async def scenario():
-        alice = Driver(parleyd, "alice", "desk", logdir, "--server", f"{HOST}:{proxy.port}",
-                       *RECONNECT, "--reconnect-attempts", "2")
-        bob = Driver(parleyd, "bob", "laptop", logdir)
-        try:
-            await wait_connected(alice, 1)
-            await wait_connected(bob, 1)
-            await e2e_ready(alice)
-            await e2e_ready(bob)
-            await send_into_dead_link(proxy, alice)
-            # the link never comes back: after its attempts alice stops, and says so before
-            # she reports herself offline for good (the driver then exits)
-            deadline = time.monotonic() + 30
-            while alice.proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert alice.proc.poll() is not None, "alice did not give up"
-            await asyncio.sleep(0.3)  # the reader thread takes the last lines
-            with alice.lock:
-                events = [e for e in alice.events if e["event"] in ("message", "disconnected")]
-            refused = [i for i, e in enumerate(events) if e.get("type") == "error"]
-            assert len(refused) == 1, events
-            ev = events[refused[0]]
-            assert ev["from"].startswith(BOB) and ev["id"], ev
-            assert "not sent" in ev["error_text"], ev
-            assert events[-1]["event"] == "disconnected" and refused[0] < len(events) - 1, \
-                f"refused only after the final disconnection: {events}"
-            assert TEXT not in bodies(bob)
-            assert not [e for e in alice.all("sent") if e.get("to", "").startswith(BOB)]
-        finally:
-            await alice.close()
-            await bob.close()
-    try:
-        run(scenario)
-    finally:
-        proxy.close()
+    async def scenario(proxy, alice, bob):
+        await e2e_ready(alice)
+        await e2e_ready(bob)
+        await send_into_dead_link(proxy, alice)
+        # the link never comes back: after its attempts alice stops, and says so before
+        # she reports herself offline for good (the driver then exits)
+        deadline = time.monotonic() + 30
+        while alice.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert alice.proc.poll() is not None, "alice did not give up"
+        await asyncio.sleep(0.3)  # the reader thread takes the last lines
+        with alice.lock:
+            events = [e for e in alice.events if e["event"] in ("message", "disconnected")]
+        refused = [i for i, e in enumerate(events) if e.get("type") == "error"]
+        assert len(refused) == 1, events
+        ev = events[refused[0]]
+        assert ev["from"].startswith(BOB) and ev["id"], ev
+        assert "not sent" in ev["error_text"], ev
+        assert events[-1]["event"] == "disconnected" and refused[0] < len(events) - 1, \
+            f"refused only after the final disconnection: {events}"
+        assert TEXT not in bodies(bob)
+        assert not [e for e in alice.all("sent") if e.get("to", "").startswith(BOB)]
+    through_proxy(parleyd, logdir, scenario, alice_args=["--reconnect-attempts", "2"])
