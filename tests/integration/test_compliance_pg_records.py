@@ -9,7 +9,6 @@ domain: the room's home records its occupants' joins and leaves, the other nodes
 """
 import asyncio
 import hashlib
-import time
 
 import pytest
 
@@ -20,6 +19,7 @@ from nodes_util import DOMAIN as NODES_DOMAIN
 from test_nodes_rooms import gc, instant, member, unavailable, until
 from test_nodes_rooms import join as node_join
 from test_policy import condition
+from test_compliance import wait_rows
 from test_compliance_store import Database, assert_verifies, pg_base, pg_rows, sqlite_rows
 from test_upload import https, request_slot, upload_server
 
@@ -59,17 +59,6 @@ class Archive:
 def archive(request):
     """Tests take it before `server`, so that the database outlives the server."""
     return Archive(request.param, request)
-
-
-async def until_rows(fn, n=1, timeout=5.0):
-    """fn() once it returns at least n rows (audit events are committed with the next
-    flush, a moment after what caused them), or what it returns at the time-out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = fn()
-        if len(rows) >= n or time.monotonic() > deadline:
-            return rows
-        await asyncio.sleep(0.1)
 
 
 def detail_fields(detail):
@@ -139,7 +128,7 @@ def test_room_occupants_joins_and_leaves_in_order_with_room_messages(archive, se
         groupchat(a, rjid, "m3 alone")
         await a.wait_for("message", gc_body(rjid, "m3 alone"))
         await a.plugin["xep_0045"].destroy(rjid, "done", timeout=5)
-        return await until_rows(lambda: archive.audit(
+        return await wait_rows(lambda: archive.audit(
             srv, "event IN ('room-join', 'room-leave')"), 10)
     events = run(scenario)
 
@@ -190,7 +179,7 @@ def test_room_occupant_closing_its_stream_is_disconnected(archive, server, run):
         a, = await logins(cl, "alice")
         await create(a, "standing", "alice", config={"persistentroom": "1"})
         await a.close()
-        return await until_rows(lambda: archive.audit(srv, "event LIKE 'room-%'"), 2)
+        return await wait_rows(lambda: archive.audit(srv, "event LIKE 'room-%'"), 2)
     events = run(scenario)
     assert [(e["event"], e["actor"], detail_fields(e["detail"]).get("reason"))
             for e in events] == [("room-join", "alice@localhost/alice", None),
@@ -303,7 +292,7 @@ def test_file_upload_and_download_recorded(archive, server, run):
         assert (await asyncio.to_thread(https, srv, "PUT", put, data))[0] == 201
         st, _, body = await asyncio.to_thread(https, srv, "GET", get)
         assert st == 200 and body == data
-        return await until_rows(lambda: archive.messages(srv, "kind = 'file'"), 2)
+        return await wait_rows(lambda: archive.messages(srv, "kind = 'file'"), 2)
     rows = run(scenario)
     sha = hashlib.sha256(data).hexdigest()
     assert [(r["type"], r["outcome"]) for r in rows] == \
@@ -349,7 +338,7 @@ def test_room_on_another_node_home_records_occupants_once(cluster, run):
         await bob.wait_for("mucp", unavailable(rjid, "alice"), timeout=10)
         alice2 = await member(n1, "alice", resource="two")
         await node_join(alice2, rjid, "alice2")
-        await until_rows(lambda: room_events(n2), 6, 10)
+        await wait_rows(lambda: room_events(n2), 6, 10)
         assert n2.stop() == []
         await alice2.close()
         await bob.close()
