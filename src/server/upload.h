@@ -16,9 +16,11 @@
 #define UPLOAD_SLOT_SECONDS 300 /* a granted slot must be used within this */
 
 /* Refused downloads are recorded (who tried to fetch what), but anyone can make them:
- * at most UPLOAD_REFUSED_PER_MINUTE records per client address per minute, the rest only
- * logged; the last UPLOAD_REFUSED_TRACKED addresses are tracked. */
+ * at most UPLOAD_REFUSED_PER_MINUTE records per client address per minute, and
+ * UPLOAD_REFUSED_ALL_PER_MINUTE from all addresses together (many addresses are cheap),
+ * the rest only logged; the last UPLOAD_REFUSED_TRACKED addresses are tracked. */
 #define UPLOAD_REFUSED_PER_MINUTE 10
+#define UPLOAD_REFUSED_ALL_PER_MINUTE 120
 #define UPLOAD_REFUSED_TRACKED 64
 
 typedef struct refused_tally {
@@ -33,6 +35,7 @@ typedef struct upload {
     int64_t next_sweep_ms;            /* expiry sweep */
     struct dict *uploading;           /* slot ids with a PUT in progress */
     refused_tally refused[UPLOAD_REFUSED_TRACKED];
+    refused_tally refused_all; /* every address together (addr unused) */
 } upload;
 
 /* Start the service if https_port is set: storage directory, key, libmagic, the

@@ -434,9 +434,22 @@ static void get_recorded(server *srv, int ok, void *ud)
     free(w);
 }
 
-/* May a refused download from peer ("ADDR:PORT") be recorded? Per address, at most
- * UPLOAD_REFUSED_PER_MINUTE a minute (upload.h), so that refused requests, which need no
- * account, cannot flood the compliance archive. */
+/* Count one more in t's minute; 1 while that keeps it within cap. */
+static int tally_take(refused_tally *t, int64_t now, int cap)
+{
+    if (now - t->window_ms >= 60000) {
+        t->window_ms = now;
+        t->n = 0;
+    }
+    if (t->n >= cap)
+        return 0;
+    t->n++;
+    return 1;
+}
+
+/* May a refused download from peer ("ADDR:PORT") be recorded? Refused requests need no
+ * account: their records are capped per address and in all (upload.h), so that they
+ * cannot flood the compliance archive. */
 static int refusal_recordable(upload *u, const char *peer)
 {
     char addr[64];
@@ -458,11 +471,8 @@ static int refusal_recordable(upload *u, const char *peer)
         t->window_ms = now;
         t->n = 0;
     }
-    if (now - t->window_ms >= 60000) {
-        t->window_ms = now;
-        t->n = 0;
-    }
-    return ++t->n <= UPLOAD_REFUSED_PER_MINUTE;
+    return tally_take(t, now, UPLOAD_REFUSED_PER_MINUTE) &&
+           tally_take(&u->refused_all, now, UPLOAD_REFUSED_ALL_PER_MINUTE);
 }
 
 /* Refuse a GET or HEAD of file id (its metadata m when known, else NULL) and record

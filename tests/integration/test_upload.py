@@ -75,13 +75,15 @@ async def wait_records(srv, n=1, timeout=5.0, **where):
         await asyncio.sleep(0.1)
 
 
-def https(srv, method, url, body=None, headers=None, timeout=10):
-    """One request with certificate and name verification; (status, headers, body)."""
+def https(srv, method, url, body=None, headers=None, timeout=10, source=None):
+    """One request with certificate and name verification; (status, headers, body).
+    source: the loopback address to connect from (127.0.0.x)."""
     u = urllib.parse.urlsplit(url) if url.startswith("https://") else None
     path = (u.path if u else url)
     # The certificate names the XMPP domain, and "localhost" is the loopback address.
     conn = http.client.HTTPSConnection(DOMAIN, srv.https_port, timeout=timeout,
-                                       context=client_ctx(srv))
+                                       context=client_ctx(srv),
+                                       source_address=(source, 0) if source else None)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
@@ -773,6 +775,19 @@ def test_refused_downloads_recorded_per_address_at_a_bounded_rate(server, run):
         rows = await wait_records(srv, 10, type="download", outcome="refused")
         assert len(rows) == 10, len(rows)  # at most 10 a minute from one address
         assert "not recorded (too many this minute)" in srv.log_text()
+        # many addresses are cheap: all of them together get at most 120 a minute
+        for k in range(13):
+            for i in range(10):
+                st, _, _ = await asyncio.to_thread(https, srv, "GET",
+                                                   f"/file/{fid}/{'%064x' % i}/target.txt",
+                                                   source=f"127.0.0.{10 + k}")
+                assert st == 403
+        await asyncio.sleep(0.5)
+        rows = await wait_records(srv, 120, type="download", outcome="refused")
+        assert len(rows) == 120, len(rows)
+        assert len({re.search(r"peer=['\"]([^:'\"]+):", r["stanza"]).group(1)
+                    for r in rows}) == 12, \
+            "the first address and eleven more filled the minute"
         # the owner of the link still downloads, and that is recorded as ever
         assert (await asyncio.to_thread(https, srv, "GET", get))[0] == 200
         assert await wait_records(srv, type="download", outcome="downloaded")
