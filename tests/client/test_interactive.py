@@ -69,7 +69,11 @@ class Term:
             s = self.screen()
             found = re.search(pattern, s, re.M) is not None
             if found != absent:
-                return s
+                # A match may be caught mid-redraw, with the lines that follow it not yet
+                # drawn: give the client a moment and return the settled screen.
+                time.sleep(0.15)
+                settled = self.screen()
+                return settled if (re.search(pattern, settled, re.M) is not None) != absent else s
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name}: {'still' if absent else 'never'} "
                                      f"matched {pattern!r}; screen:\n{s}")
@@ -179,8 +183,9 @@ def test_chat_default_mode(parleyd, tmux_dir):  # noqa: F811
 
     # the keys: this device's fingerprint and bob's devices with their trust
     alice.type("/fingerprint")
-    s = alice.wait(r"this device \(\d+\): [0-9a-f]{8} ")
-    assert re.search(rf"bob@{DOMAIN} device \d+", s) and "[trusted" in s, s
+    alice.wait(r"this device \(\d+\): [0-9a-f]{8} ")
+    # the listing is drawn in more than one pass: wait for bob's devices too
+    alice.wait(rf"bob@{DOMAIN} device \d+(.|\n)*\[trusted")
 
     # a reply reaches bob's client
     alice.type("thanks bob")
