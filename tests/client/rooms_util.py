@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 import slixmpp
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -210,3 +211,14 @@ def sanitizer_reports(d):
                 with open(os.path.join(d, n), errors="replace") as f:
                     out.append(f"==== {n} ====\n{f.read()}")
     return out
+
+
+@pytest.fixture
+def logdir(tmp_path):
+    """Where the drivers write; fails the test on any sanitizer report from them."""
+    d = str(tmp_path / "clients")
+    yield d
+    reports = sanitizer_reports(d)
+    for r in reports:
+        print(r)
+    assert not reports, "sanitizer reports from the driver"

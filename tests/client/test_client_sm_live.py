@@ -20,9 +20,8 @@ import struct
 import threading
 import time
 
-import pytest
 
-from rooms_util import Driver, run, sanitizer_reports
+from rooms_util import Driver, logdir, run  # noqa: F401 (logdir: a fixture)
 from test_client import DOMAIN, HOST, parleyd  # noqa: F401  (parleyd is a fixture)
 from testports import free_port
 
@@ -113,16 +112,6 @@ class Proxy:
         self.running = False
         self.cut()
         self.listener.close()
-
-
-@pytest.fixture
-def logdir(tmp_path):
-    d = str(tmp_path / "clients")
-    yield d
-    reports = sanitizer_reports(d)
-    for r in reports:
-        print(r)
-    assert not reports, "sanitizer reports from the driver"
 
 
 def bodies(drv, kind="message"):

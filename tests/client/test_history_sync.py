@@ -8,23 +8,12 @@ results are refused.
 
     PARLEY_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/client/test_history_sync.py
 """
-import pytest
 
-from rooms_util import Driver, Peer, room, run, sanitizer_reports
+from rooms_util import Driver, Peer, logdir, room, run  # noqa: F401 (logdir: a fixture)
 from test_client import DOMAIN, parleyd  # noqa: F401  (parleyd is a fixture)
 
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
 CARBON_RECEIVED, CARBON_SENT = 1, 2
-
-
-@pytest.fixture
-def logdir(tmp_path):
-    d = str(tmp_path / "clients")
-    yield d
-    reports = sanitizer_reports(d)
-    for r in reports:
-        print(r)
-    assert not reports, "sanitizer reports from the driver"
 
 
 async def converse(alice, bob, n):

@@ -6,23 +6,12 @@ the clear errors for a wrong room password and other bad input.
 
     PARLEY_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/client/test_rooms.py
 """
-import pytest
 
-from rooms_util import Driver, Peer, room, run, sanitizer_reports
+from rooms_util import Driver, Peer, logdir, room, run  # noqa: F401 (logdir: a fixture)
 from test_client import DOMAIN, parleyd  # noqa: F401  (parleyd is a fixture)
 
 OK, INVALID, STATE = 0, 1, 8
 KICKED, BANNED, EXITED, REFUSED = 5, 6, 4, 11
-
-
-@pytest.fixture
-def logdir(tmp_path):
-    d = str(tmp_path / "clients")
-    yield d
-    reports = sanitizer_reports(d)
-    for r in reports:
-        print(r)
-    assert not reports, "sanitizer reports from the driver"
 
 
 def test_join_talk_subject_who_leave_with_slixmpp_occupant(parleyd, logdir):  # noqa: F811
