@@ -23,6 +23,7 @@
 #include "sm.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -108,14 +109,23 @@ static int raise_fd_limit(int want)
     return (int)rl.rlim_cur;
 }
 
-/* tls_threads: -1 means one thread per online CPU (at most 64). */
+/* The CPUs this process may run on: its affinity mask (taskset, a container's cpuset)
+ * rather than the machine's, so that threads are not started for CPUs it cannot use. */
+static int usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online < 1 ? 1 : (int)online;
+}
+
+/* tls_threads: -1 means one thread per usable CPU (at most 64). */
 static int start_tls_pool(server *srv)
 {
     int n = srv->cfg.tls_threads;
-    if (n < 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus < 1 ? 1 : (int)cpus;
-    }
+    if (n < 0)
+        n = usable_cpus();
     if (n > 64)
         n = 64;
     if (n == 0)

@@ -8,6 +8,8 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from conftest import DOMAIN, HOST, RawStream, client_ctx
 
 
@@ -185,6 +187,22 @@ def test_tls_threads_zero_handshakes_in_the_loop(server):
 
 def test_default_is_one_thread_per_cpu(server):
     srv = server()
-    n = os.sysconf("SC_NPROCESSORS_ONLN")
+    n = len(os.sched_getaffinity(0))
     assert f"TLS handshakes on {n} thread{'' if n == 1 else 's'}" in srv.log_text()
     assert login(srv, 2, False) == f"carol@{DOMAIN}/r2"
+
+
+def test_default_counts_only_the_cpus_parleyd_may_run_on(server):
+    """Under taskset or a container's cpuset parleyd starts one handshake thread per CPU
+    it may use, not one per CPU of the machine."""
+    mine = os.sched_getaffinity(0)
+    if len(mine) < 2:
+        pytest.skip("needs a machine with two CPUs to restrict parleyd to one")
+    os.sched_setaffinity(0, {min(mine)})  # this thread only; parleyd inherits it
+    try:
+        srv = server()
+    finally:
+        os.sched_setaffinity(0, mine)
+    assert "TLS handshakes on 1 thread" in srv.log_text()
+    assert "TLS handshakes on 1 threads" not in srv.log_text()
+    assert not many_logins(srv, 8, workers=4)
