@@ -75,11 +75,16 @@ int64_t time_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int64_t time_mono_ms(void)
+int64_t time_mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t time_mono_ms(void)
+{
+    return time_mono_us() / 1000;
 }
 
 void time_format_utc(int64_t us, char out[TIME_UTC_LEN])

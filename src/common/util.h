@@ -17,8 +17,10 @@ char *xstrndup(const char *s, size_t n);
 /* printf into a freshly allocated string. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Microseconds since the Unix epoch (wall clock) and a monotonic clock in milliseconds. */
+/* Microseconds since the Unix epoch (wall clock), and a monotonic clock in microseconds
+ * and in milliseconds. */
 int64_t time_now_us(void);
+int64_t time_mono_us(void);
 int64_t time_mono_ms(void);
 
 /* Room for any time_format_utc() result. */

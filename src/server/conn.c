@@ -24,6 +24,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* CPU time the event loop gives handshakes per iteration when it does them itself
+ * (tls_threads = 0, and the outbound ones). A step may sign with the private key, about
+ * 1 ms with RSA-2048: once the budget is spent the loop serves everyone else who is
+ * ready and takes up the other handshakes on the next iteration, so a login storm delays
+ * the established sessions by a few milliseconds, not by a whole batch of hundreds of
+ * handshakes. A smaller budget costs the storm more: 2 ms gave ~17 % fewer logins/s than
+ * no budget, 8 ms ~9 % (bench/RESULTS.md, "Handshakes in the loop"). */
+#define LOOP_HANDSHAKE_BUDGET_US 8000
+
 struct conn {
     server *srv;
     int fd;
@@ -566,7 +575,11 @@ static void on_fd_event(ev_loop *loop, int fd, void *ud, int mask)
         return;
     }
     if (c->handshaking) {
+        if (c->srv->loop_handshake_us >= LOOP_HANDSHAKE_BUDGET_US)
+            return; /* the level-triggered watch brings it back next iteration */
+        int64_t start = time_mono_us();
         do_handshake(c);
+        c->srv->loop_handshake_us += time_mono_us() - start;
         if (c->handshaking || c->closing)
             return;
     }

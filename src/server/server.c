@@ -58,9 +58,11 @@ static void before_sleep(ev_loop *loop, void *ud)
     /* Records first: the messages they release are then written out in the same pass.
      * The users' archive commits before any output leaves: an <a/> or a delivery never
      * precedes the archive rows of the messages it stands for (mam.c). */
-    compliance_flush(ud);
-    mam_flush(ud);
-    conn_flush_all(ud);
+    server *srv = ud;
+    compliance_flush(srv);
+    mam_flush(srv);
+    conn_flush_all(srv);
+    srv->loop_handshake_us = 0;
 }
 
 static void on_signal(ev_loop *loop, int signo, void *ud)
@@ -120,7 +122,8 @@ static int usable_cpus(void)
     return online < 1 ? 1 : (int)online;
 }
 
-/* tls_threads: -1 means one thread per usable CPU (at most 64). */
+/* tls_threads: -1 means one thread per usable CPU (at most 64). Even with one CPU a
+ * thread beats handshakes in the loop (bench/RESULTS.md, "Handshakes in the loop"). */
 static int start_tls_pool(server *srv)
 {
     int n = srv->cfg.tls_threads;
@@ -128,8 +131,10 @@ static int start_tls_pool(server *srv)
         n = usable_cpus();
     if (n > 64)
         n = 64;
-    if (n == 0)
+    if (n == 0) {
+        log_info("TLS handshakes in the event loop");
         return 0;
+    }
     srv->tls_pool = tls_pool_new(srv->loop, n);
     if (!srv->tls_pool) {
         log_error("cannot start %d TLS handshake threads", n);

@@ -57,6 +57,7 @@ typedef struct server {
     int spare_fd;               /* reserve fd released to shed connections on EMFILE */
     int exit_code;
     struct tls_pool *tls_pool;  /* TLS handshake threads, NULL with tls_threads = 0 (tls_pool.h) */
+    int64_t loop_handshake_us;  /* time the loop spent on handshakes this iteration (conn.c) */
 } server;
 
 /* Bring everything up from a loaded config: store, TLS, listeners. Returns 0, or -1 after

@@ -1,8 +1,11 @@
 """TLS handshakes on the handshake threads (tls_threads, src/server/tls_pool.c): many
 concurrent logins over direct TLS and STARTTLS, stalled or garbage-speaking clients that
 must not hold anyone else up, the handshake timeout while a handshake is on a thread,
-shutdown with handshakes in flight, TLS 1.3 resumption, and tls_threads = 0."""
+shutdown with handshakes in flight, TLS 1.3 resumption, and tls_threads = 0, where a
+burst of handshakes must not hold up the established sessions."""
 import os
+import select
+import signal
 import socket
 import ssl
 import time
@@ -181,6 +184,7 @@ def test_tls13_ticket_resumes_on_threads(server):
 def test_tls_threads_zero_handshakes_in_the_loop(server):
     srv = server(extra=["tls_threads = 0"])
     assert "TLS handshakes on" not in srv.log_text()
+    assert "TLS handshakes in the event loop" in srv.log_text()
     failures = many_logins(srv, 40, workers=10)
     assert not failures, failures[:5]
 
@@ -206,3 +210,56 @@ def test_default_counts_only_the_cpus_parleyd_may_run_on(server):
     assert "TLS handshakes on 1 thread" in srv.log_text()
     assert "TLS handshakes on 1 threads" not in srv.log_text()
     assert not many_logins(srv, 8, workers=4)
+
+
+def wait_for_fds(pid, at_least, timeout=10.0):
+    """Until process pid has at least that many open files (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(f"/proc/{pid}/fd")) < at_least:
+        assert time.monotonic() < deadline, "parleyd did not accept the connections"
+        time.sleep(0.02)
+
+
+def test_a_burst_of_80_client_hellos_does_not_hold_up_an_established_session(server):
+    """With the handshakes in the event loop, 80 ClientHellos that arrive together (each
+    costs an RSA-2048 signature) are not all answered before an established session's
+    ping that arrived just after them: the loop gives handshakes a few milliseconds
+    per iteration and serves the ping in between. parleyd is stopped while the input
+    queues up, so the burst is the same on any machine; what is counted is order (how
+    many ServerHellos were out when the pong arrived), not time."""
+    srv = server(extra=["tls_threads = 0"])
+    alice = RawStream.direct_tls(srv, timeout=30)
+    alice.login(srv, "alice", "ping", direct=True)
+    fds_before = len(os.listdir(f"/proc/{srv.pid()}/fd"))
+    storm = [socket.create_connection((HOST, srv.tls_port), timeout=30) for _ in range(80)]
+    ctx = ssl.create_default_context()
+    ctx.set_alpn_protocols(["xmpp-client"])
+    hellos = []
+    for _ in storm:
+        out = ssl.MemoryBIO()
+        with pytest.raises(ssl.SSLWantReadError):
+            ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=DOMAIN).do_handshake()
+        hellos.append(out.read())
+    try:
+        wait_for_fds(srv.pid(), fds_before + len(storm))  # all accepted, waiting for input
+        os.kill(srv.pid(), signal.SIGSTOP)
+        try:
+            for sock, hello in zip(storm, hellos):
+                sock.sendall(hello)
+            alice.send(f"<iq type='get' id='burst-ping' to='{DOMAIN}'>"
+                       "<ping xmlns='urn:xmpp:ping'/></iq>")
+        finally:
+            os.kill(srv.pid(), signal.SIGCONT)
+        alice.read_until(r"<iq\b[^>]*id=['\"]burst-ping", timeout=60)
+        answered = len(select.select(storm, [], [], 0)[0])
+        assert answered < len(storm) // 2, (
+            f"{answered} of {len(storm)} handshakes were answered before the ping")
+        # The others are answered too, and the server stays up.
+        for sock in storm:
+            sock.settimeout(30)
+            assert sock.recv(5)[:1] == b"\x16", "no ServerHello"
+        assert srv.alive()
+    finally:
+        for sock in storm:
+            sock.close()
+        alice.close()
