@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* CPU time the event loop gives handshakes per iteration when it does them itself
+/* Time the event loop gives handshakes per iteration when it does them itself
  * (tls_threads = 0, and the outbound ones). A step may sign with the private key, about
  * 1 ms with RSA-2048: once the budget is spent the loop serves everyone else who is
  * ready and takes up the other handshakes on the next iteration, so a login storm delays
