@@ -47,16 +47,23 @@ def many_logins(srv, n, workers=50, direct=None):
         return [r for r in ex.map(one, range(n)) if r]
 
 
-def client_hello_start():
-    """The first bytes of a real ClientHello (a client that stops mid-handshake)."""
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ssl.create_default_context().wrap_bio(inc, out, server_hostname=DOMAIN)
+def client_hello(ctx=None):
+    """A real ClientHello, as the first flight of a client made from ctx."""
+    out = ssl.MemoryBIO()
+    obj = (ctx or ssl.create_default_context()).wrap_bio(ssl.MemoryBIO(), out,
+                                                          server_hostname=DOMAIN)
     try:
         obj.do_handshake()
     except ssl.SSLWantReadError:
         pass
     hello = out.read()
     assert len(hello) > 100, hello
+    return hello
+
+
+def client_hello_start():
+    """The first bytes of a real ClientHello (a client that stops mid-handshake)."""
+    hello = client_hello()
     return hello[:len(hello) // 2]
 
 
@@ -212,10 +219,14 @@ def test_default_counts_only_the_cpus_parleyd_may_run_on(server):
     assert not many_logins(srv, 8, workers=4)
 
 
+def open_files(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def wait_for_fds(pid, at_least, timeout=10.0):
     """Until process pid has at least that many open files (bounded in time)."""
     deadline = time.monotonic() + timeout
-    while len(os.listdir(f"/proc/{pid}/fd")) < at_least:
+    while open_files(pid) < at_least:
         assert time.monotonic() < deadline, "parleyd did not accept the connections"
         time.sleep(0.02)
 
@@ -230,16 +241,11 @@ def test_a_burst_of_80_client_hellos_does_not_hold_up_an_established_session(ser
     srv = server(extra=["tls_threads = 0"])
     alice = RawStream.direct_tls(srv, timeout=30)
     alice.login(srv, "alice", "ping", direct=True)
-    fds_before = len(os.listdir(f"/proc/{srv.pid()}/fd"))
+    fds_before = open_files(srv.pid())
     storm = [socket.create_connection((HOST, srv.tls_port), timeout=30) for _ in range(80)]
     ctx = ssl.create_default_context()
     ctx.set_alpn_protocols(["xmpp-client"])
-    hellos = []
-    for _ in storm:
-        out = ssl.MemoryBIO()
-        with pytest.raises(ssl.SSLWantReadError):
-            ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=DOMAIN).do_handshake()
-        hellos.append(out.read())
+    hellos = [client_hello(ctx) for _ in storm]
     try:
         wait_for_fds(srv.pid(), fds_before + len(storm))  # all accepted, waiting for input
         os.kill(srv.pid(), signal.SIGSTOP)
