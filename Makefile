@@ -7,6 +7,7 @@
 #                 profilers first: scripts/deps.sh bench)
 #   make bench-compare   Parley, Prosody and ejabberd side by side (bench/compare)
 #   make bench-nodes     chat on one Parley node, three nodes and Prosody (bench/nodes)
+#   make bench-tls-floor what a bare TLS handshake costs each server and nginx (bench/tls-floor)
 
 PREFIX ?= /usr/local
 BUILD := build
@@ -14,7 +15,8 @@ TEST_BUILD := build-test
 VAR := var
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test install bench bench-build bench-compare clean bench-nodes
+.PHONY: all deps build run test install bench bench-build bench-compare clean bench-nodes \
+	bench-tls-floor
 
 all: build
 
@@ -57,6 +59,9 @@ bench-compare: bench-build
 
 bench-nodes: bench-build
 	@/usr/bin/python3 bench/nodes --build $(BENCH_BUILD)
+
+bench-tls-floor: bench-build
+	@/usr/bin/python3 bench/tls-floor --build $(BENCH_BUILD)
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD)
